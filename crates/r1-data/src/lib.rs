@@ -1,0 +1,18 @@
+//! r1-data: demonstrations in, Robot-R1 question sets out.
+//!
+//! * [`episode`]: the episode model every reader produces and every writer consumes
+//!   (end-effector poses, gripper flag, joint velocities, camera images and calibration,
+//!   environment metadata).
+//! * [`qa`]: one question-answer sample, the contract between r1-data and the trainers
+//!   (Hugging Face chat `messages`, options, typed answer, ground-truth states).
+//!
+//! Further modules (native format, RLBench and LeRobot readers, keypoint discovery, QA
+//! builders, dataset writer) build on these two.
+
+pub mod episode;
+pub mod error;
+pub mod qa;
+
+pub use episode::{Camera, EnvMetadata, Episode, ImageRef, Pose, SceneObject, Step};
+pub use error::{DataError, Result};
+pub use qa::{Answer, ContentPart, GroundTruth, Message, QaSample, QaType, SftTargets};
