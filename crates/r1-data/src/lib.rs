@@ -12,6 +12,7 @@
 pub mod episode;
 pub mod error;
 pub mod qa;
+pub mod rlbench;
 
 pub use episode::{Camera, EnvMetadata, Episode, ImageRef, Pose, SceneObject, Step};
 pub use error::{DataError, Result};
