@@ -11,6 +11,11 @@
 
 pub mod episode;
 pub mod error;
+mod fsutil;
+pub mod keypoints;
+pub mod movement;
+pub mod native;
+pub mod prompts;
 pub mod qa;
 pub mod rlbench;
 
