@@ -13,11 +13,14 @@ pub mod episode;
 pub mod error;
 mod fsutil;
 pub mod keypoints;
+pub mod lerobot;
 pub mod movement;
 pub mod native;
 pub mod prompts;
 pub mod qa;
+pub mod qa_build;
 pub mod rlbench;
+pub mod source;
 
 pub use episode::{Camera, EnvMetadata, Episode, ImageRef, Pose, SceneObject, Step};
 pub use error::{DataError, Result};
