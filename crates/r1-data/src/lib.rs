@@ -9,6 +9,7 @@
 //! Further modules (native format, RLBench and LeRobot readers, keypoint discovery, QA
 //! builders, dataset writer) build on these two.
 
+pub mod dataset;
 pub mod episode;
 pub mod error;
 mod fsutil;
