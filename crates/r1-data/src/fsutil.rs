@@ -14,7 +14,7 @@ const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 
 /// A temporary folder that becomes `target` on [`StagedDir::commit`] and is deleted if
 /// dropped uncommitted.
-pub(crate) struct StagedDir {
+pub struct StagedDir {
     tmp: PathBuf,
     target: PathBuf,
     committed: bool,
@@ -22,7 +22,7 @@ pub(crate) struct StagedDir {
 
 impl StagedDir {
     /// Creates the temporary sibling of `target` (and `target`'s parent if needed).
-    pub(crate) fn new(target: &Path) -> Result<Self> {
+    pub fn new(target: &Path) -> Result<Self> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let name = target
             .file_name()
@@ -44,13 +44,13 @@ impl StagedDir {
     }
 
     /// Where to write the content.
-    pub(crate) fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.tmp
     }
 
     /// Moves the finished folder into place. An existing `target` is replaced only when
     /// `replace` is set, and removed only after the new folder is in place.
-    pub(crate) fn commit(mut self, replace: bool) -> Result<()> {
+    pub fn commit(mut self, replace: bool) -> Result<()> {
         let old = if self.target.exists() {
             if !replace {
                 return Err(DataError::Config(format!(
@@ -92,7 +92,7 @@ impl Drop for StagedDir {
 
 /// Writes `image` as a PNG file at `dest`. PNG sources are copied byte for byte; anything
 /// else (JPEG) is decoded and re-encoded. Relative `ImageRef::Path`s resolve against `base`.
-pub(crate) fn write_png(image: &ImageRef, base: &Path, dest: &Path) -> Result<()> {
+pub fn write_png(image: &ImageRef, base: &Path, dest: &Path) -> Result<()> {
     match image {
         ImageRef::Encoded(bytes) if bytes.starts_with(PNG_SIGNATURE) => {
             std::fs::write(dest, bytes).map_err(|e| DataError::io(dest, e))
@@ -110,6 +110,6 @@ pub(crate) fn write_png(image: &ImageRef, base: &Path, dest: &Path) -> Result<()
 }
 
 /// Creates `dir` and its parents.
-pub(crate) fn create_dir(dir: &Path) -> Result<()> {
+pub fn create_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))
 }

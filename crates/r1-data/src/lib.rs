@@ -12,7 +12,7 @@
 pub mod dataset;
 pub mod episode;
 pub mod error;
-mod fsutil;
+pub mod fsutil;
 pub mod keypoints;
 pub mod lerobot;
 pub mod movement;
