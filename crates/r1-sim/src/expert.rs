@@ -104,7 +104,9 @@ pub fn trajectory(home: Vec3, open: bool, waypoints: &[Waypoint]) -> Trajectory 
     let (mut at, mut flag) = (home, open);
     for (k, w) in waypoints.iter().enumerate() {
         for f in profile(frames_for(norm(sub(w.position, at)))) {
-            t.tips.push(lerp(at, w.position, f));
+            // The last frame lands on the waypoint exactly (`lerp` at 1 may be off by an
+            // ulp), so that the hold that follows has exactly zero velocity.
+            t.tips.push(if f == 1.0 { w.position } else { lerp(at, w.position, f) });
             t.gripper_open.push(flag);
             t.subtask.push(k);
         }
