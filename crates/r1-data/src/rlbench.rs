@@ -289,7 +289,7 @@ fn f64_array(v: &Value) -> std::result::Result<(Vec<usize>, Vec<f64>), String> {
                 .ok_or("numpy array with an invalid shape")?;
             let count: usize = shape.iter().product();
             let big_endian = matches!(&state[2], Value::Tuple(d) if matches!(d.get(1), Some(Value::String(o)) if o == ">"));
-            let item = if count == 0 { 8 } else { raw.len() / count };
+            let item = raw.len().checked_div(count).unwrap_or(8);
             if count * item != raw.len() || !(item == 8 || item == 4) {
                 return Err(format!(
                     "numpy array of shape {shape:?} with {} bytes is not a float32/float64 array",
@@ -312,6 +312,11 @@ fn f64_array(v: &Value) -> std::result::Result<(Vec<usize>, Vec<f64>), String> {
             }
             Ok((shape, values))
         }
+        // serde-pickle records an object in the pickle memo before its `__setstate__` runs,
+        // so a second reference to one shared array comes back as an unresolved global.
+        Value::None => Err("expected a numpy array, found None (or a reference to an array shared with an \
+                            earlier field, which cannot be decoded)"
+            .into()),
         other => Err(format!("expected a numpy array, found {}", kind(other))),
     }
 }

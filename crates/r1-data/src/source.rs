@@ -1,0 +1,239 @@
+//! Format detection and loading: turns any supported path into validated episodes.
+//!
+//! The path may be one episode folder, a task folder, a dataset root, or any folder above
+//! them. Below it, [`load_episodes`] finds (in natural order: `episode2` before `episode10`)
+//! * native episode folders (holding [`native::EPISODE_FILE`]),
+//! * RLBench episode folders (holding [`rlbench::LOW_DIM_FILE`], stock or PerAct layout),
+//! * LeRobot dataset roots (holding `meta/info.json`),
+//!
+//! and does not look inside them for more. A file path stands for its folder.
+//!
+//! With [`LoadOptions::strict`] the first broken episode (or unreadable LeRobot dataset) is the
+//! error; otherwise it is recorded in [`Loaded::skipped`] and loading goes on. Episodes whose
+//! id (`task/variation/episode`) was already loaded are broken too: QA splits go by episode
+//! id, so two demonstrations must not share one (PerAct's train and test splits of a task
+//! do, so load them separately).
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::episode::Episode;
+use crate::error::{DataError, Result};
+use crate::lerobot::{self, StateMap};
+use crate::{native, rlbench};
+
+/// How deep below the given path demonstrations are looked for (PerAct's
+/// `<split>/<task>/all_variations/episodes/episode<E>` is five levels).
+const MAX_DEPTH: usize = 8;
+
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Stop at the first broken episode instead of skipping it.
+    pub strict: bool,
+    /// Cameras to import, by name (`front`, `wrist`; LeRobot also takes the full feature key).
+    /// Empty: RLBench's `front`; every camera of native episodes and LeRobot datasets.
+    pub cameras: Vec<String>,
+    /// LeRobot state layout, when the feature names do not tell it (see [`StateMap`]).
+    pub state_map: Option<StateMap>,
+}
+
+/// What [`load_episodes`] found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Validated episodes with where they came from: the episode folder (native, RLBench) or
+    /// the parquet file (LeRobot).
+    pub episodes: Vec<(PathBuf, Episode)>,
+    /// Broken episodes (or LeRobot datasets / data files) that were skipped, with the reason.
+    pub skipped: Vec<(PathBuf, DataError)>,
+}
+
+/// One unit of input found below the path.
+#[derive(Clone, Debug, PartialEq)]
+enum Source {
+    Native(PathBuf),
+    RlBench(PathBuf),
+    LeRobot(PathBuf),
+}
+
+/// Loads every demonstration at or below `path` (see the module docs). Fails when nothing is
+/// found, when `strict` and anything is broken, and when every episode found is broken.
+pub fn load_episodes(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
+    let sources = find_sources(path)?;
+    if sources.is_empty() {
+        return Err(DataError::invalid(
+            path,
+            "no demonstrations found: expected native episode folders (episode.json), RLBench episode \
+             folders (low_dim_obs.pkl) or LeRobot datasets (meta/info.json) at or below this path",
+        ));
+    }
+    let mut loaded = Loaded::default();
+    let mut ids: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut accept = |loaded: &mut Loaded, origin: PathBuf, episode: Result<Episode>| -> Result<()> {
+        let episode = episode.and_then(|e| match ids.get(&e.id()) {
+            Some(first) => Err(DataError::invalid(
+                &origin,
+                format!("episode {} was already loaded from {}", e.id(), first.display()),
+            )),
+            None => Ok(e),
+        });
+        match episode {
+            Ok(e) => {
+                ids.insert(e.id(), origin.clone());
+                loaded.episodes.push((origin, e));
+            }
+            Err(e) if opts.strict => return Err(e),
+            Err(e) => loaded.skipped.push((origin, e)),
+        }
+        Ok(())
+    };
+    for source in sources {
+        match source {
+            Source::Native(dir) => {
+                let episode = native::read_episode(&dir).and_then(|e| select_cameras(e, &opts.cameras, &dir));
+                accept(&mut loaded, dir, episode)?;
+            }
+            Source::RlBench(dir) => {
+                let pkl = dir.join(rlbench::LOW_DIM_FILE);
+                let episode = rlbench::read_episode(&dir, &opts.cameras).and_then(|e| e.validate(&pkl).map(|()| e));
+                accept(&mut loaded, dir, episode)?;
+            }
+            Source::LeRobot(root) => match lerobot::read_dataset(&root, &opts.cameras, opts.state_map.as_ref()) {
+                Ok(episodes) => {
+                    for (file, episode) in episodes {
+                        let episode = episode.and_then(|e| e.validate(&file).map(|()| e));
+                        accept(&mut loaded, file, episode)?;
+                    }
+                }
+                Err(e) => accept(&mut loaded, root, Err(e))?,
+            },
+        }
+    }
+    if loaded.episodes.is_empty() {
+        let (first, error) = &loaded.skipped[0];
+        return Err(DataError::invalid(
+            path,
+            format!(
+                "none of the {} episodes found could be read; the first ({}): {error}",
+                loaded.skipped.len(),
+                first.display()
+            ),
+        ));
+    }
+    Ok(loaded)
+}
+
+/// Keeps only the named cameras of a native episode (all when `names` is empty).
+fn select_cameras(mut episode: Episode, names: &[String], dir: &Path) -> Result<Episode> {
+    if names.is_empty() {
+        return Ok(episode);
+    }
+    if let Some(missing) = names.iter().find(|n| !episode.cameras.iter().any(|c| &c.name == *n)) {
+        let found: Vec<&str> = episode.cameras.iter().map(|c| c.name.as_str()).collect();
+        return Err(DataError::invalid(dir, format!("no camera {missing:?} (cameras: [{}])", found.join(", "))));
+    }
+    episode.cameras.retain(|c| names.contains(&c.name));
+    for step in &mut episode.steps {
+        step.images.retain(|camera, _| names.contains(camera));
+    }
+    Ok(episode)
+}
+
+/// The demonstrations at or below `path`, in natural order.
+fn find_sources(path: &Path) -> Result<Vec<Source>> {
+    let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
+    // A file stands for its folder (`.../episode3/low_dim_obs.pkl`, `.../episode.json`).
+    let start = if meta.is_file() { path.parent().unwrap_or(Path::new(".")) } else { path };
+    let mut sources = Vec::new();
+    walk(start, 0, &mut sources)?;
+    Ok(sources)
+}
+
+fn walk(dir: &Path, depth: usize, out: &mut Vec<Source>) -> Result<()> {
+    if native::is_native_episode(dir) {
+        out.push(Source::Native(dir.to_path_buf()));
+    } else if rlbench::is_episode_dir(dir) {
+        out.push(Source::RlBench(dir.to_path_buf()));
+    } else if lerobot::is_dataset_root(dir) {
+        out.push(Source::LeRobot(dir.to_path_buf()));
+    } else if depth < MAX_DEPTH {
+        let mut children: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
+            .map_err(|e| DataError::io(dir, e))?
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| entry.path().is_dir())
+            .filter_map(|entry| Some((entry.file_name().into_string().ok()?, entry.path())))
+            .filter(|(name, _)| !name.starts_with('.'))
+            .collect();
+        children.sort_by(|a, b| natural_cmp(&a.0, &b.0));
+        for (_, child) in children {
+            walk(&child, depth + 1, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Orders names with their digit runs compared as numbers: `episode2 < episode10`. Runs of
+/// equal value but different zero padding fall back to the text, so the order stays total.
+pub fn natural_cmp(a: &str, b: &str) -> Ordering {
+    let (mut x, mut y) = (a, b);
+    loop {
+        match (x.chars().next(), y.chars().next()) {
+            (None, None) => return a.cmp(b),
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(c), Some(d)) if c.is_ascii_digit() && d.is_ascii_digit() => {
+                let (p, q) = (digit_run(x), digit_run(y));
+                let (pt, qt) = (p.trim_start_matches('0'), q.trim_start_matches('0'));
+                // Without leading zeros, a longer run is a larger number.
+                let by_value = pt.len().cmp(&qt.len()).then_with(|| pt.cmp(qt));
+                if by_value != Ordering::Equal {
+                    return by_value;
+                }
+                (x, y) = (&x[p.len()..], &y[q.len()..]);
+            }
+            (Some(c), Some(d)) => {
+                if c != d {
+                    return c.cmp(&d);
+                }
+                (x, y) = (&x[c.len_utf8()..], &y[d.len_utf8()..]);
+            }
+        }
+    }
+}
+
+fn digit_run(s: &str) -> &str {
+    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn natural_order_examples() {
+        let mut names = vec!["episode10", "episode2", "episode1", "variation0", "episode02", "a"];
+        names.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(names, ["a", "episode1", "episode02", "episode2", "episode10", "variation0"]);
+    }
+
+    proptest! {
+        /// Numbered names sort by number.
+        #[test]
+        fn numbers_sort_numerically(a in 0u64..1_000_000, b in 0u64..1_000_000) {
+            let (x, y) = (format!("episode{a}"), format!("episode{b}"));
+            prop_assert_eq!(natural_cmp(&x, &y), a.cmp(&b));
+        }
+
+        /// A total order: antisymmetric, equal only for equal strings, transitive.
+        #[test]
+        fn natural_order_is_total(a in "[a0-2]{0,6}", b in "[a0-2]{0,6}", c in "[a0-2]{0,6}") {
+            prop_assert_eq!(natural_cmp(&a, &b), natural_cmp(&b, &a).reverse());
+            prop_assert_eq!(natural_cmp(&a, &b) == Ordering::Equal, a == b);
+            if natural_cmp(&a, &b) != Ordering::Greater && natural_cmp(&b, &c) != Ordering::Greater {
+                prop_assert_ne!(natural_cmp(&a, &c), Ordering::Greater);
+            }
+        }
+    }
+}
