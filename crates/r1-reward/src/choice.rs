@@ -80,7 +80,10 @@ pub fn choice_reward(answer: &str, options: &BTreeMap<String, String>, correct: 
 pub fn check_options(options: &BTreeMap<String, String>, correct: &str) -> Result<(), SampleError> {
     for (label, text) in options {
         if label.is_empty() || !label.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(SampleError::BadOption { label: label.clone(), reason: "labels must be ASCII letters or digits" });
+            return Err(SampleError::BadOption {
+                label: label.clone(),
+                reason: "labels must be ASCII letters or digits",
+            });
         }
         if normalised(text).next().is_none() {
             return Err(SampleError::BadOption { label: label.clone(), reason: "the option text is blank" });

@@ -36,10 +36,11 @@ impl Component {
 impl std::str::FromStr for Component {
     type Err = RewardError;
     fn from_str(s: &str) -> Result<Self, RewardError> {
-        Self::ALL
-            .into_iter()
-            .find(|c| c.name() == s)
-            .ok_or_else(|| RewardError::UnknownName { what: "reward component", name: s.into(), expected: "format or answer" })
+        Self::ALL.into_iter().find(|c| c.name() == s).ok_or_else(|| RewardError::UnknownName {
+            what: "reward component",
+            name: s.into(),
+            expected: "format or answer",
+        })
     }
 }
 
@@ -274,7 +275,8 @@ mod tests {
 
     #[test]
     fn config_round_trips_and_refuses_bad_weights() {
-        let config = RewardConfig { format: FormatMode::Paper, position: PositionMetric::L2, weights: Weights([0.0, 2.0]) };
+        let config =
+            RewardConfig { format: FormatMode::Paper, position: PositionMetric::L2, weights: Weights([0.0, 2.0]) };
         let json = serde_json::to_string(&config).unwrap();
         assert_eq!(serde_json::from_str::<RewardConfig>(&json).unwrap(), config);
         assert_eq!(serde_json::from_str::<RewardConfig>("{}").unwrap(), RewardConfig::default());
@@ -287,7 +289,12 @@ mod tests {
         let weights = "format=0.5,answer=2".parse().unwrap();
         let f = RewardFn::new(RewardConfig { weights, ..RewardConfig::default() });
         let r = f
-            .score_parts("<think>x</think><answer>[[B]]</answer>", QaType::Movement, Some(&options()), &Answer::Label("B".into()))
+            .score_parts(
+                "<think>x</think><answer>[[B]]</answer>",
+                QaType::Movement,
+                Some(&options()),
+                &Answer::Label("B".into()),
+            )
             .unwrap();
         assert_eq!((r.format(), r.answer(), r.total()), (1.0, 1.0, 2.5));
         assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"format":1.0,"answer":1.0,"total":2.5}"#);
@@ -296,7 +303,12 @@ mod tests {
     #[test]
     fn answer_needs_an_answer_not_the_format() {
         let f = RewardFn::default();
-        let r = f.score_parts("[[B]] <answer>move down</answer>", QaType::Movement, Some(&options()), &Answer::Label("B".into()));
+        let r = f.score_parts(
+            "[[B]] <answer>move down</answer>",
+            QaType::Movement,
+            Some(&options()),
+            &Answer::Label("B".into()),
+        );
         assert_eq!(r.map(|r| (r.format(), r.answer(), r.total())), Ok((0.0, 1.0, 1.0)));
         let r = f.score_parts("<think>B</think>", QaType::Movement, Some(&options()), &Answer::Label("B".into()));
         assert_eq!(r.map(|r| r.total()), Ok(0.0));
@@ -306,11 +318,21 @@ mod tests {
     fn dispatches_on_the_answer() {
         let f = RewardFn::new(RewardConfig { position: PositionMetric::L1, ..RewardConfig::default() });
         let open = f
-            .score_parts("<think>t</think><answer>[0.1, 0.2, 0.3]</answer>", QaType::WaypointOpen, None, &Answer::Position([0.1, 0.2, 0.5]))
+            .score_parts(
+                "<think>t</think><answer>[0.1, 0.2, 0.3]</answer>",
+                QaType::WaypointOpen,
+                None,
+                &Answer::Position([0.1, 0.2, 0.5]),
+            )
             .unwrap();
         assert!((open.answer() - 0.8).abs() < 1e-12);
         let movement = f
-            .score_parts("<think>t</think><answer>move down</answer>", QaType::Movement, None, &Answer::Movement("move down and slightly left".into()))
+            .score_parts(
+                "<think>t</think><answer>move down</answer>",
+                QaType::Movement,
+                None,
+                &Answer::Movement("move down and slightly left".into()),
+            )
             .unwrap();
         assert_eq!(movement.answer(), 0.5);
     }
@@ -324,10 +346,19 @@ mod tests {
         let err = |qa_type, options, answer: &Answer| f.score_parts(c, qa_type, options, answer).unwrap_err();
         assert!(matches!(err(QaType::WaypointOpen, Some(&opts), &label), SampleError::AnswerKind { .. }));
         assert_eq!(err(QaType::Waypoint, None, &label), SampleError::NoOptions);
-        assert!(matches!(err(QaType::Waypoint, Some(&opts), &Answer::Label("C".into())), SampleError::UnknownLabel { .. }));
+        assert!(matches!(
+            err(QaType::Waypoint, Some(&opts), &Answer::Label("C".into())),
+            SampleError::UnknownLabel { .. }
+        ));
         assert!(matches!(err(QaType::Waypoint, None, &Answer::Position([0.0; 3])), SampleError::AnswerKind { .. }));
-        assert!(matches!(err(QaType::WaypointOpen, None, &Answer::Position([f64::NAN, 0.0, 0.0])), SampleError::NonFiniteTarget(_)));
+        assert!(matches!(
+            err(QaType::WaypointOpen, None, &Answer::Position([f64::NAN, 0.0, 0.0])),
+            SampleError::NonFiniteTarget(_)
+        ));
         assert!(matches!(err(QaType::Movement, None, &Answer::Movement("stay".into())), SampleError::Movement { .. }));
-        assert!(matches!(err(QaType::CurrentState, None, &Answer::Movement("up".into())), SampleError::AnswerKind { .. }));
+        assert!(matches!(
+            err(QaType::CurrentState, None, &Answer::Movement("up".into())),
+            SampleError::AnswerKind { .. }
+        ));
     }
 }

@@ -48,7 +48,7 @@ pub enum SampleError {
 /// Why a text does not describe one movement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum MovementError {
-    #[error("names no direction")]
+    #[error("names no direction (and is not \"stay still\")")]
     NoDirection,
     #[error("gives contradictory directions along the {0} axis")]
     Contradiction(Axis),

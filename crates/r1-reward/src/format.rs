@@ -36,10 +36,11 @@ impl std::fmt::Display for FormatMode {
 impl std::str::FromStr for FormatMode {
     type Err = RewardError;
     fn from_str(s: &str) -> Result<Self, RewardError> {
-        [Self::Strict, Self::Paper]
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| RewardError::UnknownName { what: "format", name: s.into(), expected: "strict or paper" })
+        [Self::Strict, Self::Paper].into_iter().find(|m| m.as_str() == s).ok_or_else(|| RewardError::UnknownName {
+            what: "format",
+            name: s.into(),
+            expected: "strict or paper",
+        })
     }
 }
 

@@ -52,8 +52,9 @@
 //!   rounding error, gets strictly less ([`position_reward`], [`PositionMetric`]).
 //! - Movement partial credit: the mean over the axes along which the answer or the reference
 //!   moves of 1 (same direction, same "slightly"), 0.5 (same direction, "slightly" differs) or
-//!   0 (opposite directions, or only one moves); an answer with no direction or with
-//!   contradictory directions on one axis earns 0 ([`parse_movement`], [`movement_credit`]).
+//!   0 (opposite directions, or only one moves); "stay still" is the movement with no step; an
+//!   answer with neither a direction nor "still", or with contradictory directions on one axis,
+//!   earns 0 ([`parse_movement`], [`movement_credit`]).
 //! - Weights are finite and >= 0 ([`Weights`]). A bad completion never causes an error; a
 //!   sample that cannot be scored does ([`SampleError`]).
 

@@ -71,16 +71,21 @@ fn direction(word: &str) -> Option<(Axis, bool)> {
 /// forward/forwards/front (x+), backward/backwards/back (x-), right (y+), left (y-),
 /// up/upward/upwards (z+), down/downward/downwards (z-). "slightly" qualifies the next
 /// direction word, wherever it comes ("slightly move left", "move slightly left"). Every other
-/// word is ignored, so "Move down and slightly right." parses to z- and slight y+.
+/// word is ignored, so "Move down and slightly right." parses to z- and slight y+. A text with
+/// no direction word but the word "still" (r1-data's "stay still" label) is the movement with
+/// no step.
 ///
-/// Errors: no direction word at all, or one axis given two different steps ("up and down",
-/// "up and slightly up"); repeating the same step is fine. O(len), no allocation.
+/// Errors: neither a direction word nor "still", or one axis given two different steps ("up
+/// and down", "up and slightly up"); repeating the same step is fine. O(len), no allocation.
 pub fn parse_movement(text: &str) -> Result<Movement, MovementError> {
     let mut movement = Movement::default();
     let mut slight = false;
+    let mut still = false;
     for word in text.split(|c: char| !c.is_ascii_alphabetic()).filter(|w| !w.is_empty()) {
         if word.eq_ignore_ascii_case("slightly") {
             slight = true;
+        } else if word.eq_ignore_ascii_case("still") {
+            still = true;
         } else if let Some((axis, positive)) = direction(word) {
             let step = Step { positive, slight };
             let slot = &mut movement.steps[axis as usize];
@@ -91,7 +96,7 @@ pub fn parse_movement(text: &str) -> Result<Movement, MovementError> {
             slight = false;
         }
     }
-    if movement.steps.iter().all(Option::is_none) {
+    if !still && movement.steps.iter().all(Option::is_none) {
         return Err(MovementError::NoDirection);
     }
     Ok(movement)
@@ -104,8 +109,8 @@ pub fn parse_movement(text: &str) -> Result<Movement, MovementError> {
 /// * 0 when they step opposite ways or only one of them moves along the axis.
 ///
 /// So "move down" against "move down and slightly right" earns 0.5 (z right, y missed), and
-/// "move up" against "move down" earns 0. It is 1 exactly when the two are equal, and also when
-/// neither moves at all (which [`parse_movement`] never returns).
+/// "move up" against "move down" earns 0. It is 1 exactly when the two are equal (two "stay
+/// still" included).
 pub fn movement_credit(prediction: &Movement, reference: &Movement) -> f64 {
     let (mut credit, mut axes) = (0.0, 0u32);
     for (p, r) in prediction.steps.iter().zip(&reference.steps) {
@@ -143,11 +148,14 @@ mod tests {
         assert_eq!(m.steps, [None, step(true, true), step(false, false)]);
         let m = parse_movement("move backwards, back again").unwrap();
         assert_eq!(m.steps, [step(false, false), None, None]);
+        assert_eq!(parse_movement("Stay still."), Ok(Movement::default()));
+        // Directions win over "still".
+        assert_eq!(parse_movement("still, move up").unwrap().steps, [None, None, step(true, false)]);
     }
 
     #[test]
     fn rejects_no_direction_and_contradictions() {
-        assert_eq!(parse_movement("stay still"), Err(MovementError::NoDirection));
+        assert_eq!(parse_movement("stay where you are"), Err(MovementError::NoDirection));
         assert_eq!(parse_movement(""), Err(MovementError::NoDirection));
         // Words are whole words: "upper", "frontal" and "leftover" are not directions.
         assert_eq!(parse_movement("upper frontal leftover"), Err(MovementError::NoDirection));
@@ -166,6 +174,8 @@ mod tests {
         assert_eq!(credit("move up and slightly left"), 0.0);
         assert_eq!(credit("move up and down"), 0.0);
         assert_eq!(credit("I am not sure"), 0.0);
-        assert_eq!(movement_credit(&Movement::default(), &Movement::default()), 1.0);
+        assert_eq!(credit("stay still"), 0.0);
+        assert_eq!(movement_reward("stay still", &Movement::default()), 1.0);
+        assert_eq!(movement_reward("move up", &Movement::default()), 0.0);
     }
 }

@@ -54,6 +54,9 @@ mod tests {
     fn finds_tags_in_order_and_skips_lookalikes() {
         let text = "<<think>a</Think><answer ></think>é<answer></answer>";
         let found: Vec<_> = tags(text).collect();
-        assert_eq!(found, vec![(1, Tag::ThinkOpen), (26, Tag::ThinkClose), (36, Tag::AnswerOpen), (44, Tag::AnswerClose)]);
+        assert_eq!(
+            found,
+            vec![(1, Tag::ThinkOpen), (26, Tag::ThinkClose), (36, Tag::AnswerOpen), (44, Tag::AnswerClose)]
+        );
     }
 }

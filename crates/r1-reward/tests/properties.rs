@@ -20,10 +20,19 @@ fn labelled(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|&(l, t)| (l.to_string(), t.to_string())).collect()
 }
 
-/// One question of each kind the reward function scores, as (qa_type, options, answer).
-fn questions() -> Vec<(QaType, Option<BTreeMap<String, String>>, Answer)> {
-    let positions = labelled(&[("A", "[0.1, 0.2, 0.3]"), ("B", "[0.4, -0.2, 0.9]"), ("C", "[0.0, 0.0, 1.0]"), ("D", "[-0.3, 0.2, 0.8]")]);
-    let moves = labelled(&[("A", "move up"), ("B", "move down and slightly left"), ("C", "move left"), ("D", "move forward")]);
+/// A question as (qa_type, options, answer).
+type Question = (QaType, Option<BTreeMap<String, String>>, Answer);
+
+/// One question of each kind the reward function scores.
+fn questions() -> Vec<Question> {
+    let positions = labelled(&[
+        ("A", "[0.1, 0.2, 0.3]"),
+        ("B", "[0.4, -0.2, 0.9]"),
+        ("C", "[0.0, 0.0, 1.0]"),
+        ("D", "[-0.3, 0.2, 0.8]"),
+    ]);
+    let moves =
+        labelled(&[("A", "move up"), ("B", "move down and slightly left"), ("C", "move left"), ("D", "move forward")]);
     vec![
         (QaType::Waypoint, Some(positions.clone()), Answer::Label("B".into())),
         (QaType::CurrentState, Some(positions), Answer::Label("A".into())),
@@ -128,9 +137,9 @@ fn paper_oracle(text: &str) -> bool {
                 chars.starts_with(&lit) && matches(&chars[lit.len()..], rest)
             }
             Some((Part::Any, rest)) => (0..=chars.len()).any(|k| matches(&chars[k..], rest)),
-            Some((Part::Space, rest)) => {
-                (0..=chars.len()).take_while(|&k| chars[..k].iter().all(|c| c.is_whitespace())).any(|k| matches(&chars[k..], rest))
-            }
+            Some((Part::Space, rest)) => (0..=chars.len())
+                .take_while(|&k| chars[..k].iter().all(|c| c.is_whitespace()))
+                .any(|k| matches(&chars[k..], rest)),
         }
     }
     let chars: Vec<char> = text.trim().chars().collect();
@@ -311,8 +320,19 @@ proptest! {
 #[test]
 fn megabyte_inputs_stay_in_range() {
     let patterns = [
-        "<think>", "<answer>", "</answer>", "[[", "[[B]]", "[1, ", "[1e308, 1e308, 1e308]", "9", "[", "slightly up down ",
-        "<think>a</think><answer>B</answer>", "é\u{3000}", "(B).",
+        "<think>",
+        "<answer>",
+        "</answer>",
+        "[[",
+        "[[B]]",
+        "[1, ",
+        "[1e308, 1e308, 1e308]",
+        "9",
+        "[",
+        "slightly up down ",
+        "<think>a</think><answer>B</answer>",
+        "é\u{3000}",
+        "(B).",
     ];
     for pattern in patterns {
         let big = pattern.repeat((1 << 20) / pattern.len() + 1);
@@ -321,7 +341,10 @@ fn megabyte_inputs_stay_in_range() {
     }
     // One huge number inside an otherwise valid triple.
     let digits = "7".repeat(1 << 20);
-    assert_eq!(position_reward(parse_position(&format!("[{digits}, 0, 0]")).unwrap(), [0.0; 3], PositionMetric::L1), 0.0);
+    assert_eq!(
+        position_reward(parse_position(&format!("[{digits}, 0, 0]")).unwrap(), [0.0; 3], PositionMetric::L1),
+        0.0
+    );
 }
 
 proptest! {
