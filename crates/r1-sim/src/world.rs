@@ -276,9 +276,9 @@ impl World {
     pub fn follow(&mut self, tip: Vec3) {
         for a in &self.attached {
             let o = &mut self.objects[a.object];
-            for axis in 0..3 {
+            for (axis, p) in o.position.iter_mut().enumerate() {
                 if a.follow[axis] {
-                    o.position[axis] = tip[axis] + a.offset[axis];
+                    *p = tip[axis] + a.offset[axis];
                 }
             }
         }
