@@ -56,7 +56,12 @@ pub struct Waypoint {
 
 impl Waypoint {
     pub fn new(subtask: impl Into<String>, position: Vec3, gripper_open: bool) -> Self {
-        Self { subtask: subtask.into(), position, gripper_open, events: Vec::new() }
+        Self {
+            subtask: subtask.into(),
+            position,
+            gripper_open,
+            events: Vec::new(),
+        }
     }
 
     pub fn with(mut self, event: Event) -> Self {
@@ -82,10 +87,18 @@ pub struct Trajectory {
 /// (half speed on the first and last frame, full speed between), so `k >= 2` values rising
 /// strictly to exactly 1.
 pub fn profile(k: usize) -> Vec<f64> {
-    let speeds: Vec<f64> = (0..k).map(|i| if i == 0 || i + 1 == k { 0.5 } else { 1.0 }).collect();
+    let speeds: Vec<f64> = (0..k)
+        .map(|i| if i == 0 || i + 1 == k { 0.5 } else { 1.0 })
+        .collect();
     let total: f64 = speeds.iter().sum();
     let mut covered = 0.0;
-    let mut out: Vec<f64> = speeds.iter().map(|s| { covered += s; covered / total }).collect();
+    let mut out: Vec<f64> = speeds
+        .iter()
+        .map(|s| {
+            covered += s;
+            covered / total
+        })
+        .collect();
     if let Some(last) = out.last_mut() {
         *last = 1.0;
     }
@@ -100,18 +113,34 @@ fn frames_for(distance: f64) -> usize {
 
 /// The expert's path from `home` (gripper flag `open`) through `waypoints`.
 pub fn trajectory(home: Vec3, open: bool, waypoints: &[Waypoint]) -> Trajectory {
-    let mut t = Trajectory { tips: vec![home], gripper_open: vec![open], subtask: vec![0], arrivals: Vec::new(), waypoint_frames: Vec::new() };
+    let mut t = Trajectory {
+        tips: vec![home],
+        gripper_open: vec![open],
+        subtask: vec![0],
+        arrivals: Vec::new(),
+        waypoint_frames: Vec::new(),
+    };
     let (mut at, mut flag) = (home, open);
     for (k, w) in waypoints.iter().enumerate() {
         for f in profile(frames_for(norm(sub(w.position, at)))) {
             // The last frame lands on the waypoint exactly (`lerp` at 1 may be off by an
             // ulp), so that the hold that follows has exactly zero velocity.
-            t.tips.push(if f == 1.0 { w.position } else { lerp(at, w.position, f) });
+            t.tips.push(if f == 1.0 {
+                w.position
+            } else {
+                lerp(at, w.position, f)
+            });
             t.gripper_open.push(flag);
             t.subtask.push(k);
         }
         let last = k + 1 == waypoints.len();
-        let hold = if last { 2 } else if w.gripper_open != flag { HOLD_AFTER_GRIPPER } else { HOLD };
+        let hold = if last {
+            2
+        } else if w.gripper_open != flag {
+            HOLD_AFTER_GRIPPER
+        } else {
+            HOLD
+        };
         t.arrivals.push(t.tips.len() - 1);
         // The arrival frame already shows the new gripper state.
         *t.gripper_open.last_mut().expect("the motion has frames") = w.gripper_open;

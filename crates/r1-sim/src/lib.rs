@@ -44,7 +44,12 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        Self { tasks: Vec::new(), episodes_per_task: 10, seed: 0, image_size: 224 }
+        Self {
+            tasks: Vec::new(),
+            episodes_per_task: 10,
+            seed: 0,
+            image_size: 224,
+        }
     }
 }
 
@@ -73,7 +78,10 @@ fn selected(cfg: &SimConfig) -> Result<Vec<&'static Task>, SimError> {
         let task = TASKS
             .iter()
             .find(|t| t.name == name)
-            .ok_or_else(|| SimError::UnknownTask { name: name.clone(), known: task_names() })?;
+            .ok_or_else(|| SimError::UnknownTask {
+                name: name.clone(),
+                known: task_names(),
+            })?;
         if out.iter().any(|t| t.name == task.name) {
             return Err(SimError::Config(format!("task {name:?} is listed twice")));
         }
@@ -86,19 +94,36 @@ fn selected(cfg: &SimConfig) -> Result<Vec<&'static Task>, SimError> {
 /// cores. Each episode is rendered on one thread and results are put back in order, so the
 /// output does not depend on the number of threads. `on_episode(done, total)` is called on
 /// the caller's thread after each finished episode (for a progress bar).
-pub fn simulate(cfg: &SimConfig, mut on_episode: impl FnMut(usize, usize)) -> Result<Vec<Episode>, SimError> {
+pub fn simulate(
+    cfg: &SimConfig,
+    mut on_episode: impl FnMut(usize, usize),
+) -> Result<Vec<Episode>, SimError> {
     let tasks = selected(cfg)?;
     if cfg.episodes_per_task == 0 {
-        return Err(SimError::Config("episodes_per_task must be at least 1".into()));
+        return Err(SimError::Config(
+            "episodes_per_task must be at least 1".into(),
+        ));
     }
     if !(16..=MAX_IMAGE_SIZE).contains(&cfg.image_size) {
-        return Err(SimError::Config(format!("image_size must be between 16 and {MAX_IMAGE_SIZE}, got {}", cfg.image_size)));
+        return Err(SimError::Config(format!(
+            "image_size must be between 16 and {MAX_IMAGE_SIZE}, got {}",
+            cfg.image_size
+        )));
     }
-    let episodes_per_task = u32::try_from(cfg.episodes_per_task)
-        .map_err(|_| SimError::Config(format!("episodes_per_task {} is too large", cfg.episodes_per_task)))?;
-    let jobs: Vec<(&Task, u32)> = tasks.iter().flat_map(|&t| (0..episodes_per_task).map(move |e| (t, e))).collect();
+    let episodes_per_task = u32::try_from(cfg.episodes_per_task).map_err(|_| {
+        SimError::Config(format!(
+            "episodes_per_task {} is too large",
+            cfg.episodes_per_task
+        ))
+    })?;
+    let jobs: Vec<(&Task, u32)> = tasks
+        .iter()
+        .flat_map(|&t| (0..episodes_per_task).map(move |e| (t, e)))
+        .collect();
     let total = jobs.len();
-    let workers = std::thread::available_parallelism().map_or(1, usize::from).min(total);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(total);
     let next = AtomicUsize::new(0);
     let mut done: Vec<Option<Episode>> = vec![None; total];
     std::thread::scope(|scope| {
@@ -110,7 +135,13 @@ pub fn simulate(cfg: &SimConfig, mut on_episode: impl FnMut(usize, usize)) -> Re
                     let j = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&(task, e)) = jobs.get(j) else { break };
                     // The receiver is gone only when the caller stopped on an error.
-                    if tx.send((j, episode::simulate_episode(task, cfg.seed, e, cfg.image_size))).is_err() {
+                    if tx
+                        .send((
+                            j,
+                            episode::simulate_episode(task, cfg.seed, e, cfg.image_size),
+                        ))
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -141,7 +172,9 @@ pub fn montage(episodes: &[Episode], path: &Path) -> Result<(), SimError> {
         }
     }
     if rows.is_empty() {
-        return Err(SimError::Config("a montage needs at least one episode".into()));
+        return Err(SimError::Config(
+            "a montage needs at least one episode".into(),
+        ));
     }
     let mut tiles: Vec<Vec<image::RgbImage>> = Vec::new();
     for e in &rows {
@@ -158,7 +191,12 @@ pub fn montage(episodes: &[Episode], path: &Path) -> Result<(), SimError> {
         tiles.push(row);
     }
     let tile_w = tiles.iter().flatten().map(|t| t.width()).max().unwrap_or(1);
-    let tile_h = tiles.iter().flatten().map(|t| t.height()).max().unwrap_or(1);
+    let tile_h = tiles
+        .iter()
+        .flatten()
+        .map(|t| t.height())
+        .max()
+        .unwrap_or(1);
     let (cols, n_rows) = (MONTAGE_COLUMNS as u32, tiles.len() as u32);
     let mut canvas = image::RgbImage::from_pixel(
         cols * (tile_w + MONTAGE_GAP) + MONTAGE_GAP,
@@ -181,7 +219,9 @@ fn montage_frames(e: &Episode) -> Vec<usize> {
     let n = e.steps.len();
     let keys: Vec<usize> = match &e.waypoints {
         Some(w) if !w.is_empty() => w.clone(),
-        _ => (1..MONTAGE_COLUMNS).map(|k| k * (n - 1) / (MONTAGE_COLUMNS - 1)).collect(),
+        _ => (1..MONTAGE_COLUMNS)
+            .map(|k| k * (n - 1) / (MONTAGE_COLUMNS - 1))
+            .collect(),
     };
     let picks = [0, keys[0], keys[keys.len() / 2], keys[keys.len() - 1]];
     let mut out: Vec<usize> = picks.into_iter().filter(|&f| f < n).collect();
@@ -190,13 +230,24 @@ fn montage_frames(e: &Episode) -> Vec<usize> {
 }
 
 fn write_png_atomic(image: &image::RgbImage, path: &Path) -> Result<(), SimError> {
-    let io = |source| SimError::Io { path: path.to_path_buf(), source };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| SimError::Config(format!("{}: not a file name", path.display())))?;
+    let io = |source| SimError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| SimError::Config(format!("{}: not a file name", path.display())))?;
     let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
     image
         .save_with_format(&tmp, image::ImageFormat::Png)
-        .map_err(|source| SimError::Montage { path: path.to_path_buf(), source })?;
+        .map_err(|source| SimError::Montage {
+            path: path.to_path_buf(),
+            source,
+        })?;
     std::fs::rename(&tmp, path).map_err(io)
 }
 
@@ -205,19 +256,30 @@ mod tests {
     use super::*;
 
     fn cfg(tasks: &[&str]) -> SimConfig {
-        SimConfig { tasks: tasks.iter().map(|s| s.to_string()).collect(), episodes_per_task: 1, seed: 3, image_size: 32 }
+        SimConfig {
+            tasks: tasks.iter().map(|s| s.to_string()).collect(),
+            episodes_per_task: 1,
+            seed: 3,
+            image_size: 32,
+        }
     }
 
     #[test]
     fn unknown_tasks_list_the_known_ones() {
         let err = simulate(&cfg(&["pick_up_cup", "fly"]), |_, _| {}).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("\"fly\"") && msg.contains("reach_target") && msg.contains("pick_up_cup"), "{msg}");
+        assert!(
+            msg.contains("\"fly\"") && msg.contains("reach_target") && msg.contains("pick_up_cup"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn bad_settings_are_rejected() {
-        assert!(matches!(simulate(&cfg(&["push_button", "push_button"]), |_, _| {}), Err(SimError::Config(_))));
+        assert!(matches!(
+            simulate(&cfg(&["push_button", "push_button"]), |_, _| {}),
+            Err(SimError::Config(_))
+        ));
         let mut c = cfg(&[]);
         c.image_size = 4;
         assert!(matches!(simulate(&c, |_, _| {}), Err(SimError::Config(_))));
@@ -230,7 +292,9 @@ mod tests {
     fn held_out_tasks_are_the_second_five() {
         let names = task_names();
         assert_eq!(names.len(), 10);
-        assert!(names[..5].iter().all(|t| !is_held_out(t)) && names[5..].iter().all(|t| is_held_out(t)));
+        assert!(
+            names[..5].iter().all(|t| !is_held_out(t)) && names[5..].iter().all(|t| is_held_out(t))
+        );
         assert!(!is_held_out("no_such_task"));
     }
 
@@ -242,7 +306,15 @@ mod tests {
         let eps = simulate(&c, |d, t| seen.push((d, t))).unwrap();
         assert_eq!(seen, vec![(1, 4), (2, 4), (3, 4), (4, 4)]);
         let ids: Vec<_> = eps.iter().map(|e| (e.task.as_str(), e.episode)).collect();
-        assert_eq!(ids, vec![("reach_target", 0), ("reach_target", 1), ("push_button", 0), ("push_button", 1)]);
+        assert_eq!(
+            ids,
+            vec![
+                ("reach_target", 0),
+                ("reach_target", 1),
+                ("push_button", 0),
+                ("push_button", 1)
+            ]
+        );
     }
 
     #[test]
@@ -253,7 +325,11 @@ mod tests {
         montage(&eps, &path).unwrap();
         let img = image::open(&path).unwrap();
         assert_eq!((img.width(), img.height()), (4 * 34 + 2, 2 * 34 + 2));
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left behind");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file is left behind"
+        );
         assert!(matches!(montage(&[], &path), Err(SimError::Config(_))));
     }
 }
