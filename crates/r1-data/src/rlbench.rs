@@ -57,14 +57,22 @@ pub fn read_episode(dir: &Path, cameras: &[String]) -> Result<Episode> {
     let (steps, misc) = parse_observations(observations, &pkl)?;
 
     let default = [DEFAULT_CAMERA.to_string()];
-    let names = if cameras.is_empty() { &default[..] } else { cameras };
+    let names = if cameras.is_empty() {
+        &default[..]
+    } else {
+        cameras
+    };
     let mut episode_cameras = Vec::with_capacity(names.len());
     let mut steps = steps;
     for name in names {
         let images = camera_images(&dir, name, steps.len())?;
-        let (width, height) = image::image_dimensions(&images[0])
-            .map_err(|source| DataError::Image { path: images[0].clone(), source })?;
-        let calibration = calibration(&misc, name).map_err(|(step, m)| DataError::invalid_step(&pkl, step, m))?;
+        let (width, height) =
+            image::image_dimensions(&images[0]).map_err(|source| DataError::Image {
+                path: images[0].clone(),
+                source,
+            })?;
+        let calibration =
+            calibration(&misc, name).map_err(|(step, m)| DataError::invalid_step(&pkl, step, m))?;
         let (intrinsics, extrinsics) = match calibration {
             Some((k, e)) => {
                 let (k, e) = opencv_camera(k, e);
@@ -72,7 +80,13 @@ pub fn read_episode(dir: &Path, cameras: &[String]) -> Result<Episode> {
             }
             None => (None, None),
         };
-        episode_cameras.push(Camera { name: name.clone(), width, height, intrinsics, extrinsics });
+        episode_cameras.push(Camera {
+            name: name.clone(),
+            width,
+            height,
+            intrinsics,
+            extrinsics,
+        });
         for (step, image) in steps.iter_mut().zip(images) {
             step.images.insert(name.clone(), ImageRef::Path(image));
         }
@@ -109,11 +123,21 @@ fn locate(dir: &Path) -> Result<Location> {
              <task>/all_variations/episodes/episode<E>",
         )
     };
-    let name = |p: Option<&Path>| p.and_then(Path::file_name).and_then(|n| n.to_str()).map(str::to_owned);
+    let name = |p: Option<&Path>| {
+        p.and_then(Path::file_name)
+            .and_then(|n| n.to_str())
+            .map(str::to_owned)
+    };
     let episode = name(Some(dir))
-        .and_then(|n| n.strip_prefix("episode").and_then(|n| n.parse::<u32>().ok()))
+        .and_then(|n| {
+            n.strip_prefix("episode")
+                .and_then(|n| n.parse::<u32>().ok())
+        })
         .ok_or_else(layout_error)?;
-    let episodes_dir = dir.parent().filter(|p| name(Some(p)).as_deref() == Some("episodes")).ok_or_else(layout_error)?;
+    let episodes_dir = dir
+        .parent()
+        .filter(|p| name(Some(p)).as_deref() == Some("episodes"))
+        .ok_or_else(layout_error)?;
     let variation_dir = episodes_dir.parent().ok_or_else(layout_error)?;
     let variation_name = name(Some(variation_dir)).ok_or_else(layout_error)?;
     let task = name(variation_dir.parent()).ok_or_else(layout_error)?;
@@ -124,19 +148,35 @@ fn locate(dir: &Path) -> Result<Location> {
             Value::I64(v) => u32::try_from(v).ok(),
             _ => None,
         }
-        .ok_or_else(|| DataError::invalid(&file, "expected a non-negative integer variation number"))?
+        .ok_or_else(|| {
+            DataError::invalid(&file, "expected a non-negative integer variation number")
+        })?
     } else {
-        variation_name.strip_prefix("variation").and_then(|v| v.parse().ok()).ok_or_else(layout_error)?
+        variation_name
+            .strip_prefix("variation")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(layout_error)?
     };
     // PerAct keeps the phrasings beside each episode; the stock layout once per variation.
     let inside = dir.join(DESCRIPTIONS_FILE);
-    let file = if inside.is_file() { inside } else { variation_dir.join(DESCRIPTIONS_FILE) };
+    let file = if inside.is_file() {
+        inside
+    } else {
+        variation_dir.join(DESCRIPTIONS_FILE)
+    };
     let descriptions = match read_pickle(&file)? {
-        Value::List(items) | Value::Tuple(items) => items.into_iter().map(text).collect::<Option<Vec<_>>>(),
+        Value::List(items) | Value::Tuple(items) => {
+            items.into_iter().map(text).collect::<Option<Vec<_>>>()
+        }
         _ => None,
     }
     .ok_or_else(|| DataError::invalid(&file, "expected a list of strings"))?;
-    Ok(Location { task, variation, episode, descriptions })
+    Ok(Location {
+        task,
+        variation,
+        episode,
+        descriptions,
+    })
 }
 
 /// A Python `str`, or `bytes` as Python 2 pickles wrote them.
@@ -152,8 +192,14 @@ fn text(v: Value) -> Option<String> {
 /// resolved here; they come back as plain dicts (objects) and `__setstate__` tuples (arrays).
 fn read_pickle(path: &Path) -> Result<Value> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    serde_pickle::value_from_slice(&bytes, DeOptions::new().replace_unresolved_globals())
-        .map_err(|e| DataError::invalid(path, format!("cannot unpickle (truncated or not a pickle?): {e}")))
+    serde_pickle::value_from_slice(&bytes, DeOptions::new().replace_unresolved_globals()).map_err(
+        |e| {
+            DataError::invalid(
+                path,
+                format!("cannot unpickle (truncated or not a pickle?): {e}"),
+            )
+        },
+    )
 }
 
 type Dict = BTreeMap<HashableValue, Value>;
@@ -176,15 +222,26 @@ fn key_list(dict: &Dict) -> String {
 /// The observation list of a pickled `Demo` (an object with `_observations`).
 fn demo_observations(value: Value, path: &Path) -> Result<Vec<Value>> {
     match value {
-        Value::Dict(mut dict) => match dict.remove(&HashableValue::String("_observations".into())) {
-            Some(Value::List(observations)) => Ok(observations),
-            Some(_) => Err(DataError::invalid(path, "`_observations` of the Demo is not a list")),
-            None => Err(DataError::invalid(
-                path,
-                format!("not an RLBench Demo: no `_observations` (found keys: {})", key_list(&dict)),
-            )),
-        },
-        other => Err(DataError::invalid(path, format!("not an RLBench Demo: found {}", kind(&other)))),
+        Value::Dict(mut dict) => {
+            match dict.remove(&HashableValue::String("_observations".into())) {
+                Some(Value::List(observations)) => Ok(observations),
+                Some(_) => Err(DataError::invalid(
+                    path,
+                    "`_observations` of the Demo is not a list",
+                )),
+                None => Err(DataError::invalid(
+                    path,
+                    format!(
+                        "not an RLBench Demo: no `_observations` (found keys: {})",
+                        key_list(&dict)
+                    ),
+                )),
+            }
+        }
+        other => Err(DataError::invalid(
+            path,
+            format!("not an RLBench Demo: found {}", kind(&other)),
+        )),
     }
 }
 
@@ -210,9 +267,14 @@ fn parse_observations(observations: Vec<Value>, path: &Path) -> Result<(Vec<Step
     let mut miscs = Vec::with_capacity(observations.len());
     for (i, obs) in observations.into_iter().enumerate() {
         let Value::Dict(mut obs) = obs else {
-            return Err(DataError::invalid_step(path, i, format!("expected an Observation, found {}", kind(&obs))));
+            return Err(DataError::invalid_step(
+                path,
+                i,
+                format!("expected an Observation, found {}", kind(&obs)),
+            ));
         };
-        let (step, misc) = parse_observation(&mut obs).map_err(|m| DataError::invalid_step(path, i, m))?;
+        let (step, misc) =
+            parse_observation(&mut obs).map_err(|m| DataError::invalid_step(path, i, m))?;
         steps.push(step);
         miscs.push(misc);
     }
@@ -221,9 +283,12 @@ fn parse_observations(observations: Vec<Value>, path: &Path) -> Result<(Vec<Step
 
 fn parse_observation(obs: &mut Dict) -> std::result::Result<(Step, Dict), String> {
     let field = |name: &str| get(obs, name).ok_or_else(|| format!("Observation has no `{name}`"));
-    let (shape, pose) = f64_array(field("gripper_pose")?).map_err(|m| format!("gripper_pose: {m}"))?;
+    let (shape, pose) =
+        f64_array(field("gripper_pose")?).map_err(|m| format!("gripper_pose: {m}"))?;
     if pose.len() != 7 {
-        return Err(format!("gripper_pose has shape {shape:?}, expected [7] (x, y, z, qx, qy, qz, qw)"));
+        return Err(format!(
+            "gripper_pose has shape {shape:?}, expected [7] (x, y, z, qx, qy, qz, qw)"
+        ));
     }
     let gripper = match f64_array(field("gripper_open")?) {
         Ok((_, v)) if v.len() == 1 => v[0],
@@ -231,7 +296,11 @@ fn parse_observation(obs: &mut Dict) -> std::result::Result<(Step, Dict), String
     };
     let joint_velocities = match get(obs, "joint_velocities") {
         None | Some(Value::None) => None,
-        Some(v) => Some(f64_array(v).map_err(|m| format!("joint_velocities: {m}"))?.1),
+        Some(v) => Some(
+            f64_array(v)
+                .map_err(|m| format!("joint_velocities: {m}"))?
+                .1,
+        ),
     };
     let misc = match obs.remove(&HashableValue::String("misc".into())) {
         Some(Value::Dict(misc)) => misc,
@@ -239,7 +308,10 @@ fn parse_observation(obs: &mut Dict) -> std::result::Result<(Step, Dict), String
         Some(other) => return Err(format!("misc is {}, expected a dict", kind(&other))),
     };
     let step = Step {
-        pose: Pose { position: [pose[0], pose[1], pose[2]], orientation: [pose[3], pose[4], pose[5], pose[6]] },
+        pose: Pose {
+            position: [pose[0], pose[1], pose[2]],
+            orientation: [pose[3], pose[4], pose[5], pose[6]],
+        },
         // RLBench records 1.0 (open) or 0.0 (closed).
         gripper_open: gripper > 0.5,
         joint_velocities,
@@ -301,22 +373,28 @@ fn f64_array(v: &Value) -> std::result::Result<(Vec<usize>, Vec<f64>), String> {
                 .map(|c| match (item, big_endian) {
                     (8, false) => f64::from_le_bytes(c.try_into().expect("8-byte chunk")),
                     (8, true) => f64::from_be_bytes(c.try_into().expect("8-byte chunk")),
-                    (_, false) => f64::from(f32::from_le_bytes(c.try_into().expect("4-byte chunk"))),
+                    (_, false) => {
+                        f64::from(f32::from_le_bytes(c.try_into().expect("4-byte chunk")))
+                    }
                     (_, true) => f64::from(f32::from_be_bytes(c.try_into().expect("4-byte chunk"))),
                 })
                 .collect();
             if matches!(state[3], Value::Bool(true)) && shape.len() == 2 {
                 // Fortran order: column-major bytes.
                 let (rows, cols) = (shape[0], shape[1]);
-                values = (0..rows * cols).map(|k| values[(k % cols) * rows + k / cols]).collect();
+                values = (0..rows * cols)
+                    .map(|k| values[(k % cols) * rows + k / cols])
+                    .collect();
             }
             Ok((shape, values))
         }
         // serde-pickle records an object in the pickle memo before its `__setstate__` runs,
         // so a second reference to one shared array comes back as an unresolved global.
-        Value::None => Err("expected a numpy array, found None (or a reference to an array shared with an \
+        Value::None => Err(
+            "expected a numpy array, found None (or a reference to an array shared with an \
                             earlier field, which cannot be decoded)"
-            .into()),
+                .into(),
+        ),
         other => Err(format!("expected a numpy array, found {}", kind(other))),
     }
 }
@@ -326,18 +404,24 @@ fn matrix<const R: usize, const C: usize>(v: &Value) -> std::result::Result<[[f6
     if shape != [R, C] {
         return Err(format!("shape {shape:?}, expected [{R}, {C}]"));
     }
-    Ok(std::array::from_fn(|r| std::array::from_fn(|c| values[r * C + c])))
+    Ok(std::array::from_fn(|r| {
+        std::array::from_fn(|c| values[r * C + c])
+    }))
 }
 
-/// The camera's CoppeliaSim-convention intrinsics and, when it is static, extrinsics, from the
-/// steps' `misc` dicts; `None` when the episode records no calibration for it. Errors carry
-/// the step they concern.
-#[allow(clippy::type_complexity)]
+/// A camera's intrinsics and, when it is static, extrinsics (row-major).
+type Calibration = ([[f64; 3]; 3], Option<[[f64; 4]; 4]>);
+
+/// The camera's CoppeliaSim-convention calibration from the steps' `misc` dicts; `None` when
+/// the episode records none for it. Errors carry the step they concern.
 fn calibration(
     miscs: &[Dict],
     camera: &str,
-) -> std::result::Result<Option<([[f64; 3]; 3], Option<[[f64; 4]; 4]>)>, (usize, String)> {
-    let (k_key, e_key) = (format!("{camera}_camera_intrinsics"), format!("{camera}_camera_extrinsics"));
+) -> std::result::Result<Option<Calibration>, (usize, String)> {
+    let (k_key, e_key) = (
+        format!("{camera}_camera_intrinsics"),
+        format!("{camera}_camera_extrinsics"),
+    );
     let (Some(k), Some(e)) = (get(&miscs[0], &k_key), get(&miscs[0], &e_key)) else {
         return Ok(None);
     };
@@ -347,7 +431,11 @@ fn calibration(
     for (i, misc) in miscs.iter().enumerate().skip(1) {
         let e = get(misc, &e_key).ok_or_else(|| (i, format!("misc has no {e_key:?}")))?;
         let e = matrix::<4, 4>(e).map_err(|m| (i, format!("misc[{e_key:?}]: {m}")))?;
-        let same = e.iter().flatten().zip(first.iter().flatten()).all(|(a, b)| (a - b).abs() <= STATIC_CAMERA_TOLERANCE);
+        let same = e
+            .iter()
+            .flatten()
+            .zip(first.iter().flatten())
+            .all(|(a, b)| (a - b).abs() <= STATIC_CAMERA_TOLERANCE);
         is_static &= same;
     }
     Ok(Some((k, is_static.then_some(first))))
@@ -358,7 +446,7 @@ fn calibration(
 /// `E' = E * diag(-1, -1, 1, 1)`. For a camera point `(x, y, z)` CoppeliaSim's pixel is
 /// `u = cx + fx * x / z` with `fx < 0`; in the flipped frame `x' = -x`, so
 /// `u = cx + |fx| * x' / z`: the same pixel.
-pub fn opencv_camera(k: [[f64; 3]; 3], e: Option<[[f64; 4]; 4]>) -> ([[f64; 3]; 3], Option<[[f64; 4]; 4]>) {
+pub fn opencv_camera(k: [[f64; 3]; 3], e: Option<[[f64; 4]; 4]>) -> Calibration {
     let mut k_cv = k;
     k_cv[0][0] = k[0][0].abs();
     k_cv[1][1] = k[1][1].abs();
@@ -379,7 +467,12 @@ fn available_cameras(dir: &Path) -> Vec<String> {
         .flatten()
         .flatten()
         .filter(|e| e.path().is_dir())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix("_rgb")).map(str::to_owned))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix("_rgb"))
+                .map(str::to_owned)
+        })
         .collect();
     names.sort();
     names
@@ -391,7 +484,10 @@ fn camera_images(dir: &Path, camera: &str, steps: usize) -> Result<Vec<PathBuf>>
     if !folder.is_dir() {
         return Err(DataError::invalid(
             dir,
-            format!("no images for camera {camera:?} (cameras found: [{}])", available_cameras(dir).join(", ")),
+            format!(
+                "no images for camera {camera:?} (cameras found: [{}])",
+                available_cameras(dir).join(", ")
+            ),
         ));
     }
     let mut present = vec![false; steps];
@@ -399,7 +495,10 @@ fn camera_images(dir: &Path, camera: &str, steps: usize) -> Result<Vec<PathBuf>>
     for entry in std::fs::read_dir(&folder).map_err(|e| DataError::io(&folder, e))? {
         let entry = entry.map_err(|e| DataError::io(&folder, e))?;
         let name = entry.file_name();
-        let Some(index) = name.to_str().and_then(|n| n.strip_suffix(".png")).and_then(|n| n.parse::<usize>().ok())
+        let Some(index) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".png"))
+            .and_then(|n| n.parse::<usize>().ok())
         else {
             continue;
         };
@@ -423,7 +522,9 @@ fn camera_images(dir: &Path, camera: &str, steps: usize) -> Result<Vec<PathBuf>>
             format!("extra image: the episode has {steps} steps ({count} images)"),
         ));
     }
-    Ok((0..steps).map(|i| folder.join(format!("{i}.png"))).collect())
+    Ok((0..steps)
+        .map(|i| folder.join(format!("{i}.png")))
+        .collect())
 }
 
 #[cfg(test)]
@@ -446,7 +547,10 @@ mod tests {
     fn fortran_arrays_are_transposed_to_row_major() {
         // [[1, 2, 3], [4, 5, 6]] stored column by column.
         let v = pickled_array(&[2, 3], &[1.0, 4.0, 2.0, 5.0, 3.0, 6.0], true);
-        assert_eq!(f64_array(&v).unwrap(), (vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
+        assert_eq!(
+            f64_array(&v).unwrap(),
+            (vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+        );
     }
 
     #[test]

@@ -69,44 +69,53 @@ pub fn load_episodes(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
     }
     let mut loaded = Loaded::default();
     let mut ids: BTreeMap<String, PathBuf> = BTreeMap::new();
-    let mut accept = |loaded: &mut Loaded, origin: PathBuf, episode: Result<Episode>| -> Result<()> {
-        let episode = episode.and_then(|e| match ids.get(&e.id()) {
-            Some(first) => Err(DataError::invalid(
-                &origin,
-                format!("episode {} was already loaded from {}", e.id(), first.display()),
-            )),
-            None => Ok(e),
-        });
-        match episode {
-            Ok(e) => {
-                ids.insert(e.id(), origin.clone());
-                loaded.episodes.push((origin, e));
+    let mut accept =
+        |loaded: &mut Loaded, origin: PathBuf, episode: Result<Episode>| -> Result<()> {
+            let episode = episode.and_then(|e| match ids.get(&e.id()) {
+                Some(first) => Err(DataError::invalid(
+                    &origin,
+                    format!(
+                        "episode {} was already loaded from {}",
+                        e.id(),
+                        first.display()
+                    ),
+                )),
+                None => Ok(e),
+            });
+            match episode {
+                Ok(e) => {
+                    ids.insert(e.id(), origin.clone());
+                    loaded.episodes.push((origin, e));
+                }
+                Err(e) if opts.strict => return Err(e),
+                Err(e) => loaded.skipped.push((origin, e)),
             }
-            Err(e) if opts.strict => return Err(e),
-            Err(e) => loaded.skipped.push((origin, e)),
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     for source in sources {
         match source {
             Source::Native(dir) => {
-                let episode = native::read_episode(&dir).and_then(|e| select_cameras(e, &opts.cameras, &dir));
+                let episode =
+                    native::read_episode(&dir).and_then(|e| select_cameras(e, &opts.cameras, &dir));
                 accept(&mut loaded, dir, episode)?;
             }
             Source::RlBench(dir) => {
                 let pkl = dir.join(rlbench::LOW_DIM_FILE);
-                let episode = rlbench::read_episode(&dir, &opts.cameras).and_then(|e| e.validate(&pkl).map(|()| e));
+                let episode = rlbench::read_episode(&dir, &opts.cameras)
+                    .and_then(|e| e.validate(&pkl).map(|()| e));
                 accept(&mut loaded, dir, episode)?;
             }
-            Source::LeRobot(root) => match lerobot::read_dataset(&root, &opts.cameras, opts.state_map.as_ref()) {
-                Ok(episodes) => {
-                    for (file, episode) in episodes {
-                        let episode = episode.and_then(|e| e.validate(&file).map(|()| e));
-                        accept(&mut loaded, file, episode)?;
+            Source::LeRobot(root) => {
+                match lerobot::read_dataset(&root, &opts.cameras, opts.state_map.as_ref()) {
+                    Ok(episodes) => {
+                        for (file, episode) in episodes {
+                            let episode = episode.and_then(|e| e.validate(&file).map(|()| e));
+                            accept(&mut loaded, file, episode)?;
+                        }
                     }
+                    Err(e) => accept(&mut loaded, root, Err(e))?,
                 }
-                Err(e) => accept(&mut loaded, root, Err(e))?,
-            },
+            }
         }
     }
     if loaded.episodes.is_empty() {
@@ -128,9 +137,15 @@ fn select_cameras(mut episode: Episode, names: &[String], dir: &Path) -> Result<
     if names.is_empty() {
         return Ok(episode);
     }
-    if let Some(missing) = names.iter().find(|n| !episode.cameras.iter().any(|c| &c.name == *n)) {
+    if let Some(missing) = names
+        .iter()
+        .find(|n| !episode.cameras.iter().any(|c| &c.name == *n))
+    {
         let found: Vec<&str> = episode.cameras.iter().map(|c| c.name.as_str()).collect();
-        return Err(DataError::invalid(dir, format!("no camera {missing:?} (cameras: [{}])", found.join(", "))));
+        return Err(DataError::invalid(
+            dir,
+            format!("no camera {missing:?} (cameras: [{}])", found.join(", ")),
+        ));
     }
     episode.cameras.retain(|c| names.contains(&c.name));
     for step in &mut episode.steps {
@@ -143,7 +158,11 @@ fn select_cameras(mut episode: Episode, names: &[String], dir: &Path) -> Result<
 fn find_sources(path: &Path) -> Result<Vec<Source>> {
     let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
     // A file stands for its folder (`.../episode3/low_dim_obs.pkl`, `.../episode.json`).
-    let start = if meta.is_file() { path.parent().unwrap_or(Path::new(".")) } else { path };
+    let start = if meta.is_file() {
+        path.parent().unwrap_or(Path::new("."))
+    } else {
+        path
+    };
     let mut sources = Vec::new();
     walk(start, 0, &mut sources)?;
     Ok(sources)
@@ -213,9 +232,26 @@ mod tests {
 
     #[test]
     fn natural_order_examples() {
-        let mut names = vec!["episode10", "episode2", "episode1", "variation0", "episode02", "a"];
+        let mut names = vec![
+            "episode10",
+            "episode2",
+            "episode1",
+            "variation0",
+            "episode02",
+            "a",
+        ];
         names.sort_by(|a, b| natural_cmp(a, b));
-        assert_eq!(names, ["a", "episode1", "episode02", "episode2", "episode10", "variation0"]);
+        assert_eq!(
+            names,
+            [
+                "a",
+                "episode1",
+                "episode02",
+                "episode2",
+                "episode10",
+                "variation0"
+            ]
+        );
     }
 
     proptest! {
