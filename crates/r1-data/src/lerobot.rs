@@ -334,10 +334,12 @@ struct Frame {
 /// concerns the whole dataset (unreadable `info.json`, unknown state layout, video cameras,
 /// missing tasks); an inner one a single episode or data file, which a caller may skip.
 ///
-/// `cameras` selects camera features by name (`front` or `observation.images.front`); empty
-/// means all of them. Episodes are not validated here.
+/// `only` restricts reading to the data files at or below that path (absolute), e.g. one
+/// v2.x episode file. `cameras` selects camera features by name (`front` or
+/// `observation.images.front`); empty means all of them. Episodes are not validated here.
 pub fn read_dataset(
     root: &Path,
+    only: Option<&Path>,
     cameras: &[String],
     state_map: Option<&StateMap>,
 ) -> Result<Vec<(PathBuf, Result<Episode>)>> {
@@ -404,9 +406,16 @@ pub fn read_dataset(
     } else {
         tasks_v3(&root)?
     };
-    let files = data_files(&root.join("data"))?;
+    let mut files = data_files(&root.join("data"))?;
+    if let Some(only) = only {
+        files.retain(|f| f.starts_with(only));
+    }
     if files.is_empty() {
-        return Err(DataError::invalid(root.join("data"), "no parquet files"));
+        let place = only.map_or_else(|| root.join("data"), Path::to_path_buf);
+        return Err(DataError::invalid(
+            place,
+            "no LeRobot data files (parquet) here",
+        ));
     }
 
     let mut out = Vec::new();

@@ -6,7 +6,9 @@
 //! * RLBench episode folders (holding [`rlbench::LOW_DIM_FILE`], stock or PerAct layout),
 //! * LeRobot dataset roots (holding `meta/info.json`),
 //!
-//! and does not look inside them for more. A file path stands for its folder.
+//! and does not look inside them for more. A file path stands for its folder. A path inside
+//! one of them (an episode's camera folder, a LeRobot data file or chunk folder) stands for
+//! that episode, or for the LeRobot episodes stored under it.
 //!
 //! With [`LoadOptions::strict`] the first broken episode (or unreadable LeRobot dataset) is the
 //! error; otherwise it is recorded in [`Loaded::skipped`] and loading goes on. Episodes whose
@@ -53,7 +55,11 @@ pub struct Loaded {
 enum Source {
     Native(PathBuf),
     RlBench(PathBuf),
-    LeRobot(PathBuf),
+    /// A dataset root, and the part of it to read when the path pointed inside it.
+    LeRobot {
+        root: PathBuf,
+        only: Option<PathBuf>,
+    },
 }
 
 /// Loads every demonstration at or below `path` (see the module docs). Fails when nothing is
@@ -105,8 +111,9 @@ pub fn load_episodes(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
                     .and_then(|e| e.validate(&pkl).map(|()| e));
                 accept(&mut loaded, dir, episode)?;
             }
-            Source::LeRobot(root) => {
-                match lerobot::read_dataset(&root, &opts.cameras, opts.state_map.as_ref()) {
+            Source::LeRobot { root, only } => {
+                let state_map = opts.state_map.as_ref();
+                match lerobot::read_dataset(&root, only.as_deref(), &opts.cameras, state_map) {
                     Ok(episodes) => {
                         for (file, episode) in episodes {
                             let episode = episode.and_then(|e| e.validate(&file).map(|()| e));
@@ -154,7 +161,7 @@ fn select_cameras(mut episode: Episode, names: &[String], dir: &Path) -> Result<
     Ok(episode)
 }
 
-/// The demonstrations at or below `path`, in natural order.
+/// The demonstrations at or below `path` in natural order, else the one `path` lies inside.
 fn find_sources(path: &Path) -> Result<Vec<Source>> {
     let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
     // A file stands for its folder (`.../episode3/low_dim_obs.pkl`, `.../episode.json`).
@@ -165,16 +172,40 @@ fn find_sources(path: &Path) -> Result<Vec<Source>> {
     };
     let mut sources = Vec::new();
     walk(start, 0, &mut sources)?;
+    if sources.is_empty() {
+        let path = std::path::absolute(path).map_err(|e| DataError::io(path, e))?;
+        let enclosing = path.ancestors().skip(1).take(MAX_DEPTH).find_map(source_at);
+        sources.extend(enclosing.map(|source| match source {
+            Source::LeRobot { root, .. } => Source::LeRobot {
+                root,
+                only: Some(path.clone()),
+            },
+            other => other,
+        }));
+    }
     Ok(sources)
 }
 
+/// The demonstration whose folder `dir` is, if any.
+fn source_at(dir: &Path) -> Option<Source> {
+    let dir = dir.to_path_buf();
+    if native::is_native_episode(&dir) {
+        Some(Source::Native(dir))
+    } else if rlbench::is_episode_dir(&dir) {
+        Some(Source::RlBench(dir))
+    } else if lerobot::is_dataset_root(&dir) {
+        Some(Source::LeRobot {
+            root: dir,
+            only: None,
+        })
+    } else {
+        None
+    }
+}
+
 fn walk(dir: &Path, depth: usize, out: &mut Vec<Source>) -> Result<()> {
-    if native::is_native_episode(dir) {
-        out.push(Source::Native(dir.to_path_buf()));
-    } else if rlbench::is_episode_dir(dir) {
-        out.push(Source::RlBench(dir.to_path_buf()));
-    } else if lerobot::is_dataset_root(dir) {
-        out.push(Source::LeRobot(dir.to_path_buf()));
+    if let Some(source) = source_at(dir) {
+        out.push(source);
     } else if depth < MAX_DEPTH {
         let mut children: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
             .map_err(|e| DataError::io(dir, e))?

@@ -169,6 +169,26 @@ fn episode_task_and_file_paths_are_detected() {
         ["open_drawer/v0/e1"]
     );
     assert_eq!(load(&lerobot("v30"), &opts).episodes.len(), 3);
+    // Paths inside an episode or a dataset.
+    assert_eq!(
+        ids(&load(&episode.join("front_rgb"), &opts)),
+        ["close_jar/v0/e1"]
+    );
+    assert_eq!(
+        ids(&load(&episode.join("front_rgb/0.png"), &opts)),
+        ["close_jar/v0/e1"]
+    );
+    let file = lerobot("v21/data/chunk-000/episode_000001.parquet");
+    assert_eq!(ids(&load(&file, &opts)), ["pick_up_the_red_cube/v0/e1"]);
+    let chunk = lerobot("v30/data/chunk-000");
+    assert_eq!(load(&chunk, &opts).episodes.len(), 3);
+    let error = load_episodes(&lerobot("v30/meta"), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("v30/meta: no LeRobot data files (parquet) here"),
+        "{error}"
+    );
 }
 
 /// The generator painted one red pixel where PerAct's `point_to_pixel_index` puts the gripper
