@@ -189,17 +189,19 @@ fn text(v: Value) -> Option<String> {
 }
 
 /// Unpickles a file into a generic value tree. Classes RLBench and numpy define cannot be
-/// resolved here; they come back as plain dicts (objects) and `__setstate__` tuples (arrays).
+/// resolved here; objects come back as their `__dict__`, arrays as the argument or state
+/// tuples of numpy's reconstructors (see [`f64_array`]).
 fn read_pickle(path: &Path) -> Result<Value> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    serde_pickle::value_from_slice(&bytes, DeOptions::new().replace_unresolved_globals()).map_err(
-        |e| {
-            DataError::invalid(
-                path,
-                format!("cannot unpickle (truncated or not a pickle?): {e}"),
-            )
-        },
-    )
+    let options = DeOptions::new()
+        .replace_unresolved_globals()
+        .keep_restore_state();
+    serde_pickle::value_from_slice(&bytes, options).map_err(|e| {
+        DataError::invalid(
+            path,
+            format!("cannot unpickle (truncated or not a pickle?): {e}"),
+        )
+    })
 }
 
 type Dict = BTreeMap<HashableValue, Value>;
@@ -325,9 +327,11 @@ fn parse_observation(obs: &mut Dict) -> std::result::Result<(Step, Dict), String
 /// Decodes a pickled numpy array (or a Python number or list of numbers) to its shape and
 /// row-major float values.
 ///
-/// `ndarray.__reduce__` pickles `_reconstruct(...)` followed by `__setstate__((version, shape,
-/// dtype, is_fortran, raw_bytes))`; serde-pickle leaves the call unresolved and keeps that
-/// state tuple. The dtype object is opaque to it (only its byte-order character survives), so
+/// serde-pickle cannot run numpy's reconstructors; with `keep_restore_state` it leaves what
+/// they were given. Protocols 2-4 pickle `_reconstruct(...)` followed by
+/// `__setstate__((version, shape, dtype, is_fortran, raw_bytes))`, which leaves that state
+/// tuple; protocol 5 pickles `_frombuffer(raw_bytes, dtype, shape, order)`, which leaves its
+/// argument tuple. The dtype object is opaque (at most its byte-order character survives), so
 /// the item size is inferred as `len(raw_bytes) / product(shape)`: 8 bytes are float64 (what
 /// RLBench stores), 4 bytes float32.
 fn f64_array(v: &Value) -> std::result::Result<(Vec<usize>, Vec<f64>), String> {
@@ -348,55 +352,72 @@ fn f64_array(v: &Value) -> std::result::Result<(Vec<usize>, Vec<f64>), String> {
             Ok((vec![values.len()], values))
         }
         Value::Tuple(state) if state.len() == 5 => {
-            let (Value::Tuple(dims), Value::Bytes(raw)) = (&state[1], &state[4]) else {
-                return Err("not a numpy array".into());
-            };
-            let shape = dims
-                .iter()
-                .map(|d| match d {
-                    Value::I64(d) => usize::try_from(*d).ok(),
-                    _ => None,
-                })
-                .collect::<Option<Vec<usize>>>()
-                .ok_or("numpy array with an invalid shape")?;
-            let count: usize = shape.iter().product();
-            let big_endian = matches!(&state[2], Value::Tuple(d) if matches!(d.get(1), Some(Value::String(o)) if o == ">"));
-            let item = raw.len().checked_div(count).unwrap_or(8);
-            if count * item != raw.len() || !(item == 8 || item == 4) {
-                return Err(format!(
-                    "numpy array of shape {shape:?} with {} bytes is not a float32/float64 array",
-                    raw.len()
-                ));
-            }
-            let mut values: Vec<f64> = raw
-                .chunks_exact(item)
-                .map(|c| match (item, big_endian) {
-                    (8, false) => f64::from_le_bytes(c.try_into().expect("8-byte chunk")),
-                    (8, true) => f64::from_be_bytes(c.try_into().expect("8-byte chunk")),
-                    (_, false) => {
-                        f64::from(f32::from_le_bytes(c.try_into().expect("4-byte chunk")))
-                    }
-                    (_, true) => f64::from(f32::from_be_bytes(c.try_into().expect("4-byte chunk"))),
-                })
-                .collect();
-            if matches!(state[3], Value::Bool(true)) && shape.len() == 2 {
-                // Fortran order: column-major bytes.
-                let (rows, cols) = (shape[0], shape[1]);
-                values = (0..rows * cols)
-                    .map(|k| values[(k % cols) * rows + k / cols])
-                    .collect();
-            }
-            Ok((shape, values))
+            let fortran = matches!(state[3], Value::Bool(true));
+            decode_raw(&state[1], &state[2], fortran, &state[4])
         }
-        // serde-pickle records an object in the pickle memo before its `__setstate__` runs,
-        // so a second reference to one shared array comes back as an unresolved global.
-        Value::None => Err(
-            "expected a numpy array, found None (or a reference to an array shared with an \
-                            earlier field, which cannot be decoded)"
-                .into(),
-        ),
+        Value::Tuple(args) if args.len() == 4 && matches!(args[0], Value::Bytes(_)) => {
+            let fortran = matches!(&args[3], Value::String(o) if o == "F");
+            decode_raw(&args[2], &args[1], fortran, &args[0])
+        }
+        // serde-pickle memoizes an object before its `__setstate__` runs, so a second reference
+        // to one array object is only the `_reconstruct(ndarray, (0,), b'b')` call.
+        Value::Tuple(args) if args.len() == 3 => Err("a second reference to an array pickled \
+                                                      earlier in the file, which cannot be decoded"
+            .into()),
         other => Err(format!("expected a numpy array, found {}", kind(other))),
     }
+}
+
+/// Decodes raw array bytes (see [`f64_array`]); `dtype` is only consulted for big-endian data.
+fn decode_raw(
+    shape: &Value,
+    dtype: &Value,
+    fortran: bool,
+    raw: &Value,
+) -> std::result::Result<(Vec<usize>, Vec<f64>), String> {
+    let (Value::Tuple(dims), Value::Bytes(raw)) = (shape, raw) else {
+        return Err("not a numpy array".into());
+    };
+    let shape = dims
+        .iter()
+        .map(|d| match d {
+            Value::I64(d) => usize::try_from(*d).ok(),
+            _ => None,
+        })
+        .collect::<Option<Vec<usize>>>()
+        .ok_or("numpy array with an invalid shape")?;
+    let count: usize = shape.iter().product();
+    let big_endian =
+        matches!(dtype, Value::Tuple(d) if matches!(d.get(1), Some(Value::String(o)) if o == ">"));
+    let item = raw.len().checked_div(count).unwrap_or(8);
+    if count * item != raw.len() || !(item == 8 || item == 4) {
+        return Err(format!(
+            "numpy array of shape {shape:?} with {} bytes is not a float32/float64 array",
+            raw.len()
+        ));
+    }
+    if fortran && shape.len() > 2 {
+        return Err(format!(
+            "Fortran-ordered array of shape {shape:?} (at most 2 dimensions are supported)"
+        ));
+    }
+    let mut values: Vec<f64> = raw
+        .chunks_exact(item)
+        .map(|c| match (item, big_endian) {
+            (8, false) => f64::from_le_bytes(c.try_into().expect("8-byte chunk")),
+            (8, true) => f64::from_be_bytes(c.try_into().expect("8-byte chunk")),
+            (_, false) => f64::from(f32::from_le_bytes(c.try_into().expect("4-byte chunk"))),
+            (_, true) => f64::from(f32::from_be_bytes(c.try_into().expect("4-byte chunk"))),
+        })
+        .collect();
+    if fortran && shape.len() == 2 {
+        // Column-major bytes.
+        let (rows, cols) = (shape[0], shape[1]);
+        values = (0..rows * cols)
+            .map(|k| values[(k % cols) * rows + k / cols])
+            .collect();
+    }
+    Ok((shape, values))
 }
 
 fn matrix<const R: usize, const C: usize>(v: &Value) -> std::result::Result<[[f64; C]; R], String> {
@@ -563,6 +584,17 @@ mod tests {
             Value::Bytes(vec![0; 6]),
         ]);
         assert!(f64_array(&v).unwrap_err().contains("not a float32/float64"));
+    }
+
+    #[test]
+    fn shared_array_references_are_named() {
+        // What a memoized `_reconstruct(ndarray, (0,), b'b')` resolves to.
+        let v = Value::Tuple(vec![
+            Value::None,
+            Value::Tuple(vec![Value::I64(0)]),
+            Value::Bytes(b"b".to_vec()),
+        ]);
+        assert!(f64_array(&v).unwrap_err().contains("second reference"));
     }
 
     proptest! {
