@@ -20,7 +20,7 @@ fn fixtures(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join("fixtures");
-    c.bench_function("load rlbench fixtures (5 episodes)", |b| {
+    c.bench_function("load rlbench stock fixtures (4 episodes)", |b| {
         b.iter(|| load(&root.join("rlbench/stock")))
     });
     c.bench_function("load lerobot v3.0 fixture (3 episodes)", |b| {

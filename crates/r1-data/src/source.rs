@@ -19,6 +19,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 
 use crate::episode::Episode;
 use crate::error::{DataError, Result};
@@ -75,54 +76,25 @@ pub fn load_episodes(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
     }
     let mut loaded = Loaded::default();
     let mut ids: BTreeMap<String, PathBuf> = BTreeMap::new();
-    let mut accept =
-        |loaded: &mut Loaded, origin: PathBuf, episode: Result<Episode>| -> Result<()> {
-            let episode = episode.and_then(|e| match ids.get(&e.id()) {
-                Some(first) => Err(DataError::invalid(
-                    &origin,
-                    format!(
-                        "episode {} was already loaded from {}",
-                        e.id(),
-                        first.display()
-                    ),
-                )),
-                None => Ok(e),
-            });
-            match episode {
-                Ok(e) => {
-                    ids.insert(e.id(), origin.clone());
-                    loaded.episodes.push((origin, e));
-                }
-                Err(e) if opts.strict => return Err(e),
-                Err(e) => loaded.skipped.push((origin, e)),
+    for (origin, episode) in read_all(&sources, opts).into_iter().flatten() {
+        let episode = episode.and_then(|e| match ids.get(&e.id()) {
+            Some(first) => Err(DataError::invalid(
+                &origin,
+                format!(
+                    "episode {} was already loaded from {}",
+                    e.id(),
+                    first.display()
+                ),
+            )),
+            None => Ok(e),
+        });
+        match episode {
+            Ok(e) => {
+                ids.insert(e.id(), origin.clone());
+                loaded.episodes.push((origin, e));
             }
-            Ok(())
-        };
-    for source in sources {
-        match source {
-            Source::Native(dir) => {
-                let episode =
-                    native::read_episode(&dir).and_then(|e| select_cameras(e, &opts.cameras, &dir));
-                accept(&mut loaded, dir, episode)?;
-            }
-            Source::RlBench(dir) => {
-                let pkl = dir.join(rlbench::LOW_DIM_FILE);
-                let episode = rlbench::read_episode(&dir, &opts.cameras)
-                    .and_then(|e| e.validate(&pkl).map(|()| e));
-                accept(&mut loaded, dir, episode)?;
-            }
-            Source::LeRobot { root, only } => {
-                let state_map = opts.state_map.as_ref();
-                match lerobot::read_dataset(&root, only.as_deref(), &opts.cameras, state_map) {
-                    Ok(episodes) => {
-                        for (file, episode) in episodes {
-                            let episode = episode.and_then(|e| e.validate(&file).map(|()| e));
-                            accept(&mut loaded, file, episode)?;
-                        }
-                    }
-                    Err(e) => accept(&mut loaded, root, Err(e))?,
-                }
-            }
+            Err(e) if opts.strict => return Err(e),
+            Err(e) => loaded.skipped.push((origin, e)),
         }
     }
     if loaded.episodes.is_empty() {
@@ -137,6 +109,73 @@ pub fn load_episodes(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
         ));
     }
     Ok(loaded)
+}
+
+/// Reads every source on all cores (unpickling dominates an RLBench import); the results
+/// keep the sources' order, so loading is deterministic.
+fn read_all(sources: &[Source], opts: &LoadOptions) -> Vec<Vec<(PathBuf, Result<Episode>)>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(sources.len());
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<Vec<(PathBuf, Result<Episode>)>> =
+        sources.iter().map(|_| Vec::new()).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, AtomicOrdering::Relaxed);
+                        let Some(source) = sources.get(i) else {
+                            return done;
+                        };
+                        done.push((i, read_source(source, opts)));
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            let done = worker
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            for (i, episodes) in done {
+                results[i] = episodes;
+            }
+        }
+    });
+    results
+}
+
+/// The validated episodes of one source, each with its origin (see [`Loaded::episodes`]); a
+/// LeRobot dataset that cannot be read at all is one error with the dataset root.
+fn read_source(source: &Source, opts: &LoadOptions) -> Vec<(PathBuf, Result<Episode>)> {
+    match source {
+        Source::Native(dir) => {
+            let episode =
+                native::read_episode(dir).and_then(|e| select_cameras(e, &opts.cameras, dir));
+            vec![(dir.clone(), episode)]
+        }
+        Source::RlBench(dir) => {
+            let pkl = dir.join(rlbench::LOW_DIM_FILE);
+            let episode = rlbench::read_episode(dir, &opts.cameras)
+                .and_then(|e| e.validate(&pkl).map(|()| e));
+            vec![(dir.clone(), episode)]
+        }
+        Source::LeRobot { root, only } => {
+            let state_map = opts.state_map.as_ref();
+            match lerobot::read_dataset(root, only.as_deref(), &opts.cameras, state_map) {
+                Ok(episodes) => episodes
+                    .into_iter()
+                    .map(|(file, episode)| {
+                        let episode = episode.and_then(|e| e.validate(&file).map(|()| e));
+                        (file, episode)
+                    })
+                    .collect(),
+                Err(e) => vec![(root.clone(), Err(e))],
+            }
+        }
+    }
 }
 
 /// Keeps only the named cameras of a native episode (all when `names` is empty).
