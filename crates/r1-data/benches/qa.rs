@@ -10,8 +10,8 @@
 //!
 //! Run: `cargo bench -p r1-data --bench qa` (criterion's filters apply to the first part).
 
-use std::path::Path;
 use std::hint::black_box;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -44,13 +44,20 @@ fn frame_png(k: u32) -> Vec<u8> {
         }
     });
     let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).expect("encoding to memory succeeds");
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("encoding to memory succeeds");
     out.into_inner()
 }
 
 /// A demonstration with RLBench's shape: four moves with dwells, one gripper close.
 fn episode(task: usize, index: u32, images: &[Arc<[u8]>]) -> Episode {
-    let waypoints = [[0.3, 0.0, 1.2], [0.25, 0.1, 0.9], [0.25, 0.1, 0.8], [0.3, -0.1, 1.0], [0.1, -0.2, 0.95]];
+    let waypoints = [
+        [0.3, 0.0, 1.2],
+        [0.25, 0.1, 0.9],
+        [0.25, 0.1, 0.8],
+        [0.3, -0.1, 1.0],
+        [0.1, -0.2, 0.95],
+    ];
     let per = STEPS / (waypoints.len() - 1);
     let steps = (0..STEPS)
         .map(|i| {
@@ -61,12 +68,18 @@ fn episode(task: usize, index: u32, images: &[Arc<[u8]>]) -> Episode {
             let moving = t < 1.0;
             Step {
                 pose: Pose {
-                    position: std::array::from_fn(|k| a[k] + (b[k] - a[k]) * t + 0.001 * index as f64),
+                    position: std::array::from_fn(|k| {
+                        a[k] + (b[k] - a[k]) * t + 0.001 * index as f64
+                    }),
                     orientation: [0.0, 1.0, 0.0, 0.0],
                 },
                 gripper_open: i < 2 * per,
                 joint_velocities: Some(vec![if moving { 0.5 } else { 0.0 }; 7]),
-                images: [("front".to_string(), ImageRef::Encoded(images[i % images.len()].clone()))].into(),
+                images: [(
+                    "front".to_string(),
+                    ImageRef::Encoded(images[i % images.len()].clone()),
+                )]
+                .into(),
                 subtask: None,
                 scene: vec![],
             }
@@ -78,7 +91,13 @@ fn episode(task: usize, index: u32, images: &[Arc<[u8]>]) -> Episode {
         episode: index,
         descriptions: vec![format!("do task {task}")],
         metadata: EnvMetadata::default(),
-        cameras: vec![Camera { name: "front".into(), width: SIZE, height: SIZE, intrinsics: None, extrinsics: None }],
+        cameras: vec![Camera {
+            name: "front".into(),
+            width: SIZE,
+            height: SIZE,
+            intrinsics: None,
+            extrinsics: None,
+        }],
         steps,
         waypoints: None,
         plan: None,
@@ -90,15 +109,26 @@ fn criterion_part(c: &mut Criterion) {
     let ep = episode(0, 0, &images);
     let gripper = ep.gripper_open();
     c.bench_function("keypoints/discover_150_steps", |b| {
-        b.iter(|| discover(black_box(&gripper), |i| ep.steps[i].joint_velocities.as_deref().unwrap_or(&[]), &KeypointConfig::default()))
+        b.iter(|| {
+            discover(
+                black_box(&gripper),
+                |i| ep.steps[i].joint_velocities.as_deref().unwrap_or(&[]),
+                &KeypointConfig::default(),
+            )
+        })
     });
     let mut no_velocities = ep.clone();
-    no_velocities.steps.iter_mut().for_each(|s| s.joint_velocities = None);
+    no_velocities
+        .steps
+        .iter_mut()
+        .for_each(|s| s.joint_velocities = None);
     c.bench_function("keypoints/finite_differences_150_steps", |b| {
         b.iter(|| episode_keypoints(black_box(&no_velocities), &KeypointConfig::default()))
     });
     let config = QaConfig::default();
-    c.bench_function("qa/build_episode_150_steps_all_types", |b| b.iter(|| build_episode(black_box(&ep), &config)));
+    c.bench_function("qa/build_episode_150_steps_all_types", |b| {
+        b.iter(|| build_episode(black_box(&ep), &config))
+    });
 }
 
 /// Writes a native-format set of the benchmark's size under `root`.
@@ -110,16 +140,24 @@ fn generate_native_set(root: &Path) -> r1_data::Result<()> {
     let frames: Vec<ImageRef> = (0..16)
         .map(|k| {
             let path = dir.join(format!("{k}.png"));
-            std::fs::write(&path, frame_png(k)).map(|()| ImageRef::Path(path.clone())).map_err(|e| r1_data::DataError::io(&path, e))
+            std::fs::write(&path, frame_png(k))
+                .map(|()| ImageRef::Path(path.clone()))
+                .map_err(|e| r1_data::DataError::io(&path, e))
         })
         .collect::<r1_data::Result<_>>()?;
     for task in 0..TASKS {
         for e in 0..EPISODES {
             let mut ep = episode(task, e, &[Arc::from(&[][..])]);
             for (i, step) in ep.steps.iter_mut().enumerate() {
-                step.images.insert("front".into(), frames[(i + e as usize) % frames.len()].clone());
+                step.images.insert(
+                    "front".into(),
+                    frames[(i + e as usize) % frames.len()].clone(),
+                );
             }
-            r1_data::native::write_episode(&ep, &root.join("set").join(&ep.task).join(format!("episode{e}")))?;
+            r1_data::native::write_episode(
+                &ep,
+                &root.join("set").join(&ep.task).join(format!("episode{e}")),
+            )?;
         }
     }
     Ok(())
@@ -128,9 +166,14 @@ fn generate_native_set(root: &Path) -> r1_data::Result<()> {
 fn import_part() -> r1_data::Result<()> {
     let tmp = tempfile::tempdir().map_err(|e| r1_data::DataError::io(std::env::temp_dir(), e))?;
     let (set, kind) = match std::env::var_os("R1_BENCH_RLBENCH") {
-        Some(dir) => (std::path::PathBuf::from(dir), "RLBench pickles (R1_BENCH_RLBENCH)"),
+        Some(dir) => (
+            std::path::PathBuf::from(dir),
+            "RLBench pickles (R1_BENCH_RLBENCH)",
+        ),
         None => {
-            eprintln!("generating a native-format set of {TASKS} x {EPISODES} x {STEPS} steps (not timed) ...");
+            eprintln!(
+                "generating a native-format set of {TASKS} x {EPISODES} x {STEPS} steps (not timed) ..."
+            );
             generate_native_set(tmp.path())?;
             (tmp.path().join("set"), "native format (generated)")
         }
@@ -141,7 +184,12 @@ fn import_part() -> r1_data::Result<()> {
     let episodes: Vec<Episode> = loaded.episodes.into_iter().map(|(_, e)| e).collect();
     let steps: usize = episodes.iter().map(|e| e.steps.len()).sum();
     let write_start = Instant::now();
-    let card = write_dataset(&episodes, &tmp.path().join("qa-dataset"), &DatasetConfig::default(), || {})?;
+    let card = write_dataset(
+        &episodes,
+        &tmp.path().join("qa-dataset"),
+        &DatasetConfig::default(),
+        || {},
+    )?;
     let write_s = write_start.elapsed().as_secs_f64();
     let questions: usize = card.splits.values().map(|s| s.samples).sum();
     println!();
@@ -162,10 +210,10 @@ fn main() {
     criterion_part(&mut criterion);
     criterion.final_summary();
     // `cargo test --benches` runs this binary without `--bench`: skip the long measurement.
-    if std::env::args().any(|a| a == "--bench") {
-        if let Err(e) = import_part() {
-            eprintln!("error: {e}");
-            std::process::exit(1);
-        }
+    if std::env::args().any(|a| a == "--bench")
+        && let Err(e) = import_part()
+    {
+        eprintln!("error: {e}");
+        std::process::exit(1);
     }
 }

@@ -80,7 +80,12 @@ pub struct SplitConfig {
 
 impl Default for SplitConfig {
     fn default() -> Self {
-        Self { val_fraction: 0.1, test_fraction: 0.1, held_out_tasks: Vec::new(), seed: 0 }
+        Self {
+            val_fraction: 0.1,
+            test_fraction: 0.1,
+            held_out_tasks: Vec::new(),
+            seed: 0,
+        }
     }
 }
 
@@ -133,7 +138,11 @@ pub fn assign_splits(episodes: &[Episode], config: &SplitConfig) -> Result<Vec<S
     for (i, e) in episodes.iter().enumerate() {
         by_task.entry(&e.task).or_default().push(i);
     }
-    if let Some(missing) = config.held_out_tasks.iter().find(|t| !by_task.contains_key(t.as_str())) {
+    if let Some(missing) = config
+        .held_out_tasks
+        .iter()
+        .find(|t| !by_task.contains_key(t.as_str()))
+    {
         let known: Vec<&str> = by_task.keys().copied().collect();
         return Err(DataError::Config(format!(
             "held-out task {missing:?} is not among the tasks: {}",
@@ -177,7 +186,10 @@ pub fn write_dataset(
     let splits = assign_splits(episodes, &config.split)?;
     let mut ids = BTreeSet::new();
     if let Some(dup) = episodes.iter().find(|e| !ids.insert(e.id())) {
-        return Err(DataError::Config(format!("episode {} appears twice", dup.id())));
+        return Err(DataError::Config(format!(
+            "episode {} appears twice",
+            dup.id()
+        )));
     }
     let staged = StagedDir::new(out)?;
     let qa_dir = staged.path().join("qa");
@@ -188,8 +200,10 @@ pub fn write_dataset(
         let file = std::fs::File::create(&path).map_err(|e| DataError::io(&path, e))?;
         writers.insert(split, (path, BufWriter::new(file)));
     }
-    let mut card: BTreeMap<String, SplitCard> =
-        Split::ALL.iter().map(|s| (s.to_string(), SplitCard::default())).collect();
+    let mut card: BTreeMap<String, SplitCard> = Split::ALL
+        .iter()
+        .map(|s| (s.to_string(), SplitCard::default()))
+        .collect();
     for (episode, &split) in episodes.iter().zip(&splits) {
         let qa = build_episode(episode, &config.qa)?;
         for (frame, rel) in &qa.images {
@@ -197,11 +211,18 @@ pub fn write_dataset(
             if let Some(parent) = dest.parent() {
                 create_dir(parent)?;
             }
-            write_png(&episode.steps[*frame].images[&qa.camera], Path::new(""), &dest)?;
+            write_png(
+                &episode.steps[*frame].images[&qa.camera],
+                Path::new(""),
+                &dest,
+            )?;
         }
         let (path, writer) = writers.get_mut(&split).expect("a writer per split");
         for sample in &qa.samples {
-            let line = serde_json::to_string(sample).map_err(|source| DataError::Json { path: path.clone(), source })?;
+            let line = serde_json::to_string(sample).map_err(|source| DataError::Json {
+                path: path.clone(),
+                source,
+            })?;
             writeln!(writer, "{line}").map_err(|e| DataError::io(&*path, e))?;
         }
         let split_card = card.get_mut(split.as_str()).expect("a card per split");
@@ -217,9 +238,15 @@ pub fn write_dataset(
     for (_, (path, mut writer)) in writers {
         writer.flush().map_err(|e| DataError::io(&path, e))?;
     }
-    let card = DatasetCard { config: config.clone(), splits: card };
+    let card = DatasetCard {
+        config: config.clone(),
+        splits: card,
+    };
     let card_path = staged.path().join("card.json");
-    let json = serde_json::to_string_pretty(&card).map_err(|source| DataError::Json { path: card_path.clone(), source })?;
+    let json = serde_json::to_string_pretty(&card).map_err(|source| DataError::Json {
+        path: card_path.clone(),
+        source,
+    })?;
     std::fs::write(&card_path, json + "\n").map_err(|e| DataError::io(&card_path, e))?;
     let readme = staged.path().join("README.md");
     std::fs::write(&readme, render_card(&card)).map_err(|e| DataError::io(&readme, e))?;
@@ -231,32 +258,73 @@ pub fn write_dataset(
 pub fn render_card(card: &DatasetCard) -> String {
     let c = &card.config;
     let mut s = String::from("# Robot-R1 QA dataset\n\n");
-    s += &format!("Source: {}\n\n", if c.source.is_empty() { "(not recorded)" } else { &c.source });
+    s += &format!(
+        "Source: {}\n\n",
+        if c.source.is_empty() {
+            "(not recorded)"
+        } else {
+            &c.source
+        }
+    );
     s += "Layout: `qa/{train,val,test}.jsonl` (one question per line, Hugging Face chat `messages` with the \
           image first; image paths relative to this folder), `images/`, `card.json` (this card, machine readable).\n\n";
     s += "## Settings\n\n";
     let types: Vec<&str> = c.qa.qa_types.iter().map(|t| t.as_str()).collect();
-    let held_out = if c.split.held_out_tasks.is_empty() { "none".to_string() } else { c.split.held_out_tasks.join(", ") };
+    let held_out = if c.split.held_out_tasks.is_empty() {
+        "none".to_string()
+    } else {
+        c.split.held_out_tasks.join(", ")
+    };
     for (k, v) in [
         ("question types", types.join(", ")),
         ("current frame every", format!("{} steps", c.qa.every)),
-        ("prompt template", format!("{:?}", c.qa.prompt.template).to_lowercase()),
-        ("minimum distractor distance", format!("{} m", c.qa.min_distractor_distance)),
-        ("maximum distractor distance", c.qa.max_distractor_distance.map_or("none".into(), |m| format!("{m} m"))),
-        ("negligible movement", format!("{} m", c.qa.negligible_movement)),
+        (
+            "prompt template",
+            format!("{:?}", c.qa.prompt.template).to_lowercase(),
+        ),
+        (
+            "minimum distractor distance",
+            format!("{} m", c.qa.min_distractor_distance),
+        ),
+        (
+            "maximum distractor distance",
+            c.qa.max_distractor_distance
+                .map_or("none".into(), |m| format!("{m} m")),
+        ),
+        (
+            "negligible movement",
+            format!("{} m", c.qa.negligible_movement),
+        ),
         (
             "keypoints",
-            format!("velocity threshold {}, refractory {}", c.qa.keypoints.velocity_threshold, c.qa.keypoints.refractory),
+            format!(
+                "velocity threshold {}, refractory {}",
+                c.qa.keypoints.velocity_threshold, c.qa.keypoints.refractory
+            ),
         ),
-        ("split", format!("val {}, test {} of each task's episodes", c.split.val_fraction, c.split.test_fraction)),
+        (
+            "split",
+            format!(
+                "val {}, test {} of each task's episodes",
+                c.split.val_fraction, c.split.test_fraction
+            ),
+        ),
         ("held-out tasks (test only)", held_out),
-        ("seeds", format!("questions {}, split {}", c.qa.seed, c.split.seed)),
+        (
+            "seeds",
+            format!("questions {}, split {}", c.qa.seed, c.split.seed),
+        ),
     ] {
         s += &format!("- {k}: {v}\n");
     }
     for split in Split::ALL {
-        let Some(sc) = card.splits.get(split.as_str()) else { continue };
-        s += &format!("\n## {split}: {} episodes, {} questions\n\n", sc.episodes, sc.samples);
+        let Some(sc) = card.splits.get(split.as_str()) else {
+            continue;
+        };
+        s += &format!(
+            "\n## {split}: {} episodes, {} questions\n\n",
+            sc.episodes, sc.samples
+        );
         if sc.tasks.is_empty() {
             continue;
         }
@@ -270,7 +338,10 @@ pub fn render_card(card: &DatasetCard) -> String {
         for (task, counts) in &sc.tasks {
             s += &format!("| {task} | {} |", counts.episodes);
             for t in QaType::ALL {
-                s += &format!(" {} |", counts.samples.get(t.as_str()).copied().unwrap_or(0));
+                s += &format!(
+                    " {} |",
+                    counts.samples.get(t.as_str()).copied().unwrap_or(0)
+                );
             }
             s += "\n";
         }
@@ -283,7 +354,8 @@ pub fn render_card(card: &DatasetCard) -> String {
 pub fn read_split(root: &Path, split: Split) -> Result<Vec<QaSample>> {
     let path = root.join("qa").join(format!("{split}.jsonl"));
     let file = std::fs::File::open(&path).map_err(|e| DataError::io(&path, e))?;
-    let at = |line: usize, message: String| DataError::invalid(&path, format!("line {line}: {message}"));
+    let at =
+        |line: usize, message: String| DataError::invalid(&path, format!("line {line}: {message}"));
     let mut samples = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|e| DataError::io(&path, e))?;
@@ -294,7 +366,10 @@ pub fn read_split(root: &Path, split: Split) -> Result<Vec<QaSample>> {
         for image in sample.messages.iter().flat_map(|m| m.images()) {
             let image_path: PathBuf = root.join(image);
             if !image_path.is_file() {
-                return Err(at(i + 1, format!("image {} does not exist", image_path.display())));
+                return Err(at(
+                    i + 1,
+                    format!("image {} does not exist", image_path.display()),
+                ));
             }
         }
         samples.push(sample);
@@ -323,10 +398,19 @@ mod tests {
             episode: index,
             descriptions: vec![format!("do {task}")],
             metadata: EnvMetadata::default(),
-            cameras: vec![Camera { name: "front".into(), width: 4, height: 4, intrinsics: None, extrinsics: None }],
+            cameras: vec![Camera {
+                name: "front".into(),
+                width: 4,
+                height: 4,
+                intrinsics: None,
+                extrinsics: None,
+            }],
             steps: (0..25)
                 .map(|i| Step {
-                    pose: Pose { position: [0.01 * i.min(12) as f64, 0.0, 1.0], orientation: [0.0, 0.0, 0.0, 1.0] },
+                    pose: Pose {
+                        position: [0.01 * i.min(12) as f64, 0.0, 1.0],
+                        orientation: [0.0, 0.0, 0.0, 1.0],
+                    },
                     gripper_open: i < 20,
                     joint_velocities: None,
                     images: [("front".to_string(), ImageRef::Encoded(png.clone()))].into(),
@@ -341,7 +425,11 @@ mod tests {
 
     fn episodes(tasks: &[(&str, u32)]) -> Vec<Episode> {
         let png = tiny_png();
-        tasks.iter().flat_map(|&(t, n)| (0..n).map(move |i| (t, i))).map(|(t, i)| episode(t, i, &png)).collect()
+        tasks
+            .iter()
+            .flat_map(|&(t, n)| (0..n).map(move |i| (t, i)))
+            .map(|(t, i)| episode(t, i, &png))
+            .collect()
     }
 
     #[test]
@@ -351,7 +439,10 @@ mod tests {
         let eps = episodes(&[("a", 10), ("b", 10), ("out", 3)]);
         let config = DatasetConfig {
             source: "unit test".into(),
-            split: SplitConfig { held_out_tasks: vec!["out".into()], ..Default::default() },
+            split: SplitConfig {
+                held_out_tasks: vec!["out".into()],
+                ..Default::default()
+            },
             ..Default::default()
         };
         let mut calls = 0;
@@ -374,10 +465,14 @@ mod tests {
         assert_eq!(card.splits["test"].tasks["out"].episodes, 3);
         assert_eq!(card.splits["val"].tasks["a"].episodes, 1);
         assert_eq!(card.splits["train"].tasks["b"].episodes, 8);
-        let on_disk: DatasetCard = serde_json::from_str(&std::fs::read_to_string(out.join("card.json")).unwrap()).unwrap();
+        let on_disk: DatasetCard =
+            serde_json::from_str(&std::fs::read_to_string(out.join("card.json")).unwrap()).unwrap();
         assert_eq!(on_disk.splits, card.splits);
         let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
-        assert!(readme.contains("Source: unit test") && readme.contains("| out | 3 |"), "{readme}");
+        assert!(
+            readme.contains("Source: unit test") && readme.contains("| out | 3 |"),
+            "{readme}"
+        );
         // Nothing but the dataset folder remains.
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
     }
@@ -389,17 +484,27 @@ mod tests {
         let eps = episodes(&[("a", 4)]);
         write_dataset(&eps, &out, &DatasetConfig::default(), || {}).unwrap();
         let before = read_split(&out, Split::Train).unwrap();
-        let err = write_dataset(&eps, &out, &DatasetConfig::default(), || {}).unwrap_err().to_string();
+        let err = write_dataset(&eps, &out, &DatasetConfig::default(), || {})
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("already exists"), "{err}");
         // A failure half-way (an undecodable image in the last episode) keeps the old dataset.
         let mut broken = eps.clone();
-        broken[3].steps[0].images.insert("front".into(), ImageRef::Encoded(Arc::from(&b"junk"[..])));
-        let overwrite = DatasetConfig { overwrite: true, ..Default::default() };
+        broken[3].steps[0]
+            .images
+            .insert("front".into(), ImageRef::Encoded(Arc::from(&b"junk"[..])));
+        let overwrite = DatasetConfig {
+            overwrite: true,
+            ..Default::default()
+        };
         assert!(write_dataset(&broken, &out, &overwrite, || {}).is_err());
         assert_eq!(read_split(&out, Split::Train).unwrap(), before);
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
         let card = write_dataset(&eps[..3], &out, &overwrite, || {}).unwrap();
-        assert_eq!(read_split(&out, Split::Train).unwrap().len(), card.splits["train"].samples);
+        assert_eq!(
+            read_split(&out, Split::Train).unwrap().len(),
+            card.splits["train"].samples
+        );
         assert_ne!(card.splits["train"].samples, before.len());
     }
 
@@ -407,28 +512,68 @@ mod tests {
     fn reader_names_file_and_line() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("ds");
-        write_dataset(&episodes(&[("a", 2)]), &out, &DatasetConfig { split: SplitConfig { val_fraction: 0.0, test_fraction: 0.0, ..Default::default() }, ..Default::default() }, || {}).unwrap();
+        write_dataset(
+            &episodes(&[("a", 2)]),
+            &out,
+            &DatasetConfig {
+                split: SplitConfig {
+                    val_fraction: 0.0,
+                    test_fraction: 0.0,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            || {},
+        )
+        .unwrap();
         let path = out.join("qa/train.jsonl");
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, format!("{text}{{\"id\": 3}}\n")).unwrap();
         let lines = text.lines().count();
         let err = read_split(&out, Split::Train).unwrap_err().to_string();
-        assert!(err.contains("qa/train.jsonl") && err.contains(&format!("line {}:", lines + 1)), "{err}");
+        assert!(
+            err.contains("qa/train.jsonl") && err.contains(&format!("line {}:", lines + 1)),
+            "{err}"
+        );
         std::fs::write(&path, &text).unwrap();
-        let first_image = read_split(&out, Split::Train).unwrap()[0].messages[0].images().next().unwrap().to_string();
+        let first_image = read_split(&out, Split::Train).unwrap()[0].messages[0]
+            .images()
+            .next()
+            .unwrap()
+            .to_string();
         std::fs::remove_file(out.join(&first_image)).unwrap();
         let err = read_split(&out, Split::Train).unwrap_err().to_string();
-        assert!(err.contains("line 1:") && err.contains("does not exist"), "{err}");
-        assert!(read_split(&tmp.path().join("nothing"), Split::Val).unwrap_err().to_string().contains("val.jsonl"));
+        assert!(
+            err.contains("line 1:") && err.contains("does not exist"),
+            "{err}"
+        );
+        assert!(
+            read_split(&tmp.path().join("nothing"), Split::Val)
+                .unwrap_err()
+                .to_string()
+                .contains("val.jsonl")
+        );
     }
 
     #[test]
     fn split_configuration_errors() {
         let eps = episodes(&[("a", 2)]);
-        let bad = SplitConfig { val_fraction: 0.6, test_fraction: 0.6, ..Default::default() };
+        let bad = SplitConfig {
+            val_fraction: 0.6,
+            test_fraction: 0.6,
+            ..Default::default()
+        };
         assert!(assign_splits(&eps, &bad).is_err());
-        let typo = SplitConfig { held_out_tasks: vec!["b".into()], ..Default::default() };
-        assert!(assign_splits(&eps, &typo).unwrap_err().to_string().contains("held-out task \"b\""));
+        let typo = SplitConfig {
+            held_out_tasks: vec!["b".into()],
+            ..Default::default()
+        };
+        assert!(
+            assign_splits(&eps, &typo)
+                .unwrap_err()
+                .to_string()
+                .contains("held-out task \"b\"")
+        );
     }
 
     proptest! {

@@ -40,7 +40,11 @@ impl StagedDir {
         );
         let tmp = parent.join(unique);
         std::fs::create_dir(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-        Ok(Self { tmp, target: target.to_path_buf(), committed: false })
+        Ok(Self {
+            tmp,
+            target: target.to_path_buf(),
+            committed: false,
+        })
     }
 
     /// Where to write the content.
@@ -99,12 +103,17 @@ pub fn write_png(image: &ImageRef, base: &Path, dest: &Path) -> Result<()> {
         }
         ImageRef::Path(p) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) => {
             let src = base.join(p);
-            std::fs::copy(&src, dest).map(drop).map_err(|e| DataError::io(&src, e))
+            std::fs::copy(&src, dest)
+                .map(drop)
+                .map_err(|e| DataError::io(&src, e))
         }
         other => {
             let rgb = other.load_rgb(base)?;
             rgb.save_with_format(dest, image::ImageFormat::Png)
-                .map_err(|source| DataError::Image { path: dest.to_path_buf(), source })
+                .map_err(|source| DataError::Image {
+                    path: dest.to_path_buf(),
+                    source,
+                })
         }
     }
 }

@@ -34,7 +34,9 @@ impl std::str::FromStr for Template {
         match s {
             "paper" => Ok(Self::Paper),
             "compact" => Ok(Self::Compact),
-            _ => Err(format!("unknown template {s:?} (expected paper or compact)")),
+            _ => Err(format!(
+                "unknown template {s:?} (expected paper or compact)"
+            )),
         }
     }
 }
@@ -75,7 +77,12 @@ pub fn format_coordinate(v: f64) -> String {
 
 /// Formats a position as the prompts and answers print it: `[0.254, -0.197, 0.894]`.
 pub fn format_position(p: [f64; 3]) -> String {
-    format!("[{}, {}, {}]", format_coordinate(p[0]), format_coordinate(p[1]), format_coordinate(p[2]))
+    format!(
+        "[{}, {}, {}]",
+        format_coordinate(p[0]),
+        format_coordinate(p[1]),
+        format_coordinate(p[2])
+    )
 }
 
 /// The question sentence for a question type.
@@ -84,7 +91,9 @@ fn question(qa_type: QaType) -> &'static str {
         QaType::Waypoint => {
             "Which option is the position of the gripper at the next waypoint (the next keypoint of the demonstration)? Choose the most accurate option."
         }
-        QaType::CurrentState => "Which option is the current position of the gripper? Choose the most accurate option.",
+        QaType::CurrentState => {
+            "Which option is the current position of the gripper? Choose the most accurate option."
+        }
         QaType::Movement => {
             "Which movement brings the gripper from its current position to the next waypoint (the next keypoint of the demonstration)? Choose the most accurate option."
         }
@@ -103,14 +112,23 @@ fn shows_scale(qa_type: QaType) -> bool {
 }
 
 fn state_lines(input: &PromptInput, options: &PromptOptions) -> Vec<String> {
-    let mut lines = vec![format!("Position: {}", format_position(input.pose.position))];
+    let mut lines = vec![format!(
+        "Position: {}",
+        format_position(input.pose.position)
+    )];
     if options.include_rotation {
         let q = input.pose.orientation;
         let parts: Vec<String> = q.iter().map(|&v| format_coordinate(v)).collect();
-        lines.push(format!("Orientation (quaternion x, y, z, w): [{}]", parts.join(", ")));
+        lines.push(format!(
+            "Orientation (quaternion x, y, z, w): [{}]",
+            parts.join(", ")
+        ));
     }
     if options.include_gripper {
-        lines.push(format!("Gripper: {}", if input.gripper_open { "open" } else { "closed" }));
+        lines.push(format!(
+            "Gripper: {}",
+            if input.gripper_open { "open" } else { "closed" }
+        ));
     }
     lines
 }
@@ -137,14 +155,24 @@ fn render_paper(input: &PromptInput, options: &PromptOptions) -> String {
     let mut s = String::from("# Robot Assistant for Low-Level Control\n");
     s += "You are a robot assistant that reasons about how a robot arm with a parallel gripper should move. \
           Use the image and the information below to answer the question.\n\n";
-    s += &format!("## Task description\nInstruction: \"{}\"\n\n", input.description.trim());
+    s += &format!(
+        "## Task description\nInstruction: \"{}\"\n\n",
+        input.description.trim()
+    );
     s += "## Visual Input\nThe image shows the scene from the front view.\n\n";
     s += "## Coordinate System\nPositions are [x, y, z] in metres, in the world frame seen from the front view.\n";
     for (name, axis) in ["X", "Y", "Z"].iter().zip(&m.axes) {
-        s += &format!("- {name} axis: {} is positive, {} is negative.\n", axis.positive, axis.negative);
+        s += &format!(
+            "- {name} axis: {} is positive, {} is negative.\n",
+            axis.positive, axis.negative
+        );
     }
     if shows_scale(input.qa_type) {
-        s += &format!("- World origin {} is at {}.\n", format_position(m.origin), m.origin_description);
+        s += &format!(
+            "- World origin {} is at {}.\n",
+            format_position(m.origin),
+            m.origin_description
+        );
         s += &format!(
             "\n## Robot Specifications\nThe gripper is {} m wide (x), {} m long (y) and {} m high (z); its fingers are {} m long.\n",
             format_coordinate(g.width),
@@ -154,7 +182,10 @@ fn render_paper(input: &PromptInput, options: &PromptOptions) -> String {
         );
     }
     if shows_state(input.qa_type) {
-        s += &format!("\n## Current Robot State\n{}\n", state_lines(input, options).join("\n"));
+        s += &format!(
+            "\n## Current Robot State\n{}\n",
+            state_lines(input, options).join("\n")
+        );
     }
     if input.qa_type.is_multiple_choice() {
         s += &format!("\n### Choice Question\n{}\n", question(input.qa_type));
@@ -164,7 +195,11 @@ fn render_paper(input: &PromptInput, options: &PromptOptions) -> String {
     } else {
         s += &format!("\n### Question\n{}\n", question(input.qa_type));
     }
-    let what = if input.qa_type.is_multiple_choice() { "only the label of your choice" } else { "only the position" };
+    let what = if input.qa_type.is_multiple_choice() {
+        "only the label of your choice"
+    } else {
+        "only the position"
+    };
     s += &format!(
         "\n## Output Format\nFirst think step by step inside <think> </think>, then give {what} inside <answer> </answer>. Example:\n<think> your reasoning </think> <answer> {} </answer>",
         answer_example(input)
@@ -185,7 +220,11 @@ fn render_compact(input: &PromptInput, options: &PromptOptions) -> String {
     ];
     if shows_scale(input.qa_type) {
         let g = &m.gripper;
-        lines.push(format!("Origin {}: {}.", format_position(m.origin), m.origin_description));
+        lines.push(format!(
+            "Origin {}: {}.",
+            format_position(m.origin),
+            m.origin_description
+        ));
         lines.push(format!(
             "Gripper {} x {} x {} m.",
             format_coordinate(g.width),
@@ -200,19 +239,31 @@ fn render_compact(input: &PromptInput, options: &PromptOptions) -> String {
     for (label, text) in input.options {
         lines.push(format!("[[{label}]] {text}"));
     }
-    lines.push(format!("Reply: <think>...</think><answer>{}</answer>", answer_example(input)));
+    lines.push(format!(
+        "Reply: <think>...</think><answer>{}</answer>",
+        answer_example(input)
+    ));
     lines.join("\n")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::episode::GripperDims;
 
     fn options() -> Vec<(String, String)> {
-        ["A", "B", "C", "D"].iter().map(|l| (l.to_string(), format!("option {l}"))).collect()
+        ["A", "B", "C", "D"]
+            .iter()
+            .map(|l| (l.to_string(), format!("option {l}")))
+            .collect()
     }
 
-    fn input<'a>(qa_type: QaType, meta: &'a EnvMetadata, pose: &'a Pose, opts: &'a [(String, String)]) -> PromptInput<'a> {
+    fn input<'a>(
+        qa_type: QaType,
+        meta: &'a EnvMetadata,
+        pose: &'a Pose,
+        opts: &'a [(String, String)],
+    ) -> PromptInput<'a> {
         PromptInput {
             qa_type,
             description: "pick up the red cup",
@@ -226,14 +277,23 @@ mod tests {
 
     #[test]
     fn coordinates_have_three_decimals_and_no_negative_zero() {
-        assert_eq!(format_position([0.2544, -0.19749, 0.894]), "[0.254, -0.197, 0.894]");
-        assert_eq!(format_position([-0.0001, 1.0, -2.5]), "[0.000, 1.000, -2.500]");
+        assert_eq!(
+            format_position([0.2544, -0.19749, 0.894]),
+            "[0.254, -0.197, 0.894]"
+        );
+        assert_eq!(
+            format_position([-0.0001, 1.0, -2.5]),
+            "[0.000, 1.000, -2.500]"
+        );
     }
 
     #[test]
     fn paper_sections_depend_on_the_question() {
         let meta = EnvMetadata::default();
-        let pose = Pose { position: [0.1, -0.2, 0.9], orientation: [0.0, 1.0, 0.0, 0.0] };
+        let pose = Pose {
+            position: [0.1, -0.2, 0.9],
+            orientation: [0.0, 1.0, 0.0, 0.0],
+        };
         let opts = options();
         let paper = PromptOptions::default();
         let w = render(&input(QaType::Waypoint, &meta, &pose, &opts), &paper);
@@ -254,39 +314,78 @@ mod tests {
             assert!(w.contains(section), "missing {section:?} in\n{w}");
         }
         let c = render(&input(QaType::CurrentState, &meta, &pose, &opts), &paper);
-        assert!(!c.contains("Current Robot State") && c.contains("World origin") && c.contains("Robot Specifications"));
+        assert!(
+            !c.contains("Current Robot State")
+                && c.contains("World origin")
+                && c.contains("Robot Specifications")
+        );
         let mv = render(&input(QaType::Movement, &meta, &pose, &opts), &paper);
-        assert!(!mv.contains("Current Robot State") && !mv.contains("World origin") && !mv.contains("Specifications"));
+        assert!(
+            !mv.contains("Current Robot State")
+                && !mv.contains("World origin")
+                && !mv.contains("Specifications")
+        );
         assert!(mv.contains("front is positive, back is negative"));
         let open = render(&input(QaType::WaypointOpen, &meta, &pose, &[]), &paper);
-        assert!(open.contains("### Question") && !open.contains("[[") && open.contains("<answer> [0.250, 0.000, 0.752] </answer>"));
+        assert!(
+            open.contains("### Question")
+                && !open.contains("[[")
+                && open.contains("<answer> [0.250, 0.000, 0.752] </answer>")
+        );
     }
 
     #[test]
     fn every_number_comes_from_the_metadata() {
-        let mut meta = EnvMetadata::default();
-        meta.origin = [1.5, 2.5, 3.5];
-        meta.origin_description = "the robot base".into();
-        meta.gripper.width = 0.123;
-        meta.axes[1].positive = "east".into();
-        let pose = Pose { position: [0.0; 3], orientation: [0.0, 0.0, 0.0, 1.0] };
+        let default = EnvMetadata::default();
+        let mut axes = default.axes.clone();
+        axes[1].positive = "east".into();
+        let meta = EnvMetadata {
+            origin: [1.5, 2.5, 3.5],
+            origin_description: "the robot base".into(),
+            gripper: GripperDims {
+                width: 0.123,
+                ..default.gripper
+            },
+            axes,
+            ..default
+        };
+        let pose = Pose {
+            position: [0.0; 3],
+            orientation: [0.0, 0.0, 0.0, 1.0],
+        };
         for template in [Template::Paper, Template::Compact] {
-            let o = PromptOptions { template, ..Default::default() };
+            let o = PromptOptions {
+                template,
+                ..Default::default()
+            };
             let text = render(&input(QaType::Waypoint, &meta, &pose, &options()), &o);
-            assert!(text.contains("[1.500, 2.500, 3.500]") && text.contains("the robot base"), "{text}");
-            assert!(text.contains("0.123") && text.contains("east") && !text.contains("0.752"), "{text}");
+            assert!(
+                text.contains("[1.500, 2.500, 3.500]") && text.contains("the robot base"),
+                "{text}"
+            );
+            assert!(
+                text.contains("0.123") && text.contains("east") && !text.contains("0.752"),
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn state_extras_are_opt_in() {
         let meta = EnvMetadata::default();
-        let pose = Pose { position: [0.0; 3], orientation: [0.0, 1.0, 0.0, 0.0] };
+        let pose = Pose {
+            position: [0.0; 3],
+            orientation: [0.0, 1.0, 0.0, 0.0],
+        };
         let opts = options();
         let i = input(QaType::Waypoint, &meta, &pose, &opts);
         let plain = render(&i, &PromptOptions::default());
         assert!(!plain.contains("Orientation") && !plain.contains("Gripper: open"));
-        let full = PromptOptions { include_rotation: true, include_gripper: true, ..Default::default() };
+        let full = PromptOptions {
+            include_rotation: true,
+            include_gripper: true,
+            ..Default::default()
+        };
         let text = render(&i, &full);
         assert!(text.contains("Orientation (quaternion x, y, z, w): [0.000, 1.000, 0.000, 0.000]"));
         assert!(text.contains("Gripper: open"));
@@ -295,10 +394,19 @@ mod tests {
     #[test]
     fn compact_is_shorter_and_keeps_the_options() {
         let meta = EnvMetadata::default();
-        let pose = Pose { position: [0.1, -0.2, 0.9], orientation: [0.0, 1.0, 0.0, 0.0] };
+        let pose = Pose {
+            position: [0.1, -0.2, 0.9],
+            orientation: [0.0, 1.0, 0.0, 0.0],
+        };
         let opts = options();
         let i = input(QaType::Waypoint, &meta, &pose, &opts);
-        let compact = render(&i, &PromptOptions { template: Template::Compact, ..Default::default() });
+        let compact = render(
+            &i,
+            &PromptOptions {
+                template: Template::Compact,
+                ..Default::default()
+            },
+        );
         let paper = render(&i, &PromptOptions::default());
         assert!(compact.len() * 2 < paper.len(), "{compact}");
         assert!(compact.contains("[[D]] option D") && compact.contains("[0.100, -0.200, 0.900]"));
