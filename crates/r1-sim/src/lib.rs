@@ -9,24 +9,26 @@
 //! byte-identical episodes on any machine.
 //!
 //! Modules: [`world`] (objects, attachment), [`tasks`] (the suite), [`expert`] (timing and
-//! joint velocities), [`render`] (camera and rasteriser), [`episode`] (one demonstration).
+//! joint velocities), [`render`] (camera and rasteriser), [`episode`] (one demonstration),
+//! [`montage`] (a labelled contact sheet).
 
 pub mod episode;
 pub mod error;
 pub mod expert;
 pub mod geom;
+pub mod montage;
 pub mod render;
 pub mod rng;
 pub mod tasks;
 pub mod world;
 
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use r1_data::Episode;
 
 pub use error::SimError;
+pub use montage::montage;
 pub use render::FRONT_CAMERA;
 use tasks::{TASKS, Task};
 
@@ -157,100 +159,6 @@ pub fn simulate(
     Ok(done.into_iter().flatten().collect())
 }
 
-/// Frames shown per task in a montage.
-const MONTAGE_COLUMNS: usize = 4;
-const MONTAGE_GAP: u32 = 2;
-
-/// Writes one PNG with a row per task (in order of first appearance): the first frame and
-/// three keyframes (first, middle and last waypoint) of the task's first episode, from its
-/// first camera. The file is written to a temporary name beside `path`, then renamed.
-pub fn montage(episodes: &[Episode], path: &Path) -> Result<(), SimError> {
-    let mut rows: Vec<&Episode> = Vec::new();
-    for e in episodes {
-        if !rows.iter().any(|r| r.task == e.task) {
-            rows.push(e);
-        }
-    }
-    if rows.is_empty() {
-        return Err(SimError::Config(
-            "a montage needs at least one episode".into(),
-        ));
-    }
-    let mut tiles: Vec<Vec<image::RgbImage>> = Vec::new();
-    for e in &rows {
-        let camera = e.cameras.first().map(|c| c.name.as_str()).ok_or_else(|| {
-            SimError::Config(format!("{}: the episode has no camera to show", e.id()))
-        })?;
-        let mut row = Vec::new();
-        for frame in montage_frames(e) {
-            let image = e.steps[frame].images.get(camera).ok_or_else(|| {
-                SimError::Config(format!("{}: step {frame} has no {camera:?} image", e.id()))
-            })?;
-            row.push(image.load_rgb(Path::new(""))?);
-        }
-        tiles.push(row);
-    }
-    let tile_w = tiles.iter().flatten().map(|t| t.width()).max().unwrap_or(1);
-    let tile_h = tiles
-        .iter()
-        .flatten()
-        .map(|t| t.height())
-        .max()
-        .unwrap_or(1);
-    let (cols, n_rows) = (MONTAGE_COLUMNS as u32, tiles.len() as u32);
-    let mut canvas = image::RgbImage::from_pixel(
-        cols * (tile_w + MONTAGE_GAP) + MONTAGE_GAP,
-        n_rows * (tile_h + MONTAGE_GAP) + MONTAGE_GAP,
-        image::Rgb([255, 255, 255]),
-    );
-    for (r, row) in tiles.iter().enumerate() {
-        for (c, tile) in row.iter().enumerate() {
-            let x = MONTAGE_GAP + c as u32 * (tile_w + MONTAGE_GAP);
-            let y = MONTAGE_GAP + r as u32 * (tile_h + MONTAGE_GAP);
-            image::imageops::replace(&mut canvas, tile, x.into(), y.into());
-        }
-    }
-    write_png_atomic(&canvas, path)
-}
-
-/// The frames a montage row shows: 0, then the first, middle and last ground-truth waypoint
-/// (or evenly spaced frames when the episode records none).
-fn montage_frames(e: &Episode) -> Vec<usize> {
-    let n = e.steps.len();
-    let keys: Vec<usize> = match &e.waypoints {
-        Some(w) if !w.is_empty() => w.clone(),
-        _ => (1..MONTAGE_COLUMNS)
-            .map(|k| k * (n - 1) / (MONTAGE_COLUMNS - 1))
-            .collect(),
-    };
-    let picks = [0, keys[0], keys[keys.len() / 2], keys[keys.len() - 1]];
-    let mut out: Vec<usize> = picks.into_iter().filter(|&f| f < n).collect();
-    out.dedup();
-    out
-}
-
-fn write_png_atomic(image: &image::RgbImage, path: &Path) -> Result<(), SimError> {
-    let io = |source| SimError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| SimError::Config(format!("{}: not a file name", path.display())))?;
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    image
-        .save_with_format(&tmp, image::ImageFormat::Png)
-        .map_err(|source| SimError::Montage {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    std::fs::rename(&tmp, path).map_err(io)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,21 +223,5 @@ mod tests {
                 ("push_button", 1)
             ]
         );
-    }
-
-    #[test]
-    fn montage_writes_one_row_per_task() {
-        let eps = simulate(&cfg(&["reach_target", "open_drawer"]), |_, _| {}).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.png");
-        montage(&eps, &path).unwrap();
-        let img = image::open(&path).unwrap();
-        assert_eq!((img.width(), img.height()), (4 * 34 + 2, 2 * 34 + 2));
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "no temporary file is left behind"
-        );
-        assert!(matches!(montage(&[], &path), Err(SimError::Config(_))));
     }
 }
