@@ -41,7 +41,8 @@ pub fn is_episode_dir(dir: &Path) -> bool {
 }
 
 /// Reads one episode folder of either layout. `cameras` names the RGB streams to import
-/// (`front`, `wrist`, ...); empty means [`DEFAULT_CAMERA`]. Image files are referenced by
+/// (`front`, `wrist`, ...; the folder name `front_rgb` works too); empty means
+/// [`DEFAULT_CAMERA`]. Image files are referenced by
 /// absolute path, not decoded; only the first image of each camera is opened, for its size.
 ///
 /// The episode is not validated here (callers run [`Episode::validate`] with the
@@ -56,11 +57,13 @@ pub fn read_episode(dir: &Path, cameras: &[String]) -> Result<Episode> {
     }
     let (steps, misc) = parse_observations(observations, &pkl)?;
 
-    let default = [DEFAULT_CAMERA.to_string()];
-    let names = if cameras.is_empty() {
-        &default[..]
+    let names: Vec<&str> = if cameras.is_empty() {
+        vec![DEFAULT_CAMERA]
     } else {
         cameras
+            .iter()
+            .map(|c| c.strip_suffix("_rgb").unwrap_or(c))
+            .collect()
     };
     let mut episode_cameras = Vec::with_capacity(names.len());
     let mut steps = steps;
@@ -81,14 +84,14 @@ pub fn read_episode(dir: &Path, cameras: &[String]) -> Result<Episode> {
             None => (None, None),
         };
         episode_cameras.push(Camera {
-            name: name.clone(),
+            name: name.to_owned(),
             width,
             height,
             intrinsics,
             extrinsics,
         });
         for (step, image) in steps.iter_mut().zip(images) {
-            step.images.insert(name.clone(), ImageRef::Path(image));
+            step.images.insert(name.to_owned(), ImageRef::Path(image));
         }
     }
 

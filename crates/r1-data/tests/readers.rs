@@ -231,7 +231,7 @@ fn rlbench_cameras_are_converted_to_the_opencv_convention() {
 #[test]
 fn rlbench_camera_selection_and_moving_cameras() {
     let opts = LoadOptions {
-        cameras: vec!["front".into(), "wrist".into()],
+        cameras: vec!["front".into(), "wrist_rgb".into()],
         ..Default::default()
     };
     let loaded = load(&rlbench("stock/close_jar/variation1"), &opts);
