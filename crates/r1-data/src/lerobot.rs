@@ -497,7 +497,7 @@ fn select_cameras(
                 "camera feature {key:?} is stored as video (MP4), which r1 does not decode; convert the \
                  dataset to images stored in the parquet (LeRobot: record or convert with video disabled, \
                  or extract the frames with `ffmpeg -i <video>.mp4 frame_%06d.png` and write them back as \
-                 an `image` feature), or leave this camera out with --cameras"
+                 an `image` feature), or pick an image camera with --camera"
             ),
         ));
     }
