@@ -263,7 +263,7 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<Source>) -> Result<()> {
 
 /// Orders names with their digit runs compared as numbers: `episode2 < episode10`. Runs of
 /// equal value but different zero padding fall back to the text, so the order stays total.
-pub fn natural_cmp(a: &str, b: &str) -> Ordering {
+fn natural_cmp(a: &str, b: &str) -> Ordering {
     let (mut x, mut y) = (a, b);
     loop {
         match (x.chars().next(), y.chars().next()) {
