@@ -1,0 +1,150 @@
+//! PNG charts of one evaluation: multiple-choice accuracy and bench scores, each for all
+//! questions, "In" (trained tasks) and "Out" (held-out tasks).
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use crate::error::{BenchError, Result};
+use crate::question::Category;
+use crate::report::Results;
+
+pub const MCQA_CHART: &str = "mcqa.png";
+pub const BENCH_CHART: &str = "bench.png";
+
+const SIZE: (u32, u32) = (900, 420);
+/// Bar colours for all / In / Out.
+const COLOURS: [RGBColor; 3] = [RGBColor(70, 110, 170), RGBColor(90, 170, 110), RGBColor(210, 130, 60)];
+
+/// The font r1-grpo ships for its plots, so that both crates' charts look alike and render on
+/// machines without system fonts.
+static FONT: &[u8] = include_bytes!("../../r1-grpo/assets/DejaVuSans.ttf");
+
+/// Registers [`FONT`] as plotters' "sans-serif" once per process.
+fn register_font(dir: &Path) -> Result<()> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    if *REGISTERED.get_or_init(|| plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()) {
+        Ok(())
+    } else {
+        Err(BenchError::Plot { path: dir.to_path_buf(), message: "the bundled DejaVuSans.ttf is not a valid font".into() })
+    }
+}
+
+/// One bar: its label and value (missing metrics are drawn as absent, not as 0).
+struct Bar {
+    label: String,
+    value: Option<f64>,
+    colour: RGBColor,
+}
+
+/// Bars for `<prefix>.<name>.<metric>` over `names`, each as all / In / Out.
+fn bars(r: &Results, prefix: &str, names: &[&str], metric: &str) -> Vec<Bar> {
+    names
+        .iter()
+        .flat_map(|name| {
+            [("", ""), ("In", ".in"), ("Out", ".out")].into_iter().enumerate().map(move |(i, (suffix, key))| Bar {
+                label: if suffix.is_empty() { name.to_string() } else { suffix.to_string() },
+                value: r.metrics.get(&format!("{prefix}.{name}{key}.{metric}")).copied(),
+                colour: COLOURS[i],
+            })
+        })
+        .collect()
+}
+
+/// Draws a bar chart into an RGB buffer of [`SIZE`].
+fn draw(title: &str, y_desc: &str, y_max: f64, bars: &[Bar]) -> std::result::Result<Vec<u8>, String> {
+    let mut buffer = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buffer, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d((0..bars.len()).into_segmented(), 0.0..y_max)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(bars.len())
+            .x_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => bars.get(*i).map_or(String::new(), |b| b.label.clone()),
+                _ => String::new(),
+            })
+            .y_desc(y_desc)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(
+                Histogram::vertical(&chart)
+                    .margin(6)
+                    .style_func(|x, _| match x {
+                        SegmentValue::Exact(i) | SegmentValue::CenterOf(i) => bars.get(*i).map_or(BLACK, |b| b.colour).filled(),
+                        SegmentValue::Last => BLACK.filled(),
+                    })
+                    .data(bars.iter().enumerate().filter_map(|(i, b)| b.value.map(|v| (i, v)))),
+            )
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(buffer)
+}
+
+fn save(dir: &Path, name: &str, rgb: Vec<u8>) -> Result<()> {
+    let path = dir.join(name);
+    let image = image::RgbImage::from_raw(SIZE.0, SIZE.1, rgb).expect("the buffer has the chart's size");
+    let mut png = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| BenchError::Plot { path: path.clone(), message: e.to_string() })?;
+    r1_grpo::fsio::write_atomic(&path, &png)?;
+    Ok(())
+}
+
+/// Writes [`MCQA_CHART`] and [`BENCH_CHART`] into `dir`, each atomically.
+pub fn write(dir: &Path, r: &Results) -> Result<()> {
+    register_font(dir)?;
+    let plot_err = |name: &'static str| move |message: String| BenchError::Plot { path: dir.join(name), message };
+    let mcqa = bars(r, "mcqa", &["waypoint", "current_state", "movement"], "accuracy");
+    let png = draw("Multiple choice accuracy (all / In / Out)", "accuracy", 1.0, &mcqa).map_err(plot_err(MCQA_CHART))?;
+    save(dir, MCQA_CHART, png)?;
+    let names: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
+    let bench = bars(r, "bench", &names, "score");
+    let png = draw("Robot-R1 Bench, rule-based score (all / In / Out)", "score (0-3)", 3.0, &bench).map_err(plot_err(BENCH_CHART))?;
+    save(dir, BENCH_CHART, png)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn draws_both_charts() {
+        let r = Results {
+            model: "m".into(),
+            model_dir: "m".into(),
+            step: None,
+            group: "g".into(),
+            seed: None,
+            samples: 1,
+            temperature: 0.0,
+            metrics: BTreeMap::from([
+                ("mcqa.waypoint.accuracy".into(), 0.5),
+                ("mcqa.waypoint.in.accuracy".into(), 0.75),
+                ("bench.movement.score".into(), 1.25),
+            ]),
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), &r).unwrap();
+        for name in [MCQA_CHART, BENCH_CHART] {
+            let image = image::open(tmp.path().join(name)).unwrap().to_rgb8();
+            assert_eq!(image.dimensions(), SIZE);
+            // Some pixels carry the "all" bar colour: the bars were drawn.
+            assert!(image.pixels().any(|p| p.0 == [COLOURS[0].0, COLOURS[0].1, COLOURS[0].2]), "{name}");
+        }
+    }
+}

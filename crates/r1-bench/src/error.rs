@@ -1,0 +1,48 @@
+//! Typed errors. Every variant that concerns a file names it; judge errors name the endpoint.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = BenchError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JSON or JSONL file that does not parse; `line` is 1-based for JSONL files.
+    #[error("{path}{}: invalid JSON: {source}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Json {
+        path: PathBuf,
+        line: Option<usize>,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The content of a file is wrong (a missing image, an empty bench, a run without a
+    /// checkpoint, a dataset without the requested split, ...).
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error(transparent)]
+    Data(#[from] r1_data::DataError),
+    #[error(transparent)]
+    Judge(#[from] crate::judge::JudgeError),
+    #[error(transparent)]
+    Grpo(#[from] r1_grpo::GrpoError),
+    #[error("{path}: cannot draw the chart: {message}")]
+    Plot { path: PathBuf, message: String },
+    /// A problem with a user-supplied option, not with a file.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl BenchError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { path: path.into(), source }
+    }
+
+    pub fn invalid(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Self::Invalid { path: path.into(), message: message.into() }
+    }
+}
