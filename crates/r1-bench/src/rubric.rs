@@ -159,7 +159,9 @@ pub fn score_axes(answer: &Axes, reference: &Axes, qualifiers: bool) -> u8 {
 }
 
 /// Scores a "which object" answer. Objects are named by their scene name (e.g. "red cup");
-/// an object counts as named when all its name's words appear in the answer.
+/// an object counts as named when all its name's words appear in the answer, unless those
+/// words are part of a longer named object's name ("phone base" names the base, not the
+/// phone).
 ///
 /// * 3: the answer names the right object and no other;
 /// * 1: it names the right object among others;
@@ -167,16 +169,22 @@ pub fn score_axes(answer: &Axes, reference: &Axes, qualifiers: bool) -> u8 {
 ///
 /// No 2: an answer either picks the object or it does not.
 pub fn score_object(answer: &str, truth: &str, objects: &[String]) -> u8 {
-    let words = content_words(answer);
-    let named = |name: &str| {
-        let name_words = content_words(name);
-        !name_words.is_empty() && name_words.iter().all(|w| words.contains(w))
-    };
-    if !named(truth) {
+    use std::collections::BTreeSet;
+    let words: BTreeSet<String> = content_words(answer).into_iter().collect();
+    let named: Vec<(&str, BTreeSet<String>)> = objects
+        .iter()
+        .map(|o| (o.as_str(), content_words(o).into_iter().collect::<BTreeSet<_>>()))
+        .filter(|(_, w)| !w.is_empty() && w.is_subset(&words))
+        .collect();
+    let named: Vec<&str> = named
+        .iter()
+        .filter(|(_, w)| !named.iter().any(|(_, longer)| w.len() < longer.len() && w.is_subset(longer)))
+        .map(|(name, _)| *name)
+        .collect();
+    if !named.contains(&truth) {
         return 0;
     }
-    let others = objects.iter().filter(|o| o.as_str() != truth && named(o)).count();
-    if others == 0 { 3 } else { 1 }
+    if named.iter().all(|n| *n == truth) { 3 } else { 1 }
 }
 
 /// Scores a next-subtask answer against the plan. The answer is compared with every plan
@@ -356,6 +364,10 @@ mod tests {
         assert_eq!(score("The box.", &truth), 0, "the colour is part of the name");
         assert_eq!(score("The red cup, the blue box or the green plate.", &truth), 1, "everything listed");
         assert_eq!(score("", &truth), 0);
+        let nested = |answer: &str| Truth::SpatialObject { answer: answer.into(), objects: s(&["phone", "phone base"]) };
+        assert_eq!(score("The phone base.", &nested("phone base")), 3, "the longer name wins");
+        assert_eq!(score("The phone base.", &nested("phone")), 0);
+        assert_eq!(score("The phone.", &nested("phone")), 3);
     }
 
     #[test]
