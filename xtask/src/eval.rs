@@ -1,8 +1,247 @@
-//! Filled by its issue; until then the command says so instead of pretending to work.
+//! `cargo xtask eval`: evaluate a model or training run (`--model`), or answers recorded
+//! elsewhere (`--answers`), on the QA test split and the Robot-R1 Bench; build the bench
+//! (`--make-bench`); compare evaluated runs (`--compare`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use r1_bench::evaluate::{self, RecordedAnswers, Responder};
+use r1_bench::judge::{Judge, JudgeConfig};
+use r1_bench::question::read_bench;
+use r1_bench::report::{self, Results};
+use r1_bench::{charts, make};
+use r1_data::dataset::{Split, read_split};
+
+use crate::progress;
+
+/// Where the committed simulator bench lives.
+const DEFAULT_BENCH: &str = "datasets/bench";
 
 #[derive(clap::Args)]
-pub struct Args {}
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["model", "answers", "make_bench", "compare"])))]
+pub struct Args {
+    /// Model folder (Hugging Face layout) or training run (its latest checkpoint) to evaluate.
+    #[arg(long, value_name = "RUN_OR_MODEL_DIR")]
+    model: Option<PathBuf>,
+    /// Answers recorded elsewhere (another model, an API): JSONL lines `{"id", "completion"}`
+    /// or `{"id", "completions": [...]}`, one per question of the split and of the bench.
+    #[arg(long, value_name = "FILE.jsonl")]
+    answers: Option<PathBuf>,
+    /// QA dataset whose split is answered (multiple choice and open ended).
+    #[arg(long, value_name = "DIR", default_value = "datasets/default")]
+    data: PathBuf,
+    /// Split of the QA dataset.
+    #[arg(long, default_value = "test", value_parser = parse_split)]
+    split: Split,
+    /// Robot-R1 Bench folder (built by --make-bench).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_BENCH)]
+    bench: PathBuf,
+    /// Skip the QA split (bench only).
+    #[arg(long)]
+    no_qa: bool,
+    /// Skip the bench (QA split only).
+    #[arg(long)]
+    no_bench: bool,
+    /// Evaluate only the first N questions of each set (a quick look, not a result).
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Output folder. Default: `<run>/eval` for a run, `<model>/eval` for a model folder,
+    /// `<answers>.eval/` for recorded answers; with --make-bench, the bench folder to write.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Device: flex (CPU), cuda or wgpu.
+    #[arg(long, default_value = "flex")]
+    device: String,
+    /// Completions per question; with more than one, metrics also report best of N.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    samples: usize,
+    /// Sampling temperature (0: greedy).
+    #[arg(long, value_name = "T", default_value_t = 0.0)]
+    temperature: f64,
+    /// Longest completion, in tokens.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    max_new_tokens: usize,
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("this command is not implemented yet")
+    /// Judge endpoint base URL (OpenAI-compatible, e.g. https://api.openai.com/v1); default
+    /// from R1_JUDGE_BASE_URL or OPENAI_BASE_URL. Without one, only the rule-based scorer runs.
+    #[arg(long, value_name = "URL")]
+    judge_base_url: Option<String>,
+    /// Judge model; default from R1_JUDGE_MODEL or OPENAI_MODEL.
+    #[arg(long, value_name = "NAME")]
+    judge_model: Option<String>,
+    /// Judge API key; default from R1_JUDGE_API_KEY or OPENAI_API_KEY.
+    #[arg(long, value_name = "KEY")]
+    judge_api_key: Option<String>,
+    /// Judge requests per answer, averaged.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    judge_samples: u32,
+
+    /// Build the simulator's Robot-R1 Bench into --out (default datasets/bench).
+    #[arg(long)]
+    make_bench: bool,
+    /// [--make-bench] Seed of the bench's episodes.
+    #[arg(long, default_value_t = make::DEFAULT_SEED)]
+    bench_seed: u64,
+    /// [--make-bench] Replace an existing bench folder.
+    #[arg(long)]
+    overwrite: bool,
+
+    /// Evaluation folders (or runs evaluated to `<run>/eval`) to compare side by side.
+    #[arg(long, value_name = "RUN", num_args = 1..)]
+    compare: Vec<PathBuf>,
+    /// [--compare] One row per configuration: mean ± std over runs that differ only by seed.
+    #[arg(long)]
+    seeds: bool,
+}
+
+fn parse_split(s: &str) -> Result<Split, String> {
+    Split::ALL.into_iter().find(|x| x.as_str() == s).ok_or_else(|| format!("unknown split {s:?} (train, val or test)"))
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.make_bench {
+        make_bench(&args)
+    } else if !args.compare.is_empty() {
+        compare(&args)
+    } else {
+        evaluate(&args)
+    }
+}
+
+fn make_bench(args: &Args) -> anyhow::Result<()> {
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_BENCH));
+    let cfg = r1_sim::SimConfig {
+        tasks: Vec::new(),
+        episodes_per_task: make::FRAMES_PER_TASK,
+        seed: args.bench_seed,
+        image_size: 224,
+    };
+    let bar = progress::bar((r1_sim::task_names().len() * make::FRAMES_PER_TASK) as u64, "simulating");
+    let episodes = r1_sim::simulate(&cfg, |done, _| bar.set_position(done as u64)).context("simulating the bench episodes")?;
+    bar.finish_and_clear();
+    let bench = make::build(&episodes, r1_sim::is_held_out)?;
+    let mut command = format!("cargo xtask eval --make-bench --out {}", out.display());
+    if args.bench_seed != make::DEFAULT_SEED {
+        command += &format!(" --bench-seed {}", args.bench_seed);
+    }
+    make::write(&bench, &out, &command, args.overwrite)?;
+    println!("wrote {} questions and {} images to {}", bench.questions.len(), bench.images.len(), out.display());
+    Ok(())
+}
+
+fn compare(args: &Args) -> anyhow::Result<()> {
+    let runs = args
+        .compare
+        .iter()
+        .map(|p| {
+            let name = p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned());
+            Ok((name, report::read_results(p)?))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    print!("{}", report::compare(&runs, args.seeds));
+    Ok(())
+}
+
+fn limited<T>(items: Vec<T>, limit: Option<usize>) -> Vec<T> {
+    match limit {
+        Some(n) => items.into_iter().take(n).collect(),
+        None => items,
+    }
+}
+
+/// What answers the questions, and how the results name it.
+struct Subject {
+    model_dir: String,
+    step: Option<u64>,
+    run: Option<PathBuf>,
+    out: PathBuf,
+}
+
+/// Resolves what is evaluated (a checkpoint, or recorded answers) before anything is read.
+fn subject(args: &Args) -> anyhow::Result<Subject> {
+    if let Some(file) = &args.answers {
+        let mut out = file.clone().into_os_string();
+        out.push(".eval");
+        let out = args.out.clone().unwrap_or_else(|| PathBuf::from(out));
+        return Ok(Subject { model_dir: file.display().to_string(), step: None, run: None, out });
+    }
+    let model = args.model.as_deref().expect("clap requires one mode");
+    let resolved = report::resolve_model(model)?;
+    let out = args.out.clone().unwrap_or_else(|| resolved.run.as_deref().unwrap_or(model).join("eval"));
+    Ok(Subject { model_dir: resolved.model_dir.display().to_string(), step: resolved.step, run: resolved.run, out })
+}
+
+/// A checkpoint as a [`Responder`].
+fn load_model(dir: &Path, args: &Args) -> anyhow::Result<Box<dyn Responder>> {
+    anyhow::bail!(
+        "{}: answering on {} at temperature {} (up to {} tokens) needs r1-model's generation, which this \
+         build does not have yet; generate the answers elsewhere and pass them with --answers FILE.jsonl",
+        dir.display(),
+        args.device,
+        args.temperature,
+        args.max_new_tokens
+    )
+}
+
+fn evaluate(args: &Args) -> anyhow::Result<()> {
+    let name = args.model.as_deref().or(args.answers.as_deref()).expect("clap requires one mode");
+    anyhow::ensure!(args.samples >= 1, "--samples must be at least 1");
+    anyhow::ensure!(args.temperature >= 0.0 && args.temperature.is_finite(), "--temperature must be finite and >= 0");
+    anyhow::ensure!(!(args.no_qa && args.no_bench), "--no-qa and --no-bench leave nothing to evaluate");
+    anyhow::ensure!(
+        args.answers.is_some() || args.samples == 1 || args.temperature > 0.0,
+        "--samples {} at temperature 0 would repeat one greedy completion: give --temperature",
+        args.samples
+    );
+    let Subject { model_dir, step, run, out } = subject(args)?;
+    // Read every input before loading the model, so a missing split fails fast.
+    let qa = if args.no_qa {
+        Vec::new()
+    } else {
+        let samples = read_split(&args.data, args.split)
+            .with_context(|| format!("the dataset {} has no readable {} split", args.data.display(), args.split))?;
+        limited(samples, args.limit)
+    };
+    let bench = if args.no_bench {
+        Vec::new()
+    } else {
+        let questions = read_bench(&args.bench)
+            .with_context(|| format!("{} is not a Robot-R1 Bench folder (build one with --make-bench)", args.bench.display()))?;
+        limited(questions, args.limit)
+    };
+    let judge = JudgeConfig::resolve(
+        args.judge_base_url.clone(),
+        args.judge_model.clone(),
+        args.judge_api_key.clone(),
+        args.judge_samples,
+        |k| std::env::var(k).ok(),
+    )?
+    .map(Judge::new);
+    let mut responder: Box<dyn Responder> = match &args.answers {
+        Some(file) => Box::new(RecordedAnswers::read(file)?),
+        None => load_model(Path::new(&model_dir), args)?,
+    };
+    let bar = progress::bar((qa.len() + bench.len()) as u64, "answering");
+    let mut tick = || bar.inc(1);
+    let qa_records = evaluate::run_qa(&qa, &args.data, responder.as_mut(), args.samples, &r1_sim::is_held_out, &mut tick)?;
+    let bench_records = evaluate::run_bench(&bench, &args.bench, responder.as_mut(), args.samples, judge.as_ref(), &mut tick)?;
+    bar.finish_and_clear();
+
+    let metrics = evaluate::summarise(&qa_records, &bench_records, args.samples);
+    let run = run.as_deref();
+    let results = Results {
+        model: name.display().to_string(),
+        group: run.and_then(report::config_group).unwrap_or_else(|| model_dir.clone()),
+        model_dir,
+        step,
+        seed: run.and_then(report::config_seed),
+        samples: args.samples,
+        temperature: args.temperature,
+        metrics,
+    };
+    report::write(&out, &results, &qa_records, &bench_records)?;
+    charts::write(&out, &results)?;
+    print!("{}", report::markdown(&results));
+    println!("\nwrote {}", out.display());
+    Ok(())
 }

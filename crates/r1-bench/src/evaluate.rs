@@ -1,7 +1,8 @@
 //! Evaluation: ask a model every question, score every completion, summarise.
 //!
 //! The model is anything that answers a chat ([`Responder`]), so the evaluation logic is the
-//! same for a checkpoint on burn and for a scripted responder in tests. Each question gets
+//! same for a checkpoint on burn, for answers recorded elsewhere ([`RecordedAnswers`]: another
+//! model, an API such as GPT-4o) and for a scripted responder in tests. Each question gets
 //! `samples` completions (one greedy completion by default); metrics report the mean over
 //! completions and, with several, the best of N.
 //!
@@ -27,14 +28,73 @@ use crate::stats::{self, Agreement};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Completion {
     pub text: String,
-    /// Generated tokens.
-    pub tokens: usize,
+    /// Generated tokens; unknown for answers recorded elsewhere ([`RecordedAnswers`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<usize>,
 }
 
-/// Anything that answers a chat: `samples` completions for `messages`, whose image paths are
-/// relative to `root`.
+/// Anything that answers a chat: `samples` completions for question `id` asked as
+/// `messages`, whose image paths are relative to `root`.
 pub trait Responder {
-    fn respond(&mut self, messages: &[Message], root: &Path, samples: usize) -> Result<Vec<Completion>>;
+    fn respond(&mut self, id: &str, messages: &[Message], root: &Path, samples: usize) -> Result<Vec<Completion>>;
+}
+
+/// Answers produced elsewhere (another model, an API, a person), read from a JSONL file with
+/// one object per question: `{"id": ..., "completion": "..."}` or `{"id": ...,
+/// "completions": ["...", ...]}`. Questions are matched by id; a question without an answer
+/// is an error, not a silent 0.
+pub struct RecordedAnswers {
+    path: std::path::PathBuf,
+    answers: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct RecordedLine {
+    id: String,
+    #[serde(default)]
+    completion: Option<String>,
+    #[serde(default)]
+    completions: Option<Vec<String>>,
+}
+
+impl RecordedAnswers {
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| BenchError::io(path, e))?;
+        let mut answers = BTreeMap::new();
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let parsed: RecordedLine = serde_json::from_str(line)
+                .map_err(|source| BenchError::Json { path: path.to_path_buf(), line: Some(i + 1), source })?;
+            let list = match (parsed.completion, parsed.completions) {
+                (Some(c), None) => vec![c],
+                (None, Some(list)) if !list.is_empty() => list,
+                _ => {
+                    return Err(BenchError::invalid(
+                        path,
+                        format!("line {}: give exactly one of \"completion\" or a non-empty \"completions\"", i + 1),
+                    ));
+                }
+            };
+            if answers.insert(parsed.id.clone(), list).is_some() {
+                return Err(BenchError::invalid(path, format!("line {}: question {} is answered twice", i + 1, parsed.id)));
+            }
+        }
+        Ok(Self { path: path.to_path_buf(), answers })
+    }
+
+    /// The recorded completions of question `id`; exactly `samples` are required.
+    fn get(&self, id: &str, samples: usize) -> Result<Vec<Completion>> {
+        let list = self.answers.get(id).ok_or_else(|| BenchError::invalid(&self.path, format!("no answer for question {id}")))?;
+        if list.len() != samples {
+            return Err(BenchError::invalid(&self.path, format!("question {id} has {} completions, expected {samples}", list.len())));
+        }
+        Ok(list.iter().map(|t| Completion { text: t.clone(), tokens: None }).collect())
+    }
+}
+
+impl Responder for RecordedAnswers {
+    fn respond(&mut self, id: &str, _messages: &[Message], _root: &Path, samples: usize) -> Result<Vec<Completion>> {
+        self.get(id, samples)
+    }
 }
 
 /// A scored completion of a QA sample.
@@ -104,7 +164,7 @@ pub fn run_qa(
     samples
         .iter()
         .map(|s| {
-            let completions = checked(responder.respond(&s.messages, root, n)?, n, &s.id)?;
+            let completions = checked(responder.respond(&s.id, &s.messages, root, n)?, n, &s.id)?;
             let scores = completions
                 .into_iter()
                 .map(|c| {
@@ -136,7 +196,7 @@ pub fn run_bench(
     questions
         .iter()
         .map(|q| {
-            let completions = checked(responder.respond(&q.messages, root, n)?, n, &q.id)?;
+            let completions = checked(responder.respond(&q.id, &q.messages, root, n)?, n, &q.id)?;
             let question = q.question();
             let scores = completions
                 .into_iter()
@@ -226,10 +286,10 @@ pub fn summarise(qa: &[QaRecord], bench: &[BenchRecord], n: usize) -> BTreeMap<S
     let all: Vec<&QaScore> = qa.iter().flat_map(|r| &r.scores).collect();
     if !all.is_empty() {
         out.insert("mcqa.format_rate".into(), all.iter().map(|s| s.format).sum::<f64>() / all.len() as f64);
-        out.insert(
-            "mcqa.completion_tokens.mean".into(),
-            all.iter().map(|s| s.completion.tokens as f64).sum::<f64>() / all.len() as f64,
-        );
+    }
+    let lengths: Vec<f64> = all.iter().filter_map(|s| s.completion.tokens.map(|t| t as f64)).collect();
+    if let Some(m) = stats::mean(&lengths) {
+        out.insert("mcqa.completion_tokens.mean".into(), m);
     }
     let open: Vec<&QaRecord> = qa.iter().filter(|r| r.qa_type == QaType::WaypointOpen).collect();
     put_group(&mut out, "open.waypoint", "reward", &open, answers, n);
@@ -293,10 +353,10 @@ mod tests {
     struct Script(Vec<(&'static str, &'static str)>);
 
     impl Responder for Script {
-        fn respond(&mut self, messages: &[Message], _root: &Path, samples: usize) -> Result<Vec<Completion>> {
+        fn respond(&mut self, _id: &str, messages: &[Message], _root: &Path, samples: usize) -> Result<Vec<Completion>> {
             let text = messages.last().unwrap().joined_text();
             let reply = self.0.iter().find(|(k, _)| text.starts_with(k)).map_or("", |(_, v)| v);
-            Ok((0..samples).map(|i| Completion { text: if i == 0 { reply.into() } else { String::new() }, tokens: 10 }).collect())
+            Ok((0..samples).map(|i| Completion { text: if i == 0 { reply.into() } else { String::new() }, tokens: Some(10) }).collect())
         }
     }
 
@@ -400,6 +460,27 @@ mod tests {
     }
 
     #[test]
+    fn recorded_answers_are_matched_by_id() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("answers.jsonl");
+        std::fs::write(&path, "{\"id\": \"1\", \"completion\": \"<think>x</think><answer>[[B]]</answer>\"}\n\n{\"id\": \"2\", \"completions\": [\"a\", \"b\"]}\n").unwrap();
+        let mut answers = RecordedAnswers::read(&path).unwrap();
+        let samples = vec![qa("1", "t", QaType::Waypoint, "q", Answer::Label("B".into()))];
+        let records = run_qa(&samples, Path::new("."), &mut answers, 1, &|_| false, &mut || {}).unwrap();
+        assert_eq!(records[0].scores[0].answer, 1.0);
+        assert_eq!(summarise(&records, &[], 1).get("mcqa.completion_tokens.mean"), None, "no token counts");
+        let err = answers.respond("2", &[], Path::new("."), 1).unwrap_err().to_string();
+        assert!(err.contains("has 2 completions"), "{err}");
+        let err = answers.respond("3", &[], Path::new("."), 1).unwrap_err().to_string();
+        assert!(err.contains("no answer for question 3") && err.contains("answers.jsonl"), "{err}");
+        std::fs::write(&path, "{\"id\": \"1\"}\n").unwrap();
+        let err = RecordedAnswers::read(&path).err().unwrap().to_string();
+        assert!(err.contains("line 1"), "{err}");
+        std::fs::write(&path, "{\"id\": \"1\", \"completion\": \"a\"}\n{\"id\": \"1\", \"completion\": \"b\"}\n").unwrap();
+        assert!(RecordedAnswers::read(&path).is_err(), "answered twice");
+    }
+
+    #[test]
     fn best_of_n_uses_every_sample() {
         // The script answers right on the first sample only.
         let samples = vec![qa("1", "t", QaType::Waypoint, "right", Answer::Label("B".into()))];
@@ -414,7 +495,7 @@ mod tests {
     fn a_responder_returning_too_few_completions_is_an_error() {
         struct Short;
         impl Responder for Short {
-            fn respond(&mut self, _: &[Message], _: &Path, _: usize) -> Result<Vec<Completion>> {
+            fn respond(&mut self, _: &str, _: &[Message], _: &Path, _: usize) -> Result<Vec<Completion>> {
                 Ok(vec![])
             }
         }
