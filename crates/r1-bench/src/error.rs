@@ -30,6 +30,9 @@ pub enum BenchError {
     Judge(#[from] crate::judge::JudgeError),
     #[error(transparent)]
     Grpo(#[from] r1_grpo::GrpoError),
+    /// A QA sample that cannot be scored (its answer does not suit its type).
+    #[error(transparent)]
+    Reward(#[from] r1_reward::RewardError),
     #[error("{path}: cannot draw the chart: {message}")]
     Plot { path: PathBuf, message: String },
     /// A problem with a user-supplied option, not with a file.

@@ -168,7 +168,7 @@ pub fn run_qa(
             let scores = completions
                 .into_iter()
                 .map(|c| {
-                    let r = reward.score(&c.text, s).map_err(|e| BenchError::Config(e.to_string()))?;
+                    let r = reward.score(&c.text, s)?;
                     let l1 = match (&s.answer, extract_answer(&c.text).and_then(parse_position)) {
                         (Answer::Position(t), Some(p)) => Some((0..3).map(|i| (p[i] - t[i]).abs()).sum()),
                         _ => None,
