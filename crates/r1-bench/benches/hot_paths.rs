@@ -1,32 +1,13 @@
-//! Criterion benches of the hot paths that have no bench in their own crate: bench scoring
-//! (r1-bench), image preprocessing (r1-model) and the GRPO loss (r1-grpo). Reward scoring,
-//! rendering, keypoints and QA building are benched in r1-reward, r1-sim and r1-data. Run with
-//! `cargo bench -p r1-bench --bench hot_paths`.
+//! Criterion benches of hot paths that have no bench in their own crate: image preprocessing
+//! (r1-model) and the GRPO loss (r1-grpo). Reward scoring, rendering, keypoints and QA
+//! building are benched in r1-reward, r1-sim and r1-data; the bench scorer in `scoring.rs`.
+//! Run with `cargo bench -p r1-bench --bench hot_paths`.
 
 use burn::prelude::*;
 use burn::tensor::{Distribution, TensorData};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use r1_bench::{make, rubric};
 use r1_grpo::loss::{LossInputs, Normaliser, grpo_loss};
 use r1_model::processor::ImageProcessor;
-
-fn episodes() -> Vec<r1_data::Episode> {
-    let cfg = r1_sim::SimConfig { tasks: Vec::new(), episodes_per_task: make::FRAMES_PER_TASK, seed: 1, image_size: 64 };
-    r1_sim::simulate(&cfg, |_, _| {}).expect("the simulator runs")
-}
-
-fn bench_scoring(c: &mut Criterion) {
-    let episodes = episodes();
-    let bench = make::build(&episodes, r1_sim::is_held_out).expect("the bench builds");
-    // A wrong-but-plausible answer per question: another question's reference.
-    let answers: Vec<&str> = bench.questions.iter().map(|q| q.reference.as_str()).rev().collect();
-    let mut g = c.benchmark_group("bench");
-    g.throughput(Throughput::Elements(bench.questions.len() as u64));
-    g.bench_function(format!("rubric ({} questions)", bench.questions.len()), |b| {
-        b.iter(|| bench.questions.iter().zip(&answers).map(|(q, a)| u32::from(rubric::score(a, &q.truth))).sum::<u32>())
-    });
-    g.finish();
-}
 
 fn image(c: &mut Criterion) {
     let processor = ImageProcessor::default();
@@ -63,5 +44,5 @@ fn loss(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_scoring, image, loss);
+criterion_group!(benches, image, loss);
 criterion_main!(benches);
