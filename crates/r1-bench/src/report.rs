@@ -39,6 +39,9 @@ pub fn resolve_model(path: &Path) -> Result<Resolved> {
     if path.join("config.json").is_file() {
         return Ok(Resolved { model_dir: path.to_path_buf(), run: None, step: None });
     }
+    if !path.is_dir() {
+        return Err(BenchError::invalid(path, "no such model folder or training run"));
+    }
     let entries = std::fs::read_dir(path).map_err(|e| BenchError::io(path, e))?;
     let latest = entries
         .filter_map(|e| e.ok())
