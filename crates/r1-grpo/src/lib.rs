@@ -1,1 +1,30 @@
-//! placeholder
+//! r1-grpo: GRPO and SFT training of r1-model policies on r1-data question sets.
+//!
+//! * [`advantage`]: rewards to advantages (group-normalised, batch std, Dr. GRPO, RLOO).
+//! * [`loss`]: clipped policy loss, dual clip, KL estimators and aggregations on burn tensors.
+//! * [`optim`]: AdamW with PyTorch semantics, global gradient-norm clipping, path-keyed state.
+//! * [`schedule`]: learning-rate schedules.
+//! * [`config`]: the TOML configuration, its presets and validation.
+//! * [`policy`]: what the trainers need from a model.
+//! * [`grpo`]: the GRPO trainer.
+//! * [`sft`]: the supervised trainer (Direct, CoT, format warm-up).
+//! * [`run`]: the run directory, checkpoints, seeded data order for exact resume.
+//! * [`plot`]: PNG plots of the metrics.
+
+pub mod advantage;
+pub mod config;
+pub mod error;
+pub mod fsio;
+pub mod grpo;
+pub mod loss;
+pub mod optim;
+pub mod plot;
+pub mod policy;
+pub mod run;
+pub mod schedule;
+pub mod sft;
+
+/// Module path of the vision tower in r1-model's Qwen2.5-VL (`freeze_vision` excludes it).
+pub const VISION_PREFIX: &str = "visual";
+
+pub use error::{GrpoError, Result};

@@ -1,0 +1,403 @@
+//! Training configuration: a TOML file layered over a preset.
+//!
+//! The defaults ([`TrainConfig::paper`]) reproduce EasyR1 as Robot-R1 used it (G 5, temperature
+//! 1.0, top-p 0.99, lr 1e-6 constant, weight decay 1e-2, clip 0.2/0.3, dual clip 3.0, k3 KL 1e-2
+//! in the loss, token-mean, grad clip 1.0, 512 prompts per rollout, 128 per update, responses up
+//! to 2048 tokens). [`TrainConfig::tiny`] is the small CPU model's preset. A file only lists what
+//! it changes; its optional top-level `preset = "tiny" | "paper"` picks the base.
+//!
+//! [`TrainConfig::validate`] checks the batch and group arithmetic and every range before
+//! anything runs, naming the numbers that disagree.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::advantage::AdvantageEstimator;
+use crate::error::{GrpoError, Result};
+use crate::loss::{Aggregation, KlEstimator, LossConfig};
+use crate::optim::AdamWConfig;
+use crate::schedule::Schedule;
+
+/// A named starting point for a configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    /// Qwen2.5-VL-7B on a GPU, EasyR1's settings.
+    Paper,
+    /// The small default model on CPU, a run of minutes.
+    Tiny,
+}
+
+impl std::str::FromStr for Preset {
+    type Err = GrpoError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "paper" => Ok(Self::Paper),
+            "tiny" => Ok(Self::Tiny),
+            _ => Err(GrpoError::Invalid(format!("unknown preset {s:?} (expected tiny or paper)"))),
+        }
+    }
+}
+
+/// Everything a GRPO or SFT run needs to know.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub preset: Preset,
+    pub seed: u64,
+    /// `flex` (CPU), `cuda` or `wgpu`.
+    pub device: String,
+    pub model: ModelSection,
+    pub data: DataSection,
+    pub rollout: RolloutSection,
+    pub update: UpdateSection,
+    pub algorithm: AlgorithmSection,
+    pub optim: OptimSection,
+    /// Reward rules and weights (r1-reward's settings; default: strict format 1 + answer 1).
+    #[serde(default)]
+    pub reward: r1_reward::RewardConfig,
+    pub run: RunSection,
+    pub sft: SftSection,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// A Hugging Face Qwen2.5-VL directory; absent: the project's tiny model, created on first use.
+    pub path: Option<PathBuf>,
+    /// Excludes the vision tower from the updates.
+    pub freeze_vision: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// Dataset root (the folder holding `qa/`).
+    pub root: PathBuf,
+    pub split: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutSection {
+    /// Completions per prompt (G).
+    pub group_size: usize,
+    /// Prompts per rollout batch.
+    pub prompts_per_rollout: usize,
+    pub temperature: f64,
+    pub top_p: f64,
+    pub max_response_tokens: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSection {
+    /// Prompts per optimiser step (their G completions each).
+    pub prompts_per_update: usize,
+    /// Completions per forward/backward pass; the gradients of a minibatch are accumulated.
+    pub micro_batch_size: usize,
+    /// Passes over each rollout batch.
+    pub epochs: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlgorithmSection {
+    pub advantage: AdvantageEstimator,
+    /// `eps` of the group normalisation.
+    pub advantage_eps: f64,
+    pub loss: LossConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimSection {
+    /// Peak learning rate.
+    pub lr: f64,
+    pub schedule: Schedule,
+    pub adamw: AdamWConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    /// Rollout steps of GRPO.
+    pub steps: u64,
+    /// Checkpoint every N rollout steps (0: only at the end).
+    pub save_every: u64,
+    /// Checkpoints kept (older ones are deleted).
+    pub keep_last: usize,
+    /// Consecutive non-finite losses after which the run stops.
+    pub max_nonfinite_steps: u32,
+    /// Completions per rollout written to `completions.jsonl` (0: none).
+    pub log_completions: usize,
+}
+
+/// Supervised fine-tuning (the paper's Direct/CoT SFT baselines and the tiny model's warm-up).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SftSection {
+    pub lr: f64,
+    pub schedule: Schedule,
+    /// Samples per optimiser step.
+    pub batch_size: usize,
+    pub micro_batch_size: usize,
+    pub epochs: usize,
+    /// Optimiser steps of the format warm-up before GRPO (0: none).
+    pub warmup_steps: u64,
+}
+
+impl TrainConfig {
+    /// EasyR1's settings as Robot-R1 used them, for Qwen2.5-VL-7B on a GPU.
+    pub fn paper() -> Self {
+        Self {
+            preset: Preset::Paper,
+            seed: 1,
+            device: "cuda".into(),
+            model: ModelSection { path: Some(PathBuf::from("models/Qwen2.5-VL-7B-Instruct")), freeze_vision: false },
+            data: DataSection { root: PathBuf::from("datasets/default"), split: "train".into() },
+            rollout: RolloutSection {
+                group_size: 5,
+                prompts_per_rollout: 512,
+                temperature: 1.0,
+                top_p: 0.99,
+                max_response_tokens: 2048,
+            },
+            update: UpdateSection { prompts_per_update: 128, micro_batch_size: 8, epochs: 1 },
+            algorithm: AlgorithmSection {
+                advantage: AdvantageEstimator::Grpo,
+                advantage_eps: 1e-6,
+                loss: LossConfig {
+                    clip_low: 0.2,
+                    clip_high: 0.3,
+                    dual_clip: Some(3.0),
+                    kl_coef: 1e-2,
+                    kl_estimator: KlEstimator::K3,
+                    kl_clamp: Some(10.0),
+                    aggregation: Aggregation::TokenMean,
+                },
+            },
+            optim: OptimSection { lr: 1e-6, schedule: Schedule::Constant, adamw: AdamWConfig::default() },
+            reward: r1_reward::RewardConfig::default(),
+            run: RunSection { steps: 70, save_every: 5, keep_last: 3, max_nonfinite_steps: 3, log_completions: 16 },
+            sft: SftSection {
+                lr: 1e-5,
+                schedule: Schedule::WarmupCosine { warmup_ratio: 0.03 },
+                batch_size: 128,
+                micro_batch_size: 8,
+                epochs: 1,
+                warmup_steps: 0,
+            },
+        }
+    }
+
+    /// The small default model on CPU: a run of minutes whose reward visibly rises.
+    pub fn tiny() -> Self {
+        let mut c = Self::paper();
+        c.preset = Preset::Tiny;
+        c.device = "flex".into();
+        c.model.path = None;
+        c.rollout = RolloutSection {
+            group_size: 4,
+            prompts_per_rollout: 8,
+            temperature: 1.0,
+            top_p: 1.0,
+            max_response_tokens: 32,
+        };
+        c.update = UpdateSection { prompts_per_update: 4, micro_batch_size: 16, epochs: 1 };
+        // A model of a few hundred thousand parameters needs a far larger step than a 7B one.
+        c.optim.lr = 3e-4;
+        c.run = RunSection { steps: 40, save_every: 10, keep_last: 2, max_nonfinite_steps: 3, log_completions: 8 };
+        c.sft = SftSection {
+            lr: 1e-3,
+            schedule: Schedule::WarmupCosine { warmup_ratio: 0.03 },
+            batch_size: 16,
+            micro_batch_size: 16,
+            epochs: 1,
+            warmup_steps: 60,
+        };
+        c
+    }
+
+    pub fn preset(preset: Preset) -> Self {
+        match preset {
+            Preset::Paper => Self::paper(),
+            Preset::Tiny => Self::tiny(),
+        }
+    }
+
+    /// Parses TOML text layered over a preset: the text's own `preset` key if present, else
+    /// `default_preset`. `origin` names the source in errors.
+    pub fn from_toml(text: &str, default_preset: Preset, origin: &Path) -> Result<Self> {
+        let overrides: toml::Table = toml::from_str(text).map_err(|e| GrpoError::file(origin, e))?;
+        let preset = match overrides.get("preset") {
+            Some(toml::Value::String(s)) => s.parse().map_err(|e: GrpoError| GrpoError::file(origin, e))?,
+            Some(other) => return Err(GrpoError::file(origin, format!("`preset` must be a string, not {other}"))),
+            None => default_preset,
+        };
+        let mut base = toml::Table::try_from(Self::preset(preset)).map_err(|e| GrpoError::file(origin, e))?;
+        merge(&mut base, overrides);
+        let config: Self = base.try_into().map_err(|e| GrpoError::file(origin, e))?;
+        config.validate().map_err(|e| GrpoError::file(origin, e))?;
+        Ok(config)
+    }
+
+    /// Reads a TOML configuration file (see [`TrainConfig::from_toml`]).
+    pub fn load(path: &Path, default_preset: Preset) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| GrpoError::io(path, e))?;
+        Self::from_toml(&text, default_preset, path)
+    }
+
+    /// The configuration as TOML (what a run directory records as `config.toml`).
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| GrpoError::Invalid(format!("cannot write the configuration as TOML: {e}")))
+    }
+
+    /// Completions per rollout batch.
+    pub fn completions_per_rollout(&self) -> usize {
+        self.rollout.prompts_per_rollout * self.rollout.group_size
+    }
+
+    /// Completions per optimiser step.
+    pub fn completions_per_update(&self) -> usize {
+        self.update.prompts_per_update * self.rollout.group_size
+    }
+
+    /// Optimiser steps per rollout batch.
+    pub fn updates_per_rollout(&self) -> usize {
+        self.rollout.prompts_per_rollout / self.update.prompts_per_update * self.update.epochs
+    }
+
+    /// Checks ranges and batch arithmetic; the message names the numbers that disagree.
+    pub fn validate(&self) -> Result<()> {
+        let r = &self.rollout;
+        let u = &self.update;
+        let l = &self.algorithm.loss;
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, msg: String| {
+            if !ok {
+                problems.push(msg);
+            }
+        };
+        check(r.group_size >= 2, format!("rollout.group_size = {} must be at least 2 (GRPO needs a baseline)", r.group_size));
+        check(r.prompts_per_rollout >= 1, "rollout.prompts_per_rollout must be at least 1".into());
+        check(u.prompts_per_update >= 1, "update.prompts_per_update must be at least 1".into());
+        check(
+            u.prompts_per_update >= 1 && r.prompts_per_rollout % u.prompts_per_update.max(1) == 0,
+            format!(
+                "rollout.prompts_per_rollout = {} is not a multiple of update.prompts_per_update = {}",
+                r.prompts_per_rollout, u.prompts_per_update
+            ),
+        );
+        check(
+            u.micro_batch_size >= 1 && self.completions_per_update() % u.micro_batch_size.max(1) == 0,
+            format!(
+                "update.micro_batch_size = {} does not divide the {} completions of an update \
+                 (update.prompts_per_update = {} x rollout.group_size = {})",
+                u.micro_batch_size,
+                self.completions_per_update(),
+                u.prompts_per_update,
+                r.group_size
+            ),
+        );
+        check(u.epochs >= 1, "update.epochs must be at least 1".into());
+        check(r.temperature > 0.0, format!("rollout.temperature = {} must be positive", r.temperature));
+        check(r.top_p > 0.0 && r.top_p <= 1.0, format!("rollout.top_p = {} must be in (0, 1]", r.top_p));
+        check(r.max_response_tokens >= 1, "rollout.max_response_tokens must be at least 1".into());
+        check(l.clip_low > 0.0 && l.clip_low < 1.0, format!("algorithm.loss.clip_low = {} must be in (0, 1)", l.clip_low));
+        check(l.clip_high > 0.0, format!("algorithm.loss.clip_high = {} must be positive", l.clip_high));
+        if let Some(c) = l.dual_clip {
+            check(c > 1.0, format!("algorithm.loss.dual_clip = {c} must exceed 1"));
+        }
+        check(l.kl_coef >= 0.0 && l.kl_coef.is_finite(), format!("algorithm.loss.kl_coef = {} must be >= 0", l.kl_coef));
+        if let Some(c) = l.kl_clamp {
+            check(c > 0.0, format!("algorithm.loss.kl_clamp = {c} must be positive"));
+        }
+        check(self.algorithm.advantage_eps >= 0.0, "algorithm.advantage_eps must be >= 0".into());
+        let a = &self.optim.adamw;
+        check(self.optim.lr > 0.0, format!("optim.lr = {} must be positive", self.optim.lr));
+        check((0.0..1.0).contains(&a.beta1), format!("optim.adamw.beta1 = {} must be in [0, 1)", a.beta1));
+        check((0.0..1.0).contains(&a.beta2), format!("optim.adamw.beta2 = {} must be in [0, 1)", a.beta2));
+        check(a.eps > 0.0, format!("optim.adamw.eps = {} must be positive", a.eps));
+        check(a.weight_decay >= 0.0, format!("optim.adamw.weight_decay = {} must be >= 0", a.weight_decay));
+        if let Some(m) = a.max_grad_norm {
+            check(m > 0.0, format!("optim.adamw.max_grad_norm = {m} must be positive"));
+        }
+        let s = &self.sft;
+        check(s.lr > 0.0, format!("sft.lr = {} must be positive", s.lr));
+        check(
+            s.micro_batch_size >= 1 && s.batch_size % s.micro_batch_size.max(1) == 0,
+            format!("sft.micro_batch_size = {} does not divide sft.batch_size = {}", s.micro_batch_size, s.batch_size),
+        );
+        check(self.run.keep_last >= 1, "run.keep_last must be at least 1".into());
+        check(self.run.max_nonfinite_steps >= 1, "run.max_nonfinite_steps must be at least 1".into());
+        if problems.is_empty() { Ok(()) } else { Err(GrpoError::Invalid(problems.join("; "))) }
+    }
+}
+
+/// Overlays `over` on `base`, table by table (a value in `over` replaces the one in `base`).
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_valid_and_paper_matches_easyr1() {
+        TrainConfig::tiny().validate().unwrap();
+        let p = TrainConfig::paper();
+        p.validate().unwrap();
+        assert_eq!(p.rollout.group_size, 5);
+        assert_eq!(p.updates_per_rollout(), 4);
+        assert_eq!(p.algorithm.loss.kl_estimator, KlEstimator::K3);
+        assert_eq!(p.optim.adamw.eps, 1e-8);
+    }
+
+    #[test]
+    fn file_overrides_its_preset_and_round_trips() {
+        let c = TrainConfig::from_toml("preset = \"tiny\"\n[rollout]\ngroup_size = 3\n", Preset::Paper, Path::new("x.toml"))
+            .unwrap();
+        assert_eq!(c.preset, Preset::Tiny);
+        assert_eq!(c.rollout.group_size, 3);
+        assert_eq!(c.rollout.max_response_tokens, TrainConfig::tiny().rollout.max_response_tokens);
+        let again = TrainConfig::from_toml(&c.to_toml().unwrap(), Preset::Paper, Path::new("y.toml")).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn arithmetic_errors_name_the_numbers() {
+        let text = "[rollout]\nprompts_per_rollout = 500\n";
+        let err = TrainConfig::from_toml(text, Preset::Paper, Path::new("bad.toml")).unwrap_err().to_string();
+        assert!(err.contains("bad.toml"), "{err}");
+        assert!(err.contains("prompts_per_rollout = 500") && err.contains("prompts_per_update = 128"), "{err}");
+        let err = TrainConfig::from_toml("[update]\nmicro_batch_size = 7\n", Preset::Paper, Path::new("b.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("micro_batch_size = 7") && err.contains("640"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = TrainConfig::from_toml("[rollout]\ngroup_sise = 3\n", Preset::Tiny, Path::new("t.toml")).unwrap_err();
+        assert!(err.to_string().contains("group_sise"), "{err}");
+    }
+
+    #[test]
+    fn shipped_config_files_equal_the_presets() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        for (name, preset) in [("tiny.toml", Preset::Tiny), ("paper.toml", Preset::Paper)] {
+            let c = TrainConfig::load(&root.join(name), Preset::Paper).unwrap();
+            assert_eq!(c, TrainConfig::preset(preset), "{name}");
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! PNG plots of a run's metrics over steps (reward, completion length, KL), drawn with plotters
+//! and the DejaVu Sans font shipped in `assets/` (so text renders on machines without fonts).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+use serde_json::{Map, Value};
+
+use crate::error::{GrpoError, Result};
+
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+fn register_font() -> Result<()> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok());
+    if ok { Ok(()) } else { Err(GrpoError::Invalid("the bundled DejaVuSans.ttf is not a valid font".into())) }
+}
+
+/// The plots drawn at the end of a run: file stem, metric key, y-axis label.
+pub const PLOTS: [(&str, &str, &str); 3] = [
+    ("reward", "reward/mean", "mean reward"),
+    ("length", "completions/mean_length", "mean completion length (tokens)"),
+    ("kl", "kl", "KL to the reference"),
+];
+
+/// `(step, value)` of every line that holds a finite `key`.
+pub fn series(lines: &[Map<String, Value>], key: &str) -> Vec<(f64, f64)> {
+    lines
+        .iter()
+        .filter_map(|l| Some((l.get("step")?.as_f64()?, l.get(key)?.as_f64()?)))
+        .filter(|(_, y)| y.is_finite())
+        .collect()
+}
+
+/// Draws one line chart to `path` (atomically: drawn to a temporary PNG, then renamed).
+pub fn line_chart(path: &Path, title: &str, y_label: &str, points: &[(f64, f64)]) -> Result<()> {
+    register_font()?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".tmp-{name}"));
+    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let root = BitMapBackend::new(&tmp, (800, 500)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let (x0, x1) = bounds(points.iter().map(|p| p.0));
+        let (y0, y1) = bounds(points.iter().map(|p| p.1));
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 24))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0..x1, y0..y1)?;
+        chart.configure_mesh().x_desc("step").y_desc(y_label).label_style(("sans-serif", 14)).draw()?;
+        chart.draw_series(LineSeries::new(points.iter().copied(), BLUE.stroke_width(2)))?;
+        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, BLUE.filled())))?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| GrpoError::file(path, format!("cannot draw the plot: {e}")))?;
+    std::fs::rename(&tmp, path).map_err(|e| GrpoError::io(path, e))
+}
+
+/// A non-empty range covering the values, padded by 5 %.
+fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let pad = ((hi - lo) * 0.05).max(1e-3 * (1.0 + lo.abs()));
+    (lo - pad, hi + pad)
+}
+
+/// Draws every plot of [`PLOTS`] from metric lines into `dir`; returns the files written.
+pub fn plot_metrics(lines: &[Map<String, Value>], dir: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| GrpoError::io(dir, e))?;
+    let mut written = Vec::new();
+    for (stem, key, label) in PLOTS {
+        let points = series(lines, key);
+        if points.is_empty() {
+            continue;
+        }
+        let path = dir.join(format!("{stem}.png"));
+        line_chart(&path, key, label, &points)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plots_are_valid_pngs() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines: Vec<Map<String, Value>> = (1..=5)
+            .map(|s| serde_json::json!({"step": s, "reward/mean": s as f64 * 0.1, "kl": 0.0}))
+            .map(|v| v.as_object().unwrap().clone())
+            .collect();
+        let written = plot_metrics(&lines, dir.path()).unwrap();
+        // No length metric in the lines: two plots.
+        assert_eq!(written.len(), 2);
+        for p in written {
+            let img = image::open(&p).unwrap();
+            assert_eq!((img.width(), img.height()), (800, 500));
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! What the trainers need from a model, as a trait: sampling completions, per-token
+//! log-probabilities of given completions (differentiable on an autodiff device), the token ids
+//! of a supervised target, and saving. [`crate::qwen`] implements it for Qwen2.5-VL; tests
+//! implement it for small models so that the training loop is exercised in milliseconds.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use r1_data::QaSample;
+use rand::rngs::StdRng;
+
+use crate::error::Result;
+
+/// Sampling settings of a rollout (log-probs are computed from logits / temperature, so the
+/// trainer and the sampler agree).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sampling {
+    pub temperature: f64,
+    pub top_p: f64,
+    pub max_tokens: usize,
+}
+
+/// One sampled completion.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Completion {
+    /// Completion token ids (the stop token included when one was sampled).
+    pub ids: Vec<u32>,
+    /// Decoded text without special tokens.
+    pub text: String,
+    /// Stopped by the length limit rather than a stop token.
+    pub truncated: bool,
+}
+
+/// A trainable policy.
+pub trait Policy: Module + Sized {
+    /// `group` completions of every prompt, prompt-major (`out[p * group + i]`), drawing every
+    /// random number from `rng`. Called on the inference view (`valid()`).
+    fn sample(&self, prompts: &[&QaSample], group: usize, sampling: &Sampling, rng: &mut StdRng) -> Result<Vec<Completion>>;
+
+    /// Log-probabilities `[B, T]` of `completions[i]` after prompt `prompts[i]`, from logits
+    /// divided by `temperature`; `T` is the longest completion, shorter rows are right-padded
+    /// (the padding values are arbitrary: callers mask them).
+    fn logprobs(&self, prompts: &[&QaSample], completions: &[&[u32]], temperature: f64) -> Result<Tensor<2>>;
+
+    /// Token ids of an assistant reply whose content is `text`, end-of-turn included.
+    fn encode_reply(&self, text: &str) -> Result<Vec<u32>>;
+
+    /// Writes the model as a Hugging Face directory.
+    fn save(&self, dir: &Path) -> Result<()>;
+}
+
+/// `[B, T]` mask with 1.0 on the first `lengths[i]` positions of row `i`.
+pub fn length_mask(lengths: &[usize], t: usize, device: &Device) -> Tensor<2> {
+    let values: Vec<f32> =
+        lengths.iter().flat_map(|&l| (0..t).map(move |j| if j < l { 1.0 } else { 0.0 })).collect();
+    Tensor::from_data(TensorData::new(values, [lengths.len(), t]), device)
+}

@@ -1,0 +1,286 @@
+//! The run directory and its bookkeeping, independent of the model:
+//!
+//! ```text
+//! RUN/
+//!   config.toml                 resolved configuration
+//!   metrics.jsonl               one JSON object per optimiser step
+//!   completions.jsonl           sampled completions with rewards and advantages
+//!   checkpoint-<step>/          model/ (HF layout), optimizer.safetensors, state.json
+//!   plots/{reward,length,kl}.png
+//! ```
+//!
+//! Exact resume rests on two choices: every random draw of step `s` comes from a generator
+//! seeded with `(seed, s)` (so the RNG state to restore is the step itself), and the prompt
+//! order of epoch `e` is a permutation seeded with `(seed, e)` (so the data-order state is the
+//! cursor). Lines logged after the checkpoint a run resumes from are dropped on resume.
+
+use std::path::{Path, PathBuf};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::config::TrainConfig;
+use crate::error::{GrpoError, Result};
+use crate::fsio;
+
+pub const CONFIG_FILE: &str = "config.toml";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const COMPLETIONS_FILE: &str = "completions.jsonl";
+pub const STATE_FILE: &str = "state.json";
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+pub const MODEL_DIR: &str = "model";
+const CHECKPOINT_PREFIX: &str = "checkpoint-";
+
+/// Mixes a seed with a stream index (SplitMix64 finaliser) so that nearby indices give
+/// unrelated generators.
+pub fn mix(seed: u64, stream: u64) -> u64 {
+    let mut z = seed ^ stream.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The generator of step `step` (sampling, dynamic choices) for a run seeded with `seed`.
+pub fn step_rng(seed: u64, step: u64) -> StdRng {
+    StdRng::seed_from_u64(mix(seed, step))
+}
+
+/// Prompt indices `0..n` in the order of epoch `epoch`.
+pub fn epoch_order(seed: u64, epoch: u64, n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    // A stream far from the step streams, so data order and sampling never share a generator.
+    order.shuffle(&mut StdRng::seed_from_u64(mix(seed ^ 0xD1B5_4A32_D192_ED03, epoch)));
+    order
+}
+
+/// The `count` prompt indices taken at `cursor` (prompts consumed so far), crossing epochs.
+pub fn take_prompts(seed: u64, n: usize, cursor: u64, count: usize) -> Vec<usize> {
+    let mut out = Vec::with_capacity(count);
+    let mut pos = cursor;
+    let mut cached: Option<(u64, Vec<usize>)> = None;
+    while out.len() < count {
+        let epoch = pos / n as u64;
+        if cached.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            cached = Some((epoch, epoch_order(seed, epoch, n)));
+        }
+        let order = &cached.as_ref().expect("set above").1;
+        out.push(order[(pos % n as u64) as usize]);
+        pos += 1;
+    }
+    out
+}
+
+/// What a checkpoint needs besides the model and the optimiser moments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// `grpo` or `sft`.
+    pub phase: String,
+    /// Steps completed (rollout steps for GRPO, optimiser steps for SFT).
+    pub step: u64,
+    /// Optimiser steps completed (drives the learning-rate schedule).
+    pub optimizer_step: u64,
+    /// Prompts consumed so far (data-order cursor).
+    pub cursor: u64,
+    pub seed: u64,
+    /// Non-finite losses skipped so far, and the current streak.
+    pub skipped_nonfinite: u64,
+    pub nonfinite_streak: u32,
+}
+
+/// A run directory.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    pub root: PathBuf,
+}
+
+impl RunDir {
+    /// Creates `root` (which must not already hold a run) and records the configuration.
+    pub fn create(root: &Path, config: &TrainConfig) -> Result<Self> {
+        if root.join(CONFIG_FILE).exists() {
+            return Err(GrpoError::file(
+                root,
+                "already holds a run (config.toml exists): pass --resume to continue it or choose another --out",
+            ));
+        }
+        std::fs::create_dir_all(root).map_err(|e| GrpoError::io(root, e))?;
+        fsio::write_atomic(&root.join(CONFIG_FILE), config.to_toml()?.as_bytes())?;
+        Ok(Self { root: root.to_path_buf() })
+    }
+
+    /// Opens an existing run and reads its configuration.
+    pub fn open(root: &Path) -> Result<(Self, TrainConfig)> {
+        let path = root.join(CONFIG_FILE);
+        if !path.exists() {
+            return Err(GrpoError::file(root, "not a run directory (no config.toml)"));
+        }
+        let config = TrainConfig::load(&path, crate::config::Preset::Paper)?;
+        Ok((Self { root: root.to_path_buf() }, config))
+    }
+
+    pub fn checkpoint_dir(&self, step: u64) -> PathBuf {
+        self.root.join(format!("{CHECKPOINT_PREFIX}{step}"))
+    }
+
+    /// Checkpoints present, oldest first, as `(step, dir)`.
+    pub fn checkpoints(&self) -> Result<Vec<(u64, PathBuf)>> {
+        let entries = std::fs::read_dir(&self.root).map_err(|e| GrpoError::io(&self.root, e))?;
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| GrpoError::io(&self.root, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(step) = name.strip_prefix(CHECKPOINT_PREFIX).and_then(|s| s.parse::<u64>().ok())
+                && entry.path().join(STATE_FILE).exists()
+            {
+                out.push((step, entry.path()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The newest complete checkpoint.
+    pub fn latest_checkpoint(&self) -> Result<Option<(u64, PathBuf)>> {
+        Ok(self.checkpoints()?.pop())
+    }
+
+    /// Writes a checkpoint atomically: `fill` writes everything into a temporary folder, which
+    /// then gets `state.json` and is renamed to `checkpoint-<step>`. Older checkpoints beyond
+    /// `keep_last` are removed afterwards.
+    pub fn write_checkpoint(
+        &self,
+        state: &TrainState,
+        keep_last: usize,
+        fill: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<PathBuf> {
+        let final_dir = self.checkpoint_dir(state.step);
+        let tmp = self.root.join(format!(".{CHECKPOINT_PREFIX}{}.tmp", state.step));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| GrpoError::io(&tmp, e))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(|e| GrpoError::io(&tmp, e))?;
+        fill(&tmp)?;
+        fsio::write_json(&tmp.join(STATE_FILE), state)?;
+        if final_dir.exists() {
+            std::fs::remove_dir_all(&final_dir).map_err(|e| GrpoError::io(&final_dir, e))?;
+        }
+        std::fs::rename(&tmp, &final_dir).map_err(|e| GrpoError::io(&final_dir, e))?;
+        let all = self.checkpoints()?;
+        for (_, dir) in all.iter().take(all.len().saturating_sub(keep_last)) {
+            std::fs::remove_dir_all(dir).map_err(|e| GrpoError::io(dir, e))?;
+        }
+        Ok(final_dir)
+    }
+
+    pub fn read_state(checkpoint: &Path) -> Result<TrainState> {
+        fsio::read_json(&checkpoint.join(STATE_FILE))
+    }
+
+    /// Appends one JSON object as a line of `file` (metrics or completions).
+    pub fn append(&self, file: &str, line: &Value) -> Result<()> {
+        use std::io::Write;
+        let path = self.root.join(file);
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| GrpoError::io(&path, e))?;
+        writeln!(f, "{line}").map_err(|e| GrpoError::io(&path, e))
+    }
+
+    /// Reads every line of a JSONL file of the run (missing file: no lines).
+    pub fn read_lines(&self, file: &str) -> Result<Vec<Map<String, Value>>> {
+        let path = self.root.join(file);
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| GrpoError::io(&path, e))?;
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| serde_json::from_str(l).map_err(|e| GrpoError::file(&path, format!("line {}: {e}", i + 1))))
+            .collect()
+    }
+
+    /// Keeps only the lines of `file` whose `key` is at most `last` (the rest were logged after
+    /// the checkpoint being resumed), rewriting the file atomically.
+    pub fn truncate_after(&self, file: &str, key: &str, last: u64) -> Result<()> {
+        let path = self.root.join(file);
+        if !path.exists() {
+            return Ok(());
+        }
+        let mut text = String::new();
+        for line in self.read_lines(file)? {
+            if line.get(key).and_then(Value::as_u64).is_some_and(|s| s <= last) {
+                text.push_str(&Value::Object(line).to_string());
+                text.push('\n');
+            }
+        }
+        fsio::write_atomic(&path, text.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn checkpoints_are_atomic_and_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(dir.path(), &TrainConfig::tiny()).unwrap();
+        assert!(RunDir::create(dir.path(), &TrainConfig::tiny()).is_err());
+        let mut state = TrainState {
+            phase: "grpo".into(),
+            step: 0,
+            optimizer_step: 0,
+            cursor: 0,
+            seed: 1,
+            skipped_nonfinite: 0,
+            nonfinite_streak: 0,
+        };
+        for step in 1..=4 {
+            state.step = step;
+            run.write_checkpoint(&state, 2, |d| fsio::write_atomic(&d.join("x"), b"1")).unwrap();
+        }
+        let steps: Vec<u64> = run.checkpoints().unwrap().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(steps, vec![3, 4]);
+        // A failing fill leaves the previous checkpoints untouched and no final folder.
+        state.step = 5;
+        let err = run.write_checkpoint(&state, 2, |_| Err(GrpoError::Invalid("disk full".into())));
+        assert!(err.is_err());
+        assert_eq!(run.latest_checkpoint().unwrap().unwrap().0, 4);
+        assert_eq!(RunDir::read_state(&run.checkpoint_dir(4)).unwrap().step, 4);
+        let (_, config) = RunDir::open(dir.path()).unwrap();
+        assert_eq!(config, TrainConfig::tiny());
+    }
+
+    #[test]
+    fn truncation_drops_lines_after_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(dir.path(), &TrainConfig::tiny()).unwrap();
+        for step in 1..=3u64 {
+            run.append(METRICS_FILE, &serde_json::json!({"step": step, "loss": 0.5})).unwrap();
+        }
+        run.truncate_after(METRICS_FILE, "step", 1).unwrap();
+        let lines = run.read_lines(METRICS_FILE).unwrap();
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0]["step"], 1);
+    }
+
+    proptest! {
+        #[test]
+        fn prompts_resume_where_they_stopped(seed in any::<u64>(), n in 1usize..20, a in 0usize..30, b in 0usize..30) {
+            let whole = take_prompts(seed, n, 0, a + b);
+            let mut parts = take_prompts(seed, n, 0, a);
+            parts.extend(take_prompts(seed, n, a as u64, b));
+            prop_assert_eq!(&whole, &parts);
+            // Each epoch is a permutation.
+            let mut e = epoch_order(seed, 3, n);
+            e.sort();
+            prop_assert_eq!(e, (0..n).collect::<Vec<_>>());
+        }
+    }
+}
