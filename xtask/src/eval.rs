@@ -171,16 +171,43 @@ fn subject(args: &Args) -> anyhow::Result<Subject> {
     Ok(Subject { model_dir: resolved.model_dir.display().to_string(), step: resolved.step, run: resolved.run, out })
 }
 
-/// A checkpoint as a [`Responder`].
+/// A checkpoint answering with r1-model's generation.
+struct ModelResponder {
+    assets: r1_model::Assets,
+    model: r1_model::Qwen2_5VlModel,
+    config: r1_model::SamplingConfig,
+    rng: rand::rngs::StdRng,
+}
+
+impl Responder for ModelResponder {
+    fn respond(
+        &mut self,
+        _id: &str,
+        messages: &[r1_data::Message],
+        root: &Path,
+        samples: usize,
+    ) -> r1_bench::Result<Vec<evaluate::Completion>> {
+        let turns = messages.iter().position(|m| m.role == "assistant").unwrap_or(messages.len());
+        let prompt = self.assets.encode_prompt(&messages[..turns], root)?;
+        let out = self.assets.sample(&self.model, &[&prompt], samples, &self.config, &mut self.rng)?;
+        Ok(out.into_iter().map(|(g, text)| evaluate::Completion { text, tokens: Some(g.ids.len()) }).collect())
+    }
+}
+
+/// A checkpoint as a [`Responder`]: greedy at temperature 0, otherwise sampled with a fixed
+/// seed so an evaluation can be repeated.
 fn load_model(dir: &Path, args: &Args) -> anyhow::Result<Box<dyn Responder>> {
-    anyhow::bail!(
-        "{}: answering on {} at temperature {} (up to {} tokens) needs r1-model's generation, which this \
-         build does not have yet; generate the answers elsewhere and pass them with --answers FILE.jsonl",
-        dir.display(),
-        args.device,
-        args.temperature,
-        args.max_new_tokens
-    )
+    use burn::module::Module;
+    use rand::SeedableRng;
+    let (assets, model) = crate::generate::load(dir, &args.device)?;
+    let config = r1_model::SamplingConfig {
+        max_new_tokens: args.max_new_tokens,
+        temperature: args.temperature,
+        top_p: 1.0,
+        top_k: 0,
+    };
+    config.validate()?;
+    Ok(Box::new(ModelResponder { assets, model: model.valid(), config, rng: rand::rngs::StdRng::seed_from_u64(0) }))
 }
 
 fn evaluate(args: &Args) -> anyhow::Result<()> {

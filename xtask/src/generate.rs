@@ -1,8 +1,80 @@
-//! Filled by its issue; until then the command says so instead of pretending to work.
+//! `cargo xtask generate`: one completion from a Qwen2.5-VL checkpoint for an image and a
+//! prompt.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use burn::module::Module;
+use r1_data::Message;
+use r1_model::checkpoint::{self, Assets, Prompt};
+use r1_model::Qwen2_5VlModel;
+use r1_model::generate::SamplingConfig;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Hugging Face Qwen2.5-VL directory, a training run (its newest checkpoint) or a checkpoint.
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// Image shown before the prompt.
+    #[arg(long, value_name = "IMG")]
+    image: PathBuf,
+    /// The user's text.
+    #[arg(long)]
+    prompt: String,
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    max_new_tokens: usize,
+    /// 0 decodes greedily.
+    #[arg(long, value_name = "T", default_value_t = 0.0)]
+    temperature: f64,
+    #[arg(long, value_name = "P", default_value_t = 1.0)]
+    top_p: f64,
+    /// 0: no limit.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    top_k: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// flex (CPU), cuda or wgpu.
+    #[arg(long, default_value = "flex")]
+    device: String,
+    /// Print one JSON object (text, ids, log-probs) instead of the text.
+    #[arg(long)]
+    json: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("this command is not implemented yet")
+/// Loads the checkpoint behind `path` for inference on `device`.
+pub fn load(path: &Path, device: &str) -> anyhow::Result<(Assets, Qwen2_5VlModel)> {
+    let resolved = r1_bench::report::resolve_model(path)?;
+    let device = r1_model::parse_device(device)?;
+    Ok(checkpoint::load(&resolved.model_dir, &device)?)
+}
+
+/// One user turn, the image first and the text second, rendered with the generation prompt.
+pub fn single_prompt(assets: &Assets, image: &Path, text: &str) -> anyhow::Result<Prompt> {
+    let image = image.to_str().with_context(|| format!("{}: the path is not valid UTF-8", image.display()))?;
+    Ok(assets.encode_prompt(&[Message::user_with_image(image, text)], Path::new("."))?)
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let (assets, model) = load(&args.model, &args.device)?;
+    let model = model.valid();
+    let prompt = single_prompt(&assets, &args.image, &args.prompt)?;
+    let config =
+        SamplingConfig { max_new_tokens: args.max_new_tokens, temperature: args.temperature, top_p: args.top_p, top_k: args.top_k };
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let (out, text) = assets.sample(&model, &[&prompt], 1, &config, &mut rng)?.pop().context("generation returned nothing")?;
+    if args.json {
+        let value = serde_json::json!({
+            "text": text,
+            "ids": out.ids,
+            "logprobs": out.logprobs,
+            "stopped": out.stopped,
+            "prompt_tokens": prompt.ids.len(),
+        });
+        println!("{value}");
+    } else {
+        println!("{text}");
+    }
+    Ok(())
 }

@@ -46,20 +46,24 @@ enum Command {
     Bench(bench::Args),
 }
 
+impl Cli {
+    fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Data(a) => data::run(a),
+            Command::Keypoints(a) => keypoints::run(a),
+            Command::Generate(a) => generate::run(a),
+            Command::Score(a) => score::run(a),
+            Command::Reward(a) => reward::run(a),
+            Command::Sft(a) => train::run_sft(a),
+            Command::Train(a) => train::run(a),
+            Command::Eval(a) => eval::run(a),
+            Command::Bench(a) => bench::run(a),
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Data(a) => data::run(a),
-        Command::Keypoints(a) => keypoints::run(a),
-        Command::Generate(a) => generate::run(a),
-        Command::Score(a) => score::run(a),
-        Command::Reward(a) => reward::run(a),
-        Command::Sft(a) => train::run_sft(a),
-        Command::Train(a) => train::run(a),
-        Command::Eval(a) => eval::run(a),
-        Command::Bench(a) => bench::run(a),
-    };
-    match result {
+    match Cli::parse().run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the chain of causes, outermost first, each of which names its file.

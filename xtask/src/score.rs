@@ -1,8 +1,58 @@
-//! Filled by its issue; until then the command says so instead of pretending to work.
+//! `cargo xtask score`: per-token log-probs of a given completion after an image and a prompt.
+
+use std::path::PathBuf;
+
+use burn::module::Module;
+
+use crate::generate::{load, single_prompt};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Hugging Face Qwen2.5-VL directory, a training run (its newest checkpoint) or a checkpoint.
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// Image shown before the prompt.
+    #[arg(long, value_name = "IMG")]
+    image: PathBuf,
+    /// The user's text.
+    #[arg(long)]
+    prompt: String,
+    /// The assistant's reply to score, tokenised on its own without special tokens.
+    #[arg(long)]
+    completion: String,
+    /// flex (CPU), cuda or wgpu.
+    #[arg(long, default_value = "flex")]
+    device: String,
+    /// Print one JSON object: prompt_tokens, completion_ids, completion_logprobs.
+    #[arg(long)]
+    json: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("this command is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let (assets, model) = load(&args.model, &args.device)?;
+    let model = model.valid();
+    let prompt = single_prompt(&assets, &args.image, &args.prompt)?;
+    let ids = assets.tokenizer.encode(&args.completion, false)?;
+    anyhow::ensure!(!ids.is_empty(), "--completion is empty: nothing to score");
+    let logprobs = assets
+        .score(&model, &[&prompt], &[&ids], 1.0)?
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .map_err(|e| anyhow::anyhow!("cannot read the log-probs: {e:?}"))?;
+    if args.json {
+        let value = serde_json::json!({
+            "prompt_tokens": prompt.ids.len(),
+            "completion_ids": ids,
+            "completion_logprobs": logprobs,
+        });
+        println!("{value}");
+    } else {
+        println!("prompt: {} tokens", prompt.ids.len());
+        for (id, lp) in ids.iter().zip(&logprobs) {
+            let piece = assets.tokenizer.decode(&[*id], false)?;
+            println!("{id:>8} {lp:>10.4}  {piece:?}");
+        }
+        println!("total log-prob {:.4}", logprobs.iter().map(|&l| f64::from(l)).sum::<f64>());
+    }
+    Ok(())
 }

@@ -30,6 +30,9 @@ pub enum BenchError {
     Judge(#[from] crate::judge::JudgeError),
     #[error(transparent)]
     Grpo(#[from] r1_grpo::GrpoError),
+    /// The model failed on a question (an image it cannot take, a prompt it cannot encode).
+    #[error(transparent)]
+    Model(#[from] r1_model::ModelError),
     /// A QA sample that cannot be scored (its answer does not suit its type).
     #[error(transparent)]
     Reward(#[from] r1_reward::RewardError),

@@ -15,9 +15,9 @@ pub enum GrpoError {
     /// A file that exists but whose content is wrong (bad TOML, bad JSON, missing entry).
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
-    /// A model-side failure (loading, tokenising, a forward pass), from a [`crate::policy::Policy`].
-    #[error("{0}")]
-    Model(String),
+    /// A model-side failure (loading, tokenising, a forward pass).
+    #[error(transparent)]
+    Model(#[from] r1_model::ModelError),
     #[error(transparent)]
     Reward(#[from] r1_reward::RewardError),
     #[error(transparent)]

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Tensor, TensorData};
 use r1_data::QaSample;
@@ -250,7 +249,7 @@ impl<P: Policy> Trainer<P> {
                         0,
                     )
                     .into_data()
-                    .to_vec::<f32>()
+                    .try_to_vec::<f32>()
                     .map_err(|e| GrpoError::Invalid(format!("cannot read the loss: {e:?}")))?;
                     sums.add(&host);
                     if host[0].is_finite() {

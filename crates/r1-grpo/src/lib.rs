@@ -6,6 +6,7 @@
 //! * [`schedule`]: learning-rate schedules.
 //! * [`config`]: the TOML configuration, its presets and validation.
 //! * [`policy`]: what the trainers need from a model.
+//! * [`qwen`]: the policy for r1-model's Qwen2.5-VL.
 //! * [`grpo`]: the GRPO trainer.
 //! * [`sft`]: the supervised trainer (Direct, CoT, format warm-up).
 //! * [`run`]: the run directory, checkpoints, seeded data order for exact resume.
@@ -20,6 +21,7 @@ pub mod loss;
 pub mod optim;
 pub mod plot;
 pub mod policy;
+pub mod qwen;
 pub mod run;
 pub mod schedule;
 pub mod sft;

@@ -105,7 +105,7 @@ impl AdamW {
         for (name, m) in &self.moments {
             steps.insert(name, m.step);
             for (kind, t) in [("exp_avg", &m.exp_avg), ("exp_avg_sq", &m.exp_avg_sq)] {
-                let values = t.to_data().to_vec::<f32>().map_err(|e| GrpoError::file(path, format!("{e:?}")))?;
+                let values = t.to_data().try_to_vec::<f32>().map_err(|e| GrpoError::file(path, format!("{e:?}")))?;
                 let len = values.len();
                 let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
                 buffers.insert(format!("{kind}.{name}"), (bytes, len));

@@ -7,7 +7,6 @@
 use std::path::Path;
 use std::time::Instant;
 
-use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use r1_data::{Answer, QaSample};
 use serde::{Deserialize, Serialize};

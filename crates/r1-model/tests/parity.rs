@@ -8,7 +8,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use r1_model::checkpoint::Prompt;
+use r1_model::generate::{SamplingConfig, generate};
 use r1_model::position_ids::rope_index;
+use r1_model::processor::{ImageProcessor, ProcessedImage};
+use r1_model::score::completion_logprobs;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use r1_model::{ImageInput, KvCache, ModelError, Qwen2_5VlConfig, Qwen2_5VlModel, load_model, save_model};
 use safetensors::SafeTensors;
 use safetensors::tensor::Dtype;
@@ -410,4 +416,84 @@ fn image_token_count_mismatch_is_an_error() {
 
     let err = case.model.forward(case.int2(case.ids(), b, t), case.int2(case.mask(), b, t), None, None).unwrap_err();
     assert!(matches!(err, ModelError::ImageTokenMismatch { features: 0, .. }), "{err}");
+}
+
+/// The fixture's batch as unpadded prompts (each with its own images), for the public
+/// generation and scoring functions.
+fn prompts_of(case: &Case) -> Vec<Prompt> {
+    let (b, t) = case.batch_seq();
+    let (ids, mask) = (case.ids(), case.mask());
+    let dim = case.inputs.shape("pixel_values")[1];
+    let pixels = case.inputs.f32("pixel_values");
+    let mut images = case.images().grid_thw.into_iter().scan(0usize, |offset, grid| {
+        let rows = grid.iter().product::<usize>();
+        let image = ProcessedImage { pixel_values: pixels[*offset * dim..(*offset + rows) * dim].to_vec(), grid_thw: grid };
+        *offset += rows;
+        Some(image)
+    });
+    let merge = case.config.vision.spatial_merge_size;
+    (0..b)
+        .map(|r| {
+            let row: Vec<u32> = (0..t).filter(|&i| mask[r * t + i] == 1).map(|i| ids[r * t + i] as u32).collect();
+            let mut pads = row.iter().filter(|&&id| id == case.config.image_token_id).count();
+            let mut mine = Vec::new();
+            while pads > 0 {
+                let image = images.next().expect("the fixture has an image for every run of pads");
+                pads -= image.num_tokens(merge);
+                mine.push(image);
+            }
+            Prompt { ids: row, images: mine }
+        })
+        .collect()
+}
+
+/// `generate` (batched, left-padded, KV cache, greedy) gives transformers' tokens, and scoring
+/// those tokens teacher-forced gives back the log-probs generation reported.
+#[test]
+fn generate_and_score_agree_with_transformers() {
+    for name in ["gqa1_tied", "gqa2_untied_windows"] {
+        let case = Case::load(name);
+        let expected: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixture(name).join("generate.json")).unwrap()).unwrap();
+        let steps = expected["max_new_tokens"].as_u64().unwrap() as usize;
+        let eos = expected["eos_token_id"].as_u64().unwrap() as u32;
+        let pad = expected["pad_token_id"].as_u64().unwrap() as u32;
+        let want: Vec<Vec<u32>> = serde_json::from_value(expected["new_tokens"].clone()).unwrap();
+        let prompts = prompts_of(&case);
+        let refs: Vec<&Prompt> = prompts.iter().collect();
+        let processor = ImageProcessor::default();
+        let mut rng = StdRng::seed_from_u64(0);
+        let out = generate(&case.model, &processor, &refs, 1, &SamplingConfig::greedy(steps), &[eos], pad, &mut rng).unwrap();
+        for (row, (g, w)) in out.iter().zip(&want).enumerate() {
+            // transformers pads a row after its eos; ours stops there.
+            assert_eq!(g.ids[..], w[..g.ids.len()], "{name} row {row}");
+        }
+        let completions: Vec<&[u32]> = out.iter().map(|g| g.ids.as_slice()).collect();
+        let scored = completion_logprobs(&case.model, &processor, &refs, &completions, 1.0, pad).unwrap();
+        let t = scored.dims()[1];
+        let scored = tensor_vec(scored);
+        for (row, g) in out.iter().enumerate() {
+            for (j, &lp) in g.logprobs.iter().enumerate() {
+                let diff = (scored[row * t + j] - lp).abs();
+                assert!(diff < 1e-4, "{name} row {row} token {j}: scored {} generated {lp}", scored[row * t + j]);
+            }
+        }
+    }
+}
+
+/// Sampling is reproducible from the seed, and a group of samples of one prompt is what the
+/// prompt repeated would give.
+#[test]
+fn seeded_sampling_is_reproducible() {
+    let case = Case::load("gqa1_tied");
+    let prompts = prompts_of(&case);
+    let refs: Vec<&Prompt> = prompts.iter().collect();
+    let config = SamplingConfig { max_new_tokens: 6, temperature: 1.0, top_p: 0.9, top_k: 0 };
+    let processor = ImageProcessor::default();
+    let run = |seed| generate(&case.model, &processor, &refs, 3, &config, &[], 0, &mut StdRng::seed_from_u64(seed)).unwrap();
+    let (a, b) = (run(7), run(7));
+    assert_eq!(a, b);
+    assert_eq!(a.len(), refs.len() * 3);
+    assert!(a.iter().all(|g| g.ids.len() == 6 && !g.stopped && g.logprobs.iter().all(|&l| l <= 1e-6)));
+    assert_ne!(a, run(8));
 }

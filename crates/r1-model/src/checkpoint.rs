@@ -1,0 +1,227 @@
+//! A Hugging Face checkpoint directory as a whole: the weights plus everything that turns chat
+//! messages and images into model inputs and token ids back into text.
+//!
+//! ```text
+//! DIR/
+//!   config.json, model.safetensors (or shards + model.safetensors.index.json)
+//!   tokenizer.json, tokenizer_config.json
+//!   chat_template.jinja (or chat_template.json, or tokenizer_config.json's field)
+//!   preprocessor_config.json (or processor_config.json)
+//!   generation_config.json
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor};
+use rand::Rng;
+use r1_data::{ContentPart, Message};
+use serde_json::{Value, json};
+
+use crate::chat::ChatTemplate;
+use crate::config::Qwen2_5VlConfig;
+use crate::error::ModelError;
+use crate::generate::{Generation, SamplingConfig, generate};
+use crate::model::Qwen2_5VlModel;
+use crate::processor::{ImageProcessor, ImageProcessorConfig, ProcessedImage};
+use crate::score::completion_logprobs;
+use crate::tokenizer::{ENDOFTEXT, IM_END, Tokenizer, expand_image_pads};
+use crate::weights::{CONFIG_FILE, load_model, save_model, write_atomic};
+
+const TOKENIZER_FILE: &str = "tokenizer.json";
+const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
+const TEMPLATE_FILE: &str = "chat_template.jinja";
+const PREPROCESSOR_FILE: &str = "preprocessor_config.json";
+const GENERATION_FILE: &str = "generation_config.json";
+
+/// Everything of a checkpoint besides the weights.
+#[derive(Debug, Clone)]
+pub struct Assets {
+    pub config: Qwen2_5VlConfig,
+    pub tokenizer: Tokenizer,
+    pub template: ChatTemplate,
+    pub processor: ImageProcessor,
+    /// The checkpoint's own `tokenizer_config.json`, written back unchanged on save so that
+    /// fields r1 does not use (added-token tables, model_max_length) survive a round trip.
+    pub tokenizer_config: Option<Value>,
+}
+
+/// A prompt ready for the model: token ids with one `<|image_pad|>` per image feature, and the
+/// processed images in prompt order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prompt {
+    pub ids: Vec<u32>,
+    pub images: Vec<ProcessedImage>,
+}
+
+impl Assets {
+    /// Reads config, tokenizer, chat template and image processor of a checkpoint directory.
+    pub fn from_dir(dir: &Path) -> Result<Self, ModelError> {
+        if !dir.is_dir() {
+            return Err(ModelError::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "model directory not found")));
+        }
+        let config = Qwen2_5VlConfig::from_file(&dir.join(CONFIG_FILE))?;
+        let tokenizer = Tokenizer::from_file(&dir.join(TOKENIZER_FILE))?;
+        let template = ChatTemplate::from_dir(dir)?;
+        let processor = ImageProcessor::new(ImageProcessorConfig::from_dir(dir)?);
+        let tokenizer_config = read_json_if_present(&dir.join(TOKENIZER_CONFIG_FILE))?;
+        let assets = Self { config, tokenizer, template, processor, tokenizer_config };
+        assets.check_consistency(dir)?;
+        Ok(assets)
+    }
+
+    /// The tokenizer and the config must agree on the ids the model code relies on, and the
+    /// processor must cut patches the vision tower accepts.
+    fn check_consistency(&self, dir: &Path) -> Result<(), ModelError> {
+        let bad = |message: String| ModelError::Config { path: dir.to_path_buf(), message };
+        let image_pad = self.tokenizer.special().image_pad;
+        if image_pad != self.config.image_token_id {
+            return Err(bad(format!(
+                "tokenizer.json maps <|image_pad|> to {image_pad} but config.json says image_token_id {}",
+                self.config.image_token_id
+            )));
+        }
+        let (p, v) = (&self.processor.config, &self.config.vision);
+        if (p.patch_size, p.merge_size, p.temporal_patch_size) != (v.patch_size, v.spatial_merge_size, v.temporal_patch_size) {
+            return Err(bad(format!(
+                "the image processor cuts patches of {} px, merge {}, temporal {} but the vision config expects {} px, merge {}, temporal {}",
+                p.patch_size, p.merge_size, p.temporal_patch_size, v.patch_size, v.spatial_merge_size, v.temporal_patch_size
+            )));
+        }
+        let largest = self.tokenizer.vocab_size().max(1) - 1;
+        if largest >= self.config.text.vocab_size {
+            return Err(bad(format!(
+                "the tokenizer has {} tokens but the embedding only {} rows",
+                self.tokenizer.vocab_size(),
+                self.config.text.vocab_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Renders `messages` with the chat template (plus the generation prompt), tokenises the
+    /// text, processes the images (paths relative to `image_root`) and expands each image's
+    /// placeholder to one `<|image_pad|>` per image feature.
+    pub fn encode_prompt(&self, messages: &[Message], image_root: &Path) -> Result<Prompt, ModelError> {
+        let text = self.template.render(messages, true)?;
+        let ids = self.tokenizer.encode(&text, false)?;
+        let images = messages
+            .iter()
+            .flat_map(|m| &m.content)
+            .filter_map(|part| match part {
+                ContentPart::Image { image } => Some(self.processor.process_file(&image_root.join(image))),
+                ContentPart::Text { .. } => None,
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let merge = self.config.vision.spatial_merge_size;
+        let counts: Vec<usize> = images.iter().map(|i| i.num_tokens(merge)).collect();
+        let ids = expand_image_pads(&ids, self.tokenizer.special().image_pad, &counts)?;
+        Ok(Prompt { ids, images })
+    }
+
+    /// Token ids of an assistant turn's content followed by the end-of-turn token: what a
+    /// model trained on this chat format must produce after the generation prompt.
+    pub fn encode_reply(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        let mut ids = self.tokenizer.encode(text, false)?;
+        ids.push(self.tokenizer.special().im_end);
+        Ok(ids)
+    }
+
+    /// `group` completions per prompt (prompt-major) with this checkpoint's stop and padding
+    /// tokens, each with its text: the tokens before the stop token, special tokens removed.
+    /// Run it on the inference view of the model (`valid()`).
+    pub fn sample(
+        &self,
+        model: &Qwen2_5VlModel,
+        prompts: &[&Prompt],
+        group: usize,
+        config: &SamplingConfig,
+        rng: &mut impl Rng,
+    ) -> Result<Vec<(Generation, String)>, ModelError> {
+        let pad = self.tokenizer.special().endoftext;
+        let generations = generate(model, &self.processor, prompts, group, config, &self.tokenizer.stop_ids(), pad, rng)?;
+        generations
+            .into_iter()
+            .map(|g| {
+                let content = if g.stopped { &g.ids[..g.ids.len() - 1] } else { &g.ids[..] };
+                let text = self.tokenizer.decode(content, true)?;
+                Ok((g, text))
+            })
+            .collect()
+    }
+
+    /// Teacher-forced log-probs `[B, T]` of `completions` after `prompts` (see
+    /// [`completion_logprobs`]), padded with this checkpoint's padding token.
+    pub fn score(
+        &self,
+        model: &Qwen2_5VlModel,
+        prompts: &[&Prompt],
+        completions: &[&[u32]],
+        temperature: f64,
+    ) -> Result<Tensor<2>, ModelError> {
+        let pad = self.tokenizer.special().endoftext;
+        completion_logprobs(model, &self.processor, prompts, completions, temperature, pad)
+    }
+
+    /// Writes the non-weight files of the checkpoint into `dir`, each atomically.
+    pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
+        std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+        let tokenizer_path = dir.join(TOKENIZER_FILE);
+        let tokenizer_json = self
+            .tokenizer
+            .inner()
+            .to_string(true)
+            .map_err(|e| ModelError::Tokenizer { path: tokenizer_path.clone(), message: format!("cannot serialise: {e}") })?;
+        write_atomic(&tokenizer_path, tokenizer_json.as_bytes())?;
+        let tokenizer_config = self.tokenizer_config.clone().unwrap_or_else(|| {
+            json!({
+                "tokenizer_class": "Qwen2TokenizerFast",
+                "eos_token": IM_END,
+                "pad_token": ENDOFTEXT,
+                "unk_token": null,
+                "bos_token": null,
+                "clean_up_tokenization_spaces": false,
+                "model_max_length": self.config.text.max_position_embeddings,
+            })
+        });
+        write_json(&dir.join(TOKENIZER_CONFIG_FILE), &tokenizer_config)?;
+        write_atomic(&dir.join(TEMPLATE_FILE), self.template.source().as_bytes())?;
+        write_json(&dir.join(PREPROCESSOR_FILE), &self.processor.config.to_hf_json())?;
+        let special = self.tokenizer.special();
+        let generation = json!({
+            "bos_token_id": special.endoftext,
+            "eos_token_id": [special.im_end, special.endoftext],
+            "pad_token_id": special.endoftext,
+            "do_sample": true,
+            "temperature": 1.0,
+            "top_p": 1.0,
+        });
+        write_json(&dir.join(GENERATION_FILE), &generation)
+    }
+}
+
+/// Loads a whole checkpoint directory onto `device`.
+pub fn load(dir: &Path, device: &Device) -> Result<(Assets, Qwen2_5VlModel), ModelError> {
+    let assets = Assets::from_dir(dir)?;
+    let (config, model) = load_model(dir, device)?;
+    debug_assert_eq!(config, assets.config);
+    Ok((assets, model))
+}
+
+/// Saves a whole checkpoint directory: weights and config, then the other assets.
+pub fn save(model: &Qwen2_5VlModel, assets: &Assets, dir: &Path) -> Result<(), ModelError> {
+    save_model(model, &assets.config, dir)?;
+    assets.save(dir)
+}
+
+fn read_json_if_present(path: &Path) -> Result<Option<Value>, ModelError> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+    serde_json::from_str(&text).map(Some).map_err(|source| ModelError::Json { path: PathBuf::from(path), source })
+}
+
+fn write_json(path: &Path, value: &Value) -> Result<(), ModelError> {
+    let text = serde_json::to_string_pretty(value).expect("JSON values serialise");
+    write_atomic(path, format!("{text}\n").as_bytes())
+}
