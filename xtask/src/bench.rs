@@ -1,23 +1,79 @@
-//! `cargo xtask bench`: end-to-end throughput figures, printed as a Markdown table. The
+//! `cargo xtask bench`: end-to-end throughput figures, printed as a Markdown table (or JSON
+//! with `--json`, which `crates/r1-model/scripts/bench_vs_transformers.py` reads). The
 //! per-function figures are criterion benches (`cargo bench -p r1-bench`, and the benches of
 //! r1-reward and r1-sim).
+//!
+//! Every figure is the median over `--repeats` runs, and each run gets different inputs (the
+//! next prompts of the training split, the next GRPO rollout) so that no backend can serve a
+//! repetition from work it already did.
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Instant;
 
 use anyhow::Context;
+use burn::tensor::{Device, Tensor, TensorData};
+use r1_data::QaSample;
+use r1_grpo::config::TrainConfig;
+use r1_grpo::grpo::Trainer;
+use r1_grpo::loss::{LossInputs, Normaliser, grpo_loss};
+use r1_grpo::policy::{Policy, length_mask};
+use r1_grpo::qwen::QwenPolicy;
+use r1_model::batch::pack;
+use r1_model::generate::{SamplingConfig, draw_token, generate};
+use r1_model::Prompt;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::train;
+
+/// Which group of figures to run.
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum Only {
+    Generation,
+    Training,
+    Rendering,
+}
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Episodes per task for the rendering figure (10 tasks, 224x224).
     #[arg(long, value_name = "N", default_value_t = 2)]
     episodes_per_task: usize,
-    /// Repetitions of each figure; the table reports the median.
+    /// Repetitions of each figure (GRPO steps for the training figures); the table reports the
+    /// median.
     #[arg(long, value_name = "N", default_value_t = 3)]
     repeats: usize,
+    /// Hugging Face Qwen2.5-VL directory for the generation and training figures (default: the
+    /// tiny model in models/r1-tiny, created if absent).
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
+    /// QA dataset whose train split supplies the prompts and images.
+    #[arg(long, value_name = "DIR", default_value = "datasets/default")]
+    data: PathBuf,
+    /// flex (CPU), cuda or wgpu.
+    #[arg(long, default_value = "flex")]
+    device: String,
+    /// Tokens generated per row by the decode figures (stop tokens are ignored).
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    new_tokens: usize,
+    /// Run one group of figures only.
+    #[arg(long, value_enum)]
+    only: Option<Only>,
+    /// Print the rows as a JSON array instead of a Markdown table.
+    #[arg(long)]
+    json: bool,
+    /// Internal: measure the training micro-batch's peak memory in this (child) process and
+    /// print it as JSON.
+    #[arg(long, hide = true)]
+    peak_memory_child: bool,
 }
 
 /// One row of the table.
+#[derive(Serialize)]
 struct Row {
+    /// Stable identifier for scripts.
+    key: &'static str,
     figure: String,
     value: f64,
     unit: &'static str,
@@ -27,6 +83,13 @@ struct Row {
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
+}
+
+/// Runs `f` and returns its result with the wall-clock seconds it took.
+fn timed<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(T, f64)> {
+    let start = Instant::now();
+    let out = f()?;
+    Ok((out, start.elapsed().as_secs_f64()))
 }
 
 /// Rendered frames per second of the whole simulator pipeline (scene, expert, rasteriser, PNG
@@ -44,6 +107,7 @@ fn rendering(args: &Args) -> anyhow::Result<Row> {
     }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     Ok(Row {
+        key: "rendering",
         figure: "rendering (simulate + rasterise + PNG)".into(),
         value: median(rates),
         unit: "frames/s",
@@ -51,12 +115,449 @@ fn rendering(args: &Args) -> anyhow::Result<Row> {
     })
 }
 
+/// The tiny preset pointed at `--data`, `--model` (or the tiny model, created if absent) and
+/// `--device`, with the training split it reads.
+fn bench_config(args: &Args) -> anyhow::Result<(TrainConfig, Vec<QaSample>)> {
+    let mut config = TrainConfig::tiny();
+    config.data.root = args.data.clone();
+    config.model.path = args.model.clone();
+    config.device = args.device.clone();
+    config.validate()?;
+    let data = train::training_data(&config)?;
+    train::initial_model(&mut config, &data)?;
+    Ok((config, data))
+}
+
+fn model_dir(config: &TrainConfig) -> anyhow::Result<&Path> {
+    config.model.path.as_deref().context("the benchmark configuration names no model")
+}
+
+/// Hands out the training prompts in order, wrapping around, so that every repetition sees
+/// prompts it has not seen before (as long as the split is large enough).
+struct Prompts<'a> {
+    policy: &'a QwenPolicy,
+    samples: &'a [QaSample],
+    next: usize,
+}
+
+impl Prompts<'_> {
+    fn take(&mut self, n: usize) -> anyhow::Result<Vec<Prompt>> {
+        (0..n)
+            .map(|_| {
+                let sample = &self.samples[self.next % self.samples.len()];
+                self.next += 1;
+                Ok(self.policy.prompt(sample)?)
+            })
+            .collect()
+    }
+}
+
+/// Prefill and KV-cache decode through [`generate`], and decode without a cache, at batch 1
+/// and 16.
+///
+/// Prefill is `generate` with one new token (the prompt's forward plus one host-side draw);
+/// decode is the difference between `N` and one new tokens on the same prompts, i.e. the
+/// `N - 1` cached single-token steps. Without a cache every step is a forward over prompt and
+/// generated tokens, timed the same way (steps 2..N).
+fn generation(args: &Args, config: &TrainConfig, data: &[QaSample]) -> anyhow::Result<Vec<Row>> {
+    anyhow::ensure!(args.new_tokens >= 2, "--new-tokens must be at least 2 (decode is timed from the second token on)");
+    let device = r1_model::parse_device(&args.device)?;
+    let policy = QwenPolicy::load(model_dir(config)?, &config.data.root, &device)?;
+    let model = &policy.model;
+    let assets = policy.assets();
+    let pad = assets.tokenizer.special().endoftext;
+    let n = args.new_tokens;
+    let mut prompts = Prompts { policy: &policy, samples: data, next: 0 };
+    let mut rng = r1_grpo::run::step_rng(0, 0);
+    let greedy = |tokens| SamplingConfig::greedy(tokens);
+    let run = |prompts: &[Prompt], tokens: usize, rng: &mut rand::rngs::StdRng| -> anyhow::Result<()> {
+        let refs: Vec<&Prompt> = prompts.iter().collect();
+        // No stop ids: every row generates exactly `tokens`.
+        generate(model, &assets.processor, &refs, 1, &greedy(tokens), &[], pad, rng)?;
+        Ok(())
+    };
+    // Warm-up (allocator, thread pool), outside every figure.
+    run(&prompts.take(1)?, 2, &mut rng)?;
+
+    let mut rows = Vec::new();
+    for (batch, keys) in [(1usize, ["prefill_b1", "decode_cache_b1", "decode_nocache_b1"]), (16, ["prefill_b16", "decode_cache_b16", "decode_nocache_b16"])] {
+        let (mut prefill, mut decode, mut nocache) = (Vec::new(), Vec::new(), Vec::new());
+        let mut prompt_tokens = Vec::new();
+        for _ in 0..args.repeats {
+            let set = prompts.take(batch)?;
+            let tokens: usize = set.iter().map(|p| p.ids.len()).sum();
+            prompt_tokens.push(tokens as f64 / batch as f64);
+            let ((), one) = timed(|| run(&set, 1, &mut rng))?;
+            let ((), all) = timed(|| run(&set, n, &mut rng))?;
+            prefill.push(tokens as f64 / one);
+            decode.push((batch * (n - 1)) as f64 / (all - one).max(1e-9));
+            let set = prompts.take(batch)?;
+            let seconds = decode_without_cache(&policy, &set, n, &device)?;
+            nocache.push((batch * (n - 1)) as f64 / seconds.max(1e-9));
+        }
+        let prompt_len = median(prompt_tokens).round();
+        rows.push(Row {
+            key: keys[0],
+            figure: format!("prefill, batch {batch}"),
+            value: median(prefill),
+            unit: "tokens/s",
+            setup: format!("dataset prompt + 1 image, ~{prompt_len} tokens/row, {}", args.device),
+        });
+        rows.push(Row {
+            key: keys[1],
+            figure: format!("decode with KV cache, batch {batch}"),
+            value: median(decode),
+            unit: "tokens/s",
+            setup: format!("greedy, {n} new tokens/row, no stop, {}", args.device),
+        });
+        rows.push(Row {
+            key: keys[2],
+            figure: format!("decode without cache, batch {batch}"),
+            value: median(nocache),
+            unit: "tokens/s",
+            setup: format!("full forward per token, {n} new tokens/row, {}", args.device),
+        });
+    }
+    Ok(rows)
+}
+
+/// Greedy decoding of `n` tokens per row where every step runs the whole sequence (prompt,
+/// image and the tokens so far) through the model: what generation costs without a KV cache.
+/// Returns the seconds of steps 2..=n (step 1 is a prefill).
+fn decode_without_cache(policy: &QwenPolicy, prompts: &[Prompt], n: usize, device: &Device) -> anyhow::Result<f64> {
+    let model = &policy.model;
+    let assets = policy.assets();
+    let pad = assets.tokenizer.special().endoftext;
+    let refs: Vec<&Prompt> = prompts.iter().collect();
+    let b = prompts.len();
+    let mut generated: Vec<Vec<u32>> = vec![Vec::new(); b];
+    let mut start = Instant::now();
+    for step in 0..n {
+        if step == 1 {
+            start = Instant::now();
+        }
+        let continuations: Vec<&[u32]> = generated.iter().map(Vec::as_slice).collect();
+        let packed = pack(&refs, &continuations, pad, &assets.processor, device);
+        let width = packed.ids.dims()[1];
+        // Only the last position's logits are needed (as in `generate` and transformers).
+        let hidden = model.forward_hidden(packed.ids, packed.mask, packed.images.as_ref(), None)?;
+        let logits = model.logits(hidden.slice([0..b, width - 1..width]));
+        let vocab = logits.dims()[2];
+        let mut host = logits.into_data().try_into_vec_as::<f32>().map_err(|e| anyhow::anyhow!("cannot read the logits: {e:?}"))?;
+        for (row, ids) in generated.iter_mut().enumerate() {
+            ids.push(draw_token(model, &mut host[row * vocab..(row + 1) * vocab], &SamplingConfig::greedy(1), 0.0).0);
+        }
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Removes a directory when dropped (the GRPO bench's temporary run).
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        // Best effort: a leftover folder in the temp directory is harmless.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// GRPO steps of the tiny preset (no warm-up) in a temporary run directory; the phases and
+/// throughputs are its metric lines (those of metrics.jsonl), median over the steps.
+fn training(args: &Args, config: &TrainConfig, data: Vec<QaSample>) -> anyhow::Result<Vec<Row>> {
+    let mut config = config.clone();
+    config.run.steps = args.repeats as u64;
+    config.run.save_every = 0;
+    config.run.log_completions = 0;
+    let out = TempDir(std::env::temp_dir().join(format!("r1-bench-grpo-{}", std::process::id())));
+    if out.0.exists() {
+        std::fs::remove_dir_all(&out.0).with_context(|| format!("removing {}", out.0.display()))?;
+    }
+    let device = r1_model::parse_device(&args.device)?.autodiff();
+    let root = config.data.root.clone();
+    let load = |dir: &Path| QwenPolicy::load(dir, &root, &device);
+    let mut trainer = Trainer::start(config.clone(), &out.0, data, &load)?;
+    // The step summaries hold the metrics.jsonl lines plus `timing/step`, which the trainer
+    // only adds once the step's lines are written.
+    let mut lines = Vec::new();
+    trainer.train(config.run.steps, |summary| lines.extend(summary.metrics.iter().cloned()))?;
+    let steps = step_figures(&lines)?;
+    let column = |f: fn(&StepFigures) -> f64| median(steps.iter().map(f).collect());
+    let r = &config.rollout;
+    let setup = format!(
+        "tiny preset: {} prompts x {} completions, <= {} tokens, {} updates/step, {}, median of {} steps",
+        r.prompts_per_rollout,
+        r.group_size,
+        r.max_response_tokens,
+        config.updates_per_rollout(),
+        args.device,
+        steps.len()
+    );
+    let row = |key, figure: &str, value, unit| Row { key, figure: figure.into(), value, unit, setup: setup.clone() };
+    Ok(vec![
+        row("grpo_step", "GRPO step", column(|s| s.step), "s"),
+        row("grpo_generate", "GRPO step: generation", column(|s| s.generate), "s"),
+        row("grpo_logp", "GRPO step: old + ref log-probs", column(|s| s.logp), "s"),
+        row("grpo_reward", "GRPO step: reward + advantages", column(|s| s.reward), "s"),
+        row("grpo_update", "GRPO step: updates (fwd + bwd + AdamW)", column(|s| s.update), "s"),
+        row("grpo_generation_tps", "GRPO generation", column(|s| s.generation_tps), "tokens/s"),
+        row("grpo_training_tps", "GRPO training", column(|s| s.training_tps), "tokens/s"),
+    ])
+}
+
+/// The figures of one GRPO step, from its metric lines (one per optimiser step).
+#[derive(Debug, PartialEq)]
+struct StepFigures {
+    step: f64,
+    generate: f64,
+    logp: f64,
+    reward: f64,
+    update: f64,
+    generation_tps: f64,
+    /// Completion tokens trained on over the update seconds, across the step's updates.
+    training_tps: f64,
+}
+
+/// Groups metric lines by `step` (in order) and reads each step's timings: the rollout
+/// figures are repeated on every line of a step, the update figures are per line.
+fn step_figures(lines: &[Map<String, Value>]) -> anyhow::Result<Vec<StepFigures>> {
+    let get = |line: &Map<String, Value>, key: &str| {
+        line.get(key).and_then(Value::as_f64).with_context(|| format!("metrics.jsonl line without a numeric {key}"))
+    };
+    let mut steps: Vec<(f64, Vec<&Map<String, Value>>)> = Vec::new();
+    for line in lines {
+        let step = get(line, "step")?;
+        match steps.last_mut() {
+            Some((s, group)) if *s == step => group.push(line),
+            _ => steps.push((step, vec![line])),
+        }
+    }
+    anyhow::ensure!(!steps.is_empty(), "metrics.jsonl has no GRPO step");
+    steps
+        .into_iter()
+        .map(|(_, group)| {
+            let first = group[0];
+            let last = group[group.len() - 1];
+            let mut update = 0.0;
+            let mut tokens = 0.0;
+            for line in &group {
+                let seconds = get(line, "timing/update")?;
+                update += seconds;
+                tokens += get(line, "tokens_per_second/training")? * seconds;
+            }
+            Ok(StepFigures {
+                step: get(last, "timing/step")?,
+                generate: get(first, "timing/generate")?,
+                logp: get(first, "timing/old_logp")? + get(first, "timing/ref_logp")?,
+                reward: get(first, "timing/reward")?,
+                update,
+                generation_tps: get(first, "tokens_per_second/generation")?,
+                training_tps: tokens / update.max(1e-9),
+            })
+        })
+        .collect()
+}
+
+/// What the child process reports.
+#[derive(Serialize, serde::Deserialize, Debug, PartialEq)]
+struct PeakMemory {
+    /// Resident set after loading the model, before the forward.
+    before_kib: u64,
+    /// High-water mark of the resident set after the backward.
+    peak_kib: u64,
+}
+
+/// A `VmRSS:`/`VmHWM:`-style field of /proc/self/status, in KiB.
+fn proc_status_kib(status: &str, field: &str) -> Option<u64> {
+    status.lines().find_map(|line| line.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok())
+}
+
+fn own_status_kib(field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status (Linux only)")?;
+    proc_status_kib(&status, field).with_context(|| format!("/proc/self/status has no {field} line"))
+}
+
+/// In the child: one training micro-batch of the tiny preset (micro_batch_size completions of
+/// max_response_tokens each, `group_size` per prompt) through the teacher-forced forward, the
+/// GRPO loss and the backward, on a freshly loaded model.
+fn peak_memory_child(config: &TrainConfig, data: &[QaSample]) -> anyhow::Result<PeakMemory> {
+    let device = r1_model::parse_device(&config.device)?.autodiff();
+    let policy = QwenPolicy::load(model_dir(config)?, &config.data.root, &device)?;
+    let micro = config.update.micro_batch_size;
+    let group = config.rollout.group_size;
+    let t = config.rollout.max_response_tokens;
+    anyhow::ensure!(data.len() >= micro.div_ceil(group), "the training split has too few prompts for one micro-batch");
+    let prompts: Vec<&QaSample> = (0..micro).map(|i| &data[i / group]).collect();
+    // Real reply tokens, repeated to the length limit: the longest completions a rollout makes.
+    let completions: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|s| {
+            let reply = r1_model::tiny::dataset_texts(std::slice::from_ref(*s)).pop().unwrap_or_default();
+            let ids = policy.encode_reply(&reply)?;
+            Ok(ids.iter().copied().cycle().take(t).collect())
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let refs: Vec<&[u32]> = completions.iter().map(Vec::as_slice).collect();
+    let before_kib = own_status_kib("VmRSS")?;
+    let logp = policy.logprobs(&prompts, &refs, config.rollout.temperature)?;
+    let mask = length_mask(&vec![t; micro], t, &device);
+    let advantages: Vec<f32> = (0..micro).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 }).collect();
+    let norm = Normaliser { tokens: (micro * t) as f64, sequences: micro as f64, max_len: t as f64 };
+    let ref_logp = (config.algorithm.loss.kl_coef > 0.0).then(|| logp.clone().detach());
+    let out = grpo_loss(
+        LossInputs {
+            logp: logp.clone(),
+            old_logp: logp.detach(),
+            ref_logp,
+            advantages: Tensor::from_data(TensorData::new(advantages, [micro]), &device),
+            mask,
+        },
+        &config.algorithm.loss,
+        norm,
+    );
+    let grads = out.loss.backward();
+    drop(grads);
+    Ok(PeakMemory { before_kib, peak_kib: own_status_kib("VmHWM")? })
+}
+
+/// Runs [`peak_memory_child`] in a fresh process (this executable again), so the figure holds
+/// the model and one micro-batch only, not the other benchmarks' allocations.
+fn peak_memory(args: &Args, config: &TrainConfig) -> anyhow::Result<Row> {
+    let exe = std::env::current_exe().context("locating the xtask executable")?;
+    let model = model_dir(config)?;
+    let output = Command::new(&exe)
+        .arg("bench")
+        .arg("--peak-memory-child")
+        .arg("--model")
+        .arg(model)
+        .arg("--data")
+        .arg(&config.data.root)
+        .arg("--device")
+        .arg(&args.device)
+        .output()
+        .with_context(|| format!("running {}", exe.display()))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "the peak-memory child failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().context("the peak-memory child printed nothing")?;
+    let m: PeakMemory = serde_json::from_str(last).with_context(|| format!("the peak-memory child printed {last:?}"))?;
+    let c = &config.update;
+    Ok(Row {
+        key: "train_peak_memory",
+        figure: "training micro-batch peak memory (fwd + bwd)".into(),
+        value: m.peak_kib as f64 / 1024.0,
+        unit: "MiB",
+        setup: format!(
+            "VmHWM of a child process: model loaded ({:.0} MiB RSS) + {} completions x {} tokens; host memory only, {}",
+            m.before_kib as f64 / 1024.0,
+            c.micro_batch_size,
+            config.rollout.max_response_tokens,
+            args.device
+        ),
+    })
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.repeats >= 1 && args.episodes_per_task >= 1, "--repeats and --episodes-per-task must be at least 1");
-    let rows = vec![rendering(&args)?];
+    let wants = |group| args.only.is_none_or(|o| o == group);
+    if args.peak_memory_child {
+        let (config, data) = bench_config(&args)?;
+        println!("{}", serde_json::to_string(&peak_memory_child(&config, &data)?)?);
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    if wants(Only::Generation) || wants(Only::Training) {
+        let (config, data) = bench_config(&args)?;
+        if wants(Only::Generation) {
+            rows.extend(generation(&args, &config, &data)?);
+        }
+        if wants(Only::Training) {
+            rows.extend(training(&args, &config, data)?);
+            rows.push(peak_memory(&args, &config)?);
+        }
+    }
+    if wants(Only::Rendering) {
+        rows.push(rendering(&args)?);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
     println!("| figure | median | unit | setup |\n|---|---|---|---|");
     for r in rows {
-        println!("| {} | {:.1} | {} | {} |", r.figure, r.value, r.unit, r.setup);
+        // Three significant digits or so: step phases are fractions of a second, rates thousands.
+        let decimals = if r.value.abs() >= 100.0 { 0 } else if r.value.abs() >= 1.0 { 2 } else { 3 };
+        println!("| {} | {:.*} | {} | {} |", r.figure, decimals, r.value, r.unit, r.setup);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn line(value: Value) -> Map<String, Value> {
+        value.as_object().expect("an object").clone()
+    }
+
+    /// Two optimiser steps per GRPO step: update seconds add up, training tokens/s is the
+    /// token-weighted rate, the rollout figures come from the step's first line and the step
+    /// time from its last.
+    #[test]
+    fn step_figures_group_lines_by_step() {
+        let rollout = |step| {
+            json!({"step": step, "timing/generate": 2.0, "timing/old_logp": 0.5, "timing/ref_logp": 0.25,
+                   "timing/reward": 0.1, "tokens_per_second/generation": 100.0})
+        };
+        let mut lines = Vec::new();
+        for step in [1, 2] {
+            let mut a = line(rollout(step));
+            a.insert("timing/update".into(), json!(1.0));
+            a.insert("tokens_per_second/training".into(), json!(100.0));
+            let mut b = line(rollout(step));
+            b.insert("timing/update".into(), json!(3.0));
+            b.insert("tokens_per_second/training".into(), json!(20.0));
+            b.insert("timing/step".into(), json!(7.0 + step as f64));
+            lines.extend([a, b]);
+        }
+        let steps = step_figures(&lines).unwrap();
+        assert_eq!(steps.len(), 2);
+        assert_eq!(
+            steps[1],
+            StepFigures { step: 9.0, generate: 2.0, logp: 0.75, reward: 0.1, update: 4.0, generation_tps: 100.0, training_tps: 40.0 }
+        );
+    }
+
+    #[test]
+    fn step_figures_name_a_missing_field() {
+        let err = step_figures(&[line(json!({"step": 1}))]).unwrap_err();
+        assert!(err.to_string().contains("timing/update"), "{err}");
+        assert!(step_figures(&[]).is_err());
+    }
+
+    proptest! {
+        /// Every `Name: N kB` line is found by its name, and only by it.
+        #[test]
+        fn proc_status_fields_parse(rss in 0u64..1 << 40, hwm in 0u64..1 << 40) {
+            let status = format!("Name:\txtask\nVmHWM:\t{hwm:>8} kB\nVmRSS:\t{rss:>8} kB\nThreads:\t3\n");
+            prop_assert_eq!(proc_status_kib(&status, "VmRSS"), Some(rss));
+            prop_assert_eq!(proc_status_kib(&status, "VmHWM"), Some(hwm));
+            prop_assert_eq!(proc_status_kib(&status, "Threads"), None);
+            prop_assert_eq!(proc_status_kib(&status, "VmPeak"), None);
+        }
+
+        /// The median is an element with at least half of the values on either side.
+        #[test]
+        fn median_splits_the_values(xs in proptest::collection::vec(-1e6f64..1e6, 1..40)) {
+            let m = median(xs.clone());
+            prop_assert!(xs.contains(&m));
+            prop_assert!(xs.iter().filter(|&&x| x <= m).count() * 2 >= xs.len());
+            prop_assert!(xs.iter().filter(|&&x| x >= m).count() * 2 >= xs.len());
+        }
+    }
 }
