@@ -444,7 +444,13 @@ impl Qwen2_5VlConfig {
                 "temporal_patch_size": v.temporal_patch_size,
                 "window_size": v.window_size,
                 "fullatt_block_indexes": v.fullatt_block_indexes,
-                "tokens_per_second": v.tokens_per_second,
+                // transformers 5 validates this field as an int (Qwen writes 2): a whole
+                // value is written as one, a fractional one as it is.
+                "tokens_per_second": if v.tokens_per_second.fract() == 0.0 && v.tokens_per_second.abs() < 1e15 {
+                    json!(v.tokens_per_second as i64)
+                } else {
+                    json!(v.tokens_per_second)
+                },
                 "hidden_act": "silu",
             },
         });
@@ -512,6 +518,15 @@ mod tests {
         assert_eq!(c.vision.window_merged(), 4);
         assert_eq!(c.eos_token_id, vec![304, 305]);
         assert!(!c.tie_word_embeddings);
+    }
+
+    #[test]
+    fn whole_tokens_per_second_is_written_as_an_int() {
+        let mut c = parse(&flat()).unwrap();
+        assert_eq!(c.to_hf_json()["vision_config"]["tokens_per_second"], json!(2));
+        c.vision.tokens_per_second = 2.5;
+        assert_eq!(c.to_hf_json()["vision_config"]["tokens_per_second"], json!(2.5));
+        assert_eq!(parse(&c.to_hf_json()).unwrap(), c);
     }
 
     #[test]
