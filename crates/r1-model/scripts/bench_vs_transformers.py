@@ -25,6 +25,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -90,10 +91,31 @@ class Prompts:
         )
 
 
+def loadable_copy(model_dir, tmp):
+    """`model_dir` as transformers 5 accepts it, in `tmp`: links to its files, with integral
+    floats made ints in config.json where transformers insists on an int (r1 writes
+    vision_config.tokens_per_second as 2.0)."""
+    model_dir = Path(model_dir).resolve()
+    for path in model_dir.iterdir():
+        if path.name != "config.json":
+            os.symlink(path, Path(tmp) / path.name)
+    with open(model_dir / "config.json") as f:
+        config = json.load(f)
+    vision = config.get("vision_config", {})
+    value = vision.get("tokens_per_second")
+    if isinstance(value, float) and value.is_integer():
+        vision["tokens_per_second"] = int(value)
+    with open(Path(tmp) / "config.json", "w") as f:
+        json.dump(config, f)
+    return tmp
+
+
 def transformers_figures(args):
     torch.set_num_threads(os.cpu_count() or 1)
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(args.model, dtype=torch.float32).eval()
-    processor = AutoProcessor.from_pretrained(args.model)
+    with tempfile.TemporaryDirectory() as tmp:
+        loadable_copy(args.model, tmp)
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(tmp, dtype=torch.float32).eval()
+        processor = AutoProcessor.from_pretrained(tmp)
     # Decoder-only batches are padded on the left, as r1 does.
     processor.tokenizer.padding_side = "left"
     pad = processor.tokenizer.pad_token_id
