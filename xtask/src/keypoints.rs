@@ -124,8 +124,8 @@ mod tests {
             r1_data::native::write_episode(&e, &tmp.path().join(format!("e{}", e.episode)))
                 .unwrap();
         }
-        let report = report(tmp.path(), true, &KeypointConfig::default()).unwrap();
-        let json: serde_json::Value = serde_json::to_value(&report).unwrap();
+        let found = report(tmp.path(), true, &KeypointConfig::default()).unwrap();
+        let json: serde_json::Value = serde_json::to_value(&found).unwrap();
         let episodes = json["episodes"].as_array().unwrap();
         assert_eq!(episodes.len(), 2);
         for e in episodes {
@@ -142,13 +142,6 @@ mod tests {
             assert_eq!(e["waypoints"], e["keypoints"], "{e}");
             assert!(e["id"].as_str().unwrap().starts_with("push_button/"));
         }
-        assert!(
-            report(
-                &tmp.path().join("missing"),
-                false,
-                &KeypointConfig::default()
-            )
-            .is_err()
-        );
+        assert!(report(&tmp.path().join("missing"), false, &KeypointConfig::default()).is_err());
     }
 }

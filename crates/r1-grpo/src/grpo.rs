@@ -285,12 +285,14 @@ impl<P: Policy> Trainer<P> {
                 let update_s = t.elapsed().as_secs_f64();
                 line.insert("timing/update".into(), json!(update_s));
                 line.insert("tokens_per_second/training".into(), json!(norm.tokens / update_s.max(1e-9)));
-                self.run.append(METRICS_FILE, &Value::Object(line.clone()))?;
                 lines.push(line);
             }
         }
         if let Some(last) = lines.last_mut() {
             last.insert("timing/step".into(), json!(step_start.elapsed().as_secs_f64()));
+        }
+        for line in &lines {
+            self.run.append(METRICS_FILE, &Value::Object(line.clone()))?;
         }
         for (i, comp) in completions.iter().enumerate().take(c.run.log_completions) {
             let line = json!({

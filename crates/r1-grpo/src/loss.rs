@@ -201,7 +201,7 @@ mod tests {
     }
 
     fn host(t: Tensor<2>) -> Vec<f32> {
-        t.into_data().to_vec::<f32>().unwrap()
+        t.into_data().try_to_vec::<f32>().unwrap()
     }
 
     fn config(aggregation: Aggregation) -> LossConfig {

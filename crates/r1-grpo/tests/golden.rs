@@ -54,7 +54,7 @@ fn t1(xs: &[f64], device: &Device) -> Tensor<1> {
 }
 
 fn values(t: Tensor<2>) -> Vec<f32> {
-    t.into_data().to_vec::<f32>().unwrap()
+    t.into_data().try_to_vec::<f32>().unwrap()
 }
 
 /// Relative-or-absolute closeness at f32 precision.

@@ -45,7 +45,7 @@ impl Bigram {
 impl Policy for Bigram {
     fn sample(&self, prompts: &[&QaSample], group: usize, sampling: &Sampling, rng: &mut StdRng) -> Result<Vec<Completion>> {
         let v = WORDS.len();
-        let table = self.table.val().into_data().to_vec::<f32>().unwrap();
+        let table = self.table.val().into_data().try_to_vec::<f32>().unwrap();
         let mut out = Vec::new();
         for _ in 0..prompts.len() * group {
             let (mut prev, mut ids, mut truncated) = (BOS, Vec::new(), true);
