@@ -12,17 +12,38 @@ use r1_model::generate::SamplingConfig;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+/// What both `generate` and `score` take: a checkpoint, an image and the user's text.
 #[derive(clap::Args)]
-pub struct Args {
+pub struct Input {
     /// Hugging Face Qwen2.5-VL directory, a training run (its newest checkpoint) or a checkpoint.
     #[arg(long, value_name = "DIR")]
-    model: PathBuf,
+    pub model: PathBuf,
     /// Image shown before the prompt.
     #[arg(long, value_name = "IMG")]
-    image: PathBuf,
+    pub image: PathBuf,
     /// The user's text.
     #[arg(long)]
-    prompt: String,
+    pub prompt: String,
+    /// flex (CPU), cuda or wgpu.
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+}
+
+impl Input {
+    /// Loads the checkpoint for inference and encodes the prompt: one user turn, the image first
+    /// and the text second, rendered with the generation prompt.
+    pub fn load(&self) -> anyhow::Result<(Assets, Qwen2_5VlModel, Prompt)> {
+        let (assets, model) = load(&self.model, &self.device)?;
+        let image = self.image.to_str().with_context(|| format!("{}: the path is not valid UTF-8", self.image.display()))?;
+        let prompt = assets.encode_prompt(&[Message::user_with_image(image, &self.prompt)], Path::new("."))?;
+        Ok((assets, model.valid(), prompt))
+    }
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    input: Input,
     #[arg(long, value_name = "N", default_value_t = 256)]
     max_new_tokens: usize,
     /// 0 decodes greedily.
@@ -35,9 +56,6 @@ pub struct Args {
     top_k: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// flex (CPU), cuda or wgpu.
-    #[arg(long, default_value = "flex")]
-    device: String,
     /// Print one JSON object (text, ids, log-probs) instead of the text.
     #[arg(long)]
     json: bool,
@@ -50,16 +68,8 @@ pub fn load(path: &Path, device: &str) -> anyhow::Result<(Assets, Qwen2_5VlModel
     Ok(checkpoint::load(&resolved.model_dir, &device)?)
 }
 
-/// One user turn, the image first and the text second, rendered with the generation prompt.
-pub fn single_prompt(assets: &Assets, image: &Path, text: &str) -> anyhow::Result<Prompt> {
-    let image = image.to_str().with_context(|| format!("{}: the path is not valid UTF-8", image.display()))?;
-    Ok(assets.encode_prompt(&[Message::user_with_image(image, text)], Path::new("."))?)
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let (assets, model) = load(&args.model, &args.device)?;
-    let model = model.valid();
-    let prompt = single_prompt(&assets, &args.image, &args.prompt)?;
+    let (assets, model, prompt) = args.input.load()?;
     let config =
         SamplingConfig { max_new_tokens: args.max_new_tokens, temperature: args.temperature, top_p: args.top_p, top_k: args.top_k };
     let mut rng = StdRng::seed_from_u64(args.seed);
@@ -70,7 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "ids": out.ids,
             "logprobs": out.logprobs,
             "stopped": out.stopped,
-            "prompt_tokens": prompt.ids.len(),
+            "prompt_tokens": prompt.ids,
         });
         println!("{value}");
     } else {

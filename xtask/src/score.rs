@@ -1,37 +1,21 @@
 //! `cargo xtask score`: per-token log-probs of a given completion after an image and a prompt.
 
-use std::path::PathBuf;
-
-use burn::module::Module;
-
-use crate::generate::{load, single_prompt};
+use crate::generate::Input;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Hugging Face Qwen2.5-VL directory, a training run (its newest checkpoint) or a checkpoint.
-    #[arg(long, value_name = "DIR")]
-    model: PathBuf,
-    /// Image shown before the prompt.
-    #[arg(long, value_name = "IMG")]
-    image: PathBuf,
-    /// The user's text.
-    #[arg(long)]
-    prompt: String,
+    #[command(flatten)]
+    input: Input,
     /// The assistant's reply to score, tokenised on its own without special tokens.
     #[arg(long)]
     completion: String,
-    /// flex (CPU), cuda or wgpu.
-    #[arg(long, default_value = "flex")]
-    device: String,
     /// Print one JSON object: prompt_tokens, completion_ids, completion_logprobs.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let (assets, model) = load(&args.model, &args.device)?;
-    let model = model.valid();
-    let prompt = single_prompt(&assets, &args.image, &args.prompt)?;
+    let (assets, model, prompt) = args.input.load()?;
     let ids = assets.tokenizer.encode(&args.completion, false)?;
     anyhow::ensure!(!ids.is_empty(), "--completion is empty: nothing to score");
     let logprobs = assets
@@ -41,7 +25,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot read the log-probs: {e:?}"))?;
     if args.json {
         let value = serde_json::json!({
-            "prompt_tokens": prompt.ids.len(),
+            "prompt_tokens": prompt.ids,
             "completion_ids": ids,
             "completion_logprobs": logprobs,
         });

@@ -116,6 +116,15 @@ fn resolve_config(c: &Common) -> anyhow::Result<TrainConfig> {
     Ok(config)
 }
 
+/// The configuration of the run being resumed; `--data` points it at a dataset that moved.
+fn resumed_config(dir: &Path, c: &Common) -> anyhow::Result<TrainConfig> {
+    let (_, mut config) = RunDir::open(dir)?;
+    if let Some(data) = &c.data {
+        config.data.root = data.clone();
+    }
+    Ok(config)
+}
+
 fn default_out(command: &str) -> PathBuf {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     PathBuf::from(format!("runs/{command}-{secs}"))
@@ -164,7 +173,7 @@ fn loader<'a>(root: &'a Path, device: &'a Device) -> impl Fn(&Path) -> r1_grpo::
 pub fn run(args: Args) -> anyhow::Result<()> {
     let c = &args.common;
     if let Some(dir) = &c.resume {
-        let (_, config) = RunDir::open(dir)?;
+        let config = resumed_config(dir, c)?;
         let data = training_data(&config)?;
         let device = device(c.device.as_deref().unwrap_or(&config.device))?;
         let load = loader(&config.data.root, &device);
@@ -233,7 +242,7 @@ pub fn run_sft(args: SftArgs) -> anyhow::Result<()> {
     let c = &args.common;
     let mode: SftMode = args.mode.parse()?;
     let (mut trainer, steps) = if let Some(dir) = &c.resume {
-        let (_, config) = RunDir::open(dir)?;
+        let config = resumed_config(dir, c)?;
         let data = training_data(&config)?;
         let device = device(c.device.as_deref().unwrap_or(&config.device))?;
         let trainer = SftTrainer::resume(dir, data, &loader(&config.data.root, &device))?;

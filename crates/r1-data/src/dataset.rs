@@ -204,7 +204,14 @@ pub fn write_dataset(
         .iter()
         .map(|s| (s.to_string(), SplitCard::default()))
         .collect();
-    for (episode, &split) in episodes.iter().zip(&splits) {
+    // Lines go in (task, variation, episode) order, so the same episodes listed in another
+    // order (simulated, or read back from disk) give the same files.
+    let mut order: Vec<usize> = (0..episodes.len()).collect();
+    order.sort_by(|&a, &b| {
+        let key = |e: &Episode| (e.task.clone(), e.variation, e.episode);
+        key(&episodes[a]).cmp(&key(&episodes[b]))
+    });
+    for (episode, &split) in order.iter().map(|&i| (&episodes[i], &splits[i])) {
         let qa = build_episode(episode, &config.qa)?;
         for (frame, rel) in &qa.images {
             let dest = staged.path().join(rel);

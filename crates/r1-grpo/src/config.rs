@@ -209,7 +209,7 @@ impl TrainConfig {
         // which keeps a step at a few seconds on 2 cores.
         c.update = UpdateSection { prompts_per_update: 4, micro_batch_size: 16, epochs: 1 };
         // A model of a million parameters needs a far larger step than a 7B one.
-        c.optim.lr = 1e-3;
+        c.optim.lr = 3e-4;
         c.run = RunSection { steps: 60, save_every: 20, keep_last: 2, max_nonfinite_steps: 3, log_completions: 16 };
         // The format warm-up: a constant, large rate, because the shape of the reply must be
         // learnt in a couple of minutes.

@@ -51,13 +51,45 @@ pub fn line_chart(path: &Path, title: &str, y_label: &str, points: &[(f64, f64)]
             .y_label_area_size(60)
             .build_cartesian_2d(x0..x1, y0..y1)?;
         chart.configure_mesh().x_desc("step").y_desc(y_label).label_style(("sans-serif", 14)).draw()?;
-        chart.draw_series(LineSeries::new(points.iter().copied(), BLUE.stroke_width(2)))?;
-        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, BLUE.filled())))?;
+        let faint = BLUE.mix(0.35);
+        chart.draw_series(LineSeries::new(points.iter().copied(), faint.stroke_width(1)))?.label("per step").legend(
+            move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], faint.stroke_width(2)),
+        );
+        chart.draw_series(points.iter().map(|&p| Circle::new(p, 2, faint.filled())))?;
+        // Single steps of a small group are noisy; the trend is what a reader looks for.
+        let window = smoothing_window(points.len());
+        chart
+            .draw_series(LineSeries::new(rolling_mean(points, window), RED.stroke_width(3)))?
+            .label(format!("mean of the last {window}"))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(3)));
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 14)).draw()?;
         root.present()?;
         Ok(())
     };
     draw().map_err(|e| GrpoError::file(path, format!("cannot draw the plot: {e}")))?;
     std::fs::rename(&tmp, path).map_err(|e| GrpoError::io(path, e))
+}
+
+/// The smoothing window for `n` points: a tenth of them, at least 1.
+fn smoothing_window(n: usize) -> usize {
+    (n / 10).max(1)
+}
+
+/// Trailing mean of the `window` points up to and including each point (fewer at the start).
+pub fn rolling_mean(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
+    let window = window.max(1);
+    let mut sum = 0.0;
+    points
+        .iter()
+        .enumerate()
+        .map(|(i, &(x, y))| {
+            sum += y;
+            if i >= window {
+                sum -= points[i - window].1;
+            }
+            (x, sum / (i + 1).min(window) as f64)
+        })
+        .collect()
 }
 
 /// A non-empty range covering the values, padded by 5 %.
@@ -89,6 +121,24 @@ pub fn plot_metrics(lines: &[Map<String, Value>], dir: &Path) -> Result<Vec<Path
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The rolling mean keeps the steps, stays within the values' range, and equals the
+        /// plain mean of the last `window` values.
+        #[test]
+        fn rolling_mean_is_a_trailing_mean(ys in proptest::collection::vec(-5.0f64..5.0, 1..40), window in 1usize..8) {
+            let points: Vec<(f64, f64)> = ys.iter().enumerate().map(|(i, &y)| (i as f64, y)).collect();
+            let smooth = rolling_mean(&points, window);
+            prop_assert_eq!(smooth.len(), points.len());
+            for (i, &(x, m)) in smooth.iter().enumerate() {
+                prop_assert_eq!(x, i as f64);
+                let tail = &ys[i + 1 - (i + 1).min(window)..=i];
+                let expected = tail.iter().sum::<f64>() / tail.len() as f64;
+                prop_assert!((m - expected).abs() < 1e-9);
+            }
+        }
+    }
 
     #[test]
     fn plots_are_valid_pngs() {

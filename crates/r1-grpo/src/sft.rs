@@ -45,7 +45,7 @@ impl std::str::FromStr for SftMode {
 
 /// The reasoning of the format target. Deliberately constant: the warm-up teaches the shape of
 /// a reply; what the reasoning says is left to GRPO.
-const FORMAT_REASONING: &str = "I compare the gripper with the goal.";
+pub const FORMAT_REASONING: &str = "I compare the gripper with the goal.";
 
 /// The reply `sample` is trained towards in `mode`.
 pub fn target(sample: &QaSample, mode: SftMode) -> Result<String> {

@@ -122,7 +122,7 @@ mod tests {
 
     #[test]
     fn left_padding_counts_only_real_tokens() {
-        let ids = [0, 0, 5, 6, 7, 8, 9, 10];
+        let ids = [0, 0, 5, 6, 3, 4, 5, 6];
         let mask = [false, false, true, true, true, true, true, true];
         let r = rope_index(&ids, &mask, 2, 4, &[], 2, IMG).unwrap();
         assert_eq!(&r.positions[0..8], &[1, 1, 0, 1, 0, 1, 2, 3]);

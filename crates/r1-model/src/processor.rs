@@ -443,7 +443,9 @@ mod tests {
 
     #[test]
     fn normalises_with_clip_statistics() {
-        let processor = ImageProcessor::default();
+        // The default lower bound (56x56) would upscale the image; the 28x28 grid is kept.
+        let mut processor = ImageProcessor::default();
+        processor.config.min_pixels = 28 * 28;
         let image = RgbImage::from_pixel(28, 28, image::Rgb([255, 0, 128]));
         let out = processor.process(&image).unwrap();
         let expect = |ch: usize, v: f32| (v / 255.0 - CLIP_MEAN[ch]) / CLIP_STD[ch];

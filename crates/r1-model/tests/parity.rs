@@ -11,7 +11,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use r1_model::checkpoint::Prompt;
 use r1_model::generate::{SamplingConfig, generate};
 use r1_model::position_ids::rope_index;
-use r1_model::processor::{ImageProcessor, ProcessedImage};
+use r1_model::processor::{ImageProcessor, ImageProcessorConfig, ProcessedImage};
 use r1_model::score::completion_logprobs;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -447,6 +447,18 @@ fn prompts_of(case: &Case) -> Vec<Prompt> {
         .collect()
 }
 
+/// A processor cutting the patches of the case's vision config (only the stacking of already
+/// processed pixels is used here).
+fn processor_of(case: &Case) -> ImageProcessor {
+    let v = &case.config.vision;
+    ImageProcessor::new(ImageProcessorConfig {
+        patch_size: v.patch_size,
+        temporal_patch_size: v.temporal_patch_size,
+        merge_size: v.spatial_merge_size,
+        ..ImageProcessorConfig::default()
+    })
+}
+
 /// `generate` (batched, left-padded, KV cache, greedy) gives transformers' tokens, and scoring
 /// those tokens teacher-forced gives back the log-probs generation reported.
 #[test]
@@ -461,7 +473,7 @@ fn generate_and_score_agree_with_transformers() {
         let want: Vec<Vec<u32>> = serde_json::from_value(expected["new_tokens"].clone()).unwrap();
         let prompts = prompts_of(&case);
         let refs: Vec<&Prompt> = prompts.iter().collect();
-        let processor = ImageProcessor::default();
+        let processor = processor_of(&case);
         let mut rng = StdRng::seed_from_u64(0);
         let out = generate(&case.model, &processor, &refs, 1, &SamplingConfig::greedy(steps), &[eos], pad, &mut rng).unwrap();
         for (row, (g, w)) in out.iter().zip(&want).enumerate() {
@@ -489,7 +501,7 @@ fn seeded_sampling_is_reproducible() {
     let prompts = prompts_of(&case);
     let refs: Vec<&Prompt> = prompts.iter().collect();
     let config = SamplingConfig { max_new_tokens: 6, temperature: 1.0, top_p: 0.9, top_k: 0 };
-    let processor = ImageProcessor::default();
+    let processor = processor_of(&case);
     let run = |seed| generate(&case.model, &processor, &refs, 3, &config, &[], 0, &mut StdRng::seed_from_u64(seed)).unwrap();
     let (a, b) = (run(7), run(7));
     assert_eq!(a, b);

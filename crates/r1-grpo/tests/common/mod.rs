@@ -14,7 +14,7 @@ use r1_grpo::{GrpoError, Result};
 use rand::RngExt;
 use rand::rngs::StdRng;
 
-pub const WORDS: [&str; 9] = ["<think>", "hm", "</think>", " ", "<answer>", "[[A]]", "[[B]]", "</answer>", "<eos>"];
+pub const WORDS: [&str; 9] = ["<think>", r1_grpo::sft::FORMAT_REASONING, "</think>", " ", "<answer>", "[[A]]", "[[B]]", "</answer>", "<eos>"];
 const EOS: u32 = 8;
 /// Row of the table used before the first token.
 const BOS: usize = WORDS.len();
