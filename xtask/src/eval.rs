@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR", default_value = "datasets/default")]
     data: PathBuf,
     /// Split of the QA dataset.
-    #[arg(long, default_value = "test", value_parser = parse_split)]
+    #[arg(long, default_value = "test")]
     split: Split,
     /// Robot-R1 Bench folder (built by --make-bench).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_BENCH)]
@@ -92,10 +92,6 @@ pub struct Args {
     /// [--compare] One row per configuration: mean ± std over runs that differ only by seed.
     #[arg(long)]
     seeds: bool,
-}
-
-fn parse_split(s: &str) -> Result<Split, String> {
-    Split::ALL.into_iter().find(|x| x.as_str() == s).ok_or_else(|| format!("unknown split {s:?} (train, val or test)"))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
