@@ -183,8 +183,7 @@ impl Responder for ModelResponder {
         root: &Path,
         samples: usize,
     ) -> r1_bench::Result<Vec<evaluate::Completion>> {
-        let turns = messages.iter().position(|m| m.role == "assistant").unwrap_or(messages.len());
-        let prompt = self.assets.encode_prompt(&messages[..turns], root)?;
+        let prompt = self.assets.encode_prompt(r1_data::qa::prompt_turns(messages), root)?;
         let out = self.assets.sample(&self.model, &[&prompt], samples, &self.config, &mut self.rng)?;
         Ok(out.into_iter().map(|(g, text)| evaluate::Completion { text, tokens: Some(g.ids.len()) }).collect())
     }

@@ -115,6 +115,13 @@ impl Message {
     }
 }
 
+/// The turns a model answers: those before the first assistant turn (a conversation that
+/// already holds its reply, as SFT data does, is cut there).
+pub fn prompt_turns(messages: &[Message]) -> &[Message] {
+    let end = messages.iter().position(|m| m.role == "assistant").unwrap_or(messages.len());
+    &messages[..end]
+}
+
 /// The correct answer, typed by what it is.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use r1_data::{Message, QaSample};
+use r1_data::QaSample;
 use r1_model::checkpoint::{self, Assets, Prompt};
 use r1_model::Qwen2_5VlModel;
 use r1_model::generate::SamplingConfig;
@@ -41,9 +41,7 @@ impl QwenPolicy {
     /// The prompt of a sample: its turns before the first assistant turn, rendered with the
     /// generation prompt.
     pub fn prompt(&self, sample: &QaSample) -> Result<Prompt> {
-        let turns = sample.messages.iter().position(|m| m.role == "assistant").unwrap_or(sample.messages.len());
-        let messages: &[Message] = &sample.messages[..turns];
-        Ok(self.assets.encode_prompt(messages, &self.image_root)?)
+        Ok(self.assets.encode_prompt(r1_data::qa::prompt_turns(&sample.messages), &self.image_root)?)
     }
 
     fn prompts(&self, samples: &[&QaSample]) -> Result<Vec<Prompt>> {
