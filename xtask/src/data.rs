@@ -8,7 +8,7 @@ use r1_data::dataset::{DatasetConfig, SplitConfig, write_dataset};
 use r1_data::keypoints::KeypointConfig;
 use r1_data::movement::NEGLIGIBLE_M;
 use r1_data::prompts::{PromptOptions, Template};
-use r1_data::qa_build::QaConfig;
+use r1_data::qa_build::{DistractorStyle, QaConfig};
 use r1_data::source::{LoadOptions, load_episodes};
 use r1_data::{Episode, QaType};
 
@@ -66,6 +66,10 @@ pub struct Args {
     /// Comma-separated question types: waypoint, current_state, movement, waypoint_open, or `all`.
     #[arg(long, value_name = "LIST", default_value = "all")]
     types: String,
+    /// Distractors: `balanced` (drawn from the episode, so that rules ignoring the image stay
+    /// near chance) or `paper` (the paper's: uniform in the workspace, adjacent movements).
+    #[arg(long, default_value = "balanced")]
+    distractors: DistractorStyle,
     /// Minimum distance in metres of a position distractor from the answer and from the others.
     #[arg(long, value_name = "M", default_value_t = 0.05)]
     min_distance: f64,
@@ -140,6 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             camera: args.camera.clone(),
             min_distractor_distance: args.min_distance,
             max_distractor_distance: args.max_distance,
+            distractors: args.distractors,
             negligible_movement: args.negligible,
             prompt: PromptOptions {
                 template: args.template,

@@ -15,6 +15,11 @@
 //! `round(n * test_fraction)` go to test, the next `round(n * val_fraction)` to val, the rest
 //! to train. Held-out ("Out") tasks go to test entirely.
 //!
+//! The data card also reports, per split, the blind baselines (`crate::blind`): how often
+//! rules that ignore the image (nearest option to the printed current position, medoid of the
+//! options, option nearest to the workspace centre or the origin, the training split's most
+//! common answer label) pick the right option.
+//!
 //! The dataset is written under a temporary sibling folder and renamed into place at the
 //! end: a failed run leaves nothing behind.
 
@@ -25,6 +30,7 @@ use std::path::{Path, PathBuf};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
+use crate::blind::{BlindBaselines, BlindTally};
 use crate::episode::Episode;
 use crate::error::{DataError, Result};
 use crate::fsutil::{StagedDir, create_dir, write_png};
@@ -115,6 +121,10 @@ pub struct SplitCard {
     pub episodes: usize,
     pub samples: usize,
     pub tasks: BTreeMap<String, TaskCounts>,
+    /// Blind-baseline accuracies of this split (absent from cards written before they were
+    /// measured).
+    #[serde(default)]
+    pub blind: BlindBaselines,
 }
 
 /// The data card (`card.json`).
@@ -204,6 +214,10 @@ pub fn write_dataset(
         .iter()
         .map(|s| (s.to_string(), SplitCard::default()))
         .collect();
+    let mut blind: BTreeMap<Split, BlindTally> = Split::ALL
+        .iter()
+        .map(|&s| (s, BlindTally::default()))
+        .collect();
     // Lines go in (task, variation, episode) order, so the same episodes listed in another
     // order (simulated, or read back from disk) give the same files.
     let mut order: Vec<usize> = (0..episodes.len()).collect();
@@ -225,7 +239,9 @@ pub fn write_dataset(
             )?;
         }
         let (path, writer) = writers.get_mut(&split).expect("a writer per split");
+        let tally = blind.get_mut(&split).expect("a tally per split");
         for sample in &qa.samples {
+            tally.add(sample, &episode.metadata)?;
             let line = serde_json::to_string(sample).map_err(|source| DataError::Json {
                 path: path.clone(),
                 source,
@@ -244,6 +260,11 @@ pub fn write_dataset(
     }
     for (_, (path, mut writer)) in writers {
         writer.flush().map_err(|e| DataError::io(&path, e))?;
+    }
+    for (split, tally) in &blind {
+        card.get_mut(split.as_str())
+            .expect("a card per split")
+            .blind = tally.finish(&blind[&Split::Train]);
     }
     let card = DatasetCard {
         config: config.clone(),
@@ -289,6 +310,7 @@ pub fn render_card(card: &DatasetCard) -> String {
             "prompt template",
             format!("{:?}", c.qa.prompt.template).to_lowercase(),
         ),
+        ("distractors", c.qa.distractors.to_string()),
         (
             "minimum distractor distance",
             format!("{} m", c.qa.min_distractor_distance),
@@ -324,6 +346,10 @@ pub fn render_card(card: &DatasetCard) -> String {
     ] {
         s += &format!("- {k}: {v}\n");
     }
+    s += "\nBlind baselines (below, per split) answer the multiple-choice questions without the image: \
+          the option nearest to the printed current position (`nearest_current`), the medoid of the options \
+          (`medoid`), the option nearest to the workspace centre or to the printed origin, and the training \
+          split's most common answer label (`majority_label`). Chance is 25%; ties share their credit.\n";
     for split in Split::ALL {
         let Some(sc) = card.splits.get(split.as_str()) else {
             continue;
@@ -334,6 +360,10 @@ pub fn render_card(card: &DatasetCard) -> String {
         );
         if sc.tasks.is_empty() {
             continue;
+        }
+        if !sc.blind.scores.is_empty() {
+            s += &sc.blind.to_markdown();
+            s += "\n";
         }
         s += "| task | episodes |";
         for t in QaType::ALL {
@@ -478,6 +508,22 @@ mod tests {
         let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
         assert!(
             readme.contains("Source: unit test") && readme.contains("| out | 3 |"),
+            "{readme}"
+        );
+        // Blind baselines per split, with the majority label fitted on train.
+        for split in Split::ALL {
+            let sc = &card.splits[split.as_str()];
+            let medoid = &sc.blind.scores[&crate::blind::Baseline::Medoid];
+            for t in [QaType::Waypoint, QaType::CurrentState, QaType::Movement] {
+                assert_eq!(medoid[&t].n, sc.samples / 4, "{split} {t}");
+            }
+            assert_eq!(
+                sc.blind.majority_labels,
+                card.splits["train"].blind.majority_labels
+            );
+        }
+        assert!(
+            readme.contains("distractors: balanced") && readme.contains("| nearest_current |"),
             "{readme}"
         );
         // Nothing but the dataset folder remains.

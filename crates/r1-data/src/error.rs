@@ -33,6 +33,9 @@ pub enum DataError {
         step: Option<usize>,
         message: String,
     },
+    /// A QA sample that cannot be read as its question type says (named by its id).
+    #[error("sample {id}: {message}")]
+    Sample { id: String, message: String },
     /// A problem with a user-supplied option, not with a file.
     #[error("{0}")]
     Config(String),
@@ -40,14 +43,25 @@ pub enum DataError {
 
 impl DataError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     pub fn invalid(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Self::Invalid { path: path.into(), step: None, message: message.into() }
+        Self::Invalid {
+            path: path.into(),
+            step: None,
+            message: message.into(),
+        }
     }
 
     pub fn invalid_step(path: impl Into<PathBuf>, step: usize, message: impl Into<String>) -> Self {
-        Self::Invalid { path: path.into(), step: Some(step), message: message.into() }
+        Self::Invalid {
+            path: path.into(),
+            step: Some(step),
+            message: message.into(),
+        }
     }
 }

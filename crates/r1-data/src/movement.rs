@@ -20,6 +20,11 @@
 //! axis: flip a moving axis's direction, toggle "slightly" on it, drop it, or add a plain or
 //! slight move along a still axis; results that break the rule above (only slight moves)
 //! are excluded. Every label has at least six neighbours and is never its own neighbour.
+//!
+//! Edit distance ([`Movement::edit_distance`]): the fewest such edits between two labels, the
+//! sum over the axes of 0 (same level), 2 (opposite directions and one of them "slightly":
+//! a flip and a toggle) or 1 (any other change). A test checks it against a breadth-first
+//! search over the adjacency graph of all 99 labels.
 
 use serde::{Deserialize, Serialize};
 
@@ -165,6 +170,24 @@ impl Movement {
         out.retain(|&m| m != self);
         out
     }
+
+    /// The number of [`adjacent`](Self::adjacent) steps between two labels (see the module
+    /// docs): 0 for the same label, 1 for neighbours.
+    pub fn edit_distance(self, other: Movement) -> u32 {
+        self.0
+            .iter()
+            .zip(other.0)
+            .map(|(&a, b)| {
+                if a == b {
+                    0
+                } else if a * b < 0 && a != -b {
+                    2
+                } else {
+                    1
+                }
+            })
+            .sum()
+    }
 }
 
 impl TryFrom<[i8; 3]> for Movement {
@@ -262,6 +285,34 @@ mod tests {
             }));
         }
         assert_eq!(Movement::STILL.adjacent().len(), 6);
+    }
+
+    #[test]
+    fn edit_distance_is_the_shortest_path_over_adjacent_labels() {
+        let labels = all_labels();
+        for &from in &labels {
+            // Breadth-first search from `from` over `adjacent`.
+            let mut dist = std::collections::BTreeMap::from([(from, 0u32)]);
+            let mut frontier = vec![from];
+            while !frontier.is_empty() {
+                let mut next = Vec::new();
+                for m in frontier {
+                    let d = dist[&m];
+                    for n in m.adjacent() {
+                        if let std::collections::btree_map::Entry::Vacant(e) = dist.entry(n) {
+                            e.insert(d + 1);
+                            next.push(n);
+                        }
+                    }
+                }
+                frontier = next;
+            }
+            assert_eq!(dist.len(), labels.len(), "the graph is connected");
+            for &to in &labels {
+                assert_eq!(from.edit_distance(to), dist[&to], "{from:?} -> {to:?}");
+                assert_eq!(from.edit_distance(to), to.edit_distance(from));
+            }
+        }
     }
 
     #[test]

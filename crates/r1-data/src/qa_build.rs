@@ -7,13 +7,13 @@
 //!   answer the keypoint's position), current state (answer the current position), movement
 //!   (options are movement phrases, answer [`Movement::between`] current and keypoint) and
 //!   open-ended waypoint (answer the keypoint's position, with SFT targets).
-//! * Multiple choice has 4 options `A` to `D`, the answer shuffled among 3 distractors.
-//!   Position distractors are drawn uniformly inside the workspace bounds, at least
+//! * Multiple choice has 4 options `A` to `D`, the answer shuffled among 3 distractors drawn
+//!   in the configured [`DistractorStyle`] ([`crate::distractors`] gives the rules): `paper`
+//!   (uniform in the workspace, adjacent movements) or `balanced` (the default: matched to the
+//!   answer so that no blind rule beats chance). Position distractors are at least
 //!   `min_distractor_distance` (Euclidean, metres) from the answer and from each other, and
-//!   optionally at most `max_distractor_distance` from the answer (a difficulty knob); they
-//!   are rounded to the printed 3 decimals first so that the rule holds for what the model
-//!   reads. Movement distractors are 3 of the answer's adjacent movements
-//!   ([`Movement::adjacent`]).
+//!   optionally at most `max_distractor_distance` from the answer (a difficulty knob), rounded
+//!   to the printed 3 decimals.
 //! * Randomness (which description, distractors, shuffle, example label) comes from a
 //!   generator seeded by the configured seed and the sample id, so a sample does not change
 //!   when other episodes are added or removed.
@@ -23,12 +23,17 @@
 
 use std::collections::BTreeMap;
 
+use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::{IndexedRandom, SliceRandom};
-use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::episode::{Bounds, Episode};
+pub use crate::distractors::{DistractorStyle, movement_distractors, position_distractors};
+use crate::distractors::{
+    EpisodePool, PositionRules, balanced_movement_distractors, state_distractors,
+    waypoint_distractors,
+};
+use crate::episode::Episode;
 use crate::error::{DataError, Result};
 use crate::keypoints::{KeypointConfig, episode_keypoints};
 use crate::movement::{Movement, NEGLIGIBLE_M};
@@ -52,6 +57,10 @@ pub struct QaConfig {
     pub min_distractor_distance: f64,
     /// Maximum distance (m) of a position distractor from the answer, if any.
     pub max_distractor_distance: Option<f64>,
+    /// How distractors are drawn. Files written before the option existed used the paper's
+    /// style, so a missing field reads as `paper`; new configurations default to `balanced`.
+    #[serde(default = "paper_style")]
+    pub distractors: DistractorStyle,
     /// Per-axis displacement (m) below which the movement label ignores an axis.
     pub negligible_movement: f64,
     pub prompt: PromptOptions,
@@ -67,6 +76,7 @@ impl Default for QaConfig {
             camera: None,
             min_distractor_distance: 0.05,
             max_distractor_distance: None,
+            distractors: DistractorStyle::default(),
             negligible_movement: NEGLIGIBLE_M,
             prompt: PromptOptions::default(),
             keypoints: KeypointConfig::default(),
@@ -75,7 +85,20 @@ impl Default for QaConfig {
     }
 }
 
+fn paper_style() -> DistractorStyle {
+    DistractorStyle::Paper
+}
+
 impl QaConfig {
+    /// The hard rules of position distractors in `episode`'s workspace.
+    fn position_rules(&self, episode: &Episode) -> PositionRules {
+        PositionRules {
+            workspace: episode.metadata.workspace,
+            min_distance: self.min_distractor_distance,
+            max_distance: self.max_distractor_distance,
+        }
+    }
+
     /// Rejects settings no episode could satisfy.
     pub fn check(&self) -> Result<()> {
         let bad = |m: String| Err(DataError::Config(m));
@@ -150,80 +173,6 @@ pub fn keyed_rng(seed: u64, key: &str) -> Xoshiro256PlusPlus {
     Xoshiro256PlusPlus::seed_from_u64(h)
 }
 
-fn round3(p: [f64; 3]) -> [f64; 3] {
-    p.map(|v| (v * 1000.0).round() / 1000.0)
-}
-
-fn distance(a: [f64; 3], b: [f64; 3]) -> f64 {
-    (0..3).map(|i| (a[i] - b[i]).powi(2)).sum::<f64>().sqrt()
-}
-
-/// Three position distractors for `answer` (see the module docs): inside `workspace`, at
-/// least `min_distance` from the (rounded) answer and from each other, at most
-/// `max_distance` from the answer when set, rounded to 3 decimals. Rejection sampling from
-/// the workspace box (clipped to the box of half-side `max_distance` around the answer);
-/// fails with a configuration error when 50 rounds of 200 draws do not suffice.
-pub fn position_distractors(
-    answer: [f64; 3],
-    workspace: &Bounds,
-    min_distance: f64,
-    max_distance: Option<f64>,
-    rng: &mut impl rand::Rng,
-) -> Result<[[f64; 3]; 3]> {
-    let answer = round3(answer);
-    let reach = max_distance.unwrap_or(f64::INFINITY);
-    let lo: [f64; 3] = std::array::from_fn(|a| workspace.min[a].max(answer[a] - reach));
-    let hi: [f64; 3] = std::array::from_fn(|a| workspace.max[a].min(answer[a] + reach));
-    let fail = || {
-        DataError::Config(format!(
-            "cannot place 3 distractors {min_distance} m apart{} around {} inside the workspace {:?}..{:?}",
-            max_distance
-                .map(|m| format!(" and within {m} m"))
-                .unwrap_or_default(),
-            format_position(answer),
-            workspace.min,
-            workspace.max
-        ))
-    };
-    if (0..3).any(|a| lo[a] > hi[a]) {
-        return Err(fail());
-    }
-    let mut chosen: Vec<[f64; 3]> = Vec::with_capacity(3);
-    // Greedy placement can paint itself into a corner (two early picks leaving no room for a
-    // third), so start over a few times rather than drawing forever.
-    for _round in 0..50 {
-        chosen.clear();
-        for _ in 0..200 {
-            let p = round3(std::array::from_fn(|a| {
-                if lo[a] < hi[a] {
-                    rng.random_range(lo[a]..=hi[a])
-                } else {
-                    lo[a]
-                }
-            }));
-            let d = distance(p, answer);
-            let apart = chosen
-                .iter()
-                .all(|&c| distance(c, p) >= min_distance && c != p);
-            if workspace.contains(p) && d >= min_distance && d > 0.0 && d <= reach && apart {
-                chosen.push(p);
-                if let [a, b, c] = chosen[..] {
-                    return Ok([a, b, c]);
-                }
-            }
-        }
-    }
-    Err(fail())
-}
-
-/// Three distinct movements adjacent to `answer`, drawn uniformly.
-pub fn movement_distractors(answer: Movement, rng: &mut impl rand::Rng) -> [Movement; 3] {
-    answer
-        .adjacent()
-        .sample_array(rng)
-        .expect("every movement has at least six neighbours (see `movement`)")
-}
-
 /// Shuffles the answer among the distractors: `(options as (label, text), answer label)`.
 fn shuffle_options(
     answer: String,
@@ -286,6 +235,17 @@ pub fn build_episode(episode: &Episode, config: &QaConfig) -> Result<EpisodeQa> 
     let camera = pick_camera(episode, config.camera.as_deref())?;
     let keypoints = episode_keypoints(episode, &config.keypoints);
     let axes = &episode.metadata.axes;
+    let rules = config.position_rules(episode);
+    // Balanced distractors draw from the whole episode; the fallback box grows by the minimum
+    // spacing so that a short episode still leaves room for three spaced points.
+    let pool = (config.distractors == DistractorStyle::Balanced).then(|| {
+        EpisodePool::new(
+            episode,
+            &keypoints,
+            config.negligible_movement,
+            config.min_distractor_distance,
+        )
+    });
     let mut samples = Vec::new();
     let mut images = Vec::new();
     for (frame, keypoint) in current_frames(episode.steps.len(), &keypoints, config.every) {
@@ -318,20 +278,38 @@ pub fn build_episode(episode: &Episode, config: &QaConfig) -> Result<EpisodeQa> 
                     } else {
                         current
                     };
-                    let d = position_distractors(
-                        truth,
-                        &episode.metadata.workspace,
-                        config.min_distractor_distance,
-                        config.max_distractor_distance,
-                        &mut rng,
-                    )
+                    let d = match &pool {
+                        None => position_distractors(
+                            truth,
+                            &rules.workspace,
+                            rules.min_distance,
+                            rules.max_distance,
+                            &mut rng,
+                        ),
+                        Some(pool) if qa_type == QaType::Waypoint => waypoint_distractors(
+                            (truth, current),
+                            &pool.moves,
+                            &pool.region,
+                            &rules,
+                            &mut rng,
+                        ),
+                        Some(pool) => {
+                            state_distractors(truth, &pool.states, &pool.region, &rules, &mut rng)
+                        }
+                    }
                     .map_err(|e| DataError::Config(format!("{id}: {e}")))?;
                     let (opts, label) =
                         shuffle_options(format_position(truth), d.map(format_position), &mut rng);
                     (opts, Answer::Label(label))
                 }
                 QaType::Movement => {
-                    let d = movement_distractors(movement, &mut rng).map(|m| m.phrase(axes));
+                    let d = match &pool {
+                        None => movement_distractors(movement, &mut rng),
+                        Some(pool) => {
+                            balanced_movement_distractors(movement, &pool.movements, &mut rng)
+                        }
+                    }
+                    .map(|m| m.phrase(axes));
                     let (opts, label) = shuffle_options(movement_phrase.clone(), d, &mut rng);
                     (opts, Answer::Label(label))
                 }
@@ -384,7 +362,7 @@ pub fn build_episode(episode: &Episode, config: &QaConfig) -> Result<EpisodeQa> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::episode::{Camera, EnvMetadata, ImageRef, Pose, Step};
     use crate::prompts::Template;
@@ -392,7 +370,7 @@ mod tests {
 
     /// A 40-step episode: moves along +x to a dwell at 15-17, closes the gripper at 25, then
     /// moves down to the end.
-    fn episode() -> Episode {
+    pub(crate) fn episode() -> Episode {
         let position = |i: usize| -> [f64; 3] {
             let t = i.min(16) as f64 / 16.0;
             let down = i.saturating_sub(25) as f64 * 0.01;
@@ -463,8 +441,18 @@ mod tests {
 
     #[test]
     fn builds_every_type_with_consistent_answers() {
+        for distractors in DistractorStyle::ALL {
+            let config = QaConfig {
+                distractors,
+                ..Default::default()
+            };
+            check_consistent_answers(&config);
+        }
+    }
+
+    fn check_consistent_answers(config: &QaConfig) {
         let ep = episode();
-        let qa = build_episode(&ep, &QaConfig::default()).unwrap();
+        let qa = build_episode(&ep, config).unwrap();
         let kps = episode_keypoints(&ep, &KeypointConfig::default());
         let pairs = current_frames(40, &kps, 10);
         assert_eq!(qa.samples.len(), pairs.len() * 4);
@@ -506,6 +494,36 @@ mod tests {
                 }
                 other => panic!("unexpected answer/options {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn configurations_without_a_distractor_style_read_as_paper() {
+        let mut json = serde_json::to_value(QaConfig::default()).unwrap();
+        assert_eq!(json["distractors"], "balanced");
+        json.as_object_mut().unwrap().remove("distractors");
+        let old: QaConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(old.distractors, DistractorStyle::Paper);
+    }
+
+    #[test]
+    fn the_styles_differ_only_in_the_distractors() {
+        let ep = episode();
+        let paper = QaConfig {
+            distractors: DistractorStyle::Paper,
+            ..Default::default()
+        };
+        let a = build_episode(&ep, &paper).unwrap();
+        let b = build_episode(&ep, &QaConfig::default()).unwrap();
+        assert_eq!(a.samples.len(), b.samples.len());
+        assert_ne!(a.samples, b.samples);
+        for (x, y) in a.samples.iter().zip(&b.samples) {
+            assert_eq!((&x.id, &x.state, &x.sft), (&y.id, &y.state, &y.sft));
+            let truth = |s: &QaSample| match &s.answer {
+                Answer::Label(l) => s.options.as_ref().map(|o| o[l].clone()),
+                _ => None,
+            };
+            assert_eq!(truth(x), truth(y));
         }
     }
 
@@ -583,39 +601,6 @@ mod tests {
     }
 
     proptest! {
-        #[test]
-        fn position_distractors_respect_the_rules(
-            answer in proptest::array::uniform3(0.0f64..1.0),
-            min in 0.0f64..0.2,
-            max in proptest::option::of(0.3f64..0.8),
-            seed: u64,
-        ) {
-            let ws = Bounds { min: [-0.3, -0.5, 0.6], max: [0.7, 0.5, 1.6] };
-            let answer = [answer[0] - 0.3, answer[1] - 0.5, answer[2] + 0.6];
-            let mut rng = keyed_rng(seed, "p");
-            let d = position_distractors(answer, &ws, min, max, &mut rng).unwrap();
-            let a = round3(answer);
-            for (i, p) in d.iter().enumerate() {
-                prop_assert!(ws.contains(*p));
-                prop_assert!(distance(*p, a) >= min && *p != a);
-                prop_assert_eq!(round3(*p), *p);
-                if let Some(m) = max { prop_assert!(distance(*p, a) <= m); }
-                for q in &d[i + 1..] { prop_assert!(distance(*p, *q) >= min && p != q); }
-            }
-            let mut again = keyed_rng(seed, "p");
-            prop_assert_eq!(position_distractors(answer, &ws, min, max, &mut again).unwrap(), d);
-        }
-
-        #[test]
-        fn movement_distractors_are_adjacent_and_distinct(levels in proptest::array::uniform3(-2i8..=2), seed: u64) {
-            prop_assume!(Movement::new(levels).is_some());
-            let m = Movement::new(levels).unwrap();
-            let d = movement_distractors(m, &mut keyed_rng(seed, "m"));
-            let adj = m.adjacent();
-            prop_assert!(d.iter().all(|x| adj.contains(x) && *x != m));
-            prop_assert!(d[0] != d[1] && d[1] != d[2] && d[0] != d[2]);
-        }
-
         #[test]
         fn the_answer_label_is_spread_over_a_to_d(seed: u64) {
             let mut rng = keyed_rng(seed, "s");

@@ -1,24 +1,31 @@
-//! The GRPO trainer: rollout, rewards, advantages, old and reference log-probs once per
-//! rollout, several minibatch updates with gradient accumulation, metrics, completions,
-//! checkpoints, exact resume, non-finite loss handling.
+//! The GRPO trainer. A step reads like EasyR1's: [`rollout`](Trainer::rollout) samples `G`
+//! completions per prompt, [`score`](Trainer::score) turns their rewards into advantages,
+//! [`baselines`](Trainer::baselines) computes the old and reference log-probs once per rollout,
+//! and [`update`](Trainer::update) runs the optimiser steps over micro-batches with gradient
+//! accumulation. Around them: metrics, completions, checkpoints, exact resume, non-finite loss
+//! handling.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use r1_data::QaSample;
-use r1_reward::RewardFn;
+use r1_reward::{RewardFn, Rewards};
 use serde_json::{Map, Value, json};
 
-use crate::advantage::{self, unbiased_std};
-use crate::config::TrainConfig;
+use crate::advantage::{self, Advantages, unbiased_std};
+use crate::config::{OldLogprobs, TrainConfig};
 use crate::error::{GrpoError, Result};
 use crate::loss::{LossInputs, Normaliser, grpo_loss};
+use crate::metrics::{RolloutMetrics, StepMetrics, UpdateMetrics};
 use crate::optim::AdamW;
-use crate::policy::{Completion, Policy, Sampling, length_mask};
-use crate::run::{self, COMPLETIONS_FILE, METRICS_FILE, MODEL_DIR, OPTIMIZER_FILE, RunDir, TrainState};
+use crate::policy::{Completion, Policy, Sampling, ScoreRow, length_mask};
+use crate::run::{
+    self, COMPLETIONS_FILE, METRICS_FILE, MODEL_DIR, OPTIMIZER_FILE, RunDir, TrainState,
+};
 
 /// Loads a policy from a model directory onto the training device.
 pub type Loader<'a, P> = &'a dyn Fn(&Path) -> Result<P>;
@@ -31,7 +38,7 @@ pub struct Trainer<P: Policy> {
     policy: P,
     reference: Option<P>,
     optim: AdamW,
-    data: Vec<QaSample>,
+    data: Arc<[QaSample]>,
     reward: RewardFn,
 }
 
@@ -44,9 +51,62 @@ pub struct StepSummary {
     pub metrics: Vec<Map<String, Value>>,
 }
 
+/// The rollout phase: the step's prompts (each once) and their completions, prompt-major
+/// (`completions[p * G + i]` follows `prompts[p]`).
+struct Rollout<'a> {
+    prompts: Vec<&'a QaSample>,
+    completions: Vec<Completion>,
+    seconds: f64,
+}
+
+impl Rollout<'_> {
+    /// The prompts of `rows` (completion indices, consecutive) each once, and the rows
+    /// pointing into them.
+    fn micro_batch(&self, rows: &[usize], group: usize) -> (Vec<&QaSample>, Vec<ScoreRow<'_>>) {
+        let first = rows.first().map_or(0, |&r| r / group);
+        let last = rows.last().map_or(0, |&r| r / group);
+        let prompts = self.prompts[first..=last].to_vec();
+        let rows = rows
+            .iter()
+            .map(|&r| ScoreRow {
+                prompt: r / group - first,
+                ids: &self.completions[r].ids,
+            })
+            .collect();
+        (prompts, rows)
+    }
+
+    fn lengths(&self) -> Vec<usize> {
+        self.completions.iter().map(|c| c.ids.len()).collect()
+    }
+}
+
+/// The scoring phase: rewards (total and per component) and advantages.
+struct Scored {
+    rewards: Vec<f64>,
+    per_completion: Vec<Rewards>,
+    advantages: Advantages,
+    seconds: f64,
+}
+
+/// Old-policy and reference log-probs, one `[rows, T]` tensor per micro-batch; `None` for the
+/// old ones when the update differentiates the sampling policy itself (one optimiser step per
+/// rollout: the ratio is exactly 1) and for the reference without a KL term.
+struct Baselines {
+    old: Option<Vec<Tensor<2>>>,
+    reference: Option<Vec<Tensor<2>>>,
+    old_seconds: f64,
+    ref_seconds: f64,
+}
+
 impl<P: Policy> Trainer<P> {
     /// Starts a new run in `out` from the model at `config.model.path`.
-    pub fn start(config: TrainConfig, out: &Path, data: Vec<QaSample>, load: Loader<P>) -> Result<Self> {
+    pub fn start(
+        config: TrainConfig,
+        out: &Path,
+        data: Vec<QaSample>,
+        load: Loader<P>,
+    ) -> Result<Self> {
         config.validate()?;
         check_data(&config, &data)?;
         let model_path = initial_model(&config)?;
@@ -64,7 +124,16 @@ impl<P: Policy> Trainer<P> {
         };
         let optim = AdamW::new(adamw_config(&config));
         let reward = RewardFn::new(config.reward);
-        Ok(Self { config, run, state, policy, reference, optim, data, reward })
+        Ok(Self {
+            config,
+            run,
+            state,
+            policy,
+            reference,
+            optim,
+            data: data.into(),
+            reward,
+        })
     }
 
     /// Continues the run in `dir` from its newest checkpoint; lines logged after that
@@ -77,17 +146,33 @@ impl<P: Policy> Trainer<P> {
             .ok_or_else(|| GrpoError::file(dir, "has no checkpoint to resume from"))?;
         let state = RunDir::read_state(&checkpoint)?;
         if state.phase != "grpo" {
-            return Err(GrpoError::file(&checkpoint, format!("is a {} checkpoint, not a GRPO one", state.phase)));
+            return Err(GrpoError::file(
+                &checkpoint,
+                format!("is a {} checkpoint, not a GRPO one", state.phase),
+            ));
         }
         let policy = load(&checkpoint.join(MODEL_DIR))?;
         let reference = load_reference(&config, load)?;
         let mut optim = AdamW::new(adamw_config(&config));
-        let device = policy.devices().into_iter().next().ok_or_else(|| GrpoError::file(&checkpoint, "model has no device"))?;
+        let device = policy
+            .devices()
+            .into_iter()
+            .next()
+            .ok_or_else(|| GrpoError::file(&checkpoint, "model has no device"))?;
         optim.load(&checkpoint.join(OPTIMIZER_FILE), &device)?;
         run.truncate_after(METRICS_FILE, "step", state.step)?;
         run.truncate_after(COMPLETIONS_FILE, "step", state.step)?;
         let reward = RewardFn::new(config.reward);
-        Ok(Self { config, run, state, policy, reference, optim, data, reward })
+        Ok(Self {
+            config,
+            run,
+            state,
+            policy,
+            reference,
+            optim,
+            data: data.into(),
+            reward,
+        })
     }
 
     /// The policy being trained.
@@ -97,7 +182,11 @@ impl<P: Policy> Trainer<P> {
 
     /// Runs rollout steps until `target_steps` are done, checkpointing every
     /// `run.save_every` steps and at the end; `on_step` sees each step's summary.
-    pub fn train(&mut self, target_steps: u64, mut on_step: impl FnMut(&StepSummary)) -> Result<()> {
+    pub fn train(
+        &mut self,
+        target_steps: u64,
+        mut on_step: impl FnMut(&StepSummary),
+    ) -> Result<()> {
         while self.state.step < target_steps {
             let summary = self.step(target_steps)?;
             let every = self.config.run.save_every;
@@ -111,28 +200,82 @@ impl<P: Policy> Trainer<P> {
 
     /// Writes `checkpoint-<step>/` (model, optimiser, state).
     pub fn checkpoint(&self) -> Result<std::path::PathBuf> {
-        self.run.write_checkpoint(&self.state, self.config.run.keep_last, |dir| {
-            self.policy.save(&dir.join(MODEL_DIR))?;
-            self.optim.save(&dir.join(OPTIMIZER_FILE))
-        })
+        self.run
+            .write_checkpoint(&self.state, self.config.run.keep_last, |dir| {
+                self.policy.save(&dir.join(MODEL_DIR))?;
+                self.optim.save(&dir.join(OPTIMIZER_FILE))
+            })
     }
 
     /// One rollout step and its optimiser steps.
     fn step(&mut self, target_steps: u64) -> Result<StepSummary> {
-        let c = &self.config;
         let step = self.state.step + 1;
-        let group = c.rollout.group_size;
         let step_start = Instant::now();
         let mut rng = run::step_rng(self.state.seed, step);
-        let indices = run::take_prompts(self.state.seed, self.data.len(), self.state.cursor, c.rollout.prompts_per_rollout);
-        let prompts: Vec<&QaSample> = indices.iter().map(|&i| &self.data[i]).collect();
-        let sampling =
-            Sampling { temperature: c.rollout.temperature, top_p: c.rollout.top_p, max_tokens: c.rollout.max_response_tokens };
+        // The rollout borrows its prompts while the update changes the trainer.
+        let data = Arc::clone(&self.data);
+        let rollout = self.rollout(&data, &mut rng)?;
+        let scored = self.score(&rollout)?;
+        let micro_batches = self.micro_batches(rollout.completions.len());
+        let baselines = self.baselines(&rollout, &micro_batches)?;
+        let rollout_metrics = self.rollout_metrics(step, &rollout, &scored, &baselines);
+        let updates = self.update(
+            &rollout,
+            &scored,
+            &baselines,
+            &micro_batches,
+            target_steps,
+            step,
+        )?;
+        let count = updates.len();
+        let lines: Vec<Map<String, Value>> = updates
+            .into_iter()
+            .enumerate()
+            .map(|(i, update)| {
+                let step_s = (i + 1 == count).then(|| step_start.elapsed().as_secs_f64());
+                StepMetrics {
+                    rollout: rollout_metrics.clone(),
+                    update,
+                    step_s,
+                }
+                .to_map()
+            })
+            .collect();
+        for line in &lines {
+            self.run
+                .append(METRICS_FILE, &Value::Object(line.clone()))?;
+        }
+        self.log_completions(step, &rollout, &scored)?;
+        self.state.step = step;
+        self.state.cursor += rollout.prompts.len() as u64;
+        Ok(StepSummary {
+            step,
+            reward_mean: mean(&scored.rewards),
+            metrics: lines,
+        })
+    }
 
+    /// Samples `G` completions for each of the step's prompts with the inference view.
+    fn rollout<'d>(
+        &self,
+        data: &'d [QaSample],
+        rng: &mut rand::rngs::StdRng,
+    ) -> Result<Rollout<'d>> {
+        let c = &self.config;
+        let group = c.rollout.group_size;
+        let indices = run::take_prompts(
+            self.state.seed,
+            data.len(),
+            self.state.cursor,
+            c.rollout.prompts_per_rollout,
+        );
+        let prompts: Vec<&QaSample> = indices.iter().map(|&i| &data[i]).collect();
         let t = Instant::now();
-        let infer = self.policy.valid();
-        let completions = infer.sample(&prompts, group, &sampling, &mut rng)?;
-        let generate_s = t.elapsed().as_secs_f64();
+        let completions = self
+            .policy
+            .valid()
+            .sample(&prompts, group, &self.sampling(), rng)?;
+        let seconds = t.elapsed().as_secs_f64();
         if completions.len() != prompts.len() * group {
             return Err(GrpoError::Invalid(format!(
                 "the policy returned {} completions for {} prompts x {group}",
@@ -140,104 +283,211 @@ impl<P: Policy> Trainer<P> {
                 prompts.len()
             )));
         }
+        Ok(Rollout {
+            prompts,
+            completions,
+            seconds,
+        })
+    }
 
+    fn sampling(&self) -> Sampling {
+        let r = &self.config.rollout;
+        Sampling {
+            temperature: r.temperature,
+            top_p: r.top_p,
+            max_tokens: r.max_response_tokens,
+        }
+    }
+
+    /// Rewards every completion against its prompt and computes the advantages.
+    fn score(&self, rollout: &Rollout) -> Result<Scored> {
+        let c = &self.config;
+        let group = c.rollout.group_size;
         let t = Instant::now();
-        let mut rewards = Vec::with_capacity(completions.len());
+        let per_completion = rollout
+            .completions
+            .iter()
+            .enumerate()
+            .map(|(i, comp)| Ok(self.reward.score(&comp.text, rollout.prompts[i / group])?))
+            .collect::<Result<Vec<Rewards>>>()?;
+        let rewards: Vec<f64> = per_completion.iter().map(Rewards::total).collect();
+        let advantages = advantage::compute(
+            &rewards,
+            group,
+            c.algorithm.advantage,
+            c.algorithm.advantage_eps,
+        )?;
+        Ok(Scored {
+            rewards,
+            per_completion,
+            advantages,
+            seconds: t.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Rows (completion indices) of each micro-batch, in update order.
+    fn micro_batches(&self, completions: usize) -> Vec<Vec<usize>> {
+        let rows: Vec<usize> = (0..completions).collect();
+        rows.chunks(self.config.update.micro_batch_size)
+            .map(<[usize]>::to_vec)
+            .collect()
+    }
+
+    /// Old and reference log-probs for every micro-batch (see [`OldLogprobs`] for where the
+    /// old ones come from).
+    fn baselines(&self, rollout: &Rollout, micro_batches: &[Vec<usize>]) -> Result<Baselines> {
+        let group = self.config.rollout.group_size;
+        let score = |policy: &P, rows: &[usize]| {
+            let (prompts, rows) = rollout.micro_batch(rows, group);
+            policy.logprobs(&prompts, &rows, self.config.rollout.temperature)
+        };
+        let t = Instant::now();
+        let old = match self.config.old_logprobs() {
+            OldLogprobs::Current => None,
+            OldLogprobs::Sampled => {
+                let device = self.device()?;
+                Some(
+                    micro_batches
+                        .iter()
+                        .map(|m| sampled_logprobs(&rollout.completions, m, &device))
+                        .collect(),
+                )
+            }
+            OldLogprobs::Scored => {
+                let infer = self.policy.valid();
+                Some(
+                    micro_batches
+                        .iter()
+                        .map(|m| score(&infer, m))
+                        .collect::<Result<Vec<_>>>()?,
+                )
+            }
+        };
+        let old_seconds = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let reference = match &self.reference {
+            Some(r) => Some(
+                micro_batches
+                    .iter()
+                    .map(|m| score(r, m))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            None => None,
+        };
+        Ok(Baselines {
+            old,
+            reference,
+            old_seconds,
+            ref_seconds: t.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn device(&self) -> Result<Device> {
+        self.policy
+            .devices()
+            .into_iter()
+            .next()
+            .ok_or_else(|| GrpoError::Invalid("the policy has no device".into()))
+    }
+
+    fn rollout_metrics(
+        &self,
+        step: u64,
+        rollout: &Rollout,
+        scored: &Scored,
+        baselines: &Baselines,
+    ) -> RolloutMetrics {
         let mut components: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
-        let mut scored = Vec::with_capacity(completions.len());
-        for (i, comp) in completions.iter().enumerate() {
-            let r = self.reward.score(&comp.text, prompts[i / group])?;
+        for r in &scored.per_completion {
             for (component, value) in r.iter() {
                 components.entry(component.name()).or_default().push(value);
             }
-            rewards.push(r.total());
-            scored.push(r);
         }
-        let adv = advantage::compute(&rewards, group, c.algorithm.advantage, c.algorithm.advantage_eps)?;
-        let reward_s = t.elapsed().as_secs_f64();
+        let lengths = rollout.lengths();
+        let lens: Vec<f64> = lengths.iter().map(|&l| l as f64).collect();
+        let n = rollout.completions.len() as f64;
+        RolloutMetrics {
+            step,
+            reward_mean: mean(&scored.rewards),
+            reward_std: unbiased_std(&scored.rewards),
+            components: components
+                .iter()
+                .map(|(name, values)| (format!("rewards/{name}/mean"), mean(values)))
+                .collect(),
+            frac_reward_zero_std: scored.advantages.frac_zero_std,
+            mean_length: mean(&lens),
+            min_length: lengths.iter().min().copied().unwrap_or(0),
+            max_length: lengths.iter().max().copied().unwrap_or(0),
+            clipped_ratio: rollout.completions.iter().filter(|c| c.truncated).count() as f64 / n,
+            generate_s: rollout.seconds,
+            reward_s: scored.seconds,
+            old_logp_s: baselines.old_seconds,
+            ref_logp_s: baselines.ref_seconds,
+            generation_tps: lens.iter().sum::<f64>() / rollout.seconds.max(1e-9),
+        }
+    }
 
-        // Rows (completion indices) of each micro-batch, in update order.
-        let per_update = c.completions_per_update();
-        let micro = c.update.micro_batch_size;
-        let rows: Vec<usize> = (0..completions.len()).collect();
-        let micro_batches: Vec<&[usize]> = rows.chunks(micro).collect();
-        let full_prompts: Vec<&QaSample> = (0..completions.len()).map(|i| prompts[i / group]).collect();
-        let batch = Batch { prompts: &full_prompts, completions: &completions, temperature: c.rollout.temperature };
-
-        // With one optimiser step per rollout the sampler's policy is the policy being
-        // differentiated, so the old log-probs are the current ones detached (ratio exactly 1).
-        let single_update = c.updates_per_rollout() == 1;
-        let t = Instant::now();
-        let old = if single_update {
-            None
-        } else {
-            Some(micro_batches.iter().map(|m| batch.logprobs(&infer, m)).collect::<Result<Vec<_>>>()?)
-        };
-        let old_logp_s = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let reference = match &self.reference {
-            Some(r) => Some(micro_batches.iter().map(|m| batch.logprobs(r, m)).collect::<Result<Vec<_>>>()?),
-            None => None,
-        };
-        let ref_logp_s = t.elapsed().as_secs_f64();
-        drop(infer);
-
-        let lengths: Vec<usize> = completions.iter().map(|c| c.ids.len()).collect();
-        let generated: usize = lengths.iter().sum();
-        let rollout_metrics = {
-            let mut m = Map::new();
-            m.insert("step".into(), json!(step));
-            m.insert("reward/mean".into(), json!(mean(&rewards)));
-            m.insert("reward/std".into(), json!(unbiased_std(&rewards)));
-            for (name, values) in &components {
-                m.insert(format!("rewards/{name}/mean"), json!(mean(values)));
-            }
-            m.insert("frac_reward_zero_std".into(), json!(adv.frac_zero_std));
-            let lens: Vec<f64> = lengths.iter().map(|&l| l as f64).collect();
-            m.insert("completions/mean_length".into(), json!(mean(&lens)));
-            m.insert("completions/min_length".into(), json!(lengths.iter().min().copied().unwrap_or(0)));
-            m.insert("completions/max_length".into(), json!(lengths.iter().max().copied().unwrap_or(0)));
-            let clipped = completions.iter().filter(|c| c.truncated).count() as f64 / completions.len() as f64;
-            m.insert("completions/clipped_ratio".into(), json!(clipped));
-            m.insert("timing/generate".into(), json!(generate_s));
-            m.insert("timing/reward".into(), json!(reward_s));
-            m.insert("timing/old_logp".into(), json!(old_logp_s));
-            m.insert("timing/ref_logp".into(), json!(ref_logp_s));
-            m.insert("tokens_per_second/generation".into(), json!(generated as f64 / generate_s.max(1e-9)));
-            m
-        };
-
-        let micro_per_update = per_update / micro;
+    /// The optimiser steps of the rollout (`epochs` passes over its micro-batches, grouped
+    /// into updates), each with gradient accumulation over its micro-batches.
+    fn update(
+        &mut self,
+        rollout: &Rollout,
+        scored: &Scored,
+        baselines: &Baselines,
+        micro_batches: &[Vec<usize>],
+        target_steps: u64,
+        step: u64,
+    ) -> Result<Vec<UpdateMetrics>> {
+        let c = self.config.clone();
+        let group = c.rollout.group_size;
+        let lengths = rollout.lengths();
+        let micro_per_update = c.completions_per_update() / c.update.micro_batch_size;
         let total_optimizer_steps = target_steps * c.updates_per_rollout() as u64;
-        let mut lines = Vec::new();
+        let mut reports = Vec::new();
         for _epoch in 0..c.update.epochs {
             for (u, update_micro) in micro_batches.chunks(micro_per_update).enumerate() {
                 let t = Instant::now();
-                let update_rows: Vec<usize> = update_micro.iter().flat_map(|m| m.iter().copied()).collect();
                 let norm = Normaliser {
-                    tokens: update_rows.iter().map(|&r| lengths[r] as f64).sum(),
-                    sequences: update_rows.len() as f64,
+                    tokens: update_micro
+                        .iter()
+                        .flatten()
+                        .map(|&r| lengths[r] as f64)
+                        .sum(),
+                    sequences: update_micro.iter().map(Vec::len).sum::<usize>() as f64,
                     max_len: c.rollout.max_response_tokens as f64,
                 };
                 let mut acc = GradientsAccumulator::<P>::new();
                 let mut sums = UpdateSums::default();
                 for (k, m) in update_micro.iter().enumerate() {
                     let index = u * micro_per_update + k;
-                    let logp = batch.logprobs(&self.policy, m)?;
+                    let (prompts, rows) = rollout.micro_batch(m, group);
+                    let logp = self
+                        .policy
+                        .logprobs(&prompts, &rows, c.rollout.temperature)?;
                     let [b, tt] = logp.dims();
                     let device = logp.device();
-                    let mask = length_mask(&m.iter().map(|&r| lengths[r]).collect::<Vec<_>>(), tt, &device);
-                    let old_logp = match &old {
+                    let mask = length_mask(
+                        &m.iter().map(|&r| lengths[r]).collect::<Vec<_>>(),
+                        tt,
+                        &device,
+                    );
+                    let old_logp = match &baselines.old {
                         Some(old) => old[index].clone(),
                         None => logp.clone().detach(),
                     };
-                    let advantages: Vec<f32> = m.iter().map(|&r| adv.values[r] as f32).collect();
+                    let advantages: Vec<f32> = m
+                        .iter()
+                        .map(|&r| scored.advantages.values[r] as f32)
+                        .collect();
                     let out = grpo_loss(
                         LossInputs {
                             logp: logp.clone(),
                             old_logp,
-                            ref_logp: reference.as_ref().map(|r| r[index].clone()),
-                            advantages: Tensor::from_data(TensorData::new(advantages, [b]), &device),
+                            ref_logp: baselines.reference.as_ref().map(|r| r[index].clone()),
+                            advantages: Tensor::from_data(
+                                TensorData::new(advantages, [b]),
+                                &device,
+                            ),
                             mask: mask.clone(),
                         },
                         &c.algorithm.loss,
@@ -245,7 +495,13 @@ impl<P: Policy> Trainer<P> {
                     );
                     let neg_logp_sum = -(logp.detach() * mask).sum();
                     let host = Tensor::cat(
-                        vec![out.loss.clone().detach(), out.kl_sum, out.clipped_low_count, out.clipped_high_count, neg_logp_sum],
+                        vec![
+                            out.loss.clone().detach(),
+                            out.kl_sum,
+                            out.clipped_low_count,
+                            out.clipped_high_count,
+                            neg_logp_sum,
+                        ],
                         0,
                     )
                     .into_data()
@@ -257,11 +513,14 @@ impl<P: Policy> Trainer<P> {
                         acc.accumulate(&self.policy, grads);
                     }
                 }
-                let lr = c.optim.schedule.lr(c.optim.lr, self.state.optimizer_step, total_optimizer_steps);
+                let lr = c.optim.schedule.lr(
+                    c.optim.lr,
+                    self.state.optimizer_step,
+                    total_optimizer_steps,
+                );
                 let mut grad_norm = f64::NAN;
                 let applied = if sums.loss.is_finite() {
-                    let policy = self.policy.clone();
-                    let (policy, report) = self.optim.step(lr, policy, acc.grads());
+                    let (policy, report) = self.optim.step(lr, self.policy.clone(), acc.grads());
                     self.policy = policy;
                     grad_norm = report.grad_norm;
                     report.applied
@@ -271,60 +530,76 @@ impl<P: Policy> Trainer<P> {
                 if applied {
                     self.state.optimizer_step += 1;
                 }
-                let mut line = rollout_metrics.clone();
-                line.insert("optimizer_step".into(), json!(self.state.optimizer_step));
-                line.insert("loss".into(), json!(sums.loss));
-                line.insert("kl".into(), json!(sums.kl / norm.tokens.max(1.0)));
-                line.insert("entropy".into(), json!(sums.neg_logp / norm.tokens.max(1.0)));
-                line.insert("clip_ratio/low_mean".into(), json!(sums.clipped_low / norm.tokens.max(1.0)));
-                line.insert("clip_ratio/high_mean".into(), json!(sums.clipped_high / norm.tokens.max(1.0)));
-                line.insert("grad_norm".into(), json!(grad_norm));
-                line.insert("learning_rate".into(), json!(lr));
-                note_nonfinite(&mut self.state, applied, c.run.max_nonfinite_steps, &self.run, step)?;
-                line.insert("skipped_nonfinite".into(), json!(self.state.skipped_nonfinite));
+                note_nonfinite(
+                    &mut self.state,
+                    applied,
+                    c.run.max_nonfinite_steps,
+                    &self.run,
+                    step,
+                )?;
+                let per_token = |x: f64| x / norm.tokens.max(1.0);
                 let update_s = t.elapsed().as_secs_f64();
-                line.insert("timing/update".into(), json!(update_s));
-                line.insert("tokens_per_second/training".into(), json!(norm.tokens / update_s.max(1e-9)));
-                lines.push(line);
+                reports.push(UpdateMetrics {
+                    optimizer_step: self.state.optimizer_step,
+                    loss: sums.loss,
+                    kl: per_token(sums.kl),
+                    entropy: per_token(sums.neg_logp),
+                    clip_low: per_token(sums.clipped_low),
+                    clip_high: per_token(sums.clipped_high),
+                    grad_norm,
+                    learning_rate: lr,
+                    skipped_nonfinite: self.state.skipped_nonfinite,
+                    update_s,
+                    training_tps: norm.tokens / update_s.max(1e-9),
+                });
             }
         }
-        if let Some(last) = lines.last_mut() {
-            last.insert("timing/step".into(), json!(step_start.elapsed().as_secs_f64()));
-        }
-        for line in &lines {
-            self.run.append(METRICS_FILE, &Value::Object(line.clone()))?;
-        }
-        for (i, comp) in completions.iter().enumerate().take(c.run.log_completions) {
+        Ok(reports)
+    }
+
+    /// Appends the first `log_completions` completions of the step to `completions.jsonl`.
+    fn log_completions(&self, step: u64, rollout: &Rollout, scored: &Scored) -> Result<()> {
+        let group = self.config.rollout.group_size;
+        for (i, comp) in rollout
+            .completions
+            .iter()
+            .enumerate()
+            .take(self.config.run.log_completions)
+        {
             let line = json!({
                 "step": step,
-                "prompt_id": prompts[i / group].id,
+                "prompt_id": rollout.prompts[i / group].id,
                 "completion": comp.text,
                 "length": comp.ids.len(),
                 "truncated": comp.truncated,
-                "rewards": scored[i],
-                "advantage": adv.values[i],
+                "rewards": scored.per_completion[i],
+                "advantage": scored.advantages.values[i],
             });
             self.run.append(COMPLETIONS_FILE, &line)?;
         }
-        self.state.step = step;
-        self.state.cursor += prompts.len() as u64;
-        Ok(StepSummary { step, reward_mean: mean(&rewards), metrics: lines })
+        Ok(())
     }
 }
 
-/// The completions of a rollout with their prompts, scored in micro-batches of rows.
-struct Batch<'a> {
-    prompts: &'a [&'a QaSample],
-    completions: &'a [Completion],
-    temperature: f64,
-}
-
-impl Batch<'_> {
-    fn logprobs<P: Policy>(&self, policy: &P, rows: &[usize]) -> Result<Tensor<2>> {
-        let prompts: Vec<&QaSample> = rows.iter().map(|&r| self.prompts[r]).collect();
-        let ids: Vec<&[u32]> = rows.iter().map(|&r| self.completions[r].ids.as_slice()).collect();
-        policy.logprobs(&prompts, &ids, self.temperature)
-    }
+/// `[rows, T]` log-probs the sampler reported for the completions `rows` (T the longest; the
+/// padding is 0 and masked by the caller).
+fn sampled_logprobs(completions: &[Completion], rows: &[usize], device: &Device) -> Tensor<2> {
+    let t = rows
+        .iter()
+        .map(|&r| completions[r].logprobs.len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let values: Vec<f32> = rows
+        .iter()
+        .flat_map(|&r| {
+            let l = &completions[r].logprobs;
+            l.iter()
+                .copied()
+                .chain(std::iter::repeat_n(0.0, t - l.len()))
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(values, [rows.len(), t]), device)
 }
 
 /// Sums over the micro-batches of one optimiser step.
@@ -349,7 +624,11 @@ impl UpdateSums {
 }
 
 fn mean(xs: &[f64]) -> f64 {
-    if xs.is_empty() { 0.0 } else { xs.iter().sum::<f64>() / xs.len() as f64 }
+    if xs.is_empty() {
+        0.0
+    } else {
+        xs.iter().sum::<f64>() / xs.len() as f64
+    }
 }
 
 pub(crate) fn adamw_config(config: &TrainConfig) -> crate::optim::AdamWConfig {
@@ -368,7 +647,11 @@ pub(crate) fn initial_model(config: &TrainConfig) -> Result<std::path::PathBuf> 
 
 /// The frozen reference (the run's initial model), only when the KL term is used.
 fn load_reference<P: Policy>(config: &TrainConfig, load: Loader<P>) -> Result<Option<P>> {
-    if config.algorithm.loss.kl_coef > 0.0 { Ok(Some(load(&initial_model(config)?)?.valid())) } else { Ok(None) }
+    if config.algorithm.loss.kl_coef > 0.0 {
+        Ok(Some(load(&initial_model(config)?)?.valid()))
+    } else {
+        Ok(None)
+    }
 }
 
 fn check_data(config: &TrainConfig, data: &[QaSample]) -> Result<()> {
@@ -385,7 +668,13 @@ fn check_data(config: &TrainConfig, data: &[QaSample]) -> Result<()> {
 /// Counts a skipped (non-finite) optimiser step, or resets the streak after a good one; stops the
 /// run once `max` non-finite steps come in a row. Nothing is checkpointed after a bad step, so
 /// the newest checkpoint is the last good state.
-pub(crate) fn note_nonfinite(state: &mut TrainState, applied: bool, max: u32, run: &RunDir, step: u64) -> Result<()> {
+pub(crate) fn note_nonfinite(
+    state: &mut TrainState,
+    applied: bool,
+    max: u32,
+    run: &RunDir,
+    step: u64,
+) -> Result<()> {
     if applied {
         state.nonfinite_streak = 0;
         return Ok(());
@@ -395,7 +684,9 @@ pub(crate) fn note_nonfinite(state: &mut TrainState, applied: bool, max: u32, ru
     if state.nonfinite_streak < max {
         return Ok(());
     }
-    let last = run.latest_checkpoint()?.map(|(_, d)| d.display().to_string());
+    let last = run
+        .latest_checkpoint()?
+        .map(|(_, d)| d.display().to_string());
     Err(GrpoError::Stopped(format!(
         "{} consecutive optimiser steps had a non-finite loss or gradient (step {step}); the last good checkpoint is {}",
         state.nonfinite_streak,

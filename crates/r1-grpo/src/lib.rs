@@ -10,6 +10,7 @@
 //! * [`grpo`]: the GRPO trainer.
 //! * [`sft`]: the supervised trainer (Direct, CoT, format warm-up).
 //! * [`run`]: the run directory, checkpoints, seeded data order for exact resume.
+//! * [`metrics`]: the typed lines of `metrics.jsonl`.
 //! * [`plot`]: PNG plots of the metrics.
 
 pub mod advantage;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod fsio;
 pub mod grpo;
 pub mod loss;
+pub mod metrics;
 pub mod optim;
 pub mod plot;
 pub mod policy;

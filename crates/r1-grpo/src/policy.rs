@@ -26,22 +26,45 @@ pub struct Sampling {
 pub struct Completion {
     /// Completion token ids (the stop token included when one was sampled).
     pub ids: Vec<u32>,
+    /// Per token, its log-probability under `softmax(logits / temperature)` of the policy
+    /// that sampled it: what [`Policy::logprobs`] returns for these ids on that policy.
+    pub logprobs: Vec<f32>,
     /// Decoded text without special tokens.
     pub text: String,
     /// Stopped by the length limit rather than a stop token.
     pub truncated: bool,
 }
 
+/// A completion to score: which of the prompts it follows, and its token ids.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScoreRow<'a> {
+    /// Index into the prompts passed with it.
+    pub prompt: usize,
+    pub ids: &'a [u32],
+}
+
 /// A trainable policy.
 pub trait Policy: Module + Sized {
     /// `group` completions of every prompt, prompt-major (`out[p * group + i]`), drawing every
     /// random number from `rng`. Called on the inference view (`valid()`).
-    fn sample(&self, prompts: &[&QaSample], group: usize, sampling: &Sampling, rng: &mut StdRng) -> Result<Vec<Completion>>;
+    fn sample(
+        &self,
+        prompts: &[&QaSample],
+        group: usize,
+        sampling: &Sampling,
+        rng: &mut StdRng,
+    ) -> Result<Vec<Completion>>;
 
-    /// Log-probabilities `[B, T]` of `completions[i]` after prompt `prompts[i]`, from logits
-    /// divided by `temperature`; `T` is the longest completion, shorter rows are right-padded
-    /// (the padding values are arbitrary: callers mask them).
-    fn logprobs(&self, prompts: &[&QaSample], completions: &[&[u32]], temperature: f64) -> Result<Tensor<2>>;
+    /// Log-probabilities `[B, T]` of each row's ids after its prompt, from logits divided by
+    /// `temperature`; `T` is the longest row, shorter rows are right-padded (the padding values
+    /// are arbitrary: callers mask them). `prompts` holds each prompt once; consecutive rows of
+    /// the same prompt may share its computation.
+    fn logprobs(
+        &self,
+        prompts: &[&QaSample],
+        rows: &[ScoreRow],
+        temperature: f64,
+    ) -> Result<Tensor<2>>;
 
     /// Token ids of an assistant reply whose content is `text`, end-of-turn included.
     fn encode_reply(&self, text: &str) -> Result<Vec<u32>>;
@@ -52,7 +75,9 @@ pub trait Policy: Module + Sized {
 
 /// `[B, T]` mask with 1.0 on the first `lengths[i]` positions of row `i`.
 pub fn length_mask(lengths: &[usize], t: usize, device: &Device) -> Tensor<2> {
-    let values: Vec<f32> =
-        lengths.iter().flat_map(|&l| (0..t).map(move |j| if j < l { 1.0 } else { 0.0 })).collect();
+    let values: Vec<f32> = lengths
+        .iter()
+        .flat_map(|&l| (0..t).map(move |j| if j < l { 1.0 } else { 0.0 }))
+        .collect();
     Tensor::from_data(TensorData::new(values, [lengths.len(), t]), device)
 }

@@ -1,20 +1,29 @@
 //! The [`Policy`] of r1-model's Qwen2.5-VL: a QA sample's chat messages go through the
 //! checkpoint's own chat template, tokenizer and image processor; rollouts use KV-cache
-//! generation; log-probs are teacher-forced and differentiable.
+//! generation; log-probs are teacher-forced and differentiable, each prompt computed once for
+//! all the completions that follow it.
+//!
+//! Encoding a sample (template, tokenizer, PNG decoding and resizing) is host work that a GRPO
+//! step would otherwise repeat for the rollout, the reference and the update: encoded prompts
+//! are kept by sample id, within a memory budget.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use r1_data::QaSample;
-use r1_model::checkpoint::{self, Assets, Prompt};
 use r1_model::Qwen2_5VlModel;
+use r1_model::checkpoint::{self, Assets, Prompt};
 use r1_model::generate::SamplingConfig;
 use rand::rngs::StdRng;
 
 use crate::error::Result;
-use crate::policy::{Completion, Policy, Sampling};
+use crate::policy::{Completion, Policy, Sampling, ScoreRow};
+
+/// Bytes of encoded prompts kept (a 448x448 image is about 3 MiB of pixel values).
+const PROMPT_CACHE_BYTES: usize = 512 << 20;
 
 /// Qwen2.5-VL with its checkpoint assets and the folder its QA images are relative to.
 #[derive(Module, Debug)]
@@ -24,6 +33,9 @@ pub struct QwenPolicy {
     assets: Arc<Assets>,
     #[module(skip)]
     image_root: PathBuf,
+    /// Shared by every clone (the inference view included).
+    #[module(skip)]
+    encoded: Arc<PromptCache>,
 }
 
 impl QwenPolicy {
@@ -31,7 +43,12 @@ impl QwenPolicy {
     /// see are relative to `image_root` (the dataset root).
     pub fn load(dir: &Path, image_root: &Path, device: &Device) -> Result<Self> {
         let (assets, model) = checkpoint::load(dir, device)?;
-        Ok(Self { model, assets: Arc::new(assets), image_root: image_root.to_path_buf() })
+        Ok(Self {
+            model,
+            assets: Arc::new(assets),
+            image_root: image_root.to_path_buf(),
+            encoded: Arc::new(PromptCache::new(PROMPT_CACHE_BYTES)),
+        })
     }
 
     pub fn assets(&self) -> &Assets {
@@ -39,30 +56,77 @@ impl QwenPolicy {
     }
 
     /// The prompt of a sample: its turns before the first assistant turn, rendered with the
-    /// generation prompt.
-    pub fn prompt(&self, sample: &QaSample) -> Result<Prompt> {
-        Ok(self.assets.encode_prompt(r1_data::qa::prompt_turns(&sample.messages), &self.image_root)?)
+    /// generation prompt (encoded once per sample id while it stays in the cache).
+    pub fn prompt(&self, sample: &QaSample) -> Result<Arc<Prompt>> {
+        if let Some(prompt) = self.encoded.get(&sample.id) {
+            return Ok(prompt);
+        }
+        let prompt = Arc::new(self.assets.encode_prompt(
+            r1_data::qa::prompt_turns(&sample.messages),
+            &self.image_root,
+        )?);
+        self.encoded.insert(&sample.id, prompt.clone());
+        Ok(prompt)
     }
 
-    fn prompts(&self, samples: &[&QaSample]) -> Result<Vec<Prompt>> {
+    fn prompts(&self, samples: &[&QaSample]) -> Result<Vec<Arc<Prompt>>> {
         samples.iter().map(|s| self.prompt(s)).collect()
     }
 }
 
 impl Policy for QwenPolicy {
-    fn sample(&self, prompts: &[&QaSample], group: usize, sampling: &Sampling, rng: &mut StdRng) -> Result<Vec<Completion>> {
+    fn sample(
+        &self,
+        prompts: &[&QaSample],
+        group: usize,
+        sampling: &Sampling,
+        rng: &mut StdRng,
+    ) -> Result<Vec<Completion>> {
         let encoded = self.prompts(prompts)?;
-        let refs: Vec<&Prompt> = encoded.iter().collect();
-        let config =
-            SamplingConfig { max_new_tokens: sampling.max_tokens, temperature: sampling.temperature, top_p: sampling.top_p, top_k: 0 };
-        let out = self.assets.sample(&self.model, &refs, group, &config, rng)?;
-        Ok(out.into_iter().map(|(g, text)| Completion { truncated: !g.stopped, ids: g.ids, text }).collect())
+        let refs: Vec<&Prompt> = encoded.iter().map(|p| p.as_ref()).collect();
+        let config = SamplingConfig {
+            max_new_tokens: sampling.max_tokens,
+            temperature: sampling.temperature,
+            top_p: sampling.top_p,
+            top_k: 0,
+        };
+        let out = self
+            .assets
+            .sample(&self.model, &refs, group, &config, rng)?;
+        Ok(out
+            .into_iter()
+            .map(|(g, text)| Completion {
+                truncated: !g.stopped,
+                ids: g.ids,
+                logprobs: g.logprobs,
+                text,
+            })
+            .collect())
     }
 
-    fn logprobs(&self, prompts: &[&QaSample], completions: &[&[u32]], temperature: f64) -> Result<Tensor<2>> {
+    fn logprobs(
+        &self,
+        prompts: &[&QaSample],
+        rows: &[ScoreRow],
+        temperature: f64,
+    ) -> Result<Tensor<2>> {
         let encoded = self.prompts(prompts)?;
-        let refs: Vec<&Prompt> = encoded.iter().collect();
-        Ok(self.assets.score(&self.model, &refs, completions, temperature)?)
+        let row_prompts = rows
+            .iter()
+            .map(|r| {
+                encoded.get(r.prompt).map(|p| p.as_ref()).ok_or_else(|| {
+                    crate::GrpoError::Invalid(format!(
+                        "a row names prompt {} of {}",
+                        r.prompt,
+                        prompts.len()
+                    ))
+                })
+            })
+            .collect::<Result<Vec<&Prompt>>>()?;
+        let ids: Vec<&[u32]> = rows.iter().map(|r| r.ids).collect();
+        Ok(self
+            .assets
+            .score(&self.model, &row_prompts, &ids, temperature)?)
     }
 
     fn encode_reply(&self, text: &str) -> Result<Vec<u32>> {
@@ -71,5 +135,107 @@ impl Policy for QwenPolicy {
 
     fn save(&self, dir: &Path) -> Result<()> {
         Ok(checkpoint::save(&self.model, &self.assets, dir)?)
+    }
+}
+
+/// Encoded prompts by sample id; the least recently used go once their bytes pass the budget.
+#[derive(Debug)]
+struct PromptCache {
+    budget: usize,
+    state: Mutex<CacheState>,
+}
+
+#[derive(Debug, Default)]
+struct CacheState {
+    /// Prompt and the clock tick of its last use.
+    entries: HashMap<String, (Arc<Prompt>, u64)>,
+    clock: u64,
+    bytes: usize,
+}
+
+fn prompt_bytes(prompt: &Prompt) -> usize {
+    let pixels: usize = prompt.images.iter().map(|i| i.pixel_values.len()).sum();
+    4 * (prompt.ids.len() + pixels)
+}
+
+impl PromptCache {
+    fn new(budget: usize) -> Self {
+        Self {
+            budget,
+            state: Mutex::new(CacheState::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        // A panic while holding the lock cannot leave the map inconsistent (each update is
+        // one insert or remove), so a poisoned lock is still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<Prompt>> {
+        let mut state = self.lock();
+        state.clock += 1;
+        let now = state.clock;
+        state.entries.get_mut(id).map(|(prompt, used)| {
+            *used = now;
+            prompt.clone()
+        })
+    }
+
+    fn insert(&self, id: &str, prompt: Arc<Prompt>) {
+        let size = prompt_bytes(&prompt);
+        if size > self.budget {
+            return;
+        }
+        let mut state = self.lock();
+        state.clock += 1;
+        let now = state.clock;
+        if let Some((old, _)) = state.entries.insert(id.to_string(), (prompt, now)) {
+            state.bytes -= prompt_bytes(&old);
+        }
+        state.bytes += size;
+        while state.bytes > self.budget {
+            let oldest = state
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone());
+            let Some((evicted, _)) = oldest.and_then(|k| state.entries.remove(&k)) else {
+                break;
+            };
+            state.bytes -= prompt_bytes(&evicted);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prompt(n: usize) -> Arc<Prompt> {
+        Arc::new(Prompt {
+            ids: vec![1; n],
+            images: Vec::new(),
+        })
+    }
+
+    /// The budget holds: the least recently used prompt goes first, a touched one stays.
+    #[test]
+    fn cache_evicts_the_least_recently_used() {
+        let cache = PromptCache::new(4 * 10);
+        cache.insert("a", prompt(4));
+        cache.insert("b", prompt(4));
+        assert!(cache.get("a").is_some());
+        cache.insert("c", prompt(4));
+        assert!(cache.get("b").is_none(), "b was the least recently used");
+        assert!(cache.get("a").is_some() && cache.get("c").is_some());
+        cache.insert("huge", prompt(11));
+        assert!(
+            cache.get("huge").is_none(),
+            "a prompt over the whole budget is not kept"
+        );
+        assert_eq!(cache.lock().bytes, 4 * 8);
     }
 }

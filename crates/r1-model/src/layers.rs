@@ -1,23 +1,29 @@
 //! Building blocks shared by the vision tower and the decoder: RMSNorm computed in f32, the
-//! gated SiLU MLP, linear layers initialised like transformers, and the additive mask value.
+//! gated SiLU MLP, linear layers initialised like transformers, and the masked-score value.
 
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::{DType, Device, Tensor};
 
-/// Added to the attention scores of masked positions. Finite (unlike `-inf`) so a row with
-/// every key masked (a left-padding query) stays finite instead of becoming NaN and poisoning
-/// the next layer through `0 * NaN`; large enough that `exp` underflows to exactly 0 in f32.
+/// The score of a masked key where attention forms its scores explicitly (under autodiff).
+/// Finite (unlike `-inf`) so a row with every key masked (a left-padding query) stays finite
+/// instead of becoming NaN and poisoning the next layer through `0 * NaN`; large enough that
+/// `exp` underflows to exactly 0 in f32.
 pub const MASK_VALUE: f32 = -1.0e9;
 
 /// A linear layer with transformers' initialisation: weights N(0, 0.02), bias zero.
 pub fn linear(d_input: usize, d_output: usize, bias: bool, device: &Device) -> Linear {
     let mut layer = LinearConfig::new(d_input, d_output)
         .with_bias(bias)
-        .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
+        .with_initializer(Initializer::Normal {
+            mean: 0.0,
+            std: 0.02,
+        })
         .init(device);
-    layer.bias = layer.bias.map(|_| Initializer::Zeros.init([d_output], device));
+    layer.bias = layer
+        .bias
+        .map(|_| Initializer::Zeros.init([d_output], device));
     layer
 }
 
@@ -34,14 +40,19 @@ pub struct RmsNorm {
 impl RmsNorm {
     /// A norm over `d` channels with unit scale.
     pub fn new(d: usize, eps: f64, device: &Device) -> Self {
-        Self { weight: Initializer::Ones.init([d], device), eps }
+        Self {
+            weight: Initializer::Ones.init([d], device),
+            eps,
+        }
     }
 
     /// `[.., d]` -> `[.., d]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let dtype = x.dtype();
         let x = x.cast(DType::F32);
-        let inv_rms = (x.clone().square().mean_dim(D - 1) + self.eps).sqrt().recip();
+        let inv_rms = (x.clone().square().mean_dim(D - 1) + self.eps)
+            .sqrt()
+            .recip();
         (x * inv_rms).cast(dtype) * self.weight.val().unsqueeze()
     }
 }

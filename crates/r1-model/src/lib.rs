@@ -2,12 +2,14 @@
 //! Face checkpoint loading and saving. One code path for every backend: the burn `Device`
 //! decides (flex on CPU, cuda, wgpu).
 
+pub mod attention;
 pub mod batch;
 pub mod chat;
 pub mod checkpoint;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod flops;
 pub mod generate;
 pub mod layers;
 pub mod model;
@@ -21,13 +23,13 @@ pub mod tokenizer;
 pub mod vision;
 pub mod weights;
 
+pub use checkpoint::{Assets, Prompt};
 pub use config::{Qwen2_5VlConfig, TextConfig, VisionConfig};
 pub use device::{DeviceKind, parse_device};
-pub use checkpoint::{Assets, Prompt};
 pub use error::ModelError;
 pub use generate::{Generation, SamplingConfig, generate};
 pub use model::Qwen2_5VlModel;
+pub use score::completion_logprobs;
 pub use text::KvCache;
 pub use vision::ImageInput;
-pub use score::completion_logprobs;
 pub use weights::{load_model, save_model};

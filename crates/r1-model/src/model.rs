@@ -3,11 +3,12 @@
 
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
+use crate::attention::group_mask;
 use crate::config::Qwen2_5VlConfig;
 use crate::error::ModelError;
-use crate::layers::{MASK_VALUE, linear};
+use crate::layers::linear;
 use crate::position_ids::rope_index;
 use crate::rope::mrope_cos_sin;
 use crate::text::decoder::LayerContext;
@@ -34,7 +35,9 @@ pub struct Qwen2_5VlModel {
 
 /// Reads an int tensor to the host as i64.
 fn host_ints<const D: usize>(t: &Tensor<D, Int>) -> Vec<i64> {
-    t.to_data().try_into_vec_as::<i64>().expect("int tensors convert to i64")
+    t.to_data()
+        .try_into_vec_as::<i64>()
+        .expect("int tensors convert to i64")
 }
 
 impl Qwen2_5VlModel {
@@ -44,7 +47,8 @@ impl Qwen2_5VlModel {
         Self {
             visual: VisionTower::new(&config.vision, device),
             model: TextModel::new(t, device),
-            lm_head: (!config.tie_word_embeddings).then(|| linear(t.hidden_size, t.vocab_size, false, device)),
+            lm_head: (!config.tie_word_embeddings)
+                .then(|| linear(t.hidden_size, t.vocab_size, false, device)),
             image_token_id: config.image_token_id,
             rope_theta: t.rope_theta,
             mrope_section: t.mrope_section,
@@ -62,7 +66,17 @@ impl Qwen2_5VlModel {
     }
 
     fn head_dim(&self) -> usize {
-        self.model.layers.first().map_or(self.hidden_size(), |l| self.hidden_size() / l.self_attn.num_heads)
+        self.model.layers.first().map_or(self.hidden_size(), |l| {
+            self.hidden_size() / l.self_attn.num_heads
+        })
+    }
+
+    /// Query heads per key/value head.
+    fn query_groups(&self) -> usize {
+        self.model
+            .layers
+            .first()
+            .map_or(1, |l| l.self_attn.num_heads / l.self_attn.num_kv_heads)
     }
 
     /// Runs the vision tower and the decoder.
@@ -93,31 +107,48 @@ impl Qwen2_5VlModel {
         let ids = host_ints(&input_ids);
         let vocab = self.vocab_size();
         if let Some(bad) = ids.iter().find(|&&id| id < 0 || id as usize >= vocab) {
-            return Err(ModelError::Input(format!("token id {bad} is outside the vocabulary of {vocab}")));
+            return Err(ModelError::Input(format!(
+                "token id {bad} is outside the vocabulary of {vocab}"
+            )));
         }
         let ids: Vec<u32> = ids.into_iter().map(|id| id as u32).collect();
-        let mask: Vec<bool> = host_ints(&attention_mask).into_iter().map(|m| m != 0).collect();
+        let mask: Vec<bool> = host_ints(&attention_mask)
+            .into_iter()
+            .map(|m| m != 0)
+            .collect();
         let past_len = cache.as_ref().map_or(0, |c| c.len());
         if past_len > 0 {
             let c = cache.as_ref().expect("past_len > 0 implies a cache");
             if c.batch != b {
-                return Err(ModelError::Input(format!("the cache holds {} rows, the input {b}", c.batch)));
+                return Err(ModelError::Input(format!(
+                    "the cache holds {} rows, the input {b}",
+                    c.batch
+                )));
             }
             if images.is_some() {
-                return Err(ModelError::Input("images can only be given at prefill (empty cache)".into()));
+                return Err(ModelError::Input(
+                    "images can only be given at prefill (empty cache)".into(),
+                ));
             }
         }
 
         let mut embeds = self.model.embed_tokens.forward(input_ids);
-        let image_slots: Vec<usize> =
-            ids.iter().enumerate().filter(|&(_, &id)| id == self.image_token_id).map(|(i, _)| i).collect();
+        let image_slots: Vec<usize> = ids
+            .iter()
+            .enumerate()
+            .filter(|&(_, &id)| id == self.image_token_id)
+            .map(|(i, _)| i)
+            .collect();
         let features = match images {
             Some(images) => Some(self.visual.forward(images)?),
             None => None,
         };
         let n_features = features.as_ref().map_or(0, |f| f.dims()[0]);
         if image_slots.len() != n_features {
-            return Err(ModelError::ImageTokenMismatch { tokens: image_slots.len(), features: n_features });
+            return Err(ModelError::ImageTokenMismatch {
+                tokens: image_slots.len(),
+                features: n_features,
+            });
         }
         if let Some(features) = features {
             embeds = place_features(embeds, features, &image_slots);
@@ -125,39 +156,68 @@ impl Qwen2_5VlModel {
 
         let positions = if past_len == 0 {
             let grids = images.map_or(&[][..], |i| &i.grid_thw[..]);
-            let index = rope_index(&ids, &mask, b, t, grids, self.visual.spatial_merge_size, self.image_token_id)?;
+            let index = rope_index(
+                &ids,
+                &mask,
+                b,
+                t,
+                grids,
+                self.visual.spatial_merge_size,
+                self.image_token_id,
+            )?;
             if let Some(c) = cache.as_deref_mut() {
                 c.rope_deltas = index.deltas;
             }
             index.positions
         } else {
-            let deltas = &cache.as_ref().expect("past_len > 0 implies a cache").rope_deltas;
+            let deltas = &cache
+                .as_ref()
+                .expect("past_len > 0 implies a cache")
+                .rope_deltas;
             let row: Vec<i64> = (0..b)
                 .flat_map(|r| (0..t).map(move |i| (past_len + i) as i64 + deltas[r]))
                 .collect();
             [row.clone(), row.clone(), row].concat()
         };
         let head_dim = self.head_dim();
-        let (cos, sin) = mrope_cos_sin(&positions, b * t, head_dim, self.rope_theta, self.mrope_section, &device);
+        let (cos, sin) = mrope_cos_sin(
+            &positions,
+            b * t,
+            head_dim,
+            self.rope_theta,
+            self.mrope_section,
+            &device,
+        );
         let dtype = embeds.dtype();
-        let to4 = |x: Tensor<2>| x.reshape([b, t, head_dim]).unsqueeze_dim::<4>(1).cast(dtype);
+        let to4 = |x: Tensor<2>| {
+            x.reshape([b, t, head_dim])
+                .unsqueeze_dim::<4>(1)
+                .cast(dtype)
+        };
 
         let past_mask = cache.as_ref().map_or(&[][..], |c| &c.mask[..]);
         let full_mask = join_masks(past_mask, &mask, b, past_len, t);
-        let s = past_len + t;
-        let bias = causal_bias(&full_mask, b, past_len, t);
+        let capacity = cache.as_ref().map_or(t, |c| c.capacity_after(t));
+        let masked = causal_mask(&full_mask, b, past_len, t, capacity);
+        let masked =
+            Tensor::<3, Bool>::from_data(TensorData::new(masked, [b, t, capacity]), &device)
+                .unsqueeze_dim::<4>(1);
         let ctx = LayerContext {
             cos: to4(cos),
             sin: to4(sin),
-            bias: Tensor::<3>::from_data(TensorData::new(bias, [b, t, s]), &device).unsqueeze_dim::<4>(1).cast(dtype),
+            mask: group_mask(masked, self.query_groups()),
+            past_len,
+            capacity,
         };
-        let past = cache.as_ref().map_or(&[][..], |c| &c.layers[..]);
+        let past = cache
+            .as_mut()
+            .map_or_else(Vec::new, |c| std::mem::take(&mut c.layers));
         let (hidden, kvs) = self.model.forward(embeds, &ctx, past);
         if let Some(c) = cache {
             c.layers = kvs;
             c.mask = full_mask;
             c.batch = b;
-            c.len = s;
+            c.len = past_len + t;
         }
         Ok(hidden)
     }
@@ -171,7 +231,10 @@ impl Qwen2_5VlModel {
                 let [b, t, h] = hidden.dims();
                 let weight = self.model.embed_tokens.weight.val();
                 let vocab = weight.dims()[0];
-                hidden.reshape([b * t, h]).matmul(weight.transpose()).reshape([b, t, vocab])
+                hidden
+                    .reshape([b * t, h])
+                    .matmul(weight.transpose())
+                    .reshape([b, t, vocab])
             }
         }
     }
@@ -200,28 +263,38 @@ fn place_features(embeds: Tensor<3>, features: Tensor<2>, slots: &[usize]) -> Te
     let device = embeds.device();
     let index = Tensor::<1, Int>::from_data(TensorData::new(source, [n]), &device);
     let features = features.cast(embeds.dtype());
-    Tensor::cat(vec![embeds.reshape([n, h]), features], 0).select(0, index).reshape([b, t, h])
+    Tensor::cat(vec![embeds.reshape([n, h]), features], 0)
+        .select(0, index)
+        .reshape([b, t, h])
 }
 
 /// `[B, past]` and `[B, new]` row-major masks -> `[B, past + new]`.
 fn join_masks(past: &[bool], new: &[bool], b: usize, past_len: usize, t: usize) -> Vec<bool> {
     (0..b)
-        .flat_map(|r| past[r * past_len..(r + 1) * past_len].iter().chain(&new[r * t..(r + 1) * t]).copied())
+        .flat_map(|r| {
+            past[r * past_len..(r + 1) * past_len]
+                .iter()
+                .chain(&new[r * t..(r + 1) * t])
+                .copied()
+        })
         .collect()
 }
 
-/// Additive attention bias `[B, T, S]` (S = past + T): query `i` (absolute position
-/// `past + i`) may read key `j` iff `j <= past + i` and key `j` is not padding.
-fn causal_bias(mask: &[bool], b: usize, past: usize, t: usize) -> Vec<f32> {
+/// Attention mask `[B, T, width]` over `mask [B, past + T]` (row-major), true where query `i`
+/// (absolute position `past + i`) must not read key `j`: keys after it (`j > past + i`),
+/// padding keys, and the cache slots not written yet (`past + T` to `width`).
+fn causal_mask(mask: &[bool], b: usize, past: usize, t: usize, width: usize) -> Vec<bool> {
     let s = past + t;
-    let mut bias = Vec::with_capacity(b * t * s);
+    debug_assert!(width >= s);
+    let mut masked = Vec::with_capacity(b * t * width);
     for r in 0..b {
         let row = &mask[r * s..(r + 1) * s];
         for i in 0..t {
-            bias.extend(row.iter().enumerate().map(|(j, &m)| if m && j <= past + i { 0.0 } else { MASK_VALUE }));
+            masked.extend(row.iter().enumerate().map(|(j, &m)| !(m && j <= past + i)));
+            masked.extend(std::iter::repeat_n(true, width - s));
         }
     }
-    bias
+    masked
 }
 
 #[cfg(test)]
@@ -230,14 +303,17 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// Without padding the bias is the causal triangle shifted by the cache length.
+        /// Without padding the bias is the causal triangle shifted by the cache length; cache
+        /// slots past the written tokens are masked.
         #[test]
-        fn causal_bias_is_shifted_triangle(past in 0usize..5, t in 1usize..5) {
+        fn causal_mask_is_shifted_triangle(past in 0usize..5, t in 1usize..5, spare in 0usize..3) {
             let s = past + t;
-            let bias = causal_bias(&vec![true; s], 1, past, t);
+            let width = s + spare;
+            let masked = causal_mask(&vec![true; s], 1, past, t, width);
+            prop_assert_eq!(masked.len(), t * width);
             for i in 0..t {
-                for j in 0..s {
-                    prop_assert_eq!(bias[i * s + j] == 0.0, j <= past + i);
+                for j in 0..width {
+                    prop_assert_eq!(!masked[i * width + j], j <= past + i);
                 }
             }
         }
@@ -246,11 +322,11 @@ mod tests {
         #[test]
         fn padding_is_masked(mask in proptest::collection::vec(any::<bool>(), 1..8)) {
             let t = mask.len();
-            let bias = causal_bias(&mask, 1, 0, t);
+            let masked = causal_mask(&mask, 1, 0, t, t);
             for i in 0..t {
                 for (j, &m) in mask.iter().enumerate() {
                     if !m {
-                        prop_assert_eq!(bias[i * t + j], MASK_VALUE);
+                        prop_assert!(masked[i * t + j]);
                     }
                 }
             }

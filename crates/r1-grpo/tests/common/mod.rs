@@ -9,14 +9,24 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use r1_data::QaSample;
 use r1_grpo::config::TrainConfig;
-use r1_grpo::policy::{Completion, Policy, Sampling};
+use r1_grpo::policy::{Completion, Policy, Sampling, ScoreRow};
 use r1_grpo::{GrpoError, Result};
 use rand::RngExt;
 use rand::rngs::StdRng;
 
-pub const WORDS: [&str; 9] = ["<think>", r1_grpo::sft::FORMAT_REASONING, "</think>", " ", "<answer>", "[[A]]", "[[B]]", "</answer>", "<eos>"];
+pub const WORDS: [&str; 9] = [
+    "<think>",
+    r1_grpo::sft::FORMAT_REASONING,
+    "</think>",
+    " ",
+    "<answer>",
+    "[[A]]",
+    "[[B]]",
+    "</answer>",
+    "<eos>",
+];
 const EOS: u32 = 8;
-/// Row of the table used before the first token.
+/// ScoreRow of the table used before the first token.
 const BOS: usize = WORDS.len();
 
 #[derive(Module, Debug)]
@@ -28,11 +38,18 @@ pub struct Bigram {
 impl Bigram {
     pub fn new(device: &Device, poison: bool) -> Self {
         let v = WORDS.len();
-        let mut values: Vec<f32> = (0..(v + 1) * v).map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.05).collect();
+        let mut values: Vec<f32> = (0..(v + 1) * v)
+            .map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.05)
+            .collect();
         if poison {
             values[BOS * v] = f32::NAN;
         }
-        Self { table: Param::from_tensor(Tensor::from_data(TensorData::new(values, [v + 1, v]), device)) }
+        Self {
+            table: Param::from_tensor(Tensor::from_data(
+                TensorData::new(values, [v + 1, v]),
+                device,
+            )),
+        }
     }
 
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
@@ -43,14 +60,24 @@ impl Bigram {
 }
 
 impl Policy for Bigram {
-    fn sample(&self, prompts: &[&QaSample], group: usize, sampling: &Sampling, rng: &mut StdRng) -> Result<Vec<Completion>> {
+    fn sample(
+        &self,
+        prompts: &[&QaSample],
+        group: usize,
+        sampling: &Sampling,
+        rng: &mut StdRng,
+    ) -> Result<Vec<Completion>> {
         let v = WORDS.len();
         let table = self.table.val().into_data().try_to_vec::<f32>().unwrap();
         let mut out = Vec::new();
         for _ in 0..prompts.len() * group {
-            let (mut prev, mut ids, mut truncated) = (BOS, Vec::new(), true);
+            let (mut prev, mut ids, mut logprobs, mut truncated) =
+                (BOS, Vec::new(), Vec::new(), true);
             for _ in 0..sampling.max_tokens {
-                let logits: Vec<f64> = table[prev * v..(prev + 1) * v].iter().map(|&x| x as f64 / sampling.temperature).collect();
+                let logits: Vec<f64> = table[prev * v..(prev + 1) * v]
+                    .iter()
+                    .map(|&x| x as f64 / sampling.temperature)
+                    .collect();
                 let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let weights: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
                 let total: f64 = weights.iter().sum();
@@ -64,26 +91,51 @@ impl Policy for Bigram {
                     u -= w;
                 }
                 ids.push(pick as u32);
+                logprobs.push((weights[pick] / total).ln() as f32);
                 if pick as u32 == EOS {
                     truncated = false;
                     break;
                 }
                 prev = pick;
             }
-            let text = ids.iter().filter(|&&i| i != EOS).map(|&i| WORDS[i as usize]).collect();
-            out.push(Completion { ids, text, truncated });
+            let text = ids
+                .iter()
+                .filter(|&&i| i != EOS)
+                .map(|&i| WORDS[i as usize])
+                .collect();
+            out.push(Completion {
+                ids,
+                logprobs,
+                text,
+                truncated,
+            });
         }
         Ok(out)
     }
 
-    fn logprobs(&self, _prompts: &[&QaSample], completions: &[&[u32]], temperature: f64) -> Result<Tensor<2>> {
+    fn logprobs(
+        &self,
+        _prompts: &[&QaSample],
+        rows: &[ScoreRow],
+        temperature: f64,
+    ) -> Result<Tensor<2>> {
+        let completions: Vec<&[u32]> = rows.iter().map(|r| r.ids).collect();
         let b = completions.len();
-        let t = completions.iter().map(|c| c.len()).max().unwrap_or(0).max(1);
+        let t = completions
+            .iter()
+            .map(|c| c.len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
         let mut prev = Vec::with_capacity(b * t);
         let mut next = Vec::with_capacity(b * t);
         for c in completions {
             for j in 0..t {
-                prev.push(if j == 0 { BOS as i64 } else { c.get(j - 1).copied().unwrap_or(0) as i64 });
+                prev.push(if j == 0 {
+                    BOS as i64
+                } else {
+                    c.get(j - 1).copied().unwrap_or(0) as i64
+                });
                 next.push(c.get(j).copied().unwrap_or(0) as i64);
             }
         }
@@ -112,7 +164,9 @@ impl Policy for Bigram {
 
     fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| GrpoError::io(dir, e))?;
-        self.clone().save_file(dir.join("model.bpk")).map_err(|e| GrpoError::file(dir, format!("{e:?}")))
+        self.clone()
+            .save_file(dir.join("model.bpk"))
+            .map_err(|e| GrpoError::file(dir, format!("{e:?}")))
     }
 }
 

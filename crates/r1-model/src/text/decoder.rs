@@ -3,9 +3,9 @@
 
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear};
-use burn::tensor::activation::softmax;
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::{Bool, Device, Tensor};
 
+use crate::attention::attention;
 use crate::config::TextConfig;
 use crate::layers::{GatedMlp, RmsNorm, linear};
 use crate::rope::apply_rotary;
@@ -34,44 +34,35 @@ pub struct LayerContext {
     pub cos: Tensor<4>,
     /// Rotary sines `[B, 1, T, head_dim]`.
     pub sin: Tensor<4>,
-    /// Additive attention mask `[B, 1, T, S]` (0 or `MASK_VALUE`), S = cached + new tokens.
-    pub bias: Tensor<4>,
+    /// Attention mask over the cache buffers, `[B, 1, G * T, capacity]`, true where a query
+    /// does not read a key (see [`crate::attention::group_mask`]).
+    pub mask: Tensor<4, Bool>,
+    /// Tokens cached before this forward.
+    pub past_len: usize,
+    /// Positions of the cache buffers once this forward's tokens are written.
+    pub capacity: usize,
 }
 
 impl Attention {
-    /// `x [B, T, hidden]` -> (`[B, T, hidden]`, keys/values `[B, kv_heads, S, head_dim]`
-    /// including `past`).
-    fn forward(&self, x: Tensor<3>, ctx: &LayerContext, past: Option<&LayerKv>) -> (Tensor<3>, LayerKv) {
+    /// `x [B, T, hidden]` -> (`[B, T, hidden]`, the layer's cache with this forward's keys and
+    /// values written at `past_len..past_len + T`, `[B, kv_heads, capacity, head_dim]`).
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        ctx: &LayerContext,
+        past: Option<LayerKv>,
+    ) -> (Tensor<3>, LayerKv) {
         let [b, t, hidden] = x.dims();
         let head_dim = hidden / self.num_heads;
-        let dtype = x.dtype();
         let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, head_dim]).swap_dims(1, 2);
         let q = heads(self.q_proj.forward(x.clone()), self.num_heads);
         let k = heads(self.k_proj.forward(x.clone()), self.num_kv_heads);
         let v = heads(self.v_proj.forward(x), self.num_kv_heads);
         let q = apply_rotary(q, ctx.cos.clone(), ctx.sin.clone());
         let k = apply_rotary(k, ctx.cos.clone(), ctx.sin.clone());
-        let (k, v) = match past {
-            None => (k, v),
-            Some(p) => (Tensor::cat(vec![p.k.clone(), k], 2), Tensor::cat(vec![p.v.clone(), v], 2)),
-        };
-        let kv = LayerKv { k: k.clone(), v: v.clone() };
-        let s = k.dims()[2];
-        let groups = self.num_heads / self.num_kv_heads;
-        // Head h reads kv head h / groups (transformers' repeat_kv).
-        let repeat = |y: Tensor<4>| {
-            if groups == 1 {
-                y
-            } else {
-                y.unsqueeze_dim::<5>(2)
-                    .expand([b, self.num_kv_heads, groups, s, head_dim])
-                    .reshape([b, self.num_heads, s, head_dim])
-            }
-        };
-        let scale = (head_dim as f64).powf(-0.5);
-        let scores = q.matmul(repeat(k).swap_dims(2, 3)).mul_scalar(scale) + ctx.bias.clone();
-        let probs = softmax(scores.cast(DType::F32), 3).cast(dtype);
-        let out = probs.matmul(repeat(v)).swap_dims(1, 2).reshape([b, t, hidden]);
+        let kv = LayerKv::append(past, k, v, ctx.past_len, ctx.capacity);
+        let out = attention(q, kv.k.clone(), kv.v.clone(), Some(ctx.mask.clone()));
+        let out = out.swap_dims(1, 2).reshape([b, t, hidden]);
         (self.o_proj.forward(out), kv)
     }
 }
@@ -90,8 +81,15 @@ pub struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn forward(&self, x: Tensor<3>, ctx: &LayerContext, past: Option<&LayerKv>) -> (Tensor<3>, LayerKv) {
-        let (attn, kv) = self.self_attn.forward(self.input_layernorm.forward(x.clone()), ctx, past);
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        ctx: &LayerContext,
+        past: Option<LayerKv>,
+    ) -> (Tensor<3>, LayerKv) {
+        let (attn, kv) = self
+            .self_attn
+            .forward(self.input_layernorm.forward(x.clone()), ctx, past);
         let x = x + attn;
         let x = x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x));
         (x, kv)
@@ -133,7 +131,10 @@ impl TextModel {
             .collect();
         Self {
             embed_tokens: EmbeddingConfig::new(config.vocab_size, hidden)
-                .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
+                .with_initializer(Initializer::Normal {
+                    mean: 0.0,
+                    std: 0.02,
+                })
                 .init(device),
             layers,
             norm: RmsNorm::new(hidden, eps, device),
@@ -141,12 +142,19 @@ impl TextModel {
     }
 
     /// `embeds [B, T, hidden]` -> final hidden states `[B, T, hidden]` (after the norm), and
-    /// the keys/values of every layer including `past` (empty slice: no cache yet).
-    pub fn forward(&self, embeds: Tensor<3>, ctx: &LayerContext, past: &[LayerKv]) -> (Tensor<3>, Vec<LayerKv>) {
+    /// the keys/values of every layer including `past` (empty: no cache yet). The cache is
+    /// taken by value so that each layer can write into its buffers in place.
+    pub fn forward(
+        &self,
+        embeds: Tensor<3>,
+        ctx: &LayerContext,
+        past: Vec<LayerKv>,
+    ) -> (Tensor<3>, Vec<LayerKv>) {
         let mut x = embeds;
         let mut kvs = Vec::with_capacity(self.layers.len());
-        for (i, layer) in self.layers.iter().enumerate() {
-            let (y, kv) = layer.forward(x, ctx, past.get(i));
+        let mut past = past.into_iter();
+        for layer in &self.layers {
+            let (y, kv) = layer.forward(x, ctx, past.next());
             x = y;
             kvs.push(kv);
         }

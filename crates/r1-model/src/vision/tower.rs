@@ -5,14 +5,17 @@ use std::collections::BTreeMap;
 
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::gelu;
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 
+use crate::attention::attention;
 use crate::config::VisionConfig;
 use crate::error::ModelError;
 use crate::layers::{GatedMlp, RmsNorm, linear};
 use crate::rope::{apply_rotary, vision_cos_sin};
-use crate::vision::window::{inverse_permutation, patch_rows_cols, unit_to_patch_permutation, window_layout};
+use crate::vision::window::{
+    inverse_permutation, patch_rows_cols, unit_to_patch_permutation, window_layout,
+};
 
 /// Epsilon of the vision RMSNorms (fixed in Qwen2.5-VL, not in the config).
 const VISION_EPS: f64 = 1e-6;
@@ -32,7 +35,10 @@ impl ImageInput {
     /// Features the vision tower yields for these images (one per merge unit): the number of
     /// `<|image_pad|>` tokens the prompt must hold.
     pub fn num_features(&self, merge: usize) -> usize {
-        self.grid_thw.iter().map(|&[t, h, w]| t * (h / merge) * (w / merge)).sum()
+        self.grid_thw
+            .iter()
+            .map(|&[t, h, w]| t * (h / merge) * (w / merge))
+            .sum()
     }
 }
 
@@ -136,7 +142,10 @@ impl SegmentPlan {
         if by_len.len() == 1 {
             let (&len, starts) = by_len.iter().next().expect("one group");
             let rows: Vec<usize> = (0..starts.len() * len).collect();
-            return Self { groups: vec![(len, starts.len(), index_tensor(&rows, device))], inverse: None };
+            return Self {
+                groups: vec![(len, starts.len(), index_tensor(&rows, device))],
+                inverse: None,
+            };
         }
         let mut order = Vec::with_capacity(start);
         let mut groups = Vec::with_capacity(by_len.len());
@@ -145,14 +154,23 @@ impl SegmentPlan {
             groups.push((len, starts.len(), index_tensor(&rows, device)));
             order.extend(rows);
         }
-        Self { groups, inverse: Some(index_tensor(&inverse_permutation(&order), device)) }
+        Self {
+            groups,
+            inverse: Some(index_tensor(&inverse_permutation(&order), device)),
+        }
     }
 }
 
 impl VisionAttention {
     /// `x [N, hidden]`, rotary tables `[N, 1, head_dim]` -> `[N, hidden]`; each segment of
     /// `plan` attends only within itself.
-    fn forward(&self, x: Tensor<2>, cos: Tensor<3>, sin: Tensor<3>, plan: &SegmentPlan) -> Tensor<2> {
+    fn forward(
+        &self,
+        x: Tensor<2>,
+        cos: Tensor<3>,
+        sin: Tensor<3>,
+        plan: &SegmentPlan,
+    ) -> Tensor<2> {
         let [n, hidden] = x.dims();
         let heads = self.num_heads;
         let head_dim = hidden / heads;
@@ -163,20 +181,22 @@ impl VisionAttention {
         let q = apply_rotary(part(0).cast(DType::F32), cos.clone(), sin.clone()).cast(dtype);
         let k = apply_rotary(part(1).cast(DType::F32), cos, sin).cast(dtype);
         let v = part(2);
-        let scale = (head_dim as f64).powf(-0.5);
         let single = plan.inverse.is_none();
         let outputs: Vec<Tensor<2>> = plan
             .groups
             .iter()
             .map(|(len, count, rows)| {
                 let take = |t: &Tensor<3>| {
-                    let t = if single { t.clone() } else { t.clone().select(0, rows.clone()) };
+                    let t = if single {
+                        t.clone()
+                    } else {
+                        t.clone().select(0, rows.clone())
+                    };
                     t.reshape([*count, *len, heads, head_dim]).swap_dims(1, 2)
                 };
-                let (q, k, v) = (take(&q), take(&k), take(&v));
-                let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
-                let probs = softmax(scores.cast(DType::F32), 3).cast(dtype);
-                probs.matmul(v).swap_dims(1, 2).reshape([count * len, hidden])
+                attention(take(&q), take(&k), take(&v), None)
+                    .swap_dims(1, 2)
+                    .reshape([count * len, hidden])
             })
             .collect();
         let out = match &plan.inverse {
@@ -188,7 +208,13 @@ impl VisionAttention {
 }
 
 impl VisionBlock {
-    fn forward(&self, x: Tensor<2>, cos: Tensor<3>, sin: Tensor<3>, plan: &SegmentPlan) -> Tensor<2> {
+    fn forward(
+        &self,
+        x: Tensor<2>,
+        cos: Tensor<3>,
+        sin: Tensor<3>,
+        plan: &SegmentPlan,
+    ) -> Tensor<2> {
         let x = x.clone() + self.attn.forward(self.norm1.forward(x), cos, sin, plan);
         x.clone() + self.mlp.forward(self.norm2.forward(x))
     }
@@ -213,7 +239,9 @@ impl VisionTower {
             })
             .collect();
         Self {
-            patch_embed: PatchEmbed { proj: linear(config.patch_dim(), hidden, false, device) },
+            patch_embed: PatchEmbed {
+                proj: linear(config.patch_dim(), hidden, false, device),
+            },
             blocks,
             merger: PatchMerger {
                 ln_q: RmsNorm::new(hidden, VISION_EPS, device),
@@ -231,7 +259,9 @@ impl VisionTower {
     pub fn check_input(&self, images: &ImageInput) -> Result<(), ModelError> {
         let m = self.spatial_merge_size;
         if images.grid_thw.is_empty() {
-            return Err(ModelError::Input("ImageInput has no grid_thw entries".into()));
+            return Err(ModelError::Input(
+                "ImageInput has no grid_thw entries".into(),
+            ));
         }
         for (i, &[t, h, w]) in images.grid_thw.iter().enumerate() {
             if t == 0 || h == 0 || w == 0 || h % m != 0 || w % m != 0 {
@@ -270,22 +300,41 @@ impl VisionTower {
 
         let rows_cols = patch_rows_cols(grids, self.spatial_merge_size);
         let permuted: Vec<[usize; 2]> = perm.iter().map(|&p| rows_cols[p]).collect();
-        let head_dim = self.blocks.first().map_or(0, |b| x.dims()[1] / b.attn.num_heads);
+        let head_dim = self
+            .blocks
+            .first()
+            .map_or(0, |b| x.dims()[1] / b.attn.num_heads);
         let (cos, sin) = vision_cos_sin(&permuted, head_dim, VISION_THETA, &device);
         let (cos, sin) = (cos.unsqueeze_dim::<3>(1), sin.unsqueeze_dim::<3>(1));
 
         let window_plan = SegmentPlan::new(&layout.window_lengths, &device);
         let frame_plan = SegmentPlan::new(&layout.frame_lengths, &device);
         for block in &self.blocks {
-            let plan = if block.full_attention { &frame_plan } else { &window_plan };
+            let plan = if block.full_attention {
+                &frame_plan
+            } else {
+                &window_plan
+            };
             x = block.forward(x, cos.clone(), sin.clone(), plan);
         }
         let blocks_out = x.clone();
         let [n, hidden] = x.dims();
-        let normed = self.merger.ln_q.forward(x).reshape([n / unit, unit * hidden]);
-        let merged = self.merger.mlp_2.forward(gelu(self.merger.mlp_0.forward(normed)));
+        let normed = self
+            .merger
+            .ln_q
+            .forward(x)
+            .reshape([n / unit, unit * hidden]);
+        let merged = self
+            .merger
+            .mlp_2
+            .forward(gelu(self.merger.mlp_0.forward(normed)));
         let restore = index_tensor(&inverse_permutation(&layout.window_index), &device);
         let features = merged.clone().select(0, restore);
-        Ok(VisionStages { patch_embeds, blocks_out, merged, features })
+        Ok(VisionStages {
+            patch_embeds,
+            blocks_out,
+            merged,
+            features,
+        })
     }
 }

@@ -1,0 +1,190 @@
+//! Teacher-forced scoring with shared prompts, on a tiny random checkpoint and real dataset
+//! prompts: the prefix-shared path equals a plain forward over each whole sequence, on the
+//! inference and the autodiff device, and generation's own log-probs equal scoring's.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use r1_data::dataset::{Split, read_split};
+use r1_model::checkpoint::{self, Assets, Prompt};
+use r1_model::generate::{SamplingConfig, generate};
+use r1_model::tiny::{create_tiny, dataset_texts};
+use r1_model::{Qwen2_5VlModel, completion_logprobs};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+/// Scoring's tolerance against the reference computations (f32, different op orders).
+const TOL: f32 = 1e-5;
+
+fn dataset_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/default")
+}
+
+/// A tiny random checkpoint and two dataset prompts of different lengths.
+fn setup(dir: &Path, device: &Device) -> (Assets, Qwen2_5VlModel, Vec<Prompt>) {
+    let samples = read_split(&dataset_root(), Split::Train).unwrap();
+    create_tiny(dir, &dataset_texts(&samples[..60]), 3, &Device::flex()).unwrap();
+    let (assets, model) = checkpoint::load(dir, device).unwrap();
+    let prompts: Vec<Prompt> = [0, 7]
+        .iter()
+        .map(|&i| {
+            assets
+                .encode_prompt(
+                    r1_data::qa::prompt_turns(&samples[i].messages),
+                    &dataset_root(),
+                )
+                .unwrap()
+        })
+        .collect();
+    assert_ne!(
+        prompts[0].ids.len(),
+        prompts[1].ids.len(),
+        "prompts of different lengths exercise the grouping"
+    );
+    (assets, model, prompts)
+}
+
+/// Completions of varied lengths (1 to 6 tokens) made of ordinary token ids.
+fn completions(assets: &Assets) -> Vec<Vec<u32>> {
+    let reply = assets
+        .encode_reply("<think> move up </think> <answer> [[B]] </answer>")
+        .unwrap();
+    [1, 4, 6, 2, 5, 3]
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| reply.iter().copied().cycle().skip(k).take(n).collect())
+        .collect()
+}
+
+/// Reference: the log-probs of `completion` after `prompt` from one forward over the whole
+/// sequence, no cache, no padding.
+fn whole_sequence(
+    assets: &Assets,
+    model: &Qwen2_5VlModel,
+    prompt: &Prompt,
+    completion: &[u32],
+    device: &Device,
+) -> Vec<f32> {
+    let ids: Vec<i64> = prompt
+        .ids
+        .iter()
+        .chain(completion)
+        .map(|&i| i64::from(i))
+        .collect();
+    let (p, n) = (prompt.ids.len(), ids.len());
+    let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), device);
+    let images = assets.processor.to_input(&prompt.images, device);
+    let logits = model
+        .forward(input, Tensor::ones([1, n], device), Some(&images), None)
+        .unwrap();
+    let logp = log_softmax(logits.slice([0..1, p - 1..n - 1]), 2)
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .unwrap();
+    let vocab = model.vocab_size();
+    completion
+        .iter()
+        .enumerate()
+        .map(|(j, &id)| logp[j * vocab + id as usize])
+        .collect()
+}
+
+fn rows(values: Tensor<2>) -> Vec<Vec<f32>> {
+    let [b, t] = values.dims();
+    let flat = values.into_data().try_into_vec_as::<f32>().unwrap();
+    (0..b).map(|r| flat[r * t..(r + 1) * t].to_vec()).collect()
+}
+
+fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    let diff = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        diff < TOL,
+        "{what}: max |diff| {diff}\n got  {got:?}\n want {want:?}"
+    );
+}
+
+/// Three completions per prompt, prompt-major: each prompt is prefilled once for its rows.
+#[test]
+fn shared_prefix_scoring_matches_whole_sequences() {
+    let tmp = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let (assets, model, prompts) = setup(&tmp.path().join("tiny"), &device);
+    let completions = completions(&assets);
+    let row_prompts: Vec<&Prompt> = (0..completions.len()).map(|i| &prompts[i / 3]).collect();
+    let refs: Vec<&[u32]> = completions.iter().map(Vec::as_slice).collect();
+    let pad = assets.tokenizer.special().endoftext;
+    let want: Vec<Vec<f32>> = (0..refs.len())
+        .map(|i| whole_sequence(&assets, &model, row_prompts[i], refs[i], &device))
+        .collect();
+
+    let scored = rows(
+        completion_logprobs(&model, &assets.processor, &row_prompts, &refs, 1.0, pad).unwrap(),
+    );
+    let ad = device.clone().autodiff();
+    let (_, ad_model) = checkpoint::load(&tmp.path().join("tiny"), &ad).unwrap();
+    let tracked =
+        completion_logprobs(&ad_model, &assets.processor, &row_prompts, &refs, 1.0, pad).unwrap();
+    let tracked = rows(Tensor::from_data(tracked.into_data(), &device));
+    for (i, w) in want.iter().enumerate() {
+        assert_close(&scored[i][..w.len()], w, &format!("row {i}, inference"));
+        assert_close(&tracked[i][..w.len()], w, &format!("row {i}, autodiff"));
+    }
+}
+
+/// Sampling at temperature T without truncation reports the log-probs that scoring the same
+/// tokens at T computes, so a trainer can take them as the old log-probs.
+#[test]
+fn generation_logprobs_are_the_scoring_logprobs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let (assets, model, prompts) = setup(&tmp.path().join("tiny"), &device);
+    let refs: Vec<&Prompt> = prompts.iter().collect();
+    let pad = assets.tokenizer.special().endoftext;
+    for temperature in [1.0, 0.7] {
+        let config = SamplingConfig {
+            max_new_tokens: 8,
+            temperature,
+            top_p: 1.0,
+            top_k: 0,
+        };
+        let mut rng = StdRng::seed_from_u64(5);
+        let group = 3;
+        let generated = generate(
+            &model,
+            &assets.processor,
+            &refs,
+            group,
+            &config,
+            &[],
+            pad,
+            &mut rng,
+        )
+        .unwrap();
+        let row_prompts: Vec<&Prompt> = (0..generated.len()).map(|i| refs[i / group]).collect();
+        let ids: Vec<&[u32]> = generated.iter().map(|g| g.ids.as_slice()).collect();
+        let scored = rows(
+            completion_logprobs(
+                &model,
+                &assets.processor,
+                &row_prompts,
+                &ids,
+                temperature,
+                pad,
+            )
+            .unwrap(),
+        );
+        for (i, g) in generated.iter().enumerate() {
+            assert_eq!(g.ids.len(), 8);
+            assert_close(
+                &g.logprobs,
+                &scored[i][..g.ids.len()],
+                &format!("row {i} at temperature {temperature}"),
+            );
+        }
+    }
+}
