@@ -105,22 +105,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn make_bench(args: &Args) -> anyhow::Result<()> {
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_BENCH));
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_BENCH));
     let cfg = r1_sim::SimConfig {
         tasks: Vec::new(),
         episodes_per_task: make::FRAMES_PER_TASK,
         seed: args.bench_seed,
         image_size: 224,
     };
-    let bar = progress::bar(
-        (r1_sim::task_names().len() * make::FRAMES_PER_TASK) as u64,
-        "simulating",
-    );
-    let episodes = r1_sim::simulate(&cfg, |done, _| bar.set_position(done as u64))
-        .context("simulating the bench episodes")?;
+    let bar = progress::bar((r1_sim::task_names().len() * make::FRAMES_PER_TASK) as u64, "simulating");
+    let episodes = r1_sim::simulate(&cfg, |done, _| bar.set_position(done as u64)).context("simulating the bench episodes")?;
     bar.finish_and_clear();
     let bench = make::build(&episodes, r1_sim::is_held_out)?;
     let mut command = format!("cargo xtask eval --make-bench --out {}", out.display());
@@ -128,12 +121,7 @@ fn make_bench(args: &Args) -> anyhow::Result<()> {
         command += &format!(" --bench-seed {}", args.bench_seed);
     }
     make::write(&bench, &out, &command, args.overwrite)?;
-    println!(
-        "wrote {} questions and {} images to {}",
-        bench.questions.len(),
-        bench.images.len(),
-        out.display()
-    );
+    println!("wrote {} questions and {} images to {}", bench.questions.len(), bench.images.len(), out.display());
     Ok(())
 }
 
@@ -142,10 +130,7 @@ fn compare(args: &Args) -> anyhow::Result<()> {
         .compare
         .iter()
         .map(|p| {
-            let name = p.file_name().map_or_else(
-                || p.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            );
+            let name = p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned());
             Ok((name, report::read_results(p)?))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -174,25 +159,12 @@ fn subject(args: &Args) -> anyhow::Result<Subject> {
         let mut out = file.clone().into_os_string();
         out.push(".eval");
         let out = args.out.clone().unwrap_or_else(|| PathBuf::from(out));
-        return Ok(Subject {
-            model_dir: file.display().to_string(),
-            step: None,
-            run: None,
-            out,
-        });
+        return Ok(Subject { model_dir: file.display().to_string(), step: None, run: None, out });
     }
     let model = args.model.as_deref().expect("clap requires one mode");
     let resolved = report::resolve_model(model)?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| resolved.run.as_deref().unwrap_or(model).join("eval"));
-    Ok(Subject {
-        model_dir: resolved.model_dir.display().to_string(),
-        step: resolved.step,
-        run: resolved.run,
-        out,
-    })
+    let out = args.out.clone().unwrap_or_else(|| resolved.run.as_deref().unwrap_or(model).join("eval"));
+    Ok(Subject { model_dir: resolved.model_dir.display().to_string(), step: resolved.step, run: resolved.run, out })
 }
 
 /// A checkpoint answering with r1-model's generation.
@@ -211,23 +183,9 @@ impl Responder for ModelResponder {
         root: &Path,
         samples: usize,
     ) -> r1_bench::Result<Vec<evaluate::Completion>> {
-        let prompt = self
-            .assets
-            .encode_prompt(r1_data::qa::prompt_turns(messages), root)?;
-        let out = self.assets.sample(
-            &self.model,
-            &[&prompt],
-            samples,
-            &self.config,
-            &mut self.rng,
-        )?;
-        Ok(out
-            .into_iter()
-            .map(|(g, text)| evaluate::Completion {
-                text,
-                tokens: Some(g.ids.len()),
-            })
-            .collect())
+        let prompt = self.assets.encode_prompt(r1_data::qa::prompt_turns(messages), root)?;
+        let out = self.assets.sample(&self.model, &[&prompt], samples, &self.config, &mut self.rng)?;
+        Ok(out.into_iter().map(|(g, text)| evaluate::Completion { text, tokens: Some(g.ids.len()) }).collect())
     }
 }
 
@@ -244,62 +202,33 @@ fn load_model(dir: &Path, args: &Args) -> anyhow::Result<Box<dyn Responder>> {
         top_k: 0,
     };
     config.validate()?;
-    Ok(Box::new(ModelResponder {
-        assets,
-        model: model.valid(),
-        config,
-        rng: rand::rngs::StdRng::seed_from_u64(0),
-    }))
+    Ok(Box::new(ModelResponder { assets, model: model.valid(), config, rng: rand::rngs::StdRng::seed_from_u64(0) }))
 }
 
 fn evaluate(args: &Args) -> anyhow::Result<()> {
-    let name = args
-        .model
-        .as_deref()
-        .or(args.answers.as_deref())
-        .expect("clap requires one mode");
+    let name = args.model.as_deref().or(args.answers.as_deref()).expect("clap requires one mode");
     anyhow::ensure!(args.samples >= 1, "--samples must be at least 1");
-    anyhow::ensure!(
-        args.temperature >= 0.0 && args.temperature.is_finite(),
-        "--temperature must be finite and >= 0"
-    );
-    anyhow::ensure!(
-        !(args.no_qa && args.no_bench),
-        "--no-qa and --no-bench leave nothing to evaluate"
-    );
+    anyhow::ensure!(args.temperature >= 0.0 && args.temperature.is_finite(), "--temperature must be finite and >= 0");
+    anyhow::ensure!(!(args.no_qa && args.no_bench), "--no-qa and --no-bench leave nothing to evaluate");
     anyhow::ensure!(
         args.answers.is_some() || args.samples == 1 || args.temperature > 0.0,
         "--samples {} at temperature 0 would repeat one greedy completion: give --temperature",
         args.samples
     );
-    let Subject {
-        model_dir,
-        step,
-        run,
-        out,
-    } = subject(args)?;
+    let Subject { model_dir, step, run, out } = subject(args)?;
     // Read every input before loading the model, so a missing split fails fast.
     let qa = if args.no_qa {
         Vec::new()
     } else {
-        let samples = read_split(&args.data, args.split).with_context(|| {
-            format!(
-                "the dataset {} has no readable {} split",
-                args.data.display(),
-                args.split
-            )
-        })?;
+        let samples = read_split(&args.data, args.split)
+            .with_context(|| format!("the dataset {} has no readable {} split", args.data.display(), args.split))?;
         limited(samples, args.limit)
     };
     let bench = if args.no_bench {
         Vec::new()
     } else {
-        let questions = read_bench(&args.bench).with_context(|| {
-            format!(
-                "{} is not a Robot-R1 Bench folder (build one with --make-bench)",
-                args.bench.display()
-            )
-        })?;
+        let questions = read_bench(&args.bench)
+            .with_context(|| format!("{} is not a Robot-R1 Bench folder (build one with --make-bench)", args.bench.display()))?;
         limited(questions, args.limit)
     };
     let judge = JudgeConfig::resolve(
@@ -316,31 +245,15 @@ fn evaluate(args: &Args) -> anyhow::Result<()> {
     };
     let bar = progress::bar((qa.len() + bench.len()) as u64, "answering");
     let mut tick = || bar.inc(1);
-    let qa_records = evaluate::run_qa(
-        &qa,
-        &args.data,
-        responder.as_mut(),
-        args.samples,
-        &r1_sim::is_held_out,
-        &mut tick,
-    )?;
-    let bench_records = evaluate::run_bench(
-        &bench,
-        &args.bench,
-        responder.as_mut(),
-        args.samples,
-        judge.as_ref(),
-        &mut tick,
-    )?;
+    let qa_records = evaluate::run_qa(&qa, &args.data, responder.as_mut(), args.samples, &r1_sim::is_held_out, &mut tick)?;
+    let bench_records = evaluate::run_bench(&bench, &args.bench, responder.as_mut(), args.samples, judge.as_ref(), &mut tick)?;
     bar.finish_and_clear();
 
     let metrics = evaluate::summarise(&qa_records, &bench_records, args.samples);
     let run = run.as_deref();
     let results = Results {
         model: name.display().to_string(),
-        group: run
-            .and_then(report::config_group)
-            .unwrap_or_else(|| model_dir.clone()),
+        group: run.and_then(report::config_group).unwrap_or_else(|| model_dir.clone()),
         model_dir,
         step,
         seed: run.and_then(report::config_seed),

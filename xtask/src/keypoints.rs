@@ -142,13 +142,6 @@ mod tests {
             assert_eq!(e["waypoints"], e["keypoints"], "{e}");
             assert!(e["id"].as_str().unwrap().starts_with("push_button/"));
         }
-        assert!(
-            report(
-                &tmp.path().join("missing"),
-                false,
-                &KeypointConfig::default()
-            )
-            .is_err()
-        );
+        assert!(report(&tmp.path().join("missing"), false, &KeypointConfig::default()).is_err());
     }
 }

@@ -7,11 +7,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub fn bar(len: u64, message: impl Into<String>) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{msg:>12} [{bar:30}] {pos}/{len} {per_sec} elapsed {elapsed} eta {eta}",
-        )
-        .expect("static template is valid")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {per_sec} elapsed {elapsed} eta {eta}")
+            .expect("static template is valid")
+            .progress_chars("=> "),
     );
     bar.set_message(message.into());
     bar

@@ -39,11 +39,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let reward = RewardFn::new(RewardConfig {
-        format: args.format,
-        position: args.position,
-        weights: args.weights,
-    });
+    let reward = RewardFn::new(RewardConfig { format: args.format, position: args.position, weights: args.weights });
     let path = &args.input;
     let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let bar = progress::bar(file.metadata().map_or(0, |m| m.len()), "reward");
@@ -54,12 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Scores every line of `input` (read from `path`, named in errors) into `out`.
-fn score_lines(
-    input: impl BufRead,
-    out: &mut impl Write,
-    path: &Path,
-    reward: &RewardFn,
-) -> anyhow::Result<()> {
+fn score_lines(input: impl BufRead, out: &mut impl Write, path: &Path, reward: &RewardFn) -> anyhow::Result<()> {
     for (index, line) in input.lines().enumerate() {
         let at = format!("{}:{}", path.display(), index + 1);
         let line = line.with_context(|| format!("{at}: cannot read"))?;
@@ -94,10 +85,7 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error>
 }
 
 /// The typed answer of a line, from either of its spellings.
-fn typed_answer(
-    answer: Option<serde_json::Value>,
-    target: Option<[f64; 3]>,
-) -> anyhow::Result<Answer> {
+fn typed_answer(answer: Option<serde_json::Value>, target: Option<[f64; 3]>) -> anyhow::Result<Answer> {
     Ok(match (answer, target) {
         (Some(serde_json::Value::String(label)), None) => Answer::Label(label),
         (Some(typed), None) => serde_json::from_value(typed).context(
@@ -114,9 +102,7 @@ fn typed_answer(
 /// given, which would contradict the file's line number in front of it.
 fn json_error(error: serde_json::Error) -> anyhow::Error {
     let message = error.to_string();
-    let message = message
-        .rsplit_once(" at line ")
-        .map_or(message.as_str(), |(m, _)| m);
+    let message = message.rsplit_once(" at line ").map_or(message.as_str(), |(m, _)| m);
     anyhow!("column {}: {message}", error.column())
 }
 
@@ -132,18 +118,9 @@ fn score_line(line: &str, reward: &RewardFn) -> anyhow::Result<String> {
         bail!("already has a `rewards` field; score the file without it");
     }
     let answer = typed_answer(parsed.answer, parsed.target)?;
-    let rewards = reward.score_parts(
-        &parsed.completion,
-        parsed.qa_type,
-        parsed.options.as_ref(),
-        &answer,
-    )?;
+    let rewards = reward.score_parts(&parsed.completion, parsed.qa_type, parsed.options.as_ref(), &answer)?;
     // `body` is not empty: a line that parsed holds at least `completion` and `qa_type`.
-    Ok(format!(
-        "{{{},\"rewards\":{}}}",
-        body.trim_end(),
-        serde_json::to_string(&rewards)?
-    ))
+    Ok(format!("{{{},\"rewards\":{}}}", body.trim_end(), serde_json::to_string(&rewards)?))
 }
 
 #[cfg(test)]
@@ -159,10 +136,7 @@ mod tests {
     fn score(input: &str, reward: RewardFn) -> anyhow::Result<Vec<String>> {
         let mut out = Vec::new();
         score_lines(input.as_bytes(), &mut out, Path::new("in.jsonl"), &reward)?;
-        Ok(String::from_utf8(out)?
-            .lines()
-            .map(str::to_string)
-            .collect())
+        Ok(String::from_utf8(out)?.lines().map(str::to_string).collect())
     }
 
     #[test]
@@ -172,21 +146,13 @@ mod tests {
         let first = SIMPLE.lines().next().unwrap();
         assert_eq!(
             lines[0],
-            format!(
-                "{},\"rewards\":{{\"format\":1.0,\"answer\":1.0,\"total\":2.0}}}}",
-                &first[..first.len() - 1]
-            )
+            format!("{},\"rewards\":{{\"format\":1.0,\"answer\":1.0,\"total\":2.0}}}}", &first[..first.len() - 1])
         );
-        let rewards: Vec<serde_json::Value> = lines
-            .iter()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["rewards"].clone())
-            .collect();
+        let rewards: Vec<serde_json::Value> =
+            lines.iter().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["rewards"].clone()).collect();
         let total = |i: usize| rewards[i]["total"].as_f64().unwrap();
         assert!((total(1) - 1.8).abs() < 1e-12, "{}", rewards[1]);
-        assert_eq!(
-            rewards[2],
-            serde_json::json!({"format": 0.0, "answer": 0.0, "total": 0.0})
-        );
+        assert_eq!(rewards[2], serde_json::json!({"format": 0.0, "answer": 0.0, "total": 0.0}));
     }
 
     #[test]
@@ -198,55 +164,25 @@ mod tests {
         };
         let lines = score(SIMPLE, RewardFn::new(config)).unwrap();
         let value: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
-        assert_eq!(
-            value["rewards"],
-            serde_json::json!({"format": 1.0, "answer": 1.0, "total": 3.0})
-        );
+        assert_eq!(value["rewards"], serde_json::json!({"format": 1.0, "answer": 1.0, "total": 3.0}));
     }
 
     #[test]
     fn malformed_lines_are_named_by_number() {
         for (bad, needle) in [
             ("[1, 2]", "expected one JSON object"),
-            (
-                r#"{"qa_type": "waypoint", "answer": "A"}"#,
-                "missing field `completion`",
-            ),
-            (
-                r#"{"qa_type": "sideways", "completion": ""}"#,
-                "unknown variant `sideways`",
-            ),
-            (
-                r#"{"qa_type": "waypoint_open", "completion": ""}"#,
-                "has no `answer`",
-            ),
-            (
-                r#"{"qa_type": "waypoint_open", "completion": "", "target": [0, 0, 0], "answer": "A"}"#,
-                "both",
-            ),
-            (
-                r#"{"qa_type": "waypoint", "completion": "", "answer": "A"}"#,
-                "needs options",
-            ),
-            (
-                r#"{"qa_type": "waypoint", "completion": "", "answer": {"colour": "red"}}"#,
-                "invalid answer",
-            ),
-            (
-                r#"{"qa_type": "waypoint_open", "completion": "", "target": [0, 0, 0], "rewards": {}}"#,
-                "already has",
-            ),
-            (
-                r#"{"qa_type": "waypoint_open", "completion": "", "target": [0, 0, 0]"#,
-                "expected one JSON object",
-            ),
+            (r#"{"qa_type": "waypoint", "answer": "A"}"#, "missing field `completion`"),
+            (r#"{"qa_type": "sideways", "completion": ""}"#, "unknown variant `sideways`"),
+            (r#"{"qa_type": "waypoint_open", "completion": ""}"#, "has no `answer`"),
+            (r#"{"qa_type": "waypoint_open", "completion": "", "target": [0, 0, 0], "answer": "A"}"#, "both"),
+            (r#"{"qa_type": "waypoint", "completion": "", "answer": "A"}"#, "needs options"),
+            (r#"{"qa_type": "waypoint", "completion": "", "answer": {"colour": "red"}}"#, "invalid answer"),
+            (r#"{"qa_type": "waypoint_open", "completion": "", "target": [0, 0, 0], "rewards": {}}"#, "already has"),
+            (r#"{"qa_type": "waypoint_open", "completion": "", "target": [0, 0, 0]"#, "expected one JSON object"),
         ] {
             let input = format!("{SIMPLE}{bad}\n");
             let err = format!("{:#}", score(&input, RewardFn::default()).unwrap_err());
-            assert!(
-                err.starts_with("in.jsonl:5: ") && err.contains(needle),
-                "{bad}: {err}"
-            );
+            assert!(err.starts_with("in.jsonl:5: ") && err.contains(needle), "{bad}: {err}");
         }
     }
 }

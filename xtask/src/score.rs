@@ -36,10 +36,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let piece = assets.tokenizer.decode(&[*id], false)?;
             println!("{id:>8} {lp:>10.4}  {piece:?}");
         }
-        println!(
-            "total log-prob {:.4}",
-            logprobs.iter().map(|&l| f64::from(l)).sum::<f64>()
-        );
+        println!("total log-prob {:.4}", logprobs.iter().map(|&l| f64::from(l)).sum::<f64>());
     }
     Ok(())
 }

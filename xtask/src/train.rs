@@ -27,17 +27,7 @@ const TINY_MODEL_DIR: &str = "models/r1-tiny";
 /// The dataset that ships with the repository, and how to regenerate it (datasets/README.md).
 const DEFAULT_DATA: &str = "datasets/default";
 const REGENERATE_DEFAULT_DATA: [&str; 12] = [
-    "data",
-    "--sim",
-    "--tasks",
-    "all",
-    "--episodes-per-task",
-    "10",
-    "--seed",
-    "0",
-    "--image-size",
-    "224",
-    "--out",
+    "data", "--sim", "--tasks", "all", "--episodes-per-task", "10", "--seed", "0", "--image-size", "224", "--out",
     DEFAULT_DATA,
 ];
 
@@ -136,9 +126,7 @@ fn resumed_config(dir: &Path, c: &Common) -> anyhow::Result<TrainConfig> {
 }
 
 fn default_out(command: &str) -> PathBuf {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     PathBuf::from(format!("runs/{command}-{secs}"))
 }
 
@@ -157,20 +145,13 @@ pub(crate) fn training_data(config: &TrainConfig) -> anyhow::Result<Vec<QaSample
             .and_then(crate::Cli::run)
             .context("regenerating the default dataset")?;
     }
-    let split: Split = config
-        .data
-        .split
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!("data.split: {e}"))?;
+    let split: Split = config.data.split.parse().map_err(|e: String| anyhow::anyhow!("data.split: {e}"))?;
     Ok(read_split(root, split)?)
 }
 
 /// The model to start from: the configured one, or the tiny model (created from the
 /// training text when absent).
-pub(crate) fn initial_model(
-    config: &mut TrainConfig,
-    data: &[QaSample],
-) -> anyhow::Result<PathBuf> {
+pub(crate) fn initial_model(config: &mut TrainConfig, data: &[QaSample]) -> anyhow::Result<PathBuf> {
     if let Some(path) = &config.model.path {
         return Ok(path.clone());
     }
@@ -185,10 +166,7 @@ pub(crate) fn initial_model(
 }
 
 /// Loads policies onto `device`, with image paths relative to the dataset root.
-fn loader<'a>(
-    root: &'a Path,
-    device: &'a Device,
-) -> impl Fn(&Path) -> r1_grpo::Result<QwenPolicy> + 'a {
+fn loader<'a>(root: &'a Path, device: &'a Device) -> impl Fn(&Path) -> r1_grpo::Result<QwenPolicy> + 'a {
     move |dir: &Path| QwenPolicy::load(dir, root, device)
 }
 
@@ -211,26 +189,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let load = loader(&config.data.root, &device);
     let warmup = args.warmup_steps.unwrap_or(config.sft.warmup_steps);
     if warmup > 0 {
-        let mut sft = SftTrainer::start(
-            config.clone(),
-            &out.join("warmup"),
-            data.clone(),
-            SftMode::Format,
-            &load,
-        )?;
+        let mut sft = SftTrainer::start(config.clone(), &out.join("warmup"), data.clone(), SftMode::Format, &load)?;
         let bar = progress::bar(warmup, "warm-up");
         sft.train(warmup, |line| {
-            bar.set_message(format!(
-                "warm-up loss {:.3}",
-                line["loss"].as_f64().unwrap_or(f64::NAN)
-            ));
+            bar.set_message(format!("warm-up loss {:.3}", line["loss"].as_f64().unwrap_or(f64::NAN)));
             bar.inc(1);
         })?;
         bar.finish();
-        let (_, checkpoint) = sft
-            .run
-            .latest_checkpoint()?
-            .context("the warm-up wrote no checkpoint")?;
+        let (_, checkpoint) = sft.run.latest_checkpoint()?.context("the warm-up wrote no checkpoint")?;
         config.model.path = Some(checkpoint.join(MODEL_DIR));
     }
     let trainer = Trainer::start(config.clone(), &out, data, &load)?;
@@ -255,17 +221,11 @@ fn grpo(mut trainer: Trainer<QwenPolicy>, steps: u64) -> anyhow::Result<()> {
 fn finish(run: &RunDir, headline: &str) -> anyhow::Result<()> {
     let lines = run.read_lines(METRICS_FILE)?;
     let plots = r1_grpo::plot::plot_metrics(&lines, &run.root.join("plots"))?;
-    let values: Vec<f64> = lines
-        .iter()
-        .filter_map(|l| l.get(headline).and_then(Value::as_f64))
-        .collect();
+    let values: Vec<f64> = lines.iter().filter_map(|l| l.get(headline).and_then(Value::as_f64)).collect();
     if let (Some(first), Some(last)) = (values.first(), values.last()) {
         let tail = &values[values.len().saturating_sub(5)..];
         let recent = tail.iter().sum::<f64>() / tail.len() as f64;
-        println!(
-            "{headline}: first {first:.3}, last {last:.3}, mean of the last {} lines {recent:.3}",
-            tail.len()
-        );
+        println!("{headline}: first {first:.3}, last {last:.3}, mean of the last {} lines {recent:.3}", tail.len());
     }
     println!("run:         {}", run.root.display());
     println!("metrics:     {}", run.root.join(METRICS_FILE).display());
@@ -286,9 +246,7 @@ pub fn run_sft(args: SftArgs) -> anyhow::Result<()> {
         let data = training_data(&config)?;
         let device = device(c.device.as_deref().unwrap_or(&config.device))?;
         let trainer = SftTrainer::resume(dir, data, &loader(&config.data.root, &device))?;
-        let steps = c
-            .steps
-            .unwrap_or_else(|| trainer.steps_for_epochs(trainer.config.sft.epochs));
+        let steps = c.steps.unwrap_or_else(|| trainer.steps_for_epochs(trainer.config.sft.epochs));
         (trainer, steps)
     } else {
         let mut config = resolve_config(c)?;
@@ -298,18 +256,13 @@ pub fn run_sft(args: SftArgs) -> anyhow::Result<()> {
         let out = c.out.clone().unwrap_or_else(|| default_out("sft"));
         let root = config.data.root.clone();
         let trainer = SftTrainer::start(config, &out, data, mode, &loader(&root, &device))?;
-        let steps = c
-            .steps
-            .unwrap_or_else(|| trainer.steps_for_epochs(trainer.config.sft.epochs));
+        let steps = c.steps.unwrap_or_else(|| trainer.steps_for_epochs(trainer.config.sft.epochs));
         (trainer, steps)
     };
     let bar = progress::bar(steps, "SFT");
     bar.set_position(trainer.state.step);
     trainer.train(steps, |line: &Map<String, Value>| {
-        bar.set_message(format!(
-            "loss {:.3}",
-            line["loss"].as_f64().unwrap_or(f64::NAN)
-        ));
+        bar.set_message(format!("loss {:.3}", line["loss"].as_f64().unwrap_or(f64::NAN)));
         bar.inc(1);
     })?;
     bar.finish();

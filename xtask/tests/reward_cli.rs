@@ -30,38 +30,15 @@ const LINES: &str = concat!(
 fn writes_each_line_back_with_rewards() {
     let dir = tempfile::tempdir().unwrap();
     let input = write(&dir, LINES);
-    let out = reward(
-        &input,
-        &[
-            "--weights",
-            "answer=2",
-            "--format",
-            "paper",
-            "--position",
-            "l1",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = reward(&input, &["--weights", "answer=2", "--format", "paper", "--position", "l1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["id"], "a");
-    assert_eq!(
-        lines[0]["rewards"],
-        serde_json::json!({"format": 1.0, "answer": 1.0, "total": 3.0})
-    );
+    assert_eq!(lines[0]["rewards"], serde_json::json!({"format": 1.0, "answer": 1.0, "total": 3.0}));
     assert_eq!(lines[1]["id"], "b");
-    assert_eq!(
-        lines[1]["rewards"],
-        serde_json::json!({"format": 1.0, "answer": 0.75, "total": 2.5})
-    );
+    assert_eq!(lines[1]["rewards"], serde_json::json!({"format": 1.0, "answer": 0.75, "total": 2.5}));
 }
 
 #[test]
@@ -71,16 +48,10 @@ fn reports_the_malformed_line_and_bad_weights() {
     let out = reward(&input, &[]);
     assert!(!out.status.success());
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        stderr.contains(&format!("{}:3", input.display())) && stderr.contains("completion"),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&format!("{}:3", input.display())) && stderr.contains("completion"), "{stderr}");
 
     let out = reward(&input, &["--weights", "format=1,answer=much"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        stderr.contains("--weights") && stderr.contains("\"much\" is not a number"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("--weights") && stderr.contains("\"much\" is not a number"), "{stderr}");
 }

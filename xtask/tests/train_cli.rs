@@ -14,11 +14,7 @@ fn repo() -> PathBuf {
 
 /// Runs the command line in `cwd`; returns stdout, or panics with stderr.
 fn xtask(cwd: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .current_dir(cwd)
-        .args(args)
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask")).current_dir(cwd).args(args).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "xtask {args:?} failed: {stderr}");
     String::from_utf8(out.stdout).unwrap()
@@ -50,16 +46,7 @@ fn train_runs_resumes_exactly_and_its_checkpoint_generates() {
          [update]\nprompts_per_update = 2\nmicro_batch_size = 4\n[sft]\nbatch_size = 2\nmicro_batch_size = 2\n",
     )
     .unwrap();
-    let common = [
-        "--config",
-        "small.toml",
-        "--data",
-        data,
-        "--warmup-steps",
-        "1",
-        "--save-every",
-        "1",
-    ];
+    let common = ["--config", "small.toml", "--data", data, "--warmup-steps", "1", "--save-every", "1"];
     let run = |out: &str, extra: &[&str]| {
         let mut args = vec!["train"];
         args.extend(common);
@@ -69,26 +56,14 @@ fn train_runs_resumes_exactly_and_its_checkpoint_generates() {
     };
 
     let printed = run("whole", &["--steps", "2"]);
-    assert!(
-        cwd.join("models/r1-tiny/tokenizer.json").is_file(),
-        "the tiny model was not created"
-    );
-    for file in [
-        "config.toml",
-        "metrics.jsonl",
-        "completions.jsonl",
-        "checkpoint-2/model/model.safetensors",
-        "plots/reward.png",
-    ] {
+    assert!(cwd.join("models/r1-tiny/tokenizer.json").is_file(), "the tiny model was not created");
+    for file in ["config.toml", "metrics.jsonl", "completions.jsonl", "checkpoint-2/model/model.safetensors", "plots/reward.png"] {
         assert!(cwd.join("whole").join(file).is_file(), "{file} missing");
     }
     assert!(printed.contains("checkpoint-2"), "{printed}");
 
     run("split", &["--steps", "1"]);
-    xtask(
-        cwd,
-        &["train", "--resume", "split", "--steps", "2", "--data", data],
-    );
+    xtask(cwd, &["train", "--resume", "split", "--steps", "2", "--data", data]);
     let (whole, split) = (untimed(&cwd.join("whole")), untimed(&cwd.join("split")));
     assert_eq!(whole.len(), 2);
     assert_eq!(whole, split);
@@ -96,42 +71,20 @@ fn train_runs_resumes_exactly_and_its_checkpoint_generates() {
     // The checkpoint answers, and scoring its greedy reply gives the log-probs generation reported.
     let image = repo().join("datasets/default/images/pick_up_cup/v0/e0/front_0.png");
     let image = image.to_str().unwrap();
-    let model = [
-        "--model",
-        "whole",
-        "--image",
-        image,
-        "--prompt",
-        "Where next?",
-    ];
-    let generated: Value = serde_json::from_str(&xtask(
-        cwd,
-        &[
-            &["generate"],
-            &model[..],
-            &["--max-new-tokens", "5", "--json"],
-        ]
-        .concat(),
-    ))
-    .unwrap();
+    let model = ["--model", "whole", "--image", image, "--prompt", "Where next?"];
+    let generated: Value =
+        serde_json::from_str(&xtask(cwd, &[&["generate"], &model[..], &["--max-new-tokens", "5", "--json"]].concat())).unwrap();
     let text = generated["text"].as_str().unwrap();
     let ids: Vec<u64> = serde_json::from_value(generated["ids"].clone()).unwrap();
     if !text.is_empty() && generated["stopped"] == false {
-        let scored: Value = serde_json::from_str(&xtask(
-            cwd,
-            &[&["score"], &model[..], &["--completion", text, "--json"]].concat(),
-        ))
-        .unwrap();
+        let scored: Value =
+            serde_json::from_str(&xtask(cwd, &[&["score"], &model[..], &["--completion", text, "--json"]].concat())).unwrap();
         assert_eq!(scored["prompt_tokens"], generated["prompt_tokens"]);
         // Re-tokenising decoded text may split differently; compare only when it does not.
         if serde_json::from_value::<Vec<u64>>(scored["completion_ids"].clone()).unwrap() == ids {
-            let a: Vec<f64> =
-                serde_json::from_value(scored["completion_logprobs"].clone()).unwrap();
+            let a: Vec<f64> = serde_json::from_value(scored["completion_logprobs"].clone()).unwrap();
             let b: Vec<f64> = serde_json::from_value(generated["logprobs"].clone()).unwrap();
-            assert!(
-                a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-3),
-                "{a:?} vs {b:?}"
-            );
+            assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-3), "{a:?} vs {b:?}");
         }
     }
 }
@@ -141,17 +94,10 @@ fn bad_input_is_one_clear_line() {
     let tmp = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .current_dir(tmp.path())
-        .args([
-            "generate", "--model", "nowhere", "--image", "x.png", "--prompt", "hi",
-        ])
+        .args(["generate", "--model", "nowhere", "--image", "x.png", "--prompt", "hi"])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.starts_with("error: ")
-            && stderr.contains("nowhere")
-            && stderr.trim().lines().count() == 1,
-        "{stderr}"
-    );
+    assert!(stderr.starts_with("error: ") && stderr.contains("nowhere") && stderr.trim().lines().count() == 1, "{stderr}");
 }

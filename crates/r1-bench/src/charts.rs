@@ -16,11 +16,7 @@ pub const BENCH_CHART: &str = "bench.png";
 
 const SIZE: (u32, u32) = (900, 420);
 /// Bar colours for all / In / Out.
-const COLOURS: [RGBColor; 3] = [
-    RGBColor(70, 110, 170),
-    RGBColor(90, 170, 110),
-    RGBColor(210, 130, 60),
-];
+const COLOURS: [RGBColor; 3] = [RGBColor(70, 110, 170), RGBColor(90, 170, 110), RGBColor(210, 130, 60)];
 
 /// The font r1-grpo ships for its plots, so that both crates' charts look alike and render on
 /// machines without system fonts.
@@ -29,15 +25,10 @@ static FONT: &[u8] = include_bytes!("../../r1-grpo/assets/DejaVuSans.ttf");
 /// Registers [`FONT`] as plotters' "sans-serif" once per process.
 fn register_font(dir: &Path) -> Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
-    if *REGISTERED.get_or_init(|| {
-        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()
-    }) {
+    if *REGISTERED.get_or_init(|| plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()) {
         Ok(())
     } else {
-        Err(BenchError::Plot {
-            path: dir.to_path_buf(),
-            message: "the bundled DejaVuSans.ttf is not a valid font".into(),
-        })
+        Err(BenchError::Plot { path: dir.to_path_buf(), message: "the bundled DejaVuSans.ttf is not a valid font".into() })
     }
 }
 
@@ -53,32 +44,17 @@ fn bars(r: &Results, prefix: &str, names: &[&str], metric: &str) -> Vec<Bar> {
     names
         .iter()
         .flat_map(|name| {
-            [("", ""), ("In", ".in"), ("Out", ".out")]
-                .into_iter()
-                .enumerate()
-                .map(move |(i, (suffix, key))| Bar {
-                    label: if suffix.is_empty() {
-                        name.to_string()
-                    } else {
-                        suffix.to_string()
-                    },
-                    value: r
-                        .metrics
-                        .get(&format!("{prefix}.{name}{key}.{metric}"))
-                        .copied(),
-                    colour: COLOURS[i],
-                })
+            [("", ""), ("In", ".in"), ("Out", ".out")].into_iter().enumerate().map(move |(i, (suffix, key))| Bar {
+                label: if suffix.is_empty() { name.to_string() } else { suffix.to_string() },
+                value: r.metrics.get(&format!("{prefix}.{name}{key}.{metric}")).copied(),
+                colour: COLOURS[i],
+            })
         })
         .collect()
 }
 
 /// Draws a bar chart into an RGB buffer of [`SIZE`].
-fn draw(
-    title: &str,
-    y_desc: &str,
-    y_max: f64,
-    bars: &[Bar],
-) -> std::result::Result<Vec<u8>, String> {
+fn draw(title: &str, y_desc: &str, y_max: f64, bars: &[Bar]) -> std::result::Result<Vec<u8>, String> {
     let mut buffer = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buffer, SIZE).into_drawing_area();
@@ -95,9 +71,7 @@ fn draw(
             .disable_x_mesh()
             .x_labels(bars.len())
             .x_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => {
-                    bars.get(*i).map_or(String::new(), |b| b.label.clone())
-                }
+                SegmentValue::CenterOf(i) => bars.get(*i).map_or(String::new(), |b| b.label.clone()),
                 _ => String::new(),
             })
             .y_desc(y_desc)
@@ -108,16 +82,10 @@ fn draw(
                 Histogram::vertical(&chart)
                     .margin(6)
                     .style_func(|x, _| match x {
-                        SegmentValue::Exact(i) | SegmentValue::CenterOf(i) => {
-                            bars.get(*i).map_or(BLACK, |b| b.colour).filled()
-                        }
+                        SegmentValue::Exact(i) | SegmentValue::CenterOf(i) => bars.get(*i).map_or(BLACK, |b| b.colour).filled(),
                         SegmentValue::Last => BLACK.filled(),
                     })
-                    .data(
-                        bars.iter()
-                            .enumerate()
-                            .filter_map(|(i, b)| b.value.map(|v| (i, v))),
-                    ),
+                    .data(bars.iter().enumerate().filter_map(|(i, b)| b.value.map(|v| (i, v)))),
             )
             .map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())?;
@@ -127,15 +95,11 @@ fn draw(
 
 fn save(dir: &Path, name: &str, rgb: Vec<u8>) -> Result<()> {
     let path = dir.join(name);
-    let image =
-        image::RgbImage::from_raw(SIZE.0, SIZE.1, rgb).expect("the buffer has the chart's size");
+    let image = image::RgbImage::from_raw(SIZE.0, SIZE.1, rgb).expect("the buffer has the chart's size");
     let mut png = Vec::new();
     image
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|e| BenchError::Plot {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| BenchError::Plot { path: path.clone(), message: e.to_string() })?;
     r1_grpo::fsio::write_atomic(&path, &png)?;
     Ok(())
 }
@@ -143,35 +107,13 @@ fn save(dir: &Path, name: &str, rgb: Vec<u8>) -> Result<()> {
 /// Writes [`MCQA_CHART`] and [`BENCH_CHART`] into `dir`, each atomically.
 pub fn write(dir: &Path, r: &Results) -> Result<()> {
     register_font(dir)?;
-    let plot_err = |name: &'static str| {
-        move |message: String| BenchError::Plot {
-            path: dir.join(name),
-            message,
-        }
-    };
-    let mcqa = bars(
-        r,
-        "mcqa",
-        &["waypoint", "current_state", "movement"],
-        "accuracy",
-    );
-    let png = draw(
-        "Multiple choice accuracy (all / In / Out)",
-        "accuracy",
-        1.0,
-        &mcqa,
-    )
-    .map_err(plot_err(MCQA_CHART))?;
+    let plot_err = |name: &'static str| move |message: String| BenchError::Plot { path: dir.join(name), message };
+    let mcqa = bars(r, "mcqa", &["waypoint", "current_state", "movement"], "accuracy");
+    let png = draw("Multiple choice accuracy (all / In / Out)", "accuracy", 1.0, &mcqa).map_err(plot_err(MCQA_CHART))?;
     save(dir, MCQA_CHART, png)?;
     let names: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
     let bench = bars(r, "bench", &names, "score");
-    let png = draw(
-        "Robot-R1 Bench, rule-based score (all / In / Out)",
-        "score (0-3)",
-        3.0,
-        &bench,
-    )
-    .map_err(plot_err(BENCH_CHART))?;
+    let png = draw("Robot-R1 Bench, rule-based score (all / In / Out)", "score (0-3)", 3.0, &bench).map_err(plot_err(BENCH_CHART))?;
     save(dir, BENCH_CHART, png)
 }
 
@@ -202,12 +144,7 @@ mod tests {
             let image = image::open(tmp.path().join(name)).unwrap().to_rgb8();
             assert_eq!(image.dimensions(), SIZE);
             // Some pixels carry the "all" bar colour: the bars were drawn.
-            assert!(
-                image
-                    .pixels()
-                    .any(|p| p.0 == [COLOURS[0].0, COLOURS[0].1, COLOURS[0].2]),
-                "{name}"
-            );
+            assert!(image.pixels().any(|p| p.0 == [COLOURS[0].0, COLOURS[0].1, COLOURS[0].2]), "{name}");
         }
     }
 }

@@ -45,16 +45,10 @@ pub enum BenchError {
 
 impl BenchError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.into(),
-            source,
-        }
+        Self::Io { path: path.into(), source }
     }
 
     pub fn invalid(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            path: path.into(),
-            message: message.into(),
-        }
+        Self::Invalid { path: path.into(), message: message.into() }
     }
 }

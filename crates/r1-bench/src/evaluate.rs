@@ -36,13 +36,7 @@ pub struct Completion {
 /// Anything that answers a chat: `samples` completions for question `id` asked as
 /// `messages`, whose image paths are relative to `root`.
 pub trait Responder {
-    fn respond(
-        &mut self,
-        id: &str,
-        messages: &[Message],
-        root: &Path,
-        samples: usize,
-    ) -> Result<Vec<Completion>>;
+    fn respond(&mut self, id: &str, messages: &[Message], root: &Path, samples: usize) -> Result<Vec<Completion>>;
 }
 
 /// Answers produced elsewhere (another model, an API, a person), read from a JSONL file with
@@ -67,75 +61,38 @@ impl RecordedAnswers {
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| BenchError::io(path, e))?;
         let mut answers = BTreeMap::new();
-        for (i, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let parsed: RecordedLine =
-                serde_json::from_str(line).map_err(|source| BenchError::Json {
-                    path: path.to_path_buf(),
-                    line: Some(i + 1),
-                    source,
-                })?;
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let parsed: RecordedLine = serde_json::from_str(line)
+                .map_err(|source| BenchError::Json { path: path.to_path_buf(), line: Some(i + 1), source })?;
             let list = match (parsed.completion, parsed.completions) {
                 (Some(c), None) => vec![c],
                 (None, Some(list)) if !list.is_empty() => list,
                 _ => {
                     return Err(BenchError::invalid(
                         path,
-                        format!(
-                            "line {}: give exactly one of \"completion\" or a non-empty \"completions\"",
-                            i + 1
-                        ),
+                        format!("line {}: give exactly one of \"completion\" or a non-empty \"completions\"", i + 1),
                     ));
                 }
             };
             if answers.insert(parsed.id.clone(), list).is_some() {
-                return Err(BenchError::invalid(
-                    path,
-                    format!("line {}: question {} is answered twice", i + 1, parsed.id),
-                ));
+                return Err(BenchError::invalid(path, format!("line {}: question {} is answered twice", i + 1, parsed.id)));
             }
         }
-        Ok(Self {
-            path: path.to_path_buf(),
-            answers,
-        })
+        Ok(Self { path: path.to_path_buf(), answers })
     }
 
     /// The recorded completions of question `id`; exactly `samples` are required.
     fn get(&self, id: &str, samples: usize) -> Result<Vec<Completion>> {
-        let list = self.answers.get(id).ok_or_else(|| {
-            BenchError::invalid(&self.path, format!("no answer for question {id}"))
-        })?;
+        let list = self.answers.get(id).ok_or_else(|| BenchError::invalid(&self.path, format!("no answer for question {id}")))?;
         if list.len() != samples {
-            return Err(BenchError::invalid(
-                &self.path,
-                format!(
-                    "question {id} has {} completions, expected {samples}",
-                    list.len()
-                ),
-            ));
+            return Err(BenchError::invalid(&self.path, format!("question {id} has {} completions, expected {samples}", list.len())));
         }
-        Ok(list
-            .iter()
-            .map(|t| Completion {
-                text: t.clone(),
-                tokens: None,
-            })
-            .collect())
+        Ok(list.iter().map(|t| Completion { text: t.clone(), tokens: None }).collect())
     }
 }
 
 impl Responder for RecordedAnswers {
-    fn respond(
-        &mut self,
-        id: &str,
-        _messages: &[Message],
-        _root: &Path,
-        samples: usize,
-    ) -> Result<Vec<Completion>> {
+    fn respond(&mut self, id: &str, _messages: &[Message], _root: &Path, samples: usize) -> Result<Vec<Completion>> {
         self.get(id, samples)
     }
 }
@@ -188,10 +145,7 @@ pub struct BenchRecord {
 
 fn checked(completions: Vec<Completion>, samples: usize, id: &str) -> Result<Vec<Completion>> {
     if completions.len() != samples {
-        return Err(BenchError::Config(format!(
-            "{id}: the model returned {} completions, expected {samples}",
-            completions.len()
-        )));
+        return Err(BenchError::Config(format!("{id}: the model returned {} completions, expected {samples}", completions.len())));
     }
     Ok(completions)
 }
@@ -216,32 +170,15 @@ pub fn run_qa(
                 .map(|c| {
                     let r = reward.score(&c.text, s)?;
                     let l1 = match (&s.answer, extract_answer(&c.text).and_then(parse_position)) {
-                        (Answer::Position(t), Some(p)) => {
-                            Some((0..3).map(|i| (p[i] - t[i]).abs()).sum())
-                        }
+                        (Answer::Position(t), Some(p)) => Some((0..3).map(|i| (p[i] - t[i]).abs()).sum()),
                         _ => None,
                     };
-                    Ok(QaScore {
-                        format: r.format(),
-                        answer: r.answer(),
-                        l1,
-                        completion: c,
-                    })
+                    Ok(QaScore { format: r.format(), answer: r.answer(), l1, completion: c })
                 })
                 .collect::<Result<Vec<_>>>()?;
             on_done();
-            let split = if held_out(&s.task) {
-                Split::Out
-            } else {
-                Split::In
-            };
-            Ok(QaRecord {
-                id: s.id.clone(),
-                task: s.task.clone(),
-                split,
-                qa_type: s.qa_type,
-                scores,
-            })
+            let split = if held_out(&s.task) { Split::Out } else { Split::In };
+            Ok(QaRecord { id: s.id.clone(), task: s.task.clone(), split, qa_type: s.qa_type, scores })
         })
         .collect()
 }
@@ -266,29 +203,16 @@ pub fn run_bench(
                 .map(|c| {
                     let answer = rubric::judged_text(&c.text).to_string();
                     let rule = rubric::score(&answer, &q.truth);
-                    let (judge, judge_error) =
-                        match judge.map(|j| j.score(&question, &q.reference, &answer)) {
-                            None => (None, None),
-                            Some(Ok(s)) => (Some(s), None),
-                            Some(Err(e)) => (None, Some(e.to_string())),
-                        };
-                    BenchScore {
-                        completion: c,
-                        answer,
-                        rule,
-                        judge,
-                        judge_error,
-                    }
+                    let (judge, judge_error) = match judge.map(|j| j.score(&question, &q.reference, &answer)) {
+                        None => (None, None),
+                        Some(Ok(s)) => (Some(s), None),
+                        Some(Err(e)) => (None, Some(e.to_string())),
+                    };
+                    BenchScore { completion: c, answer, rule, judge, judge_error }
                 })
                 .collect();
             on_done();
-            Ok(BenchRecord {
-                id: q.id.clone(),
-                task: q.task.clone(),
-                split: q.split,
-                category: q.category,
-                scores,
-            })
+            Ok(BenchRecord { id: q.id.clone(), task: q.task.clone(), split: q.split, category: q.category, scores })
         })
         .collect()
 }
@@ -341,78 +265,33 @@ fn put_group<R>(
 pub fn summarise(qa: &[QaRecord], bench: &[BenchRecord], n: usize) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     let answers = |r: &QaRecord| r.scores.iter().map(|s| s.answer).collect::<Vec<_>>();
-    let mc: Vec<&QaRecord> = qa
-        .iter()
-        .filter(|r| r.qa_type.is_multiple_choice())
-        .collect();
+    let mc: Vec<&QaRecord> = qa.iter().filter(|r| r.qa_type.is_multiple_choice()).collect();
     for t in QaType::ALL.into_iter().filter(|t| t.is_multiple_choice()) {
         let of_type: Vec<&QaRecord> = mc.iter().copied().filter(|r| r.qa_type == t).collect();
-        put_group(
-            &mut out,
-            &format!("mcqa.{t}"),
-            "accuracy",
-            &of_type,
-            answers,
-            n,
-        );
+        put_group(&mut out, &format!("mcqa.{t}"), "accuracy", &of_type, answers, n);
         for split in [Split::In, Split::Out] {
-            let part: Vec<&QaRecord> = of_type
-                .iter()
-                .copied()
-                .filter(|r| r.split == split)
-                .collect();
-            put_group(
-                &mut out,
-                &format!("mcqa.{t}.{}", split.as_str()),
-                "accuracy",
-                &part,
-                answers,
-                n,
-            );
+            let part: Vec<&QaRecord> = of_type.iter().copied().filter(|r| r.split == split).collect();
+            put_group(&mut out, &format!("mcqa.{t}.{}", split.as_str()), "accuracy", &part, answers, n);
         }
-        let tasks: std::collections::BTreeSet<&str> =
-            of_type.iter().map(|r| r.task.as_str()).collect();
+        let tasks: std::collections::BTreeSet<&str> = of_type.iter().map(|r| r.task.as_str()).collect();
         for task in tasks {
             let part: Vec<&QaRecord> = of_type.iter().copied().filter(|r| r.task == task).collect();
-            put_group(
-                &mut out,
-                &format!("mcqa.{t}.task.{task}"),
-                "accuracy",
-                &part,
-                answers,
-                n,
-            );
+            put_group(&mut out, &format!("mcqa.{t}.task.{task}"), "accuracy", &part, answers, n);
         }
     }
     for split in [Split::In, Split::Out] {
         let part: Vec<&QaRecord> = mc.iter().copied().filter(|r| r.split == split).collect();
-        put_group(
-            &mut out,
-            &format!("mcqa.{}", split.as_str()),
-            "accuracy",
-            &part,
-            answers,
-            n,
-        );
+        put_group(&mut out, &format!("mcqa.{}", split.as_str()), "accuracy", &part, answers, n);
     }
     let all: Vec<&QaScore> = qa.iter().flat_map(|r| &r.scores).collect();
     if !all.is_empty() {
-        out.insert(
-            "mcqa.format_rate".into(),
-            all.iter().map(|s| s.format).sum::<f64>() / all.len() as f64,
-        );
+        out.insert("mcqa.format_rate".into(), all.iter().map(|s| s.format).sum::<f64>() / all.len() as f64);
     }
-    let lengths: Vec<f64> = all
-        .iter()
-        .filter_map(|s| s.completion.tokens.map(|t| t as f64))
-        .collect();
+    let lengths: Vec<f64> = all.iter().filter_map(|s| s.completion.tokens.map(|t| t as f64)).collect();
     if let Some(m) = stats::mean(&lengths) {
         out.insert("mcqa.completion_tokens.mean".into(), m);
     }
-    let open: Vec<&QaRecord> = qa
-        .iter()
-        .filter(|r| r.qa_type == QaType::WaypointOpen)
-        .collect();
+    let open: Vec<&QaRecord> = qa.iter().filter(|r| r.qa_type == QaType::WaypointOpen).collect();
     put_group(&mut out, "open.waypoint", "reward", &open, answers, n);
     let open_scores: Vec<&QaScore> = open.iter().flat_map(|r| &r.scores).collect();
     let l1: Vec<f64> = open_scores.iter().filter_map(|s| s.l1).collect();
@@ -420,94 +299,39 @@ pub fn summarise(qa: &[QaRecord], bench: &[BenchRecord], n: usize) -> BTreeMap<S
         out.insert("open.waypoint.l1".into(), m);
     }
     if !open_scores.is_empty() {
-        out.insert(
-            "open.waypoint.parsed_rate".into(),
-            l1.len() as f64 / open_scores.len() as f64,
-        );
+        out.insert("open.waypoint.parsed_rate".into(), l1.len() as f64 / open_scores.len() as f64);
     }
 
-    let rules = |r: &BenchRecord| {
-        r.scores
-            .iter()
-            .map(|s| f64::from(s.rule))
-            .collect::<Vec<_>>()
-    };
-    let judged = |r: &BenchRecord| {
-        r.scores
-            .iter()
-            .filter_map(|s| s.judge.as_ref().map(|j| j.mean))
-            .collect::<Vec<_>>()
-    };
-    let has_judge = bench
-        .iter()
-        .flat_map(|r| &r.scores)
-        .any(|s| s.judge.is_some() || s.judge_error.is_some());
+    let rules = |r: &BenchRecord| r.scores.iter().map(|s| f64::from(s.rule)).collect::<Vec<_>>();
+    let judged = |r: &BenchRecord| r.scores.iter().filter_map(|s| s.judge.as_ref().map(|j| j.mean)).collect::<Vec<_>>();
+    let has_judge = bench.iter().flat_map(|r| &r.scores).any(|s| s.judge.is_some() || s.judge_error.is_some());
     for c in Category::ALL {
         let of_cat: Vec<&BenchRecord> = bench.iter().filter(|r| r.category == c).collect();
         put_group(&mut out, &format!("bench.{c}"), "score", &of_cat, rules, n);
         for split in [Split::In, Split::Out] {
-            let part: Vec<&BenchRecord> = of_cat
-                .iter()
-                .copied()
-                .filter(|r| r.split == split)
-                .collect();
-            put_group(
-                &mut out,
-                &format!("bench.{c}.{}", split.as_str()),
-                "score",
-                &part,
-                rules,
-                n,
-            );
+            let part: Vec<&BenchRecord> = of_cat.iter().copied().filter(|r| r.split == split).collect();
+            put_group(&mut out, &format!("bench.{c}.{}", split.as_str()), "score", &part, rules, n);
         }
         if has_judge {
-            let scored: Vec<&BenchRecord> = of_cat
-                .iter()
-                .copied()
-                .filter(|r| !judged(r).is_empty())
-                .collect();
-            put_group(
-                &mut out,
-                &format!("bench.judge.{c}"),
-                "score",
-                &scored,
-                judged,
-                n,
-            );
+            let scored: Vec<&BenchRecord> = of_cat.iter().copied().filter(|r| !judged(r).is_empty()).collect();
+            put_group(&mut out, &format!("bench.judge.{c}"), "score", &scored, judged, n);
         }
     }
     let every: Vec<&BenchRecord> = bench.iter().collect();
     put_group(&mut out, "bench.overall", "score", &every, rules, n);
     for split in [Split::In, Split::Out] {
         let part: Vec<&BenchRecord> = every.iter().copied().filter(|r| r.split == split).collect();
-        put_group(
-            &mut out,
-            &format!("bench.overall.{}", split.as_str()),
-            "score",
-            &part,
-            rules,
-            n,
-        );
+        put_group(&mut out, &format!("bench.overall.{}", split.as_str()), "score", &part, rules, n);
     }
     if has_judge {
-        let failed = bench
-            .iter()
-            .flat_map(|r| &r.scores)
-            .filter(|s| s.judge_error.is_some())
-            .count();
+        let failed = bench.iter().flat_map(|r| &r.scores).filter(|s| s.judge_error.is_some()).count();
         out.insert("bench.judge.failed".into(), failed as f64);
         let (a, b): (Vec<f64>, Vec<f64>) = bench
             .iter()
             .flat_map(|r| &r.scores)
             .filter_map(|s| s.judge.as_ref().map(|j| (f64::from(s.rule), j.mean)))
             .unzip();
-        if let Some(Agreement {
-            n,
-            pearson,
-            exact,
-            mean_abs_diff,
-        }) = stats::agreement(&a, &b)
-        {
+        if let Some(Agreement { n, pearson, exact, mean_abs_diff }) = stats::agreement(&a, &b) {
             out.insert("bench.agreement.n".into(), n as f64);
             if let Some(p) = pearson {
                 out.insert("bench.agreement.pearson".into(), p);
@@ -529,39 +353,19 @@ mod tests {
     struct Script(Vec<(&'static str, &'static str)>);
 
     impl Responder for Script {
-        fn respond(
-            &mut self,
-            _id: &str,
-            messages: &[Message],
-            _root: &Path,
-            samples: usize,
-        ) -> Result<Vec<Completion>> {
+        fn respond(&mut self, _id: &str, messages: &[Message], _root: &Path, samples: usize) -> Result<Vec<Completion>> {
             let text = messages.last().unwrap().joined_text();
-            let reply = self
-                .0
-                .iter()
-                .find(|(k, _)| text.starts_with(k))
-                .map_or("", |(_, v)| v);
-            Ok((0..samples)
-                .map(|i| Completion {
-                    text: if i == 0 { reply.into() } else { String::new() },
-                    tokens: Some(10),
-                })
-                .collect())
+            let reply = self.0.iter().find(|(k, _)| text.starts_with(k)).map_or("", |(_, v)| v);
+            Ok((0..samples).map(|i| Completion { text: if i == 0 { reply.into() } else { String::new() }, tokens: Some(10) }).collect())
         }
     }
 
     fn qa(id: &str, task: &str, qa_type: QaType, text: &str, answer: Answer) -> QaSample {
         let options = qa_type.is_multiple_choice().then(|| {
-            [
-                ("A", "[0.1, 0.0, 0.9]"),
-                ("B", "[0.3, 0.1, 0.8]"),
-                ("C", "[0.2, -0.1, 1.0]"),
-                ("D", "[0.0, 0.2, 0.85]"),
-            ]
-            .into_iter()
-            .map(|(l, t)| (l.to_string(), t.to_string()))
-            .collect()
+            [("A", "[0.1, 0.0, 0.9]"), ("B", "[0.3, 0.1, 0.8]"), ("C", "[0.2, -0.1, 1.0]"), ("D", "[0.0, 0.2, 0.85]")]
+                .into_iter()
+                .map(|(l, t)| (l.to_string(), t.to_string()))
+                .collect()
         });
         QaSample {
             id: id.into(),
@@ -574,13 +378,7 @@ mod tests {
             messages: vec![Message::user_with_image("img.png", text)],
             options,
             answer,
-            state: GroundTruth {
-                current: [0.0; 3],
-                target: [0.3, 0.1, 0.8],
-                movement: "move down".into(),
-                gripper_open: true,
-                target_gripper_open: true,
-            },
+            state: GroundTruth { current: [0.0; 3], target: [0.3, 0.1, 0.8], movement: "move down".into(), gripper_open: true, target_gripper_open: true },
             sft: None,
         }
     }
@@ -588,34 +386,10 @@ mod tests {
     #[test]
     fn summarises_qa_and_bench() {
         let samples = vec![
-            qa(
-                "1",
-                "pick_up_cup",
-                QaType::Waypoint,
-                "right",
-                Answer::Label("B".into()),
-            ),
-            qa(
-                "2",
-                "pick_up_cup",
-                QaType::Waypoint,
-                "wrong",
-                Answer::Label("B".into()),
-            ),
-            qa(
-                "3",
-                "stack_blocks",
-                QaType::Waypoint,
-                "right",
-                Answer::Label("B".into()),
-            ),
-            qa(
-                "4",
-                "stack_blocks",
-                QaType::WaypointOpen,
-                "open",
-                Answer::Position([0.3, 0.1, 0.8]),
-            ),
+            qa("1", "pick_up_cup", QaType::Waypoint, "right", Answer::Label("B".into())),
+            qa("2", "pick_up_cup", QaType::Waypoint, "wrong", Answer::Label("B".into())),
+            qa("3", "stack_blocks", QaType::Waypoint, "right", Answer::Label("B".into())),
+            qa("4", "stack_blocks", QaType::WaypointOpen, "open", Answer::Position([0.3, 0.1, 0.8])),
         ];
         let mut script = Script(vec![
             ("right", "<think>x</think><answer>[[B]]</answer>"),
@@ -624,24 +398,8 @@ mod tests {
             ("Move", "<think>hm</think><answer>move down</answer>"),
         ]);
         let held_out = |t: &str| t == "stack_blocks";
-        let records = run_qa(
-            &samples,
-            Path::new("."),
-            &mut script,
-            1,
-            &held_out,
-            &mut || {},
-        )
-        .unwrap();
-        let bench = run_bench(
-            &[movement_question("b")],
-            Path::new("."),
-            &mut script,
-            1,
-            None,
-            &mut || {},
-        )
-        .unwrap();
+        let records = run_qa(&samples, Path::new("."), &mut script, 1, &held_out, &mut || {}).unwrap();
+        let bench = run_bench(&[movement_question("b")], Path::new("."), &mut script, 1, None, &mut || {}).unwrap();
         let m = summarise(&records, &bench, 1);
         let get = |k: &str| *m.get(k).unwrap_or_else(|| panic!("{k} missing from {m:?}"));
         assert!((get("mcqa.waypoint.accuracy") - 2.0 / 3.0).abs() < 1e-12);
@@ -649,20 +407,13 @@ mod tests {
         assert_eq!(get("mcqa.waypoint.in.accuracy"), 0.5);
         assert_eq!(get("mcqa.waypoint.out.accuracy"), 1.0);
         assert_eq!(get("mcqa.waypoint.task.stack_blocks.accuracy"), 1.0);
-        assert_eq!(
-            get("mcqa.format_rate"),
-            0.75,
-            "the open answer has no think block"
-        );
+        assert_eq!(get("mcqa.format_rate"), 0.75, "the open answer has no think block");
         assert!((get("open.waypoint.l1") - 0.2).abs() < 1e-9);
         assert!((get("open.waypoint.reward") - 0.8).abs() < 1e-9);
         assert_eq!(get("bench.movement.score"), 3.0);
         assert_eq!(get("bench.movement.out.n"), 1.0);
         assert!(!m.contains_key("bench.movement.in.score"));
-        assert!(
-            !m.contains_key("mcqa.waypoint.best_of_n"),
-            "one sample: no best of N"
-        );
+        assert!(!m.contains_key("mcqa.waypoint.best_of_n"), "one sample: no best of N");
         assert!(!m.contains_key("bench.judge.failed"), "no judge");
     }
 
@@ -676,9 +427,7 @@ mod tests {
             category: Category::Movement,
             messages: vec![Message::user_with_image("img.png", "Move?")],
             reference: "move down".into(),
-            truth: Truth::Movement {
-                phrase: "move down".into(),
-            },
+            truth: Truth::Movement { phrase: "move down".into() },
         }
     }
 
@@ -687,13 +436,7 @@ mod tests {
         use crate::judge::JudgeConfig;
         use crate::test_http::{completion, serve};
         // The judge answers the first question and fails on the second.
-        let (url, _requests) = serve(|n| {
-            if n == 0 {
-                (200, completion("Same. Score: 2"))
-            } else {
-                (200, completion("no idea"))
-            }
-        });
+        let (url, _requests) = serve(|n| if n == 0 { (200, completion("Same. Score: 2")) } else { (200, completion("no idea")) });
         let judge = Judge::new(JudgeConfig {
             base_url: url,
             model: "m".into(),
@@ -703,35 +446,15 @@ mod tests {
         });
         let mut script = Script(vec![("Move", "move down")]);
         let questions = [movement_question("q1"), movement_question("q2")];
-        let bench = run_bench(
-            &questions,
-            Path::new("."),
-            &mut script,
-            1,
-            Some(&judge),
-            &mut || {},
-        )
-        .unwrap();
+        let bench = run_bench(&questions, Path::new("."), &mut script, 1, Some(&judge), &mut || {}).unwrap();
         assert_eq!(bench[0].scores[0].judge.as_ref().unwrap().mean, 2.0);
         assert!(bench[1].scores[0].judge.is_none());
-        assert!(
-            bench[1].scores[0]
-                .judge_error
-                .as_ref()
-                .unwrap()
-                .contains("no idea")
-        );
+        assert!(bench[1].scores[0].judge_error.as_ref().unwrap().contains("no idea"));
         let m = summarise(&[], &bench, 1);
-        assert_eq!(
-            m["bench.judge.movement.score"], 2.0,
-            "the failure is not averaged in as 0"
-        );
+        assert_eq!(m["bench.judge.movement.score"], 2.0, "the failure is not averaged in as 0");
         assert_eq!(m["bench.judge.movement.n"], 1.0);
         assert_eq!(m["bench.judge.failed"], 1.0);
-        assert_eq!(
-            m["bench.movement.score"], 3.0,
-            "the rule-based scorer still scores both"
-        );
+        assert_eq!(m["bench.movement.score"], 3.0, "the rule-based scorer still scores both");
         assert_eq!(m["bench.agreement.n"], 1.0);
         assert_eq!(m["bench.agreement.exact"], 0.0);
     }
@@ -742,72 +465,27 @@ mod tests {
         let path = tmp.path().join("answers.jsonl");
         std::fs::write(&path, "{\"id\": \"1\", \"completion\": \"<think>x</think><answer>[[B]]</answer>\"}\n\n{\"id\": \"2\", \"completions\": [\"a\", \"b\"]}\n").unwrap();
         let mut answers = RecordedAnswers::read(&path).unwrap();
-        let samples = vec![qa(
-            "1",
-            "t",
-            QaType::Waypoint,
-            "q",
-            Answer::Label("B".into()),
-        )];
-        let records = run_qa(
-            &samples,
-            Path::new("."),
-            &mut answers,
-            1,
-            &|_| false,
-            &mut || {},
-        )
-        .unwrap();
+        let samples = vec![qa("1", "t", QaType::Waypoint, "q", Answer::Label("B".into()))];
+        let records = run_qa(&samples, Path::new("."), &mut answers, 1, &|_| false, &mut || {}).unwrap();
         assert_eq!(records[0].scores[0].answer, 1.0);
-        assert_eq!(
-            summarise(&records, &[], 1).get("mcqa.completion_tokens.mean"),
-            None,
-            "no token counts"
-        );
-        let err = answers
-            .respond("2", &[], Path::new("."), 1)
-            .unwrap_err()
-            .to_string();
+        assert_eq!(summarise(&records, &[], 1).get("mcqa.completion_tokens.mean"), None, "no token counts");
+        let err = answers.respond("2", &[], Path::new("."), 1).unwrap_err().to_string();
         assert!(err.contains("has 2 completions"), "{err}");
-        let err = answers
-            .respond("3", &[], Path::new("."), 1)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("no answer for question 3") && err.contains("answers.jsonl"),
-            "{err}"
-        );
+        let err = answers.respond("3", &[], Path::new("."), 1).unwrap_err().to_string();
+        assert!(err.contains("no answer for question 3") && err.contains("answers.jsonl"), "{err}");
         std::fs::write(&path, "{\"id\": \"1\"}\n").unwrap();
         let err = RecordedAnswers::read(&path).err().unwrap().to_string();
         assert!(err.contains("line 1"), "{err}");
-        std::fs::write(
-            &path,
-            "{\"id\": \"1\", \"completion\": \"a\"}\n{\"id\": \"1\", \"completion\": \"b\"}\n",
-        )
-        .unwrap();
+        std::fs::write(&path, "{\"id\": \"1\", \"completion\": \"a\"}\n{\"id\": \"1\", \"completion\": \"b\"}\n").unwrap();
         assert!(RecordedAnswers::read(&path).is_err(), "answered twice");
     }
 
     #[test]
     fn best_of_n_uses_every_sample() {
         // The script answers right on the first sample only.
-        let samples = vec![qa(
-            "1",
-            "t",
-            QaType::Waypoint,
-            "right",
-            Answer::Label("B".into()),
-        )];
+        let samples = vec![qa("1", "t", QaType::Waypoint, "right", Answer::Label("B".into()))];
         let mut script = Script(vec![("right", "<think>x</think><answer>[[B]]</answer>")]);
-        let records = run_qa(
-            &samples,
-            Path::new("."),
-            &mut script,
-            4,
-            &|_| false,
-            &mut || {},
-        )
-        .unwrap();
+        let records = run_qa(&samples, Path::new("."), &mut script, 4, &|_| false, &mut || {}).unwrap();
         let m = summarise(&records, &[], 4);
         assert_eq!(m["mcqa.waypoint.accuracy"], 0.25);
         assert_eq!(m["mcqa.waypoint.best_of_n"], 1.0);
@@ -817,32 +495,12 @@ mod tests {
     fn a_responder_returning_too_few_completions_is_an_error() {
         struct Short;
         impl Responder for Short {
-            fn respond(
-                &mut self,
-                _: &str,
-                _: &[Message],
-                _: &Path,
-                _: usize,
-            ) -> Result<Vec<Completion>> {
+            fn respond(&mut self, _: &str, _: &[Message], _: &Path, _: usize) -> Result<Vec<Completion>> {
                 Ok(vec![])
             }
         }
-        let samples = vec![qa(
-            "x1",
-            "t",
-            QaType::Waypoint,
-            "q",
-            Answer::Label("B".into()),
-        )];
-        let err = run_qa(
-            &samples,
-            Path::new("."),
-            &mut Short,
-            1,
-            &|_| false,
-            &mut || {},
-        )
-        .unwrap_err();
+        let samples = vec![qa("x1", "t", QaType::Waypoint, "q", Answer::Label("B".into()))];
+        let err = run_qa(&samples, Path::new("."), &mut Short, 1, &|_| false, &mut || {}).unwrap_err();
         assert!(err.to_string().contains("x1"), "{err}");
     }
 }

@@ -20,11 +20,7 @@ pub enum JudgeError {
     #[error("judge endpoint {url} is unreachable: {message}")]
     Unreachable { url: String, message: String },
     #[error("judge endpoint {url} answered HTTP {status}: {body}")]
-    Status {
-        url: String,
-        status: u16,
-        body: String,
-    },
+    Status { url: String, status: u16, body: String },
     #[error("judge endpoint {url} sent a malformed chat-completions response: {message}")]
     Malformed { url: String, message: String },
     #[error("judge reply has no \"Score: N\" with N in 0..=3: {reply:?}")]
@@ -60,20 +56,14 @@ impl JudgeConfig {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<Self>, JudgeError> {
         let pick = |flag: Option<String>, name: &str| {
-            flag.or_else(|| env(&format!("R1_JUDGE_{name}")))
-                .or_else(|| env(&format!("OPENAI_{name}")))
-                .filter(|v| !v.is_empty())
+            flag.or_else(|| env(&format!("R1_JUDGE_{name}"))).or_else(|| env(&format!("OPENAI_{name}"))).filter(|v| !v.is_empty())
         };
-        let Some(base_url) = pick(base_url, "BASE_URL") else {
-            return Ok(None);
-        };
+        let Some(base_url) = pick(base_url, "BASE_URL") else { return Ok(None) };
         let model = pick(model, "MODEL").ok_or_else(|| {
             JudgeError::Config(format!("a judge endpoint ({base_url}) is set but no model: pass --judge-model or set R1_JUDGE_MODEL"))
         })?;
         if samples == 0 {
-            return Err(JudgeError::Config(
-                "--judge-samples must be at least 1".into(),
-            ));
+            return Err(JudgeError::Config("--judge-samples must be at least 1".into()));
         }
         Ok(Some(Self {
             base_url: base_url.trim_end_matches('/').to_string(),
@@ -116,24 +106,14 @@ pub fn parse_score(reply: &str) -> Result<u8, JudgeError> {
         let digit = rest.chars().next()?.to_digit(10)?;
         // "Score: 10" or "Score: 2.5" are not a 0..=3 score.
         let after = rest.chars().nth(1);
-        (digit <= 3
-            && !after.is_some_and(|c| {
-                c.is_ascii_digit()
-                    || c == '.' && rest.chars().nth(2).is_some_and(|d| d.is_ascii_digit())
-            }))
-        .then_some(digit as u8)
+        (digit <= 3 && !after.is_some_and(|c| c.is_ascii_digit() || c == '.' && rest.chars().nth(2).is_some_and(|d| d.is_ascii_digit())))
+            .then_some(digit as u8)
     });
-    found.last().ok_or_else(|| JudgeError::NoScore {
-        reply: truncate(reply, 300),
-    })
+    found.last().ok_or_else(|| JudgeError::NoScore { reply: truncate(reply, 300) })
 }
 
 fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        s.chars().take(n).collect::<String>() + "…"
-    }
+    if s.chars().count() <= n { s.to_string() } else { s.chars().take(n).collect::<String>() + "…" }
 }
 
 /// One judged answer: the per-sample scores and their mean.
@@ -197,69 +177,37 @@ impl Judge {
         let url = self.config.url();
         let body = serde_json::to_string(&ChatRequest {
             model: &self.config.model,
-            messages: [
-                ChatMessage {
-                    role: "system",
-                    content: RUBRIC,
-                },
-                ChatMessage {
-                    role: "user",
-                    content: user,
-                },
-            ],
+            messages: [ChatMessage { role: "system", content: RUBRIC }, ChatMessage { role: "user", content: user }],
             temperature: 0.0,
         })
         .expect("a request of strings serialises");
-        let mut request = self
-            .agent
-            .post(&url)
-            .header("Content-Type", "application/json");
+        let mut request = self.agent.post(&url).header("Content-Type", "application/json");
         if let Some(key) = &self.config.api_key {
             request = request.header("Authorization", format!("Bearer {key}"));
         }
-        let mut response = request.send(body).map_err(|e| JudgeError::Unreachable {
-            url: url.clone(),
-            message: e.to_string(),
-        })?;
+        let mut response =
+            request.send(body).map_err(|e| JudgeError::Unreachable { url: url.clone(), message: e.to_string() })?;
         let status = response.status().as_u16();
         let text = response
             .body_mut()
             .read_to_string()
-            .map_err(|e| JudgeError::Unreachable {
-                url: url.clone(),
-                message: format!("reading the response: {e}"),
-            })?;
+            .map_err(|e| JudgeError::Unreachable { url: url.clone(), message: format!("reading the response: {e}") })?;
         if !(200..300).contains(&status) {
-            return Err(JudgeError::Status {
-                url,
-                status,
-                body: truncate(&text, 300),
-            });
+            return Err(JudgeError::Status { url, status, body: truncate(&text, 300) });
         }
-        let parsed: ChatResponse =
-            serde_json::from_str(&text).map_err(|e| JudgeError::Malformed {
-                url: url.clone(),
-                message: format!("{e}: {}", truncate(&text, 200)),
-            })?;
+        let parsed: ChatResponse = serde_json::from_str(&text)
+            .map_err(|e| JudgeError::Malformed { url: url.clone(), message: format!("{e}: {}", truncate(&text, 200)) })?;
         parsed
             .choices
             .into_iter()
             .next()
             .and_then(|c| c.message.content)
-            .ok_or_else(|| JudgeError::Malformed {
-                url,
-                message: "no choices[0].message.content".into(),
-            })
+            .ok_or_else(|| JudgeError::Malformed { url, message: "no choices[0].message.content".into() })
     }
 
     /// Scores one answer with `samples` requests; the first failing request fails the whole
     /// answer (a partial average would be biased toward whatever the endpoint managed).
-    pub fn score(
-        &self,
-        question: &str,
-        reference: &str,
-        answer: &str,
-    ) -> Result<JudgeScore, JudgeError> {
+    pub fn score(&self, question: &str, reference: &str, answer: &str) -> Result<JudgeScore, JudgeError> {
         let prompt = judge_prompt(question, reference, answer);
         let samples = (0..self.config.samples)
             .map(|_| self.complete(&prompt).and_then(|reply| parse_score(&reply)))
@@ -276,13 +224,7 @@ mod tests {
     use std::net::TcpListener;
 
     fn config(base_url: String, samples: u32) -> JudgeConfig {
-        JudgeConfig {
-            base_url,
-            model: "judge-model".into(),
-            api_key: Some("sk-test".into()),
-            samples,
-            timeout: Duration::from_secs(10),
-        }
+        JudgeConfig { base_url, model: "judge-model".into(), api_key: Some("sk-test".into()), samples, timeout: Duration::from_secs(10) }
     }
 
     #[test]
@@ -290,10 +232,7 @@ mod tests {
         assert_eq!(parse_score("The answer matches.\nScore: 3").unwrap(), 3);
         assert_eq!(parse_score("**Score:** 2").unwrap(), 2);
         assert_eq!(parse_score("score:1 ... final SCORE: 0").unwrap(), 0);
-        assert!(matches!(
-            parse_score("I would give it a 2."),
-            Err(JudgeError::NoScore { .. })
-        ));
+        assert!(matches!(parse_score("I would give it a 2."), Err(JudgeError::NoScore { .. })));
         assert!(parse_score("Score: 7").is_err());
         assert!(parse_score("Score: 10").is_err());
         assert!(parse_score("Score: 2.5").is_err());
@@ -302,44 +241,18 @@ mod tests {
 
     #[test]
     fn averages_samples_and_sends_the_rubric_at_temperature_zero() {
-        let (url, requests) = serve(|n| {
-            (
-                200,
-                completion(if n % 2 == 0 {
-                    "Close. Score: 3"
-                } else {
-                    "Score: 2"
-                }),
-            )
-        });
+        let (url, requests) = serve(|n| (200, completion(if n % 2 == 0 { "Close. Score: 3" } else { "Score: 2" })));
         let judge = Judge::new(config(url, 2));
-        let score = judge
-            .score("Where next?", "move down", "Move down")
-            .unwrap();
-        assert_eq!(
-            score,
-            JudgeScore {
-                samples: vec![3, 2],
-                mean: 2.5
-            }
-        );
+        let score = judge.score("Where next?", "move down", "Move down").unwrap();
+        assert_eq!(score, JudgeScore { samples: vec![3, 2], mean: 2.5 });
         let (head, body) = requests.recv().unwrap();
         assert!(head.starts_with("POST /v1/chat/completions "), "{head}");
-        assert!(
-            head.to_lowercase()
-                .contains("authorization: bearer sk-test"),
-            "{head}"
-        );
+        assert!(head.to_lowercase().contains("authorization: bearer sk-test"), "{head}");
         let body: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(body["temperature"], 0.0);
         assert_eq!(body["model"], "judge-model");
         assert_eq!(body["messages"][0]["content"], RUBRIC);
-        assert!(
-            body["messages"][1]["content"]
-                .as_str()
-                .unwrap()
-                .contains("Reference answer:\nmove down")
-        );
+        assert!(body["messages"][1]["content"].as_str().unwrap().contains("Reference answer:\nmove down"));
     }
 
     #[test]
@@ -351,34 +264,18 @@ mod tests {
             _ => (500, r#"{"error": "overloaded"}"#.into()),
         });
         let judge = Judge::new(config(url, 1));
-        assert!(matches!(
-            judge.score("q", "r", "a"),
-            Err(JudgeError::NoScore { .. })
-        ));
-        assert!(matches!(
-            judge.score("q", "r", "a"),
-            Err(JudgeError::Malformed { .. })
-        ));
-        assert!(matches!(
-            judge.score("q", "r", "a"),
-            Err(JudgeError::Malformed { .. })
-        ));
+        assert!(matches!(judge.score("q", "r", "a"), Err(JudgeError::NoScore { .. })));
+        assert!(matches!(judge.score("q", "r", "a"), Err(JudgeError::Malformed { .. })));
+        assert!(matches!(judge.score("q", "r", "a"), Err(JudgeError::Malformed { .. })));
         let err = judge.score("q", "r", "a").unwrap_err();
-        assert!(
-            matches!(err, JudgeError::Status { status: 500, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, JudgeError::Status { status: 500, .. }), "{err}");
         assert!(err.to_string().contains("overloaded"));
     }
 
     #[test]
     fn an_unreachable_endpoint_is_a_clear_error() {
         // A port that was just free: nothing listens on it.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let judge = Judge::new(config(format!("http://127.0.0.1:{port}/v1"), 1));
         let err = judge.score("q", "r", "a").unwrap_err();
         assert!(matches!(err, JudgeError::Unreachable { .. }), "{err}");
@@ -393,25 +290,12 @@ mod tests {
             "OPENAI_API_KEY" => Some("sk-env".to_string()),
             _ => None,
         };
-        let c = JudgeConfig::resolve(None, None, None, 3, env)
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (c.base_url.as_str(), c.model.as_str(), c.api_key.as_deref()),
-            ("https://api.example/v1", "gpt-4o", Some("sk-env"))
-        );
-        let c = JudgeConfig::resolve(Some("http://x".into()), Some("m".into()), None, 1, env)
-            .unwrap()
-            .unwrap();
+        let c = JudgeConfig::resolve(None, None, None, 3, env).unwrap().unwrap();
+        assert_eq!((c.base_url.as_str(), c.model.as_str(), c.api_key.as_deref()), ("https://api.example/v1", "gpt-4o", Some("sk-env")));
+        let c = JudgeConfig::resolve(Some("http://x".into()), Some("m".into()), None, 1, env).unwrap().unwrap();
         assert_eq!((c.base_url.as_str(), c.model.as_str()), ("http://x", "m"));
-        assert_eq!(
-            JudgeConfig::resolve(None, None, None, 1, |_| None).unwrap(),
-            None
-        );
+        assert_eq!(JudgeConfig::resolve(None, None, None, 1, |_| None).unwrap(), None);
         assert!(JudgeConfig::resolve(Some("http://x".into()), None, None, 1, |_| None).is_err());
-        assert!(
-            JudgeConfig::resolve(Some("http://x".into()), Some("m".into()), None, 0, |_| None)
-                .is_err()
-        );
+        assert!(JudgeConfig::resolve(Some("http://x".into()), Some("m".into()), None, 0, |_| None).is_err());
     }
 }

@@ -62,17 +62,10 @@ fn pick_frame(e: &Episode, fraction: f64) -> Option<Frame> {
     (0..e.steps.len())
         .filter_map(|t| {
             let next = waypoints.iter().position(|&w| w > t)?;
-            let moves = Movement::between(
-                e.steps[t].pose.position,
-                e.steps[waypoints[next]].pose.position,
-            ) != Movement::STILL;
+            let moves = Movement::between(e.steps[t].pose.position, e.steps[waypoints[next]].pose.position) != Movement::STILL;
             moves.then_some(Frame { t, next })
         })
-        .min_by(|a, b| {
-            (a.t as f64 - goal)
-                .abs()
-                .total_cmp(&(b.t as f64 - goal).abs())
-        })
+        .min_by(|a, b| (a.t as f64 - goal).abs().total_cmp(&(b.t as f64 - goal).abs()))
 }
 
 /// Per-axis sign of `a - b` when the relation is clear, `None` when it is borderline on some
@@ -92,26 +85,15 @@ fn relation(a: [f64; 3], b: [f64; 3]) -> Option<[i8; 3]> {
 
 /// "in front of and to the left of", as seen from the front camera (x+ toward it).
 pub fn relation_phrase(rel: [i8; 3]) -> String {
-    let words = [
-        ["behind", "in front of"],
-        ["to the left of", "to the right of"],
-        ["below", "above"],
-    ];
-    let parts: Vec<&str> = (0..3)
-        .filter(|&i| rel[i] != 0)
-        .map(|i| words[i][usize::from(rel[i] > 0)])
-        .collect();
+    let words = [["behind", "in front of"], ["to the left of", "to the right of"], ["below", "above"]];
+    let parts: Vec<&str> = (0..3).filter(|&i| rel[i] != 0).map(|i| words[i][usize::from(rel[i] > 0)]).collect();
     parts.join(" and ")
 }
 
 /// The superlatives of object questions: the question's wording and the key to maximise.
 const SUPERLATIVES: [(&str, fn(&SceneObject) -> f64); 5] = [
-    ("furthest to the left, as seen from the camera", |o| {
-        -o.position[1]
-    }),
-    ("furthest to the right, as seen from the camera", |o| {
-        o.position[1]
-    }),
+    ("furthest to the left, as seen from the camera", |o| -o.position[1]),
+    ("furthest to the right, as seen from the camera", |o| o.position[1]),
     ("closest to the camera", |o| o.position[0]),
     ("farthest from the camera", |o| -o.position[0]),
     ("highest", |o| o.position[2] + o.size[2] / 2.0),
@@ -122,14 +104,11 @@ fn object_question(objects: &[&SceneObject], start: usize) -> Option<(&'static s
     if objects.len() < 2 {
         return None;
     }
-    (0..SUPERLATIVES.len())
-        .map(|i| SUPERLATIVES[(start + i) % SUPERLATIVES.len()])
-        .find_map(|(wording, key)| {
-            let mut ranked: Vec<(f64, &str)> =
-                objects.iter().map(|o| (key(o), o.name.as_str())).collect();
-            ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
-            (ranked[0].0 - ranked[1].0 >= CLEAR_M).then(|| (wording, ranked[0].1.to_string()))
-        })
+    (0..SUPERLATIVES.len()).map(|i| SUPERLATIVES[(start + i) % SUPERLATIVES.len()]).find_map(|(wording, key)| {
+        let mut ranked: Vec<(f64, &str)> = objects.iter().map(|o| (key(o), o.name.as_str())).collect();
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+        (ranked[0].0 - ranked[1].0 >= CLEAR_M).then(|| (wording, ranked[0].1.to_string()))
+    })
 }
 
 /// Builds the bench from simulated episodes: `episodes` holds, per task, at least
@@ -145,17 +124,11 @@ pub fn build(episodes: &[Episode], held_out: impl Fn(&str) -> bool) -> Result<Be
     }
     let (mut questions, mut images) = (Vec::new(), BTreeMap::new());
     for (task, list) in by_task {
-        let split = if held_out(task) {
-            Split::Out
-        } else {
-            Split::In
-        };
+        let split = if held_out(task) { Split::Out } else { Split::In };
         let usable: Vec<(&Episode, Frame)> = list
             .iter()
             .enumerate()
-            .filter_map(|(k, e)| {
-                pick_frame(e, (k as f64 + 0.5) / FRAMES_PER_TASK as f64).map(|f| (*e, f))
-            })
+            .filter_map(|(k, e)| pick_frame(e, (k as f64 + 0.5) / FRAMES_PER_TASK as f64).map(|f| (*e, f)))
             .take(FRAMES_PER_TASK)
             .collect();
         if usable.len() < FRAMES_PER_TASK {
@@ -167,16 +140,9 @@ pub fn build(episodes: &[Episode], held_out: impl Fn(&str) -> bool) -> Result<Be
         }
         for (k, (e, frame)) in usable.into_iter().enumerate() {
             let step = &e.steps[frame.t];
-            let camera = e.cameras.first().ok_or_else(|| {
-                BenchError::Config(format!("{}: the episode has no camera", e.id()))
-            })?;
+            let camera = e.cameras.first().ok_or_else(|| BenchError::Config(format!("{}: the episode has no camera", e.id())))?;
             let image = step.images.get(&camera.name).ok_or_else(|| {
-                BenchError::Config(format!(
-                    "{}: step {} has no {:?} image",
-                    e.id(),
-                    frame.t,
-                    camera.name
-                ))
+                BenchError::Config(format!("{}: step {} has no {:?} image", e.id(), frame.t, camera.name))
             })?;
             let image_path = format!("images/{task}_e{}_f{}.png", e.episode, frame.t);
             images.insert(image_path.clone(), image.clone());
@@ -191,10 +157,7 @@ pub fn build(episodes: &[Episode], held_out: impl Fn(&str) -> bool) -> Result<Be
                     episode: e.episode,
                     frame: frame.t,
                     category: truth.category(),
-                    messages: vec![
-                        Message::text("system", SYSTEM_PROMPT),
-                        Message::user_with_image(&image_path, text),
-                    ],
+                    messages: vec![Message::text("system", SYSTEM_PROMPT), Message::user_with_image(&image_path, text)],
                     reference,
                     truth,
                 });
@@ -202,31 +165,17 @@ pub fn build(episodes: &[Episode], held_out: impl Fn(&str) -> bool) -> Result<Be
             let remaining = plan[frame.next..].to_vec();
             push(
                 "planning",
-                format!(
-                    "The robot's task: {description}. What steps remain to finish the task from the current state? List them in order."
-                ),
-                remaining
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| format!("{}. {s}", i + 1))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
+                format!("The robot's task: {description}. What steps remain to finish the task from the current state? List them in order."),
+                remaining.iter().enumerate().map(|(i, s)| format!("{}. {s}", i + 1)).collect::<Vec<_>>().join("\n"),
                 Truth::Planning { steps: remaining },
             );
             push(
                 "high_level_action",
                 format!("The robot's task: {description}. What is the robot's next subtask?"),
                 plan[frame.next].clone(),
-                Truth::HighLevelAction {
-                    plan: plan.clone(),
-                    next: frame.next,
-                },
+                Truth::HighLevelAction { plan: plan.clone(), next: frame.next },
             );
-            let phrase = Movement::between(
-                step.pose.position,
-                e.steps[waypoints[frame.next]].pose.position,
-            )
-            .phrase(&e.metadata.axes);
+            let phrase = Movement::between(step.pose.position, e.steps[waypoints[frame.next]].pose.position).phrase(&e.metadata.axes);
             push(
                 "movement",
                 format!("The robot's task: {description}. What is the gripper's next movement?"),
@@ -244,16 +193,9 @@ pub fn build(episodes: &[Episode], held_out: impl Fn(&str) -> bool) -> Result<Be
                 let (a, b, rel) = pairs[(k * 7 + frame.t) % pairs.len()];
                 push(
                     "spatial",
-                    format!(
-                        "Where is the {} relative to the {}, as seen from the camera?",
-                        a.name, b.name
-                    ),
+                    format!("Where is the {} relative to the {}, as seen from the camera?", a.name, b.name),
                     format!("The {} is {} the {}.", a.name, relation_phrase(rel), b.name),
-                    Truth::SpatialRelation {
-                        subject: a.name.clone(),
-                        object: b.name.clone(),
-                        relation: rel,
-                    },
+                    Truth::SpatialRelation { subject: a.name.clone(), object: b.name.clone(), relation: rel },
                 );
             }
             if let Some((wording, answer)) = object_question(&objects, k + frame.t) {
@@ -261,10 +203,7 @@ pub fn build(episodes: &[Episode], held_out: impl Fn(&str) -> bool) -> Result<Be
                     "spatial_object",
                     format!("Which object is {wording}?"),
                     format!("The {answer}."),
-                    Truth::SpatialObject {
-                        answer,
-                        objects: objects.iter().map(|o| o.name.clone()).collect(),
-                    },
+                    Truth::SpatialObject { answer, objects: objects.iter().map(|o| o.name.clone()).collect() },
                 );
             }
         }
@@ -278,11 +217,7 @@ pub fn card(bench: &Bench, command: &str) -> String {
     for q in &bench.questions {
         *counts.entry((q.category, q.split)).or_default() += 1;
     }
-    let mut tasks: Vec<(&str, Split)> = bench
-        .questions
-        .iter()
-        .map(|q| (q.task.as_str(), q.split))
-        .collect();
+    let mut tasks: Vec<(&str, Split)> = bench.questions.iter().map(|q| (q.task.as_str(), q.split)).collect();
     tasks.dedup();
     let mut s = String::from("# Robot-R1 Bench (simulator)\n\n");
     s += "Open-ended questions about frames of r1-sim demonstrations, in the four categories of the \
@@ -290,24 +225,13 @@ pub fn card(bench: &Bench, command: &str) -> String {
           truth. Built by `r1_bench::make` (the module documents every rule); scored 0-3 by \
           `r1_bench::rubric` and optionally by an LLM judge.\n\n";
     s += &format!("Regenerate (byte for byte): `{command}`\n\n");
-    s += &format!(
-        "{} questions, {} images.\n\n| category | In | Out | total |\n|---|---|---|---|\n",
-        bench.questions.len(),
-        bench.images.len()
-    );
+    s += &format!("{} questions, {} images.\n\n| category | In | Out | total |\n|---|---|---|---|\n", bench.questions.len(), bench.images.len());
     for c in Category::ALL {
-        let (i, o) = (
-            counts.get(&(c, Split::In)).copied().unwrap_or(0),
-            counts.get(&(c, Split::Out)).copied().unwrap_or(0),
-        );
+        let (i, o) = (counts.get(&(c, Split::In)).copied().unwrap_or(0), counts.get(&(c, Split::Out)).copied().unwrap_or(0));
         s += &format!("| {c} | {i} | {o} | {} |\n", i + o);
     }
     s += "\nTasks: ";
-    s += &tasks
-        .iter()
-        .map(|(t, sp)| format!("{t} ({})", sp.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    s += &tasks.iter().map(|(t, sp)| format!("{t} ({})", sp.as_str())).collect::<Vec<_>>().join(", ");
     s += "\n\nFiles: `bench.jsonl` (one question per line: id, task, split, category, chat messages \
           with the system prompt and the image, reference, structured truth) and `images/`.\n";
     s
@@ -324,15 +248,9 @@ pub fn write(bench: &Bench, dir: &Path, command: &str, replace: bool) -> Result<
         write_png(image, Path::new(""), &root.join(path))?;
     }
     let path = root.join(BENCH_FILE);
-    let mut out = std::io::BufWriter::new(
-        std::fs::File::create(&path).map_err(|e| BenchError::io(&path, e))?,
-    );
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).map_err(|e| BenchError::io(&path, e))?);
     for q in &bench.questions {
-        let line = serde_json::to_string(q).map_err(|source| BenchError::Json {
-            path: path.clone(),
-            line: None,
-            source,
-        })?;
+        let line = serde_json::to_string(q).map_err(|source| BenchError::Json { path: path.clone(), line: None, source })?;
         writeln!(out, "{line}").map_err(|e| BenchError::io(&path, e))?;
     }
     out.flush().map_err(|e| BenchError::io(&path, e))?;
@@ -362,20 +280,10 @@ mod tests {
     #[test]
     fn relations_are_clear_or_absent() {
         assert_eq!(relation([0.1, 0.0, 0.0], [0.0, 0.0, 0.0]), Some([1, 0, 0]));
-        assert_eq!(
-            relation([0.0, -0.06, 0.01], [0.0, 0.0, 0.0]),
-            Some([0, -1, 0])
-        );
-        assert_eq!(
-            relation([0.03, 0.1, 0.0], [0.0, 0.0, 0.0]),
-            None,
-            "borderline on x"
-        );
+        assert_eq!(relation([0.0, -0.06, 0.01], [0.0, 0.0, 0.0]), Some([0, -1, 0]));
+        assert_eq!(relation([0.03, 0.1, 0.0], [0.0, 0.0, 0.0]), None, "borderline on x");
         assert_eq!(relation([0.01, 0.0, 0.0], [0.0, 0.0, 0.0]), None, "level");
-        assert_eq!(
-            relation_phrase([1, -1, 0]),
-            "in front of and to the left of"
-        );
+        assert_eq!(relation_phrase([1, -1, 0]), "in front of and to the left of");
     }
 
     /// The words the bench uses must mean, in the rendered image, what the rubric reads them
@@ -399,26 +307,10 @@ mod tests {
         assert_eq!(per(Category::HighLevelAction), 2 * FRAMES_PER_TASK);
         assert_eq!(per(Category::Movement), 2 * FRAMES_PER_TASK);
         assert!(per(Category::Spatial) >= FRAMES_PER_TASK);
-        assert!(
-            bench
-                .questions
-                .iter()
-                .any(|q| q.split == Split::Out && q.task == "stack_blocks")
-        );
-        assert!(
-            bench
-                .questions
-                .iter()
-                .all(|q| q.split == Split::In || q.task == "stack_blocks")
-        );
+        assert!(bench.questions.iter().any(|q| q.split == Split::Out && q.task == "stack_blocks"));
+        assert!(bench.questions.iter().all(|q| q.split == Split::In || q.task == "stack_blocks"));
         for q in &bench.questions {
-            assert_eq!(
-                rubric::score(&q.reference, &q.truth),
-                3,
-                "{} {:?}",
-                q.id,
-                q.reference
-            );
+            assert_eq!(rubric::score(&q.reference, &q.truth), 3, "{} {:?}", q.id, q.reference);
         }
         let ids: std::collections::BTreeSet<_> = bench.questions.iter().map(|q| &q.id).collect();
         assert_eq!(ids.len(), bench.questions.len(), "ids are unique");
@@ -431,35 +323,17 @@ mod tests {
         let dir = tmp.path().join("bench");
         write(&bench, &dir, "cargo xtask eval --make-bench", false).unwrap();
         assert_eq!(read_bench(&dir).unwrap(), bench.questions);
-        assert!(
-            write(&bench, &dir, "x", false).is_err(),
-            "no silent overwrite"
-        );
+        assert!(write(&bench, &dir, "x", false).is_err(), "no silent overwrite");
         write(&bench, &dir, "x", true).unwrap();
-        std::fs::remove_file(
-            dir.join(
-                &bench.questions[0].messages[1]
-                    .images()
-                    .next()
-                    .unwrap()
-                    .to_string(),
-            ),
-        )
-        .unwrap();
+        std::fs::remove_file(dir.join(&bench.questions[0].messages[1].images().next().unwrap().to_string())).unwrap();
         let err = read_bench(&dir).unwrap_err().to_string();
-        assert!(
-            err.contains("does not exist") && err.contains("bench.jsonl"),
-            "{err}"
-        );
+        assert!(err.contains("does not exist") && err.contains("bench.jsonl"), "{err}");
     }
 
     #[test]
     fn too_few_episodes_is_an_error() {
         let e = episodes();
-        let err = build(&e[..2], r1_sim::is_held_out)
-            .err()
-            .unwrap()
-            .to_string();
+        let err = build(&e[..2], r1_sim::is_held_out).err().unwrap().to_string();
         assert!(err.contains("pick_up_cup"), "{err}");
     }
 }

@@ -37,12 +37,7 @@ pub enum Category {
 }
 
 impl Category {
-    pub const ALL: [Category; 4] = [
-        Self::Planning,
-        Self::HighLevelAction,
-        Self::Movement,
-        Self::Spatial,
-    ];
+    pub const ALL: [Category; 4] = [Self::Planning, Self::HighLevelAction, Self::Movement, Self::Spatial];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -92,17 +87,10 @@ pub enum Truth {
     /// Where `subject` is relative to `object` as seen from the front camera: per world axis
     /// `x, y, z` the sign of `subject - object` (`+x` in front, `+y` right, `+z` above), 0 where
     /// the two are not clearly apart.
-    SpatialRelation {
-        subject: String,
-        object: String,
-        relation: [i8; 3],
-    },
+    SpatialRelation { subject: String, object: String, relation: [i8; 3] },
     /// The name of the object that answers the question, and the names of every object in
     /// the scene (to tell a wrong object from no object).
-    SpatialObject {
-        answer: String,
-        objects: Vec<String>,
-    },
+    SpatialObject { answer: String, objects: Vec<String> },
 }
 
 impl Truth {
@@ -134,12 +122,7 @@ pub struct BenchQuestion {
 impl BenchQuestion {
     /// The question text (the user turn's text parts).
     pub fn question(&self) -> String {
-        self.messages
-            .iter()
-            .filter(|m| m.role == "user")
-            .map(Message::joined_text)
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.messages.iter().filter(|m| m.role == "user").map(Message::joined_text).collect::<Vec<_>>().join("\n")
     }
 }
 
@@ -167,29 +150,17 @@ pub fn read_bench(dir: &Path) -> Result<Vec<BenchQuestion>> {
         if line.trim().is_empty() {
             continue;
         }
-        let q: BenchQuestion = serde_json::from_str(&line).map_err(|source| BenchError::Json {
-            path: path.clone(),
-            line: Some(i + 1),
-            source,
-        })?;
+        let q: BenchQuestion = serde_json::from_str(&line)
+            .map_err(|source| BenchError::Json { path: path.clone(), line: Some(i + 1), source })?;
         if q.truth.category() != q.category {
             return Err(BenchError::invalid(
                 &path,
-                format!(
-                    "line {}: question {} is {} but its truth is {}",
-                    i + 1,
-                    q.id,
-                    q.category,
-                    q.truth.category()
-                ),
+                format!("line {}: question {} is {} but its truth is {}", i + 1, q.id, q.category, q.truth.category()),
             ));
         }
         for image in q.messages.iter().flat_map(Message::images) {
             if !dir.join(image).is_file() {
-                return Err(BenchError::invalid(
-                    &path,
-                    format!("line {}: image {image} does not exist", i + 1),
-                ));
+                return Err(BenchError::invalid(&path, format!("line {}: image {image} does not exist", i + 1)));
             }
         }
         out.push(q);

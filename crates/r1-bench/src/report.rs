@@ -37,17 +37,10 @@ fn checkpoint_step(name: &str) -> Option<u64> {
 /// `model/` subfolder). Anything else is an error that says what was expected.
 pub fn resolve_model(path: &Path) -> Result<Resolved> {
     if path.join("config.json").is_file() {
-        return Ok(Resolved {
-            model_dir: path.to_path_buf(),
-            run: None,
-            step: None,
-        });
+        return Ok(Resolved { model_dir: path.to_path_buf(), run: None, step: None });
     }
     if !path.is_dir() {
-        return Err(BenchError::invalid(
-            path,
-            "no such model folder or training run",
-        ));
+        return Err(BenchError::invalid(path, "no such model folder or training run"));
     }
     let entries = std::fs::read_dir(path).map_err(|e| BenchError::io(path, e))?;
     let latest = entries
@@ -64,17 +57,8 @@ pub fn resolve_model(path: &Path) -> Result<Resolved> {
     let model_dir = [dir.clone(), dir.join("model")]
         .into_iter()
         .find(|d| d.join("config.json").is_file())
-        .ok_or_else(|| {
-            BenchError::invalid(
-                &dir,
-                "the latest checkpoint holds no model (no config.json, nor model/config.json)",
-            )
-        })?;
-    Ok(Resolved {
-        model_dir,
-        run: Some(path.to_path_buf()),
-        step: Some(step),
-    })
+        .ok_or_else(|| BenchError::invalid(&dir, "the latest checkpoint holds no model (no config.json, nor model/config.json)"))?;
+    Ok(Resolved { model_dir, run: Some(path.to_path_buf()), step: Some(step) })
 }
 
 /// The configuration of a run with its seed removed (so runs that differ only by seed share
@@ -90,10 +74,7 @@ pub fn config_group(run: &Path) -> Option<String> {
 pub fn config_seed(run: &Path) -> Option<u64> {
     let text = std::fs::read_to_string(run.join("config.toml")).ok()?;
     let table: toml::Table = text.parse().ok()?;
-    table
-        .get("seed")?
-        .as_integer()
-        .and_then(|s| u64::try_from(s).ok())
+    table.get("seed")?.as_integer().and_then(|s| u64::try_from(s).ok())
 }
 
 /// `results.json`: what was evaluated, how, and the flat metrics of
@@ -127,17 +108,9 @@ enum Record<'a> {
 pub fn write(dir: &Path, results: &Results, qa: &[QaRecord], bench: &[BenchRecord]) -> Result<()> {
     fsio::write_json(&dir.join(RESULTS_FILE), results)?;
     let mut lines = String::new();
-    for record in qa
-        .iter()
-        .map(Record::Qa)
-        .chain(bench.iter().map(Record::Bench))
-    {
+    for record in qa.iter().map(Record::Qa).chain(bench.iter().map(Record::Bench)) {
         let path = dir.join(RECORDS_FILE);
-        lines += &serde_json::to_string(&record).map_err(|source| BenchError::Json {
-            path,
-            line: None,
-            source,
-        })?;
+        lines += &serde_json::to_string(&record).map_err(|source| BenchError::Json { path, line: None, source })?;
         lines.push('\n');
     }
     fsio::write_atomic(&dir.join(RECORDS_FILE), lines.as_bytes())?;
@@ -148,24 +121,12 @@ pub fn write(dir: &Path, results: &Results, qa: &[QaRecord], bench: &[BenchRecor
 /// Reads the results of an evaluation folder, or of a run whose evaluation went to its
 /// default place (`<run>/eval/`).
 pub fn read_results(path: &Path) -> Result<Results> {
-    let file = [
-        path.join(RESULTS_FILE),
-        path.join("eval").join(RESULTS_FILE),
-    ]
-    .into_iter()
-    .find(|p| p.is_file())
-    .ok_or_else(|| {
-        BenchError::invalid(
-            path,
-            format!("no {RESULTS_FILE} here nor in eval/ (run `cargo xtask eval` first)"),
-        )
-    })?;
+    let file = [path.join(RESULTS_FILE), path.join("eval").join(RESULTS_FILE)]
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| BenchError::invalid(path, format!("no {RESULTS_FILE} here nor in eval/ (run `cargo xtask eval` first)")))?;
     let text = std::fs::read_to_string(&file).map_err(|e| BenchError::io(&file, e))?;
-    serde_json::from_str(&text).map_err(|source| BenchError::Json {
-        path: file,
-        line: None,
-        source,
-    })
+    serde_json::from_str(&text).map_err(|source| BenchError::Json { path: file, line: None, source })
 }
 
 fn cell(m: &BTreeMap<String, f64>, key: &str) -> String {
@@ -182,10 +143,7 @@ const MC_TYPES: [&str; 3] = ["waypoint", "current_state", "movement"];
 pub fn markdown(r: &Results) -> String {
     let m = &r.metrics;
     let best = r.samples > 1;
-    let mut s = format!(
-        "# Evaluation of `{}`\n\nModel folder: `{}`",
-        r.model, r.model_dir
-    );
+    let mut s = format!("# Evaluation of `{}`\n\nModel folder: `{}`", r.model, r.model_dir);
     if let Some(step) = r.step {
         s += &format!(" (step {step})");
     }
@@ -203,60 +161,34 @@ pub fn markdown(r: &Results) -> String {
             count(m, &format!("mcqa.{t}.n")),
             cell(m, &format!("mcqa.{t}.in.accuracy")),
             cell(m, &format!("mcqa.{t}.out.accuracy")),
-            if best {
-                format!(" {} |", cell(m, &format!("mcqa.{t}.best_of_n")))
-            } else {
-                String::new()
-            }
+            if best { format!(" {} |", cell(m, &format!("mcqa.{t}.best_of_n"))) } else { String::new() }
         );
     }
     s += &format!(
         "\nFormat rate {}; mean completion length {} tokens.\n\nOpen-ended waypoint: reward {}, L1 error {} m (n = {}, positions parsed {}).\n",
         cell(m, "mcqa.format_rate"),
-        m.get("mcqa.completion_tokens.mean")
-            .map_or("–".into(), |v| format!("{v:.1}")),
+        m.get("mcqa.completion_tokens.mean").map_or("–".into(), |v| format!("{v:.1}")),
         cell(m, "open.waypoint.reward"),
         cell(m, "open.waypoint.l1"),
         count(m, "open.waypoint.n"),
         cell(m, "open.waypoint.parsed_rate"),
     );
-    let tasks: std::collections::BTreeSet<&str> = m
-        .keys()
-        .filter_map(|k| {
-            k.strip_prefix("mcqa.")?
-                .split_once(".task.")?
-                .1
-                .strip_suffix(".accuracy")
-        })
-        .collect();
+    let tasks: std::collections::BTreeSet<&str> =
+        m.keys().filter_map(|k| k.strip_prefix("mcqa.")?.split_once(".task.")?.1.strip_suffix(".accuracy")).collect();
     if !tasks.is_empty() {
         s += "\n### Per task\n\n| task |";
-        s += &MC_TYPES
-            .iter()
-            .map(|t| format!(" {t} |"))
-            .collect::<String>();
+        s += &MC_TYPES.iter().map(|t| format!(" {t} |")).collect::<String>();
         s += "\n|---|---|---|---|\n";
         for task in tasks {
             s += &format!("| {task} |");
-            s += &MC_TYPES
-                .iter()
-                .map(|t| format!(" {} |", cell(m, &format!("mcqa.{t}.task.{task}.accuracy"))))
-                .collect::<String>();
+            s += &MC_TYPES.iter().map(|t| format!(" {} |", cell(m, &format!("mcqa.{t}.task.{task}.accuracy")))).collect::<String>();
             s += "\n";
         }
     }
     let judged = m.contains_key("bench.judge.failed");
     s += "\n## Robot-R1 Bench (0-3)\n\n| category | rule-based | n | In | Out |";
-    s += if judged {
-        " judge | judged n |\n|---|---|---|---|---|---|---|\n"
-    } else {
-        "\n|---|---|---|---|---|\n"
-    };
-    let names: Vec<&str> = Category::ALL
-        .iter()
-        .map(|c| c.as_str())
-        .chain(["overall"])
-        .collect();
+    s += if judged { " judge | judged n |\n|---|---|---|---|---|---|---|\n" } else { "\n|---|---|---|---|---|\n" };
+    let names: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).chain(["overall"]).collect();
     for c in names {
         s += &format!(
             "| {c} | {} | {} | {} | {} |",
@@ -266,11 +198,7 @@ pub fn markdown(r: &Results) -> String {
             cell(m, &format!("bench.{c}.out.score")),
         );
         if judged {
-            s += &format!(
-                " {} | {} |",
-                cell(m, &format!("bench.judge.{c}.score")),
-                count(m, &format!("bench.judge.{c}.n"))
-            );
+            s += &format!(" {} | {} |", cell(m, &format!("bench.judge.{c}.score")), count(m, &format!("bench.judge.{c}.n")));
         }
         s += "\n";
     }
@@ -310,39 +238,23 @@ const COMPARE_COLUMNS: [(&str, &str); 12] = [
 pub fn compare(runs: &[(String, Results)], seeds: bool) -> String {
     let mut rows: Vec<(String, Vec<&Results>)> = Vec::new();
     for (name, r) in runs {
-        match rows
-            .iter_mut()
-            .find(|(_, g)| seeds && g[0].group == r.group)
-        {
+        match rows.iter_mut().find(|(_, g)| seeds && g[0].group == r.group) {
             Some((_, g)) => g.push(r),
             None => rows.push((name.clone(), vec![r])),
         }
     }
     let mut s = String::from("| model | seeds |");
-    s += &COMPARE_COLUMNS
-        .iter()
-        .map(|(h, _)| format!(" {h} |"))
-        .collect::<String>();
+    s += &COMPARE_COLUMNS.iter().map(|(h, _)| format!(" {h} |")).collect::<String>();
     s += "\n|---|---|";
     s += &"---|".repeat(COMPARE_COLUMNS.len());
     s += "\n";
     for (name, group) in rows {
         s += &format!("| {name} | {} |", group.len());
         for (_, key) in COMPARE_COLUMNS {
-            let values: Vec<f64> = group
-                .iter()
-                .filter_map(|r| r.metrics.get(key).copied())
-                .collect();
+            let values: Vec<f64> = group.iter().filter_map(|r| r.metrics.get(key).copied()).collect();
             s += &match (stats::mean(&values), stats::std_dev(&values), values.len()) {
                 (Some(m), _, 1) => format!(" {m:.3} |"),
-                (Some(m), Some(sd), k) => format!(
-                    " {m:.3} ± {sd:.3}{} |",
-                    if k < group.len() {
-                        format!(" ({k})")
-                    } else {
-                        String::new()
-                    }
-                ),
+                (Some(m), Some(sd), k) => format!(" {m:.3} ± {sd:.3}{} |", if k < group.len() { format!(" ({k})") } else { String::new() }),
                 _ => " – |".into(),
             };
         }
@@ -364,10 +276,7 @@ mod tests {
             seed: None,
             samples: 1,
             temperature: 0.0,
-            metrics: BTreeMap::from([
-                ("mcqa.waypoint.accuracy".into(), waypoint),
-                ("bench.spatial.score".into(), 1.5),
-            ]),
+            metrics: BTreeMap::from([("mcqa.waypoint.accuracy".into(), waypoint), ("bench.spatial.score".into(), 1.5)]),
         }
     }
 
@@ -388,24 +297,15 @@ mod tests {
         }
         std::fs::create_dir_all(run.join("checkpoint-x")).unwrap();
         let r = resolve_model(&run).unwrap();
-        assert_eq!(
-            (r.step, r.model_dir),
-            (Some(40), run.join("checkpoint-40").join("model"))
-        );
+        assert_eq!((r.step, r.model_dir), (Some(40), run.join("checkpoint-40").join("model")));
 
         let empty = tmp.path().join("empty");
         std::fs::create_dir_all(&empty).unwrap();
         let err = resolve_model(&empty).unwrap_err().to_string();
-        assert!(
-            err.contains("empty") && err.contains("checkpoint-<step>"),
-            "{err}"
-        );
+        assert!(err.contains("empty") && err.contains("checkpoint-<step>"), "{err}");
         std::fs::create_dir_all(empty.join("checkpoint-3")).unwrap();
         let err = resolve_model(&empty).unwrap_err().to_string();
-        assert!(
-            err.contains("checkpoint-3") && err.contains("no model"),
-            "{err}"
-        );
+        assert!(err.contains("checkpoint-3") && err.contains("no model"), "{err}");
         assert!(resolve_model(&tmp.path().join("missing")).is_err());
     }
 
@@ -414,11 +314,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         for (name, seed, lr) in [("a", 1, "1e-6"), ("b", 2, "1e-6"), ("c", 1, "1e-5")] {
             std::fs::create_dir_all(tmp.path().join(name)).unwrap();
-            std::fs::write(
-                tmp.path().join(name).join("config.toml"),
-                format!("seed = {seed}\n[optim]\nlr = {lr}\n"),
-            )
-            .unwrap();
+            std::fs::write(tmp.path().join(name).join("config.toml"), format!("seed = {seed}\n[optim]\nlr = {lr}\n")).unwrap();
         }
         let g = |n: &str| config_group(&tmp.path().join(n)).unwrap();
         assert_eq!(g("a"), g("b"));
@@ -437,16 +333,9 @@ mod tests {
         let table = compare(&runs, true);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 4, "{table}");
-        assert!(
-            lines[2].starts_with("| grpo-s1 | 2 | 0.600 ± 0.141 |"),
-            "{table}"
-        );
+        assert!(lines[2].starts_with("| grpo-s1 | 2 | 0.600 ± 0.141 |"), "{table}");
         assert!(lines[3].starts_with("| sft | 1 | 0.400 |"), "{table}");
-        assert_eq!(
-            compare(&runs, false).lines().count(),
-            5,
-            "without --seeds a row per run"
-        );
+        assert_eq!(compare(&runs, false).lines().count(), 5, "without --seeds a row per run");
     }
 
     #[test]
@@ -456,13 +345,8 @@ mod tests {
         write(tmp.path(), &r, &[], &[]).unwrap();
         assert_eq!(read_results(tmp.path()).unwrap(), r);
         let report = std::fs::read_to_string(tmp.path().join(REPORT_FILE)).unwrap();
-        assert!(
-            report.contains("| waypoint | 0.500 |") && report.contains("| spatial | 1.500 |"),
-            "{report}"
-        );
-        let err = read_results(&tmp.path().join("nothing"))
-            .unwrap_err()
-            .to_string();
+        assert!(report.contains("| waypoint | 0.500 |") && report.contains("| spatial | 1.500 |"), "{report}");
+        let err = read_results(&tmp.path().join("nothing")).unwrap_err().to_string();
         assert!(err.contains("results.json"), "{err}");
     }
 }

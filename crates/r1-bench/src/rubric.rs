@@ -25,10 +25,9 @@ use crate::question::Truth;
 
 /// Words that carry no content for matching subtasks and plan steps.
 const STOP_WORDS: &[&str] = &[
-    "a", "an", "the", "to", "of", "and", "then", "next", "is", "it", "its", "this", "that",
-    "should", "be", "will", "would", "robot", "subtask", "step", "steps", "now", "first", "i",
-    "we", "you", "answer", "please", "must", "needs", "need", "has", "have", "s", "by", "with",
-    "from", "for", "so", "as", "at", "which", "there", "here",
+    "a", "an", "the", "to", "of", "and", "then", "next", "is", "it", "its", "this", "that", "should", "be", "will",
+    "would", "robot", "subtask", "step", "steps", "now", "first", "i", "we", "you", "answer", "please", "must", "needs",
+    "need", "has", "have", "s", "by", "with", "from", "for", "so", "as", "at", "which", "there", "here",
 ];
 
 /// Content words of `text` in order of appearance: lower-cased alphanumeric runs that are not
@@ -44,11 +43,7 @@ pub fn content_words(text: &str) -> Vec<String> {
 /// F1 of the content-word *sets* of two texts: `2|A∩B| / (|A| + |B|)`, in [0, 1]; 0 when
 /// either text has no content word.
 pub fn word_f1(a: &str, b: &str) -> f64 {
-    let set = |t: &str| {
-        content_words(t)
-            .into_iter()
-            .collect::<std::collections::BTreeSet<_>>()
-    };
+    let set = |t: &str| content_words(t).into_iter().collect::<std::collections::BTreeSet<_>>();
     let (a, b) = (set(a), set(b));
     if a.is_empty() || b.is_empty() {
         return 0.0;
@@ -92,16 +87,10 @@ fn relation_word(word: &str) -> Option<(usize, i8)> {
 /// left" claims left), which errs toward penalising hedged answers.
 pub fn parse_relation(text: &str) -> Axes {
     let mut axes = [AxisClaim::None; 3];
-    for word in text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-    {
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
         if let Some((axis, sign)) = relation_word(&word.to_lowercase()) {
             axes[axis] = match axes[axis] {
-                AxisClaim::None => AxisClaim::Dir {
-                    sign,
-                    slight: false,
-                },
+                AxisClaim::None => AxisClaim::Dir { sign, slight: false },
                 AxisClaim::Dir { sign: s, .. } if s == sign => axes[axis],
                 _ => AxisClaim::Conflict,
             };
@@ -117,10 +106,7 @@ pub fn parse_movement(text: &str) -> Axes {
     use r1_reward::{MovementError, parse_movement};
     match parse_movement(text) {
         Ok(m) => m.steps.map(|s| match s {
-            Some(s) => AxisClaim::Dir {
-                sign: if s.positive { 1 } else { -1 },
-                slight: s.slight,
-            },
+            Some(s) => AxisClaim::Dir { sign: if s.positive { 1 } else { -1 }, slight: s.slight },
             None => AxisClaim::None,
         }),
         Err(MovementError::Contradiction(axis)) => {
@@ -187,31 +173,18 @@ pub fn score_object(answer: &str, truth: &str, objects: &[String]) -> u8 {
     let words: BTreeSet<String> = content_words(answer).into_iter().collect();
     let named: Vec<(&str, BTreeSet<String>)> = objects
         .iter()
-        .map(|o| {
-            (
-                o.as_str(),
-                content_words(o).into_iter().collect::<BTreeSet<_>>(),
-            )
-        })
+        .map(|o| (o.as_str(), content_words(o).into_iter().collect::<BTreeSet<_>>()))
         .filter(|(_, w)| !w.is_empty() && w.is_subset(&words))
         .collect();
     let named: Vec<&str> = named
         .iter()
-        .filter(|(_, w)| {
-            !named
-                .iter()
-                .any(|(_, longer)| w.len() < longer.len() && w.is_subset(longer))
-        })
+        .filter(|(_, w)| !named.iter().any(|(_, longer)| w.len() < longer.len() && w.is_subset(longer)))
         .map(|(name, _)| *name)
         .collect();
     if !named.contains(&truth) {
         return 0;
     }
-    if named.iter().all(|n| *n == truth) {
-        3
-    } else {
-        1
-    }
+    if named.iter().all(|n| *n == truth) { 3 } else { 1 }
 }
 
 /// Scores a next-subtask answer against the plan. The answer is compared with every plan
@@ -223,16 +196,9 @@ pub fn score_object(answer: &str, truth: &str, objects: &[String]) -> u8 {
 /// * 2: the true step is the unique best match with `1/3 <= f < 2/3`;
 /// * 3: the unique best match with `f >= 2/3`.
 pub fn score_subtask(answer: &str, plan: &[String], next: usize) -> u8 {
-    let Some(truth) = plan.get(next) else {
-        return 0;
-    };
+    let Some(truth) = plan.get(next) else { return 0 };
     let f = word_f1(answer, truth);
-    let best_other = plan
-        .iter()
-        .enumerate()
-        .filter(|&(i, s)| i != next && s != truth)
-        .map(|(_, s)| word_f1(answer, s))
-        .fold(0.0, f64::max);
+    let best_other = plan.iter().enumerate().filter(|&(i, s)| i != next && s != truth).map(|(_, s)| word_f1(answer, s)).fold(0.0, f64::max);
     if f == 0.0 || best_other > f {
         0
     } else if best_other == f || f < 1.0 / 3.0 {
@@ -250,23 +216,12 @@ pub fn score_subtask(answer: &str, plan: &[String], next: usize) -> u8 {
 pub fn split_steps(answer: &str) -> Vec<String> {
     let strip = |l: &str| -> String {
         let l = l.trim().trim_start_matches(['-', '*', '•']).trim_start();
-        let l = l
-            .strip_prefix("Step ")
-            .or_else(|| l.strip_prefix("step "))
-            .unwrap_or(l);
+        let l = l.strip_prefix("Step ").or_else(|| l.strip_prefix("step ")).unwrap_or(l);
         let digits = l.len() - l.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        let l = if digits > 0 {
-            l[digits..].trim_start_matches(['.', ')', ':'])
-        } else {
-            l
-        };
+        let l = if digits > 0 { l[digits..].trim_start_matches(['.', ')', ':']) } else { l };
         l.trim().to_string()
     };
-    let lines: Vec<String> = answer
-        .lines()
-        .map(strip)
-        .filter(|l| !l.is_empty())
-        .collect();
+    let lines: Vec<String> = answer.lines().map(strip).filter(|l| !l.is_empty()).collect();
     if lines.len() != 1 {
         return lines;
     }
@@ -299,21 +254,14 @@ pub fn score_plan(answer: &str, reference: &[String]) -> u8 {
         let best = f1.iter().copied().fold(0.0, f64::max);
         for j in 0..reference.len() {
             let matched = best >= 0.5 && f1[j] == best;
-            lcs[i + 1][j + 1] = if matched {
-                lcs[i][j] + 1
-            } else {
-                lcs[i][j + 1].max(lcs[i + 1][j])
-            };
+            lcs[i + 1][j + 1] = if matched { lcs[i][j] + 1 } else { lcs[i][j + 1].max(lcs[i + 1][j]) };
         }
     }
     let l = lcs[steps.len()][reference.len()];
     if l == 0 {
         return 0;
     }
-    let (p, r) = (
-        l as f64 / steps.len() as f64,
-        l as f64 / reference.len() as f64,
-    );
+    let (p, r) = (l as f64 / steps.len() as f64, l as f64 / reference.len() as f64);
     let f = 2.0 * p * r / (p + r);
     if f >= 0.85 {
         3
@@ -328,11 +276,7 @@ pub fn score_plan(answer: &str, reference: &[String]) -> u8 {
 /// `<answer>` tag) the content of its one answer block by r1-reward's rule, or nothing when
 /// that block is missing or ambiguous; otherwise the whole completion. Trimmed.
 pub fn judged_text(completion: &str) -> &str {
-    if completion.contains("<answer>") {
-        r1_reward::extract_answer(completion).unwrap_or("").trim()
-    } else {
-        completion.trim()
-    }
+    if completion.contains("<answer>") { r1_reward::extract_answer(completion).unwrap_or("").trim() } else { completion.trim() }
 }
 
 /// Scores an answer (already reduced to the `<answer>` content for reasoning models) against
@@ -341,35 +285,17 @@ pub fn score(answer: &str, truth: &Truth) -> u8 {
     match truth {
         Truth::Planning { steps } => score_plan(answer, steps),
         Truth::HighLevelAction { plan, next } => score_subtask(answer, plan, *next),
-        Truth::Movement { phrase } => {
-            score_axes(&parse_movement(answer), &parse_movement(phrase), true)
-        }
-        Truth::SpatialRelation {
-            subject,
-            object,
-            relation,
-        } => {
+        Truth::Movement { phrase } => score_axes(&parse_movement(answer), &parse_movement(phrase), true),
+        Truth::SpatialRelation { subject, object, relation } => {
             // Object names may hold relation words ("top drawer"): they are not claims.
             let mut text = answer.to_lowercase();
             for name in [subject, object] {
                 text = text.replace(&name.to_lowercase(), " ");
             }
-            let reference = relation.map(|s| {
-                if s == 0 {
-                    AxisClaim::None
-                } else {
-                    AxisClaim::Dir {
-                        sign: s.signum(),
-                        slight: false,
-                    }
-                }
-            });
+            let reference = relation.map(|s| if s == 0 { AxisClaim::None } else { AxisClaim::Dir { sign: s.signum(), slight: false } });
             score_axes(&parse_relation(&text), &reference, false)
         }
-        Truth::SpatialObject {
-            answer: truth,
-            objects,
-        } => score_object(answer, truth, objects),
+        Truth::SpatialObject { answer: truth, objects } => score_object(answer, truth, objects),
     }
 }
 
@@ -383,12 +309,7 @@ mod tests {
     }
 
     fn movement(answer: &str, reference: &str) -> u8 {
-        score(
-            answer,
-            &Truth::Movement {
-                phrase: reference.into(),
-            },
-        )
+        score(answer, &Truth::Movement { phrase: reference.into() })
     }
 
     #[test]
@@ -396,41 +317,12 @@ mod tests {
         use AxisClaim::*;
         assert_eq!(
             parse_movement("slightly move front, slightly move left, and move down"),
-            [
-                Dir {
-                    sign: 1,
-                    slight: true
-                },
-                Dir {
-                    sign: -1,
-                    slight: true
-                },
-                Dir {
-                    sign: -1,
-                    slight: false
-                }
-            ]
+            [Dir { sign: 1, slight: true }, Dir { sign: -1, slight: true }, Dir { sign: -1, slight: false }]
         );
         assert_eq!(parse_movement("up and down"), [None, None, Conflict]);
         assert_eq!(parse_movement(""), [None; 3]);
-        assert_eq!(
-            parse_relation("The cup is in front of and above the box"),
-            [
-                Dir {
-                    sign: 1,
-                    slight: false
-                },
-                None,
-                Dir {
-                    sign: 1,
-                    slight: false
-                }
-            ]
-        );
-        assert_eq!(
-            parse_relation("left of it, or maybe right"),
-            [None, Conflict, None]
-        );
+        assert_eq!(parse_relation("The cup is in front of and above the box"), [Dir { sign: 1, slight: false }, None, Dir { sign: 1, slight: false }]);
+        assert_eq!(parse_relation("left of it, or maybe right"), [None, Conflict, None]);
     }
 
     #[test]
@@ -441,139 +333,52 @@ mod tests {
         assert_eq!(movement("Move down and right", r), 2, "qualifier differs");
         assert_eq!(movement("Move down", r), 2, "slight axis missing");
         assert_eq!(movement("Move right", r), 1, "main axis missing");
-        assert_eq!(
-            movement("Move down, right and forward", r),
-            1,
-            "unqualified extra axis"
-        );
-        assert_eq!(
-            movement("Move up and slightly right", r),
-            0,
-            "opposite direction"
-        );
+        assert_eq!(movement("Move down, right and forward", r), 1, "unqualified extra axis");
+        assert_eq!(movement("Move up and slightly right", r), 0, "opposite direction");
         assert_eq!(movement("Move forward", r), 0, "nothing right");
         assert_eq!(movement("", r), 0, "empty");
         assert_eq!(movement("I cannot tell.", r), 0, "no direction");
-        assert_eq!(
-            movement("move up, down, left, right, forward and backward", r),
-            0,
-            "everything listed"
-        );
+        assert_eq!(movement("move up, down, left, right, forward and backward", r), 0, "everything listed");
     }
 
     #[test]
     fn spatial_relation_rubric() {
-        let truth = Truth::SpatialRelation {
-            subject: "red cup".into(),
-            object: "blue box".into(),
-            relation: [1, -1, 0],
-        };
-        assert_eq!(
-            score(
-                "The red cup is in front of the blue box and to its left.",
-                &truth
-            ),
-            3
-        );
-        assert_eq!(
-            score("To the left of it.", &truth),
-            1,
-            "an unqualified axis is missing"
-        );
-        assert_eq!(
-            score("Left, in front, and above.", &truth),
-            1,
-            "an extra unqualified axis"
-        );
+        let truth = Truth::SpatialRelation { subject: "red cup".into(), object: "blue box".into(), relation: [1, -1, 0] };
+        assert_eq!(score("The red cup is in front of the blue box and to its left.", &truth), 3);
+        assert_eq!(score("To the left of it.", &truth), 1, "an unqualified axis is missing");
+        assert_eq!(score("Left, in front, and above.", &truth), 1, "an extra unqualified axis");
         assert_eq!(score("It is behind the blue box.", &truth), 0);
-        assert_eq!(
-            score(
-                "It is above, below, left, right, in front of and behind it.",
-                &truth
-            ),
-            0
-        );
+        assert_eq!(score("It is above, below, left, right, in front of and behind it.", &truth), 0);
         assert_eq!(score("", &truth), 0);
-        let named = Truth::SpatialRelation {
-            subject: "top drawer".into(),
-            object: "blue box".into(),
-            relation: [0, 1, 0],
-        };
-        assert_eq!(
-            score("The top drawer is to the right of the blue box.", &named),
-            3,
-            "names are not claims"
-        );
+        let named = Truth::SpatialRelation { subject: "top drawer".into(), object: "blue box".into(), relation: [0, 1, 0] };
+        assert_eq!(score("The top drawer is to the right of the blue box.", &named), 3, "names are not claims");
     }
 
     #[test]
     fn spatial_object_rubric() {
         let objects = s(&["red cup", "blue box", "green plate"]);
-        let truth = Truth::SpatialObject {
-            answer: "blue box".into(),
-            objects,
-        };
+        let truth = Truth::SpatialObject { answer: "blue box".into(), objects };
         assert_eq!(score("The blue box.", &truth), 3);
-        assert_eq!(
-            score("the box that is blue", &truth),
-            3,
-            "word order is free"
-        );
+        assert_eq!(score("the box that is blue", &truth), 3, "word order is free");
         assert_eq!(score("The red cup.", &truth), 0);
-        assert_eq!(
-            score("The box.", &truth),
-            0,
-            "the colour is part of the name"
-        );
-        assert_eq!(
-            score("The red cup, the blue box or the green plate.", &truth),
-            1,
-            "everything listed"
-        );
+        assert_eq!(score("The box.", &truth), 0, "the colour is part of the name");
+        assert_eq!(score("The red cup, the blue box or the green plate.", &truth), 1, "everything listed");
         assert_eq!(score("", &truth), 0);
-        let nested = |answer: &str| Truth::SpatialObject {
-            answer: answer.into(),
-            objects: s(&["phone", "phone base"]),
-        };
-        assert_eq!(
-            score("The phone base.", &nested("phone base")),
-            3,
-            "the longer name wins"
-        );
+        let nested = |answer: &str| Truth::SpatialObject { answer: answer.into(), objects: s(&["phone", "phone base"]) };
+        assert_eq!(score("The phone base.", &nested("phone base")), 3, "the longer name wins");
         assert_eq!(score("The phone base.", &nested("phone")), 0);
         assert_eq!(score("The phone.", &nested("phone")), 3);
     }
 
     #[test]
     fn subtask_rubric() {
-        let plan = s(&[
-            "reach the lid",
-            "grasp the lid",
-            "lift the lid",
-            "place the lid on the table",
-        ]);
-        let truth = Truth::HighLevelAction {
-            plan: plan.clone(),
-            next: 1,
-        };
+        let plan = s(&["reach the lid", "grasp the lid", "lift the lid", "place the lid on the table"]);
+        let truth = Truth::HighLevelAction { plan: plan.clone(), next: 1 };
         assert_eq!(score("Grasp the lid.", &truth), 3);
-        assert_eq!(
-            score(
-                "The next subtask is to grasp the red lid firmly with both fingers.",
-                &truth
-            ),
-            2,
-            "extra words lower F1"
-        );
+        assert_eq!(score("The next subtask is to grasp the red lid firmly with both fingers.", &truth), 2, "extra words lower F1");
         assert_eq!(score("Lift the lid.", &truth), 0, "another subtask");
         assert_eq!(score("The lid.", &truth), 1, "ties with every step");
-        assert!(
-            score(
-                "reach the lid, grasp the lid, lift the lid, place the lid on the table",
-                &truth
-            ) <= 1,
-            "everything listed"
-        );
+        assert!(score("reach the lid, grasp the lid, lift the lid, place the lid on the table", &truth) <= 1, "everything listed");
         assert_eq!(score("", &truth), 0);
         assert_eq!(score("Open the drawer.", &truth), 0);
     }
@@ -581,76 +386,31 @@ mod tests {
     #[test]
     fn plan_rubric() {
         let steps = s(&["reach the cup", "grasp the cup", "lift the cup"]);
-        let truth = Truth::Planning {
-            steps: steps.clone(),
-        };
-        assert_eq!(
-            score(
-                "1. Reach the cup\n2. Grasp the cup\n3. Lift the cup",
-                &truth
-            ),
-            3
-        );
-        assert_eq!(
-            score(
-                "reach the cup, then grasp the cup, then lift the cup",
-                &truth
-            ),
-            3
-        );
-        assert_eq!(
-            score("1. Reach the cup\n2. Lift the cup", &truth),
-            2,
-            "one step missing: F = 0.8"
-        );
-        assert_eq!(
-            score(
-                "1. Lift the cup\n2. Grasp the cup\n3. Reach the cup",
-                &truth
-            ),
-            1,
-            "reversed order"
-        );
+        let truth = Truth::Planning { steps: steps.clone() };
+        assert_eq!(score("1. Reach the cup\n2. Grasp the cup\n3. Lift the cup", &truth), 3);
+        assert_eq!(score("reach the cup, then grasp the cup, then lift the cup", &truth), 3);
+        assert_eq!(score("1. Reach the cup\n2. Lift the cup", &truth), 2, "one step missing: F = 0.8");
+        assert_eq!(score("1. Lift the cup\n2. Grasp the cup\n3. Reach the cup", &truth), 1, "reversed order");
         assert_eq!(score("1. Open the drawer\n2. Close the drawer", &truth), 0);
         assert_eq!(score("", &truth), 0);
         let everything = "1. reach the cup\n2. grasp the cup\n3. lift the cup\n4. push the button\n5. open the drawer\n\
                           6. stack the block\n7. slide the block\n8. place the phone\n9. grasp the lid\n10. lift the lid";
         assert!(score(everything, &truth) <= 1, "everything listed");
         let repeated = s(&["move above the cup", "grasp the cup", "move above the cup"]);
-        assert_eq!(
-            score_plan(
-                "1. move above the cup\n2. grasp the cup\n3. move above the cup",
-                &repeated
-            ),
-            3,
-            "repeated steps"
-        );
+        assert_eq!(score_plan("1. move above the cup\n2. grasp the cup\n3. move above the cup", &repeated), 3, "repeated steps");
     }
 
     #[test]
     fn judges_the_answer_block_of_reasoning_models() {
-        assert_eq!(
-            judged_text("<think>up?</think> <answer> move down </answer>"),
-            "move down"
-        );
-        assert_eq!(
-            judged_text("<answer>a</answer><answer>b</answer>"),
-            "",
-            "ambiguous"
-        );
+        assert_eq!(judged_text("<think>up?</think> <answer> move down </answer>"), "move down");
+        assert_eq!(judged_text("<answer>a</answer><answer>b</answer>"), "", "ambiguous");
         assert_eq!(judged_text("  Move down.\n"), "Move down.");
     }
 
     #[test]
     fn splits_enumerated_steps() {
-        assert_eq!(
-            split_steps("1. a b\n 2) c d \n- e\nStep 4: f"),
-            s(&["a b", "c d", "e", "f"])
-        );
-        assert_eq!(
-            split_steps("grasp it; lift it"),
-            s(&["grasp it", "lift it"])
-        );
+        assert_eq!(split_steps("1. a b\n 2) c d \n- e\nStep 4: f"), s(&["a b", "c d", "e", "f"]));
+        assert_eq!(split_steps("grasp it; lift it"), s(&["grasp it", "lift it"]));
     }
 
     proptest! {

@@ -55,19 +55,9 @@ pub fn agreement(a: &[f64], b: &[f64]) -> Option<Agreement> {
         return None;
     }
     let n = a.len();
-    let exact = a
-        .iter()
-        .zip(b)
-        .filter(|(x, y)| (y.round() - **x).abs() < 1e-9)
-        .count() as f64
-        / n as f64;
+    let exact = a.iter().zip(b).filter(|(x, y)| (y.round() - **x).abs() < 1e-9).count() as f64 / n as f64;
     let mad = a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f64>() / n as f64;
-    Some(Agreement {
-        n,
-        pearson: pearson(a, b),
-        exact,
-        mean_abs_diff: mad,
-    })
+    Some(Agreement { n, pearson: pearson(a, b), exact, mean_abs_diff: mad })
 }
 
 #[cfg(test)]
@@ -78,10 +68,7 @@ mod tests {
     #[test]
     fn known_values() {
         assert_eq!(mean(&[1.0, 2.0, 3.0]), Some(2.0));
-        assert_eq!(
-            std_dev(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]).map(|s| (s * 1e6).round()),
-            Some(2138090.0)
-        );
+        assert_eq!(std_dev(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]).map(|s| (s * 1e6).round()), Some(2138090.0));
         assert_eq!(std_dev(&[5.0]), Some(0.0));
         assert_eq!(mean(&[]), None);
         assert_eq!(pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0]), Some(1.0));

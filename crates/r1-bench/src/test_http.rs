@@ -8,9 +8,7 @@ use std::sync::mpsc;
 /// A one-thread HTTP/1.1 server on 127.0.0.1 answering every request with `reply(n)`
 /// (`n` counts requests from 0) and sending each request's headers and body back over
 /// the channel.
-pub fn serve(
-    reply: impl Fn(usize) -> (u16, String) + Send + 'static,
-) -> (String, mpsc::Receiver<(String, String)>) {
+pub fn serve(reply: impl Fn(usize) -> (u16, String) + Send + 'static) -> (String, mpsc::Receiver<(String, String)>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();
@@ -42,6 +40,7 @@ pub fn serve(
     });
     (url, rx)
 }
+
 
 /// A chat-completions response body whose first choice says `content`.
 pub fn completion(content: &str) -> String {

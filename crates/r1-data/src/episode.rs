@@ -50,10 +50,7 @@ impl ImageRef {
             }
             ImageRef::Encoded(bytes) => image::load_from_memory(bytes)
                 .map(|i| i.to_rgb8())
-                .map_err(|source| DataError::Image {
-                    path: PathBuf::from("<in-memory image>"),
-                    source,
-                }),
+                .map_err(|source| DataError::Image { path: PathBuf::from("<in-memory image>"), source }),
         }
     }
 }
@@ -196,28 +193,13 @@ pub struct EnvMetadata {
 impl Default for EnvMetadata {
     /// RLBench's front view, as the Robot-R1 paper states it, with ARM's scene bounds.
     fn default() -> Self {
-        let axis = |n: &str, p: &str| AxisNames {
-            negative: n.into(),
-            positive: p.into(),
-        };
+        let axis = |n: &str, p: &str| AxisNames { negative: n.into(), positive: p.into() };
         Self {
             origin: [0.25, 0.0, 0.752],
             origin_description: "the center of the table surface".into(),
-            axes: [
-                axis("back", "front"),
-                axis("left", "right"),
-                axis("down", "up"),
-            ],
-            gripper: GripperDims {
-                width: 0.06,
-                length: 0.2,
-                height: 0.09,
-                finger_length: 0.04,
-            },
-            workspace: Bounds {
-                min: [-0.3, -0.5, 0.6],
-                max: [0.7, 0.5, 1.6],
-            },
+            axes: [axis("back", "front"), axis("left", "right"), axis("down", "up")],
+            gripper: GripperDims { width: 0.06, length: 0.2, height: 0.09, finger_length: 0.04 },
+            workspace: Bounds { min: [-0.3, -0.5, 0.6], max: [0.7, 0.5, 1.6] },
         }
     }
 }
@@ -267,26 +249,13 @@ impl Episode {
         let velocity_len = self.steps[0].joint_velocities.as_ref().map(Vec::len);
         for (i, step) in self.steps.iter().enumerate() {
             let p = &step.pose;
-            if !p
-                .position
-                .iter()
-                .chain(&p.orientation)
-                .all(|v| v.is_finite())
-            {
-                return Err(DataError::invalid_step(
-                    path,
-                    i,
-                    "pose is not finite (NaN or infinite)",
-                ));
+            if !p.position.iter().chain(&p.orientation).all(|v| v.is_finite()) {
+                return Err(DataError::invalid_step(path, i, "pose is not finite (NaN or infinite)"));
             }
             match (&step.joint_velocities, velocity_len) {
                 (Some(v), Some(n)) if v.len() == n => {
                     if !v.iter().all(|x| x.is_finite()) {
-                        return Err(DataError::invalid_step(
-                            path,
-                            i,
-                            "joint velocities are not finite",
-                        ));
+                        return Err(DataError::invalid_step(path, i, "joint velocities are not finite"));
                     }
                 }
                 (None, None) => {}
@@ -300,33 +269,16 @@ impl Episode {
             }
             for cam in &self.cameras {
                 if !step.images.contains_key(&cam.name) {
-                    return Err(DataError::invalid_step(
-                        path,
-                        i,
-                        format!("missing image for camera {:?}", cam.name),
-                    ));
+                    return Err(DataError::invalid_step(path, i, format!("missing image for camera {:?}", cam.name)));
                 }
             }
-            if let Some(extra) = step
-                .images
-                .keys()
-                .find(|k| !self.cameras.iter().any(|c| &c.name == *k))
-            {
-                return Err(DataError::invalid_step(
-                    path,
-                    i,
-                    format!("image for unknown camera {extra:?}"),
-                ));
+            if let Some(extra) = step.images.keys().find(|k| !self.cameras.iter().any(|c| &c.name == *k)) {
+                return Err(DataError::invalid_step(path, i, format!("image for unknown camera {extra:?}")));
             }
         }
         if let Some(w) = &self.waypoints {
-            if w.windows(2).any(|p| p[0] >= p[1])
-                || w.last().is_some_and(|&l| l >= self.steps.len())
-            {
-                return Err(DataError::invalid(
-                    path,
-                    "waypoints must increase strictly and lie within the episode",
-                ));
+            if w.windows(2).any(|p| p[0] >= p[1]) || w.last().is_some_and(|&l| l >= self.steps.len()) {
+                return Err(DataError::invalid(path, "waypoints must increase strictly and lie within the episode"));
             }
         }
         Ok(())

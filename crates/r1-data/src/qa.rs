@@ -32,12 +32,7 @@ pub enum QaType {
 }
 
 impl QaType {
-    pub const ALL: [QaType; 4] = [
-        Self::Waypoint,
-        Self::CurrentState,
-        Self::Movement,
-        Self::WaypointOpen,
-    ];
+    pub const ALL: [QaType; 4] = [Self::Waypoint, Self::CurrentState, Self::Movement, Self::WaypointOpen];
 
     pub fn is_multiple_choice(self) -> bool {
         !matches!(self, Self::WaypointOpen)
@@ -74,12 +69,8 @@ impl std::str::FromStr for QaType {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContentPart {
     /// Path of the image, relative to the dataset root.
-    Image {
-        image: String,
-    },
-    Text {
-        text: String,
-    },
+    Image { image: String },
+    Text { text: String },
 }
 
 /// A chat message (`role` is `system`, `user` or `assistant`).
@@ -91,22 +82,14 @@ pub struct Message {
 
 impl Message {
     pub fn text(role: &str, text: impl Into<String>) -> Self {
-        Self {
-            role: role.into(),
-            content: vec![ContentPart::Text { text: text.into() }],
-        }
+        Self { role: role.into(), content: vec![ContentPart::Text { text: text.into() }] }
     }
 
     /// A user turn with the image first and the text second, as Qwen2.5-VL expects.
     pub fn user_with_image(image: impl Into<String>, text: impl Into<String>) -> Self {
         Self {
             role: "user".into(),
-            content: vec![
-                ContentPart::Image {
-                    image: image.into(),
-                },
-                ContentPart::Text { text: text.into() },
-            ],
+            content: vec![ContentPart::Image { image: image.into() }, ContentPart::Text { text: text.into() }],
         }
     }
 
@@ -135,10 +118,7 @@ impl Message {
 /// The turns a model answers: those before the first assistant turn (a conversation that
 /// already holds its reply, as SFT data does, is cut there).
 pub fn prompt_turns(messages: &[Message]) -> &[Message] {
-    let end = messages
-        .iter()
-        .position(|m| m.role == "assistant")
-        .unwrap_or(messages.len());
+    let end = messages.iter().position(|m| m.role == "assistant").unwrap_or(messages.len());
     &messages[..end]
 }
 

@@ -44,16 +44,9 @@ pub struct Advantages {
 ///
 /// Errors when the group size is below 2 (no baseline exists), when the rewards do not split
 /// into whole groups, or when a reward is not finite.
-pub fn compute(
-    rewards: &[f64],
-    group_size: usize,
-    estimator: AdvantageEstimator,
-    eps: f64,
-) -> Result<Advantages> {
+pub fn compute(rewards: &[f64], group_size: usize, estimator: AdvantageEstimator, eps: f64) -> Result<Advantages> {
     if group_size < 2 {
-        return Err(GrpoError::Invalid(format!(
-            "group size {group_size} is below 2: GRPO needs a baseline"
-        )));
+        return Err(GrpoError::Invalid(format!("group size {group_size} is below 2: GRPO needs a baseline")));
     }
     if rewards.is_empty() || rewards.len() % group_size != 0 {
         return Err(GrpoError::Invalid(format!(
@@ -81,20 +74,13 @@ pub fn compute(
                 let std = unbiased_std(group);
                 values.extend(group.iter().map(|r| (r - mean) / (std + eps)));
             }
-            AdvantageEstimator::GrpoBatchStd => {
-                values.extend(group.iter().map(|r| (r - mean) / (batch_std + eps)))
-            }
+            AdvantageEstimator::GrpoBatchStd => values.extend(group.iter().map(|r| (r - mean) / (batch_std + eps))),
             AdvantageEstimator::GrpoNoStd => values.extend(group.iter().map(|r| r - mean)),
-            AdvantageEstimator::Rloo => {
-                values.extend(group.iter().map(|r| r - (sum - r) / (g - 1.0)))
-            }
+            AdvantageEstimator::Rloo => values.extend(group.iter().map(|r| r - (sum - r) / (g - 1.0))),
         }
     }
     let groups = rewards.len() / group_size;
-    Ok(Advantages {
-        values,
-        frac_zero_std: zero_std_groups as f64 / groups as f64,
-    })
+    Ok(Advantages { values, frac_zero_std: zero_std_groups as f64 / groups as f64 })
 }
 
 fn is_constant(xs: &[f64]) -> bool {
@@ -145,10 +131,7 @@ mod tests {
     fn grouped() -> impl Strategy<Value = (Vec<f64>, usize)> {
         (2usize..6, 1usize..5).prop_flat_map(|(g, n)| {
             // Small integer-valued rewards make equal rewards (zero-std groups) common.
-            (
-                prop::collection::vec((0i32..4).prop_map(|x| x as f64 * 0.5), g * n),
-                Just(g),
-            )
+            (prop::collection::vec((0i32..4).prop_map(|x| x as f64 * 0.5), g * n), Just(g))
         })
     }
 

@@ -11,10 +11,7 @@ pub enum GrpoError {
     #[error("{0}")]
     Invalid(String),
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     /// A file that exists but whose content is wrong (bad TOML, bad JSON, missing entry).
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
@@ -32,16 +29,10 @@ pub enum GrpoError {
 
 impl GrpoError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        Self::Io { path: path.to_path_buf(), source }
     }
 
     pub fn file(path: &Path, message: impl std::fmt::Display) -> Self {
-        Self::File {
-            path: path.to_path_buf(),
-            message: message.to_string(),
-        }
+        Self::File { path: path.to_path_buf(), message: message.to_string() }
     }
 }

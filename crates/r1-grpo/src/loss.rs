@@ -74,11 +74,7 @@ impl Normaliser {
     /// Totals of a single chunk that is the whole minibatch.
     pub fn of(mask: &Tensor<2>, max_len: usize) -> Self {
         let [b, _] = mask.dims();
-        Self {
-            tokens: mask.clone().sum().into_scalar::<f32>() as f64,
-            sequences: b as f64,
-            max_len: max_len as f64,
-        }
+        Self { tokens: mask.clone().sum().into_scalar::<f32>() as f64, sequences: b as f64, max_len: max_len as f64 }
     }
 }
 
@@ -102,37 +98,22 @@ pub fn policy_terms(
 ) -> PolicyTerms {
     let dims = logp.dims();
     let adv = advantages.unsqueeze_dim::<2>(1).expand(dims);
-    let ratio = (logp - old_logp)
-        .clamp(-LOG_RATIO_BOUND, LOG_RATIO_BOUND)
-        .exp();
+    let ratio = (logp - old_logp).clamp(-LOG_RATIO_BOUND, LOG_RATIO_BOUND).exp();
     let unclipped = -adv.clone() * ratio.clone();
     let clipped = -adv.clone() * ratio.clone().clamp(1.0 - clip_low, 1.0 + clip_high);
     let mut loss = unclipped.max_pair(clipped);
     let negative = adv.clone().lower_elem(0.0);
     if let Some(c) = dual_clip {
         let bound = -adv.clone() * c;
-        loss = loss
-            .clone()
-            .mask_where(negative.clone(), loss.min_pair(bound));
+        loss = loss.clone().mask_where(negative.clone(), loss.min_pair(bound));
     }
     let clipped_low = ratio.clone().lower_elem(1.0 - clip_low).bool_and(negative);
-    let clipped_high = ratio
-        .greater_elem(1.0 + clip_high)
-        .bool_and(adv.greater_elem(0.0));
-    PolicyTerms {
-        loss,
-        clipped_low,
-        clipped_high,
-    }
+    let clipped_high = ratio.greater_elem(1.0 + clip_high).bool_and(adv.greater_elem(0.0));
+    PolicyTerms { loss, clipped_low, clipped_high }
 }
 
 /// Per-token KL estimate `[B, T]`, clamped to `[-clamp, clamp]` when given.
-pub fn kl_per_token(
-    logp: Tensor<2>,
-    ref_logp: Tensor<2>,
-    estimator: KlEstimator,
-    clamp: Option<f64>,
-) -> Tensor<2> {
+pub fn kl_per_token(logp: Tensor<2>, ref_logp: Tensor<2>, estimator: KlEstimator, clamp: Option<f64>) -> Tensor<2> {
     let diff = logp - ref_logp;
     let kl = match estimator {
         KlEstimator::K1 => diff,
@@ -147,12 +128,7 @@ pub fn kl_per_token(
 }
 
 /// Reduces per-token values `[B, T]` under `mask` to a scalar `[1]`.
-pub fn aggregate(
-    values: Tensor<2>,
-    mask: Tensor<2>,
-    aggregation: Aggregation,
-    norm: Normaliser,
-) -> Tensor<1> {
+pub fn aggregate(values: Tensor<2>, mask: Tensor<2>, aggregation: Aggregation, norm: Normaliser) -> Tensor<1> {
     match aggregation {
         Aggregation::TokenMean => (values * mask).sum() / norm.tokens.max(1.0),
         Aggregation::SeqMeanTokenMean => {
@@ -187,13 +163,7 @@ pub struct LossOutput {
 
 /// The GRPO loss of one chunk of a minibatch.
 pub fn grpo_loss(inputs: LossInputs, config: &LossConfig, norm: Normaliser) -> LossOutput {
-    let LossInputs {
-        logp,
-        old_logp,
-        ref_logp,
-        advantages,
-        mask,
-    } = inputs;
+    let LossInputs { logp, old_logp, ref_logp, advantages, mask } = inputs;
     let terms = policy_terms(
         logp.clone(),
         old_logp,
@@ -213,12 +183,7 @@ pub fn grpo_loss(inputs: LossInputs, config: &LossConfig, norm: Normaliser) -> L
         }
         _ => (terms.loss, Tensor::zeros([1], &mask.device())),
     };
-    LossOutput {
-        loss: aggregate(per_token, mask, config.aggregation, norm),
-        kl_sum,
-        clipped_low_count,
-        clipped_high_count,
-    }
+    LossOutput { loss: aggregate(per_token, mask, config.aggregation, norm), kl_sum, clipped_low_count, clipped_high_count }
 }
 
 #[cfg(test)]
@@ -232,10 +197,7 @@ mod tests {
     }
 
     fn t1(values: &[f32]) -> Tensor<1> {
-        Tensor::from_data(
-            TensorData::new(values.to_vec(), [values.len()]),
-            &Device::flex(),
-        )
+        Tensor::from_data(TensorData::new(values.to_vec(), [values.len()]), &Device::flex())
     }
 
     fn host(t: Tensor<2>) -> Vec<f32> {
@@ -264,9 +226,7 @@ mod tests {
                 prop::collection::vec(-30.0f32..0.0, b * t),
                 prop::collection::vec(-3.0f32..3.0, b),
                 prop::collection::vec(1usize..=t, b).prop_map(move |lens| {
-                    lens.iter()
-                        .flat_map(|&l| (0..t).map(move |j| if j < l { 1.0 } else { 0.0 }))
-                        .collect()
+                    lens.iter().flat_map(|&l| (0..t).map(move |j| if j < l { 1.0 } else { 0.0 })).collect()
                 }),
             )
         })

@@ -45,14 +45,7 @@ pub struct AdamWConfig {
 impl Default for AdamWConfig {
     /// PyTorch's betas and epsilon, EasyR1's weight decay and clip.
     fn default() -> Self {
-        Self {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 1e-2,
-            max_grad_norm: Some(1.0),
-            frozen_prefixes: Vec::new(),
-        }
+        Self { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 1e-2, max_grad_norm: Some(1.0), frozen_prefixes: Vec::new() }
     }
 }
 
@@ -80,10 +73,7 @@ pub struct AdamW {
 
 impl AdamW {
     pub fn new(config: AdamWConfig) -> Self {
-        Self {
-            config,
-            moments: HashMap::new(),
-        }
+        Self { config, moments: HashMap::new() }
     }
 
     pub fn config(&self) -> &AdamWConfig {
@@ -92,51 +82,20 @@ impl AdamW {
 
     /// Applies one update with learning rate `lr`. A non-finite gradient norm updates nothing
     /// (the caller counts the skipped step).
-    pub fn step<M: Module>(
-        &mut self,
-        lr: f64,
-        model: M,
-        grads: GradientsParams,
-    ) -> (M, StepReport) {
-        let mut norm = NormVisitor {
-            grads: &grads,
-            frozen: &self.config.frozen_prefixes,
-            path: Vec::new(),
-            total: None,
-        };
+    pub fn step<M: Module>(&mut self, lr: f64, model: M, grads: GradientsParams) -> (M, StepReport) {
+        let mut norm = NormVisitor { grads: &grads, frozen: &self.config.frozen_prefixes, path: Vec::new(), total: None };
         model.visit(&mut norm);
-        let grad_norm = norm
-            .total
-            .map_or(0.0, |t| t.into_scalar::<f32>() as f64)
-            .sqrt();
+        let grad_norm = norm.total.map_or(0.0, |t| t.into_scalar::<f32>() as f64).sqrt();
         if !grad_norm.is_finite() {
-            return (
-                model,
-                StepReport {
-                    grad_norm,
-                    applied: false,
-                },
-            );
+            return (model, StepReport { grad_norm, applied: false });
         }
         let scale = match self.config.max_grad_norm {
             Some(max) => (max / (grad_norm + CLIP_EPS)).min(1.0),
             None => 1.0,
         };
-        let mut mapper = UpdateMapper {
-            optim: self,
-            grads,
-            lr,
-            scale,
-            path: Vec::new(),
-        };
+        let mut mapper = UpdateMapper { optim: self, grads, lr, scale, path: Vec::new() };
         let model = model.map(&mut mapper);
-        (
-            model,
-            StepReport {
-                grad_norm,
-                applied: true,
-            },
-        )
+        (model, StepReport { grad_norm, applied: true })
     }
 
     /// Writes the moments and per-parameter step counts as safetensors, atomically.
@@ -146,10 +105,7 @@ impl AdamW {
         for (name, m) in &self.moments {
             steps.insert(name, m.step);
             for (kind, t) in [("exp_avg", &m.exp_avg), ("exp_avg_sq", &m.exp_avg_sq)] {
-                let values = t
-                    .to_data()
-                    .try_to_vec::<f32>()
-                    .map_err(|e| GrpoError::file(path, format!("{e:?}")))?;
+                let values = t.to_data().try_to_vec::<f32>().map_err(|e| GrpoError::file(path, format!("{e:?}")))?;
                 let len = values.len();
                 let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
                 buffers.insert(format!("{kind}.{name}"), (bytes, len));
@@ -158,8 +114,7 @@ impl AdamW {
         let views = buffers
             .iter()
             .map(|(k, (bytes, len))| {
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![*len], bytes)
-                    .map(|v| (k.clone(), v))
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![*len], bytes).map(|v| (k.clone(), v))
             })
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| GrpoError::file(path, e))?;
@@ -167,45 +122,27 @@ impl AdamW {
             "steps".to_string(),
             serde_json::to_string(&steps).map_err(|e| GrpoError::file(path, e))?,
         )]);
-        let bytes =
-            safetensors::serialize(views, Some(meta)).map_err(|e| GrpoError::file(path, e))?;
+        let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| GrpoError::file(path, e))?;
         fsio::write_atomic(path, &bytes)
     }
 
     /// Replaces the state with the one saved at `path`, placing the moments on `device`.
     pub fn load(&mut self, path: &Path, device: &Device) -> Result<()> {
         let bytes = fsio::read(path)?;
-        let st =
-            safetensors::SafeTensors::deserialize(&bytes).map_err(|e| GrpoError::file(path, e))?;
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| GrpoError::file(path, e))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| GrpoError::file(path, e))?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| GrpoError::file(path, e))?;
         let steps_json = meta
             .metadata()
             .as_ref()
             .and_then(|m| m.get("steps"))
-            .ok_or_else(|| {
-                GrpoError::file(
-                    path,
-                    "no `steps` entry in the metadata: not an r1 optimiser state",
-                )
-            })?;
-        let steps: BTreeMap<String, u64> =
-            serde_json::from_str(steps_json).map_err(|e| GrpoError::file(path, e))?;
+            .ok_or_else(|| GrpoError::file(path, "no `steps` entry in the metadata: not an r1 optimiser state"))?;
+        let steps: BTreeMap<String, u64> = serde_json::from_str(steps_json).map_err(|e| GrpoError::file(path, e))?;
         let tensor = |name: String| -> Result<Tensor<1>> {
-            let view = st
-                .tensor(&name)
-                .map_err(|e| GrpoError::file(path, format!("{name}: {e}")))?;
+            let view = st.tensor(&name).map_err(|e| GrpoError::file(path, format!("{name}: {e}")))?;
             if view.dtype() != safetensors::Dtype::F32 || view.shape().len() != 1 {
-                return Err(GrpoError::file(
-                    path,
-                    format!("{name}: expected a 1-D f32 tensor"),
-                ));
+                return Err(GrpoError::file(path, format!("{name}: expected a 1-D f32 tensor")));
             }
-            let values: Vec<f32> = view
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
+            let values: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
             let len = values.len();
             Ok(Tensor::from_data(TensorData::new(values, [len]), device))
         };
@@ -213,14 +150,7 @@ impl AdamW {
         for (name, step) in steps {
             let exp_avg = tensor(format!("exp_avg.{name}"))?;
             let exp_avg_sq = tensor(format!("exp_avg_sq.{name}"))?;
-            moments.insert(
-                name,
-                Moments {
-                    step,
-                    exp_avg,
-                    exp_avg_sq,
-                },
-            );
+            moments.insert(name, Moments { step, exp_avg, exp_avg_sq });
         }
         self.moments = moments;
         Ok(())
@@ -273,11 +203,7 @@ struct UpdateMapper<'a> {
 impl UpdateMapper<'_> {
     fn update(&mut self, path: String, param: Tensor<1>, grad: Tensor<1>) -> Tensor<1> {
         let c = &self.optim.config;
-        let grad = if self.scale < 1.0 {
-            grad * self.scale
-        } else {
-            grad
-        };
+        let grad = if self.scale < 1.0 { grad * self.scale } else { grad };
         let m = self.optim.moments.remove(&path).unwrap_or_else(|| Moments {
             step: 0,
             exp_avg: grad.zeros_like(),
@@ -289,20 +215,9 @@ impl UpdateMapper<'_> {
         let bias1 = 1.0 - c.beta1.powi(step as i32);
         let bias2 = 1.0 - c.beta2.powi(step as i32);
         let denom = (exp_avg_sq.clone().sqrt() / bias2.sqrt()) + c.eps;
-        let decayed = if c.weight_decay == 0.0 {
-            param
-        } else {
-            param * (1.0 - self.lr * c.weight_decay)
-        };
+        let decayed = if c.weight_decay == 0.0 { param } else { param * (1.0 - self.lr * c.weight_decay) };
         let updated = decayed - exp_avg.clone() / denom * (self.lr / bias1);
-        self.optim.moments.insert(
-            path,
-            Moments {
-                step,
-                exp_avg,
-                exp_avg_sq,
-            },
-        );
+        self.optim.moments.insert(path, Moments { step, exp_avg, exp_avg_sq });
         updated
     }
 }
@@ -319,11 +234,7 @@ impl ModuleMapper for UpdateMapper<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let (id, tensor, mapper) = param.consume();
         let path = self.path.join(".");
-        let grad = if is_frozen(&self.optim.config.frozen_prefixes, &path) {
-            None
-        } else {
-            self.grads.remove::<D>(id)
-        };
+        let grad = if is_frozen(&self.optim.config.frozen_prefixes, &path) { None } else { self.grads.remove::<D>(id) };
         let tensor = match grad {
             None => tensor,
             Some(grad) => {
@@ -331,19 +242,10 @@ impl ModuleMapper for UpdateMapper<'_> {
                 let require_grad = tensor.is_require_grad();
                 let dims = tensor.dims();
                 let n = tensor.shape().num_elements();
-                let flat =
-                    self.update(path, tensor.inner().reshape([n]), grad.inner().reshape([n]));
+                let flat = self.update(path, tensor.inner().reshape([n]), grad.inner().reshape([n]));
                 let updated: Tensor<D> = flat.reshape(dims);
-                let updated = if autodiff {
-                    updated.autodiff()
-                } else {
-                    updated
-                };
-                if require_grad {
-                    updated.require_grad()
-                } else {
-                    updated
-                }
+                let updated = if autodiff { updated.autodiff() } else { updated };
+                if require_grad { updated.require_grad() } else { updated }
             }
         };
         Param::from_mapped_value(id, tensor, mapper)

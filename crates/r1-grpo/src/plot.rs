@@ -14,26 +14,14 @@ static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
 fn register_font() -> Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = *REGISTERED.get_or_init(|| {
-        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(GrpoError::Invalid(
-            "the bundled DejaVuSans.ttf is not a valid font".into(),
-        ))
-    }
+    let ok = *REGISTERED.get_or_init(|| plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok());
+    if ok { Ok(()) } else { Err(GrpoError::Invalid("the bundled DejaVuSans.ttf is not a valid font".into())) }
 }
 
 /// The plots drawn at the end of a run: file stem, metric key, y-axis label.
 pub const PLOTS: [(&str, &str, &str); 3] = [
     ("reward", "reward/mean", "mean reward"),
-    (
-        "length",
-        "completions/mean_length",
-        "mean completion length (tokens)",
-    ),
+    ("length", "completions/mean_length", "mean completion length (tokens)"),
     ("kl", "kl", "KL to the reference"),
 ];
 
@@ -49,10 +37,7 @@ pub fn series(lines: &[Map<String, Value>], key: &str) -> Vec<(f64, f64)> {
 /// Draws one line chart to `path` (atomically: drawn to a temporary PNG, then renamed).
 pub fn line_chart(path: &Path, title: &str, y_label: &str, points: &[(f64, f64)]) -> Result<()> {
     register_font()?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".tmp-{name}"));
     let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
         let root = BitMapBackend::new(&tmp, (800, 500)).into_drawing_area();
@@ -65,38 +50,19 @@ pub fn line_chart(path: &Path, title: &str, y_label: &str, points: &[(f64, f64)]
             .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d(x0..x1, y0..y1)?;
-        chart
-            .configure_mesh()
-            .x_desc("step")
-            .y_desc(y_label)
-            .label_style(("sans-serif", 14))
-            .draw()?;
+        chart.configure_mesh().x_desc("step").y_desc(y_label).label_style(("sans-serif", 14)).draw()?;
         let faint = BLUE.mix(0.35);
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().copied(),
-                faint.stroke_width(1),
-            ))?
-            .label("per step")
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], faint.stroke_width(2))
-            });
+        chart.draw_series(LineSeries::new(points.iter().copied(), faint.stroke_width(1)))?.label("per step").legend(
+            move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], faint.stroke_width(2)),
+        );
         chart.draw_series(points.iter().map(|&p| Circle::new(p, 2, faint.filled())))?;
         // Single steps of a small group are noisy; the trend is what a reader looks for.
         let window = smoothing_window(points.len());
         chart
-            .draw_series(LineSeries::new(
-                rolling_mean(points, window),
-                RED.stroke_width(3),
-            ))?
+            .draw_series(LineSeries::new(rolling_mean(points, window), RED.stroke_width(3)))?
             .label(format!("mean of the last {window}"))
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(3)));
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()?;
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 14)).draw()?;
         root.present()?;
         Ok(())
     };
@@ -128,9 +94,7 @@ pub fn rolling_mean(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
 
 /// A non-empty range covering the values, padded by 5 %.
 fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-        (lo.min(v), hi.max(v))
-    });
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     if !lo.is_finite() {
         return (0.0, 1.0);
     }

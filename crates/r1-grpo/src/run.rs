@@ -52,10 +52,7 @@ pub fn step_rng(seed: u64, step: u64) -> StdRng {
 pub fn epoch_order(seed: u64, epoch: u64, n: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     // A stream far from the step streams, so data order and sampling never share a generator.
-    order.shuffle(&mut StdRng::seed_from_u64(mix(
-        seed ^ 0xD1B5_4A32_D192_ED03,
-        epoch,
-    )));
+    order.shuffle(&mut StdRng::seed_from_u64(mix(seed ^ 0xD1B5_4A32_D192_ED03, epoch)));
     order
 }
 
@@ -110,27 +107,17 @@ impl RunDir {
         }
         std::fs::create_dir_all(root).map_err(|e| GrpoError::io(root, e))?;
         fsio::write_atomic(&root.join(CONFIG_FILE), config.to_toml()?.as_bytes())?;
-        Ok(Self {
-            root: root.to_path_buf(),
-        })
+        Ok(Self { root: root.to_path_buf() })
     }
 
     /// Opens an existing run and reads its configuration.
     pub fn open(root: &Path) -> Result<(Self, TrainConfig)> {
         let path = root.join(CONFIG_FILE);
         if !path.exists() {
-            return Err(GrpoError::file(
-                root,
-                "not a run directory (no config.toml)",
-            ));
+            return Err(GrpoError::file(root, "not a run directory (no config.toml)"));
         }
         let config = TrainConfig::load(&path, crate::config::Preset::Paper)?;
-        Ok((
-            Self {
-                root: root.to_path_buf(),
-            },
-            config,
-        ))
+        Ok((Self { root: root.to_path_buf() }, config))
     }
 
     pub fn checkpoint_dir(&self, step: u64) -> PathBuf {
@@ -144,9 +131,7 @@ impl RunDir {
         for entry in entries {
             let entry = entry.map_err(|e| GrpoError::io(&self.root, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(step) = name
-                .strip_prefix(CHECKPOINT_PREFIX)
-                .and_then(|s| s.parse::<u64>().ok())
+            if let Some(step) = name.strip_prefix(CHECKPOINT_PREFIX).and_then(|s| s.parse::<u64>().ok())
                 && entry.path().join(STATE_FILE).exists()
             {
                 out.push((step, entry.path()));
@@ -171,9 +156,7 @@ impl RunDir {
         fill: impl FnOnce(&Path) -> Result<()>,
     ) -> Result<PathBuf> {
         let final_dir = self.checkpoint_dir(state.step);
-        let tmp = self
-            .root
-            .join(format!(".{CHECKPOINT_PREFIX}{}.tmp", state.step));
+        let tmp = self.root.join(format!(".{CHECKPOINT_PREFIX}{}.tmp", state.step));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(|e| GrpoError::io(&tmp, e))?;
         }
@@ -217,10 +200,7 @@ impl RunDir {
         text.lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| {
-                serde_json::from_str(l)
-                    .map_err(|e| GrpoError::file(&path, format!("line {}: {e}", i + 1)))
-            })
+            .map(|(i, l)| serde_json::from_str(l).map_err(|e| GrpoError::file(&path, format!("line {}: {e}", i + 1))))
             .collect()
     }
 
@@ -233,11 +213,7 @@ impl RunDir {
         }
         let mut text = String::new();
         for line in self.read_lines(file)? {
-            if line
-                .get(key)
-                .and_then(Value::as_u64)
-                .is_some_and(|s| s <= last)
-            {
+            if line.get(key).and_then(Value::as_u64).is_some_and(|s| s <= last) {
                 text.push_str(&Value::Object(line).to_string());
                 text.push('\n');
             }
@@ -267,15 +243,9 @@ mod tests {
         };
         for step in 1..=4 {
             state.step = step;
-            run.write_checkpoint(&state, 2, |d| fsio::write_atomic(&d.join("x"), b"1"))
-                .unwrap();
+            run.write_checkpoint(&state, 2, |d| fsio::write_atomic(&d.join("x"), b"1")).unwrap();
         }
-        let steps: Vec<u64> = run
-            .checkpoints()
-            .unwrap()
-            .into_iter()
-            .map(|(s, _)| s)
-            .collect();
+        let steps: Vec<u64> = run.checkpoints().unwrap().into_iter().map(|(s, _)| s).collect();
         assert_eq!(steps, vec![3, 4]);
         // A failing fill leaves the previous checkpoints untouched and no final folder.
         state.step = 5;
@@ -292,11 +262,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run = RunDir::create(dir.path(), &TrainConfig::tiny()).unwrap();
         for step in 1..=3u64 {
-            run.append(
-                METRICS_FILE,
-                &serde_json::json!({"step": step, "loss": 0.5}),
-            )
-            .unwrap();
+            run.append(METRICS_FILE, &serde_json::json!({"step": step, "loss": 0.5})).unwrap();
         }
         run.truncate_after(METRICS_FILE, "step", 1).unwrap();
         let lines = run.read_lines(METRICS_FILE).unwrap();

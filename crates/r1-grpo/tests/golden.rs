@@ -98,12 +98,8 @@ fn policy_loss_clipping_and_counts_match_the_reference() {
         );
         assert_close(&values(terms.loss), &case.policy_loss, "policy loss");
         let mask = t2(&g.mask, &device);
-        let low = (terms.clipped_low.float() * mask.clone())
-            .sum()
-            .into_scalar::<f32>();
-        let high = (terms.clipped_high.float() * mask)
-            .sum()
-            .into_scalar::<f32>();
+        let low = (terms.clipped_low.float() * mask.clone()).sum().into_scalar::<f32>();
+        let high = (terms.clipped_high.float() * mask).sum().into_scalar::<f32>();
         assert_eq!(low as f64, case.clipped_low_count);
         assert_eq!(high as f64, case.clipped_high_count);
     }
@@ -161,10 +157,7 @@ fn every_aggregation_matches_the_reference() {
                 norm,
             );
             let got = out.loss.into_scalar::<f32>() as f64;
-            assert!(
-                (got - want).abs() < 1e-5 * (1.0 + want.abs()),
-                "{name}: {got} vs {want}"
-            );
+            assert!((got - want).abs() < 1e-5 * (1.0 + want.abs()), "{name}: {got} vs {want}");
         }
     }
 }

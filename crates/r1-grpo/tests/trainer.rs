@@ -44,32 +44,16 @@ fn resumed_run_writes_the_same_metrics_as_an_uninterrupted_one() {
     assert_eq!(t.state.step, 1);
     t.train(3, |_| {}).unwrap();
 
-    let a = untimed(
-        r1_grpo::run::RunDir {
-            root: whole.clone(),
-        }
-        .read_lines(METRICS_FILE)
-        .unwrap(),
-    );
-    let b = untimed(
-        r1_grpo::run::RunDir {
-            root: split.clone(),
-        }
-        .read_lines(METRICS_FILE)
-        .unwrap(),
-    );
+    let a = untimed(r1_grpo::run::RunDir { root: whole.clone() }.read_lines(METRICS_FILE).unwrap());
+    let b = untimed(r1_grpo::run::RunDir { root: split.clone() }.read_lines(METRICS_FILE).unwrap());
     // 3 rollout steps x 2 optimiser steps.
     assert_eq!(a.len(), 6);
     assert_eq!(a, b);
     // The runs did learn something: the policy moved (ratios differ from 1 on the 2nd update).
     assert!(a.iter().any(|l| l["grad_norm"].as_f64().unwrap() > 0.0));
     assert!(a.iter().all(|l| l["kl"].as_f64().unwrap().is_finite()));
-    let ca = r1_grpo::run::RunDir { root: whole }
-        .read_lines(COMPLETIONS_FILE)
-        .unwrap();
-    let cb = r1_grpo::run::RunDir { root: split }
-        .read_lines(COMPLETIONS_FILE)
-        .unwrap();
+    let ca = r1_grpo::run::RunDir { root: whole }.read_lines(COMPLETIONS_FILE).unwrap();
+    let cb = r1_grpo::run::RunDir { root: split }.read_lines(COMPLETIONS_FILE).unwrap();
     assert_eq!(ca, cb);
 }
 
@@ -100,17 +84,9 @@ fn format_sft_lowers_the_loss() {
     config.sft.lr = 0.1;
     config.sft.schedule = r1_grpo::schedule::Schedule::Constant;
     config.run.save_every = 0;
-    let mut t = SftTrainer::start(
-        config,
-        &dir.path().join("sft"),
-        samples(),
-        SftMode::Format,
-        &load,
-    )
-    .unwrap();
+    let mut t = SftTrainer::start(config, &dir.path().join("sft"), samples(), SftMode::Format, &load).unwrap();
     let mut losses = Vec::new();
-    t.train(12, |l| losses.push(l["loss"].as_f64().unwrap()))
-        .unwrap();
+    t.train(12, |l| losses.push(l["loss"].as_f64().unwrap())).unwrap();
     assert!(losses.last().unwrap() < &(losses[0] * 0.7), "{losses:?}");
     // Only the final checkpoint.
     assert_eq!(t.run.checkpoints().unwrap().len(), 1);

@@ -19,95 +19,38 @@ fn bench(c: &mut Criterion) {
     let dir = tmp.path().join("tiny");
     // A prompt the length of the default dataset's (about 400 tokens with the image).
     let text = "Which option is the position of the gripper at the next waypoint? ".repeat(24);
-    let texts = vec![
-        text.clone(),
-        "<think>I compare the gripper with the goal.</think> <answer>[[B]]</answer>".into(),
-    ];
+    let texts = vec![text.clone(), "<think>I compare the gripper with the goal.</think> <answer>[[B]]</answer>".into()];
     r1_model::tiny::create_tiny(&dir, &texts, 0, &device).unwrap();
     let (assets, model) = checkpoint::load(&dir, &device).unwrap();
     let image = tmp.path().join("front.png");
-    image::RgbImage::from_fn(224, 224, |x, y| {
-        image::Rgb([x as u8, y as u8, (x ^ y) as u8])
-    })
-    .save(&image)
-    .unwrap();
-    let prompt: Prompt = assets
-        .encode_prompt(
-            &[Message::user_with_image(image.to_str().unwrap(), text)],
-            Path::new("/"),
-        )
-        .unwrap();
-    let reply: Vec<u32> = assets
-        .encode_reply(&"<think>I compare the gripper with the goal.</think>".repeat(3))
-        .unwrap();
+    image::RgbImage::from_fn(224, 224, |x, y| image::Rgb([x as u8, y as u8, (x ^ y) as u8])).save(&image).unwrap();
+    let prompt: Prompt =
+        assets.encode_prompt(&[Message::user_with_image(image.to_str().unwrap(), text)], Path::new("/")).unwrap();
+    let reply: Vec<u32> = assets.encode_reply(&"<think>I compare the gripper with the goal.</think>".repeat(3)).unwrap();
     let reply = &reply[..reply.len().min(32)];
 
     let mut group = c.benchmark_group("tiny");
     group.sample_size(10);
-    group.bench_function(
-        format!("prefill {} tokens, batch 1", prompt.ids.len()),
-        |b| {
-            let mut rng = StdRng::seed_from_u64(0);
-            b.iter(|| {
-                black_box(
-                    assets
-                        .sample(&model, &[&prompt], 1, &SamplingConfig::greedy(1), &mut rng)
-                        .unwrap(),
-                )
-            })
-        },
-    );
+    group.bench_function(format!("prefill {} tokens, batch 1", prompt.ids.len()), |b| {
+        let mut rng = StdRng::seed_from_u64(0);
+        b.iter(|| black_box(assets.sample(&model, &[&prompt], 1, &SamplingConfig::greedy(1), &mut rng).unwrap()))
+    });
     // Two tokens minus one token is one decoding step; criterion reports both.
-    group.bench_function(
-        "prefill + 1 decoding step, batch 16 (one prompt, group 16)",
-        |b| {
-            let mut rng = StdRng::seed_from_u64(0);
-            let config = SamplingConfig {
-                max_new_tokens: 2,
-                temperature: 1.0,
-                top_p: 1.0,
-                top_k: 0,
-            };
-            b.iter(|| {
-                black_box(
-                    assets
-                        .sample(&model, &[&prompt], 16, &config, &mut rng)
-                        .unwrap(),
-                )
-            })
-        },
-    );
+    group.bench_function("prefill + 1 decoding step, batch 16 (one prompt, group 16)", |b| {
+        let mut rng = StdRng::seed_from_u64(0);
+        let config = SamplingConfig { max_new_tokens: 2, temperature: 1.0, top_p: 1.0, top_k: 0 };
+        b.iter(|| black_box(assets.sample(&model, &[&prompt], 16, &config, &mut rng).unwrap()))
+    });
     group.bench_function("prefill only, batch 16 (one prompt, group 16)", |b| {
         let mut rng = StdRng::seed_from_u64(0);
-        let config = SamplingConfig {
-            max_new_tokens: 1,
-            temperature: 1.0,
-            top_p: 1.0,
-            top_k: 0,
-        };
-        b.iter(|| {
-            black_box(
-                assets
-                    .sample(&model, &[&prompt], 16, &config, &mut rng)
-                    .unwrap(),
-            )
-        })
+        let config = SamplingConfig { max_new_tokens: 1, temperature: 1.0, top_p: 1.0, top_k: 0 };
+        b.iter(|| black_box(assets.sample(&model, &[&prompt], 16, &config, &mut rng).unwrap()))
     });
-    group.bench_function(
-        format!("score {} reply tokens, batch 4", reply.len()),
-        |b| {
-            let prompts = [&prompt; 4];
-            let replies = [reply; 4];
-            b.iter(|| {
-                black_box(
-                    assets
-                        .score(&model, &prompts, &replies, 1.0)
-                        .unwrap()
-                        .into_data(),
-                )
-            })
-        },
-    );
+    group.bench_function(format!("score {} reply tokens, batch 4", reply.len()), |b| {
+        let prompts = [&prompt; 4];
+        let replies = [reply; 4];
+        b.iter(|| black_box(assets.score(&model, &prompts, &replies, 1.0).unwrap().into_data()))
+    });
     group.finish();
 }
 

@@ -19,9 +19,7 @@ The script
   4. runs N + 1 steps of TRL's GRPOTrainer on the same directory and prompts, and times each
      optimiser step with a TrainerCallback (on_step_begin .. on_step_end: generation, reference
      log-probs, reward, forward, backward, clipping and AdamW); the first step is a warm-up and
-     is not counted. (r1's `grpo_step` is the median over all its --repeats steps, the first
-     included: the xtask bench has no warm-up step, and a median of 3 or more shrugs off one
-     slow step.)
+     is not counted, as in the xtask bench (one warm-up step, then the median of --repeats).
 
 The GRPO step on both sides: the first prompts of the training split in order (prompt = the
 turns before the first assistant turn, images from the dataset root), --prompts prompts x

@@ -39,25 +39,13 @@ pub fn pack(
         let left = p - prompt.ids.len();
         let right = t - continuation.len();
         ids.extend(std::iter::repeat_n(pad as i64, left));
-        ids.extend(
-            prompt
-                .ids
-                .iter()
-                .chain(continuation.iter())
-                .map(|&id| id as i64),
-        );
+        ids.extend(prompt.ids.iter().chain(continuation.iter()).map(|&id| id as i64));
         ids.extend(std::iter::repeat_n(pad as i64, right));
         mask.extend(std::iter::repeat_n(0i64, left));
-        mask.extend(std::iter::repeat_n(
-            1i64,
-            prompt.ids.len() + continuation.len(),
-        ));
+        mask.extend(std::iter::repeat_n(1i64, prompt.ids.len() + continuation.len()));
         mask.extend(std::iter::repeat_n(0i64, right));
     }
-    let images: Vec<_> = prompts
-        .iter()
-        .flat_map(|x| x.images.iter().cloned())
-        .collect();
+    let images: Vec<_> = prompts.iter().flat_map(|x| x.images.iter().cloned()).collect();
     Packed {
         ids: Tensor::from_data(TensorData::new(ids, [b, width]), device),
         mask: Tensor::from_data(TensorData::new(mask, [b, width]), device),

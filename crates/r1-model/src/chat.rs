@@ -43,14 +43,8 @@ impl ChatTemplate {
     /// A template from its source; `path` is used in error messages. The source is compiled
     /// once here so a broken template fails at load time, not at the first prompt.
     pub fn new(source: impl Into<String>, path: &Path) -> Result<Self, ModelError> {
-        let template = Self {
-            source: source.into(),
-            path: path.to_path_buf(),
-        };
-        template
-            .environment()
-            .template_from_str(&template.source)
-            .map_err(|e| template.error(&e))?;
+        let template = Self { source: source.into(), path: path.to_path_buf() };
+        template.environment().template_from_str(&template.source).map_err(|e| template.error(&e))?;
         Ok(template)
     }
 
@@ -70,10 +64,7 @@ impl ChatTemplate {
                 continue;
             }
             let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
-            let value: Value = serde_json::from_str(&text).map_err(|source| ModelError::Json {
-                path: path.clone(),
-                source,
-            })?;
+            let value: Value = serde_json::from_str(&text).map_err(|source| ModelError::Json { path: path.clone(), source })?;
             if let Some(source) = template_field(&value, &path)? {
                 return Self::new(source, &path);
             }
@@ -95,38 +86,23 @@ impl ChatTemplate {
         let mut env = minijinja::Environment::new();
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
-        env.add_function(
-            "raise_exception",
-            |message: String| -> Result<String, minijinja::Error> {
-                Err(minijinja::Error::new(
-                    minijinja::ErrorKind::InvalidOperation,
-                    message,
-                ))
-            },
-        );
+        env.add_function("raise_exception", |message: String| -> Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, message))
+        });
         env
     }
 
     fn error(&self, e: &minijinja::Error) -> ModelError {
         // minijinja's Display omits the cause chain; the detail names the failing construct.
         let detail = e.detail().map(|d| format!(" ({d})")).unwrap_or_default();
-        ModelError::Template {
-            path: self.path.clone(),
-            message: format!("{e}{detail}"),
-        }
+        ModelError::Template { path: self.path.clone(), message: format!("{e}{detail}") }
     }
 
     /// Renders `messages` (Hugging Face chat format: image parts render as the model's image
     /// placeholder), followed by the assistant's turn opener when `add_generation_prompt`.
-    pub fn render(
-        &self,
-        messages: &[Message],
-        add_generation_prompt: bool,
-    ) -> Result<String, ModelError> {
+    pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String, ModelError> {
         let env = self.environment();
-        let template = env
-            .template_from_str(&self.source)
-            .map_err(|e| self.error(&e))?;
+        let template = env.template_from_str(&self.source).map_err(|e| self.error(&e))?;
         template
             .render(minijinja::context! { messages => messages, add_generation_prompt => add_generation_prompt })
             .map_err(|e| self.error(&e))
@@ -136,10 +112,7 @@ impl ChatTemplate {
 /// The `chat_template` field of a JSON file: a string, or `[{"name", "template"}]` of which
 /// the `default` entry is taken. `None` when the field is absent.
 fn template_field(value: &Value, path: &Path) -> Result<Option<String>, ModelError> {
-    let bad = |message: &str| ModelError::Template {
-        path: path.to_path_buf(),
-        message: message.into(),
-    };
+    let bad = |message: &str| ModelError::Template { path: path.to_path_buf(), message: message.into() };
     match value.get("chat_template") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -149,9 +122,7 @@ fn template_field(value: &Value, path: &Path) -> Result<Option<String>, ModelErr
             .and_then(|t| t.get("template").and_then(Value::as_str))
             .map(|s| Some(s.to_string()))
             .ok_or_else(|| bad("`chat_template` is a list without a `default` entry")),
-        Some(_) => Err(bad(
-            "`chat_template` must be a string or a list of named templates",
-        )),
+        Some(_) => Err(bad("`chat_template` must be a string or a list of named templates")),
     }
 }
 
@@ -165,9 +136,7 @@ mod tests {
 
     #[test]
     fn renders_an_image_turn_with_default_system_and_generation_prompt() {
-        let text = qwen()
-            .render(&[Message::user_with_image("a.png", "Where next?")], true)
-            .unwrap();
+        let text = qwen().render(&[Message::user_with_image("a.png", "Where next?")], true).unwrap();
         assert_eq!(
             text,
             "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n\
@@ -177,32 +146,20 @@ mod tests {
 
     #[test]
     fn keeps_a_given_system_turn_and_omits_the_prompt_when_asked() {
-        let messages = [
-            Message::text("system", "Be brief."),
-            Message::text("user", "Hi"),
-        ];
+        let messages = [Message::text("system", "Be brief."), Message::text("user", "Hi")];
         let text = qwen().render(&messages, false).unwrap();
-        assert_eq!(
-            text,
-            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
-        );
+        assert_eq!(text, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
     }
 
     #[test]
     fn broken_templates_fail_at_load_with_the_path() {
-        let err = ChatTemplate::new("{% for %}", Path::new("dir/chat_template.jinja"))
-            .unwrap_err()
-            .to_string();
+        let err = ChatTemplate::new("{% for %}", Path::new("dir/chat_template.jinja")).unwrap_err().to_string();
         assert!(err.contains("dir/chat_template.jinja"), "{err}");
     }
 
     #[test]
     fn raise_exception_surfaces_as_an_error() {
-        let t = ChatTemplate::new(
-            "{{ raise_exception('only user turns') }}",
-            Path::new("t.jinja"),
-        )
-        .unwrap();
+        let t = ChatTemplate::new("{{ raise_exception('only user turns') }}", Path::new("t.jinja")).unwrap();
         let err = t.render(&[], true).unwrap_err().to_string();
         assert!(err.contains("only user turns"), "{err}");
     }
@@ -214,11 +171,7 @@ mod tests {
         let config = serde_json::json!({"chat_template": [{"name": "default", "template": "A"}, {"name": "tool_use", "template": "B"}]});
         std::fs::write(dir.path().join("tokenizer_config.json"), config.to_string()).unwrap();
         assert_eq!(ChatTemplate::from_dir(dir.path()).unwrap().source(), "A");
-        std::fs::write(
-            dir.path().join("chat_template.json"),
-            r#"{"chat_template": "C"}"#,
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("chat_template.json"), r#"{"chat_template": "C"}"#).unwrap();
         assert_eq!(ChatTemplate::from_dir(dir.path()).unwrap().source(), "C");
         std::fs::write(dir.path().join("chat_template.jinja"), "D").unwrap();
         assert_eq!(ChatTemplate::from_dir(dir.path()).unwrap().source(), "D");

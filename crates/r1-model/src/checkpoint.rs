@@ -13,8 +13,8 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor};
-use r1_data::{ContentPart, Message};
 use rand::Rng;
+use r1_data::{ContentPart, Message};
 use serde_json::{Value, json};
 
 use crate::chat::ChatTemplate;
@@ -57,23 +57,14 @@ impl Assets {
     /// Reads config, tokenizer, chat template and image processor of a checkpoint directory.
     pub fn from_dir(dir: &Path) -> Result<Self, ModelError> {
         if !dir.is_dir() {
-            return Err(ModelError::io(
-                dir,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "model directory not found"),
-            ));
+            return Err(ModelError::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "model directory not found")));
         }
         let config = Qwen2_5VlConfig::from_file(&dir.join(CONFIG_FILE))?;
         let tokenizer = Tokenizer::from_file(&dir.join(TOKENIZER_FILE))?;
         let template = ChatTemplate::from_dir(dir)?;
         let processor = ImageProcessor::new(ImageProcessorConfig::from_dir(dir)?);
         let tokenizer_config = read_json_if_present(&dir.join(TOKENIZER_CONFIG_FILE))?;
-        let assets = Self {
-            config,
-            tokenizer,
-            template,
-            processor,
-            tokenizer_config,
-        };
+        let assets = Self { config, tokenizer, template, processor, tokenizer_config };
         assets.check_consistency(dir)?;
         Ok(assets)
     }
@@ -81,10 +72,7 @@ impl Assets {
     /// The tokenizer and the config must agree on the ids the model code relies on, and the
     /// processor must cut patches the vision tower accepts.
     fn check_consistency(&self, dir: &Path) -> Result<(), ModelError> {
-        let bad = |message: String| ModelError::Config {
-            path: dir.to_path_buf(),
-            message,
-        };
+        let bad = |message: String| ModelError::Config { path: dir.to_path_buf(), message };
         let image_pad = self.tokenizer.special().image_pad;
         if image_pad != self.config.image_token_id {
             return Err(bad(format!(
@@ -93,17 +81,10 @@ impl Assets {
             )));
         }
         let (p, v) = (&self.processor.config, &self.config.vision);
-        if (p.patch_size, p.merge_size, p.temporal_patch_size)
-            != (v.patch_size, v.spatial_merge_size, v.temporal_patch_size)
-        {
+        if (p.patch_size, p.merge_size, p.temporal_patch_size) != (v.patch_size, v.spatial_merge_size, v.temporal_patch_size) {
             return Err(bad(format!(
                 "the image processor cuts patches of {} px, merge {}, temporal {} but the vision config expects {} px, merge {}, temporal {}",
-                p.patch_size,
-                p.merge_size,
-                p.temporal_patch_size,
-                v.patch_size,
-                v.spatial_merge_size,
-                v.temporal_patch_size
+                p.patch_size, p.merge_size, p.temporal_patch_size, v.patch_size, v.spatial_merge_size, v.temporal_patch_size
             )));
         }
         let largest = self.tokenizer.vocab_size().max(1) - 1;
@@ -120,20 +101,14 @@ impl Assets {
     /// Renders `messages` with the chat template (plus the generation prompt), tokenises the
     /// text, processes the images (paths relative to `image_root`) and expands each image's
     /// placeholder to one `<|image_pad|>` per image feature.
-    pub fn encode_prompt(
-        &self,
-        messages: &[Message],
-        image_root: &Path,
-    ) -> Result<Prompt, ModelError> {
+    pub fn encode_prompt(&self, messages: &[Message], image_root: &Path) -> Result<Prompt, ModelError> {
         let text = self.template.render(messages, true)?;
         let ids = self.tokenizer.encode(&text, false)?;
         let images = messages
             .iter()
             .flat_map(|m| &m.content)
             .filter_map(|part| match part {
-                ContentPart::Image { image } => {
-                    Some(self.processor.process_file(&image_root.join(image)))
-                }
+                ContentPart::Image { image } => Some(self.processor.process_file(&image_root.join(image))),
                 ContentPart::Text { .. } => None,
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -163,24 +138,11 @@ impl Assets {
         rng: &mut impl Rng,
     ) -> Result<Vec<(Generation, String)>, ModelError> {
         let pad = self.tokenizer.special().endoftext;
-        let generations = generate(
-            model,
-            &self.processor,
-            prompts,
-            group,
-            config,
-            &self.tokenizer.stop_ids(),
-            pad,
-            rng,
-        )?;
+        let generations = generate(model, &self.processor, prompts, group, config, &self.tokenizer.stop_ids(), pad, rng)?;
         generations
             .into_iter()
             .map(|g| {
-                let content = if g.stopped {
-                    &g.ids[..g.ids.len() - 1]
-                } else {
-                    &g.ids[..]
-                };
+                let content = if g.stopped { &g.ids[..g.ids.len() - 1] } else { &g.ids[..] };
                 let text = self.tokenizer.decode(content, true)?;
                 Ok((g, text))
             })
@@ -197,28 +159,18 @@ impl Assets {
         temperature: f64,
     ) -> Result<Tensor<2>, ModelError> {
         let pad = self.tokenizer.special().endoftext;
-        completion_logprobs(
-            model,
-            &self.processor,
-            prompts,
-            completions,
-            temperature,
-            pad,
-        )
+        completion_logprobs(model, &self.processor, prompts, completions, temperature, pad)
     }
 
     /// Writes the non-weight files of the checkpoint into `dir`, each atomically.
     pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
         std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
         let tokenizer_path = dir.join(TOKENIZER_FILE);
-        let tokenizer_json =
-            self.tokenizer
-                .inner()
-                .to_string(true)
-                .map_err(|e| ModelError::Tokenizer {
-                    path: tokenizer_path.clone(),
-                    message: format!("cannot serialise: {e}"),
-                })?;
+        let tokenizer_json = self
+            .tokenizer
+            .inner()
+            .to_string(true)
+            .map_err(|e| ModelError::Tokenizer { path: tokenizer_path.clone(), message: format!("cannot serialise: {e}") })?;
         write_atomic(&tokenizer_path, tokenizer_json.as_bytes())?;
         let tokenizer_config = self.tokenizer_config.clone().unwrap_or_else(|| {
             json!({
@@ -233,10 +185,7 @@ impl Assets {
         });
         write_json(&dir.join(TOKENIZER_CONFIG_FILE), &tokenizer_config)?;
         write_atomic(&dir.join(TEMPLATE_FILE), self.template.source().as_bytes())?;
-        write_json(
-            &dir.join(PREPROCESSOR_FILE),
-            &self.processor.config.to_hf_json(),
-        )?;
+        write_json(&dir.join(PREPROCESSOR_FILE), &self.processor.config.to_hf_json())?;
         let special = self.tokenizer.special();
         let generation = json!({
             "bos_token_id": special.endoftext,
@@ -269,12 +218,7 @@ fn read_json_if_present(path: &Path) -> Result<Option<Value>, ModelError> {
         return Ok(None);
     }
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|source| ModelError::Json {
-            path: PathBuf::from(path),
-            source,
-        })
+    serde_json::from_str(&text).map(Some).map_err(|source| ModelError::Json { path: PathBuf::from(path), source })
 }
 
 fn write_json(path: &Path, value: &Value) -> Result<(), ModelError> {

@@ -137,16 +137,11 @@ struct Fields<'a> {
 
 impl Fields<'_> {
     fn err(&self, message: impl Into<String>) -> ModelError {
-        ModelError::Config {
-            path: self.path.clone(),
-            message: message.into(),
-        }
+        ModelError::Config { path: self.path.clone(), message: message.into() }
     }
 
     fn text_value(&self, key: &str) -> Option<&Value> {
-        self.text
-            .and_then(|t| t.get(key))
-            .or_else(|| self.top.get(key))
+        self.text.and_then(|t| t.get(key)).or_else(|| self.top.get(key))
     }
 
     fn usize_in(&self, value: Option<&Value>, key: &str) -> Result<Option<usize>, ModelError> {
@@ -163,10 +158,9 @@ impl Fields<'_> {
     fn f64_in(&self, value: Option<&Value>, key: &str) -> Result<Option<f64>, ModelError> {
         match value {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| self.err(format!("{key} must be a number, got {v}"))),
+            Some(v) => {
+                v.as_f64().map(Some).ok_or_else(|| self.err(format!("{key} must be a number, got {v}")))
+            }
         }
     }
 
@@ -181,10 +175,7 @@ impl Fields<'_> {
     }
 
     fn token_id(&self, key: &str, default: u32) -> Result<u32, ModelError> {
-        let value = self
-            .top
-            .get(key)
-            .or_else(|| self.text.and_then(|t| t.get(key)));
+        let value = self.top.get(key).or_else(|| self.text.and_then(|t| t.get(key)));
         match self.usize_in(value, key)? {
             None => Ok(default),
             Some(n) => u32::try_from(n).map_err(|_| self.err(format!("{key} {n} is out of range"))),
@@ -199,20 +190,13 @@ impl Fields<'_> {
             .iter()
             .find_map(|k| self.text_value(k).filter(|v| !v.is_null()))
             .ok_or_else(|| self.err("missing rope_scaling / rope_parameters with mrope_section"))?;
-        let rope = rope
-            .as_object()
-            .ok_or_else(|| self.err("rope_scaling must be an object"))?;
-        let kind = rope
-            .get("rope_type")
-            .or_else(|| rope.get("type"))
-            .and_then(Value::as_str);
+        let rope = rope.as_object().ok_or_else(|| self.err("rope_scaling must be an object"))?;
+        let kind = rope.get("rope_type").or_else(|| rope.get("type")).and_then(Value::as_str);
         if let Some(kind) = kind
             && kind != "mrope"
             && kind != "default"
         {
-            return Err(self.err(format!(
-                "rope type {kind:?} is not supported (expected mrope)"
-            )));
+            return Err(self.err(format!("rope type {kind:?} is not supported (expected mrope)")));
         }
         let section = rope
             .get("mrope_section")
@@ -223,12 +207,9 @@ impl Fields<'_> {
             .map(|v| v.as_u64().and_then(|n| usize::try_from(n).ok()))
             .collect::<Option<_>>()
             .ok_or_else(|| self.err("mrope_section must hold non-negative integers"))?;
-        let section: [usize; 3] = section.try_into().map_err(|s: Vec<usize>| {
-            self.err(format!(
-                "mrope_section must have 3 entries, has {}",
-                s.len()
-            ))
-        })?;
+        let section: [usize; 3] = section
+            .try_into()
+            .map_err(|s: Vec<usize>| self.err(format!("mrope_section must have 3 entries, has {}", s.len())))?;
         let theta = self.f64_in(rope.get("rope_theta"), "rope_parameters.rope_theta")?;
         Ok((section, theta))
     }
@@ -237,11 +218,7 @@ impl Fields<'_> {
 impl Qwen2_5VlConfig {
     /// Reads and validates `<dir>/config.json` (or the file `path` itself).
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
-        let path = if path.is_dir() {
-            path.join("config.json")
-        } else {
-            path.to_path_buf()
-        };
+        let path = if path.is_dir() { path.join("config.json") } else { path.to_path_buf() };
         let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
         Self::parse(&text, Some(&path))
     }
@@ -249,10 +226,8 @@ impl Qwen2_5VlConfig {
     /// Parses a `config.json` text in either layout; `path` only labels errors.
     pub fn parse(text: &str, path: Option<&Path>) -> Result<Self, ModelError> {
         let label = source_path(path);
-        let value: Value = serde_json::from_str(text).map_err(|source| ModelError::Json {
-            path: label.clone(),
-            source,
-        })?;
+        let value: Value = serde_json::from_str(text)
+            .map_err(|source| ModelError::Json { path: label.clone(), source })?;
         let top = value.as_object().ok_or_else(|| ModelError::Config {
             path: label.clone(),
             message: "config.json must hold a JSON object".into(),
@@ -262,10 +237,7 @@ impl Qwen2_5VlConfig {
         let fields = Fields {
             top,
             text: top.get("text_config").and_then(Value::as_object),
-            vision: top
-                .get("vision_config")
-                .and_then(Value::as_object)
-                .unwrap_or(&empty),
+            vision: top.get("vision_config").and_then(Value::as_object).unwrap_or(&empty),
             path: label,
         };
         let config = Self::from_fields(&fields)?;
@@ -277,18 +249,11 @@ impl Qwen2_5VlConfig {
         let (mrope_section, theta_in_rope) = f.rope()?;
         let rope_theta = match theta_in_rope {
             Some(t) => t,
-            None => f
-                .f64_in(f.text_value("rope_theta"), "rope_theta")?
-                .unwrap_or(1_000_000.0),
+            None => f.f64_in(f.text_value("rope_theta"), "rope_theta")?.unwrap_or(1_000_000.0),
         };
-        let act = f
-            .text_value("hidden_act")
-            .and_then(Value::as_str)
-            .unwrap_or("silu");
+        let act = f.text_value("hidden_act").and_then(Value::as_str).unwrap_or("silu");
         if act != "silu" {
-            return Err(f.err(format!(
-                "hidden_act {act:?} is not supported (expected silu)"
-            )));
+            return Err(f.err(format!("hidden_act {act:?} is not supported (expected silu)")));
         }
         let text = TextConfig {
             vocab_size: f.text_usize("vocab_size")?,
@@ -297,27 +262,17 @@ impl Qwen2_5VlConfig {
             num_hidden_layers: f.text_usize("num_hidden_layers")?,
             num_attention_heads: f.text_usize("num_attention_heads")?,
             num_key_value_heads: f.text_usize("num_key_value_heads")?,
-            rms_norm_eps: f
-                .f64_in(f.text_value("rms_norm_eps"), "rms_norm_eps")?
-                .unwrap_or(1e-6),
+            rms_norm_eps: f.f64_in(f.text_value("rms_norm_eps"), "rms_norm_eps")?.unwrap_or(1e-6),
             rope_theta,
             mrope_section,
             max_position_embeddings: f
-                .usize_in(
-                    f.text_value("max_position_embeddings"),
-                    "max_position_embeddings",
-                )?
+                .usize_in(f.text_value("max_position_embeddings"), "max_position_embeddings")?
                 .unwrap_or(128_000),
         };
         let v = f.vision;
-        let vision_act = v
-            .get("hidden_act")
-            .and_then(Value::as_str)
-            .unwrap_or("silu");
+        let vision_act = v.get("hidden_act").and_then(Value::as_str).unwrap_or("silu");
         if vision_act != "silu" {
-            return Err(f.err(format!(
-                "vision_config.hidden_act {vision_act:?} is not supported"
-            )));
+            return Err(f.err(format!("vision_config.hidden_act {vision_act:?} is not supported")));
         }
         let in_channels = match f.usize_in(v.get("in_channels"), "in_channels")? {
             Some(c) => c,
@@ -328,9 +283,7 @@ impl Qwen2_5VlConfig {
             Some(list) => list
                 .as_array()
                 .and_then(|a| {
-                    a.iter()
-                        .map(|x| x.as_u64().and_then(|n| usize::try_from(n).ok()))
-                        .collect()
+                    a.iter().map(|x| x.as_u64().and_then(|n| usize::try_from(n).ok())).collect()
                 })
                 .ok_or_else(|| f.err("vision_config.fullatt_block_indexes must hold integers"))?,
         };
@@ -340,33 +293,16 @@ impl Qwen2_5VlConfig {
             intermediate_size: f.vision_usize("intermediate_size")?,
             num_heads: f.vision_usize("num_heads")?,
             in_channels,
-            out_hidden_size: f
-                .usize_in(v.get("out_hidden_size"), "out_hidden_size")?
-                .unwrap_or(text.hidden_size),
+            out_hidden_size: f.usize_in(v.get("out_hidden_size"), "out_hidden_size")?.unwrap_or(text.hidden_size),
             patch_size: f.usize_in(v.get("patch_size"), "patch_size")?.unwrap_or(14),
-            spatial_merge_size: f
-                .usize_in(v.get("spatial_merge_size"), "spatial_merge_size")?
-                .unwrap_or(2),
-            temporal_patch_size: f
-                .usize_in(v.get("temporal_patch_size"), "temporal_patch_size")?
-                .unwrap_or(2),
-            window_size: f
-                .usize_in(v.get("window_size"), "window_size")?
-                .unwrap_or(112),
+            spatial_merge_size: f.usize_in(v.get("spatial_merge_size"), "spatial_merge_size")?.unwrap_or(2),
+            temporal_patch_size: f.usize_in(v.get("temporal_patch_size"), "temporal_patch_size")?.unwrap_or(2),
+            window_size: f.usize_in(v.get("window_size"), "window_size")?.unwrap_or(112),
             fullatt_block_indexes,
-            tokens_per_second: f
-                .f64_in(v.get("tokens_per_second"), "tokens_per_second")?
-                .unwrap_or(2.0),
+            tokens_per_second: f.f64_in(v.get("tokens_per_second"), "tokens_per_second")?.unwrap_or(2.0),
         };
-        let tie = f
-            .top
-            .get("tie_word_embeddings")
-            .or_else(|| f.text.and_then(|t| t.get("tie_word_embeddings")));
-        let eos_token_id = match f
-            .top
-            .get("eos_token_id")
-            .or_else(|| f.text.and_then(|t| t.get("eos_token_id")))
-        {
+        let tie = f.top.get("tie_word_embeddings").or_else(|| f.text.and_then(|t| t.get("tie_word_embeddings")));
+        let eos_token_id = match f.top.get("eos_token_id").or_else(|| f.text.and_then(|t| t.get("eos_token_id"))) {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(a)) => a
                 .iter()
@@ -379,10 +315,7 @@ impl Qwen2_5VlConfig {
                     .ok_or_else(|| f.err("eos_token_id must be a token id"))?,
             ],
         };
-        let bos = f
-            .top
-            .get("bos_token_id")
-            .or_else(|| f.text.and_then(|t| t.get("bos_token_id")));
+        let bos = f.top.get("bos_token_id").or_else(|| f.text.and_then(|t| t.get("bos_token_id")));
         Ok(Self {
             text,
             vision,
@@ -391,9 +324,7 @@ impl Qwen2_5VlConfig {
             video_token_id: f.token_id("video_token_id", 151_656)?,
             vision_start_token_id: f.token_id("vision_start_token_id", 151_652)?,
             vision_end_token_id: f.token_id("vision_end_token_id", 151_653)?,
-            bos_token_id: f
-                .usize_in(bos, "bos_token_id")?
-                .and_then(|n| u32::try_from(n).ok()),
+            bos_token_id: f.usize_in(bos, "bos_token_id")?.and_then(|n| u32::try_from(n).ok()),
             eos_token_id,
         })
     }
@@ -460,25 +391,14 @@ impl Qwen2_5VlConfig {
             ));
         }
         if let Some(i) = v.fullatt_block_indexes.iter().find(|&&i| i >= v.depth) {
-            return Err(format!(
-                "fullatt_block_indexes holds {i}, but depth is {}",
-                v.depth
-            ));
+            return Err(format!("fullatt_block_indexes holds {i}, but depth is {}", v.depth));
         }
         if !(t.rms_norm_eps > 0.0 && t.rope_theta > 0.0) {
             return Err("rms_norm_eps and rope_theta must be positive".into());
         }
-        let ids = [
-            self.image_token_id,
-            self.video_token_id,
-            self.vision_start_token_id,
-            self.vision_end_token_id,
-        ];
+        let ids = [self.image_token_id, self.video_token_id, self.vision_start_token_id, self.vision_end_token_id];
         if let Some(id) = ids.iter().find(|&&id| id as usize >= t.vocab_size) {
-            return Err(format!(
-                "special token id {id} is outside the vocabulary of {}",
-                t.vocab_size
-            ));
+            return Err(format!("special token id {id} is outside the vocabulary of {}", t.vocab_size));
         }
         Ok(())
     }
@@ -553,10 +473,7 @@ impl Qwen2_5VlConfig {
 
 /// Rejects checkpoints of other architectures with a message naming what was found.
 fn check_architecture(top: &Map<String, Value>, path: &Path) -> Result<(), ModelError> {
-    let unsupported = |found: String| ModelError::UnsupportedArchitecture {
-        path: path.to_path_buf(),
-        found,
-    };
+    let unsupported = |found: String| ModelError::UnsupportedArchitecture { path: path.to_path_buf(), found };
     if let Some(archs) = top.get("architectures").and_then(Value::as_array) {
         let names: Vec<&str> = archs.iter().filter_map(Value::as_str).collect();
         let known = ["Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLModel"];
@@ -606,15 +523,9 @@ mod tests {
     #[test]
     fn whole_tokens_per_second_is_written_as_an_int() {
         let mut c = parse(&flat()).unwrap();
-        assert_eq!(
-            c.to_hf_json()["vision_config"]["tokens_per_second"],
-            json!(2)
-        );
+        assert_eq!(c.to_hf_json()["vision_config"]["tokens_per_second"], json!(2));
         c.vision.tokens_per_second = 2.5;
-        assert_eq!(
-            c.to_hf_json()["vision_config"]["tokens_per_second"],
-            json!(2.5)
-        );
+        assert_eq!(c.to_hf_json()["vision_config"]["tokens_per_second"], json!(2.5));
         assert_eq!(parse(&c.to_hf_json()).unwrap(), c);
     }
 
@@ -633,17 +544,9 @@ mod tests {
     #[test]
     fn inconsistent_configs_are_rejected() {
         let cases = [
-            (
-                "/rope_scaling/mrope_section",
-                json!([2, 3, 4]),
-                "mrope_section",
-            ),
+            ("/rope_scaling/mrope_section", json!([2, 3, 4]), "mrope_section"),
             ("/num_key_value_heads", json!(3), "num_key_value_heads"),
-            (
-                "/vision_config/fullatt_block_indexes",
-                json!([5]),
-                "fullatt_block_indexes",
-            ),
+            ("/vision_config/fullatt_block_indexes", json!([5]), "fullatt_block_indexes"),
             ("/rope_scaling/type", json!("yarn"), "yarn"),
             ("/hidden_size", json!("big"), "hidden_size"),
         ];
@@ -653,9 +556,7 @@ mod tests {
             let err = parse(&v).unwrap_err().to_string();
             assert!(err.contains(needle), "{pointer}: {err}");
         }
-        let err = Qwen2_5VlConfig::parse("[1, 2]", None)
-            .unwrap_err()
-            .to_string();
+        let err = Qwen2_5VlConfig::parse("[1, 2]", None).unwrap_err().to_string();
         assert!(err.contains("JSON object"), "{err}");
     }
 }

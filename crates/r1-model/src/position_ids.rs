@@ -50,9 +50,7 @@ pub fn rope_index(
     for b in 0..batch {
         let row = b * seq..(b + 1) * seq;
         // Indices (within the row) of the tokens that count.
-        let kept: Vec<usize> = (0..seq)
-            .filter(|&i| attention_mask[row.start + i])
-            .collect();
+        let kept: Vec<usize> = (0..seq).filter(|&i| attention_mask[row.start + i]).collect();
         let tokens: Vec<u32> = kept.iter().map(|&i| input_ids[row.start + i]).collect();
         let mut row_pos: Vec<[i64; 3]> = Vec::with_capacity(tokens.len());
         let mut next: i64 = 0;
@@ -135,10 +133,7 @@ mod tests {
     fn short_image_run_is_an_error() {
         let ids = [1, IMG, IMG, 2];
         let err = rope_index(&ids, &[true; 4], 1, 4, &[[1, 4, 4]], 2, IMG).unwrap_err();
-        assert!(
-            err.to_string().contains("4 consecutive image tokens"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("4 consecutive image tokens"), "{err}");
         let err = rope_index(&ids, &[true; 4], 1, 4, &[], 2, IMG).unwrap_err();
         assert!(err.to_string().contains("no image left"), "{err}");
     }

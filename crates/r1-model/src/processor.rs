@@ -92,17 +92,10 @@ impl ImageProcessorConfig {
     /// Pixel bounds: top-level `min_pixels` / `max_pixels` take precedence over
     /// `size.shortest_edge` / `size.longest_edge`, as in transformers' constructor.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ModelError> {
-        let value: Value = serde_json::from_str(text).map_err(|source| ModelError::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let err = |message: String| ModelError::Config {
-            path: path.to_path_buf(),
-            message,
-        };
-        let top = value
-            .as_object()
-            .ok_or_else(|| err("expected a JSON object".into()))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|source| ModelError::Json { path: path.to_path_buf(), source })?;
+        let err = |message: String| ModelError::Config { path: path.to_path_buf(), message };
+        let top = value.as_object().ok_or_else(|| err("expected a JSON object".into()))?;
         let fields = match top.get("image_processor") {
             Some(Value::Object(inner)) => inner,
             _ => top,
@@ -111,20 +104,20 @@ impl ImageProcessorConfig {
         let uint = |key: &str, default: usize| -> Result<usize, ModelError> {
             match fields.get(key) {
                 None | Some(Value::Null) => Ok(default),
-                Some(v) => v.as_u64().map(|n| n as usize).ok_or_else(|| {
-                    err(format!("`{key}` must be a non-negative integer, found {v}"))
-                }),
+                Some(v) => v
+                    .as_u64()
+                    .map(|n| n as usize)
+                    .ok_or_else(|| err(format!("`{key}` must be a non-negative integer, found {v}"))),
             }
         };
         let size = fields.get("size").and_then(Value::as_object);
         let size_field = |key: &str, default: usize| -> Result<usize, ModelError> {
             match size.and_then(|s| s.get(key)) {
                 None | Some(Value::Null) => Ok(default),
-                Some(v) => v.as_u64().map(|n| n as usize).ok_or_else(|| {
-                    err(format!(
-                        "`size.{key}` must be a non-negative integer, found {v}"
-                    ))
-                }),
+                Some(v) => v
+                    .as_u64()
+                    .map(|n| n as usize)
+                    .ok_or_else(|| err(format!("`size.{key}` must be a non-negative integer, found {v}"))),
             }
         };
         let config = Self {
@@ -137,10 +130,7 @@ impl ImageProcessorConfig {
             image_std: triple(fields, "image_std", d.image_std).map_err(err)?,
             rescale_factor: match fields.get("rescale_factor") {
                 None | Some(Value::Null) => d.rescale_factor,
-                Some(v) => v
-                    .as_f64()
-                    .ok_or_else(|| err(format!("`rescale_factor` must be a number, found {v}")))?
-                    as f32,
+                Some(v) => v.as_f64().ok_or_else(|| err(format!("`rescale_factor` must be a number, found {v}")))? as f32,
             },
             do_resize: flag(fields, "do_resize", true).map_err(err)?,
             do_rescale: flag(fields, "do_rescale", true).map_err(err)?,
@@ -155,10 +145,7 @@ impl ImageProcessorConfig {
             return Err("patch_size, merge_size and temporal_patch_size must be positive".into());
         }
         if self.min_pixels > self.max_pixels {
-            return Err(format!(
-                "min_pixels {} exceeds max_pixels {}",
-                self.min_pixels, self.max_pixels
-            ));
+            return Err(format!("min_pixels {} exceeds max_pixels {}", self.min_pixels, self.max_pixels));
         }
         if self.image_std.iter().any(|&s| s == 0.0) {
             return Err("image_std must not contain 0".into());
@@ -206,25 +193,18 @@ fn triple(fields: &Map<String, Value>, key: &str, default: [f32; 3]) -> Result<[
         Some(Value::Array(items)) if items.len() == 3 => {
             let mut out = [0.0; 3];
             for (o, item) in out.iter_mut().zip(items) {
-                *o = item
-                    .as_f64()
-                    .ok_or_else(|| format!("`{key}` must hold numbers, found {item}"))?
-                    as f32;
+                *o = item.as_f64().ok_or_else(|| format!("`{key}` must hold numbers, found {item}"))? as f32;
             }
             Ok(out)
         }
-        Some(other) => Err(format!(
-            "`{key}` must be an array of 3 numbers, found {other}"
-        )),
+        Some(other) => Err(format!("`{key}` must be an array of 3 numbers, found {other}")),
     }
 }
 
 fn flag(fields: &Map<String, Value>, key: &str, default: bool) -> Result<bool, String> {
     match fields.get(key) {
         None | Some(Value::Null) => Ok(default),
-        Some(v) => v
-            .as_bool()
-            .ok_or_else(|| format!("`{key}` must be true or false, found {v}")),
+        Some(v) => v.as_bool().ok_or_else(|| format!("`{key}` must be true or false, found {v}")),
     }
 }
 
@@ -243,22 +223,14 @@ pub fn smart_resize(
     min_pixels: usize,
     max_pixels: usize,
 ) -> Result<(usize, usize), ModelError> {
-    let reject = |reason: String| ModelError::ImageSize {
-        height,
-        width,
-        reason,
-    };
+    let reject = |reason: String| ModelError::ImageSize { height, width, reason };
     if height < factor || width < factor {
-        return Err(reject(format!(
-            "both sides must be at least {factor} pixels"
-        )));
+        return Err(reject(format!("both sides must be at least {factor} pixels")));
     }
     let (h, w, f) = (height as f64, width as f64, factor as f64);
     let ratio = h.max(w) / h.min(w);
     if ratio > MAX_ASPECT_RATIO {
-        return Err(reject(format!(
-            "aspect ratio {ratio:.1} exceeds {MAX_ASPECT_RATIO}"
-        )));
+        return Err(reject(format!("aspect ratio {ratio:.1} exceeds {MAX_ASPECT_RATIO}")));
     }
     let mut h_bar = (h / f).round_ties_even() as usize * factor;
     let mut w_bar = (w / f).round_ties_even() as usize * factor;
@@ -308,15 +280,9 @@ impl ImageProcessor {
     /// file.
     pub fn process_file(&self, path: &Path) -> Result<ProcessedImage, ModelError> {
         let image = image::open(path)
-            .map_err(|e| ModelError::Image {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?
+            .map_err(|e| ModelError::Image { path: path.to_path_buf(), message: e.to_string() })?
             .to_rgb8();
-        self.process(&image).map_err(|e| ModelError::Image {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+        self.process(&image).map_err(|e| ModelError::Image { path: path.to_path_buf(), message: e.to_string() })
     }
 
     /// Resizes (bicubic), rescales, normalises and patchifies one RGB image.
@@ -331,10 +297,7 @@ impl ImageProcessor {
             return Err(ModelError::ImageSize {
                 height,
                 width,
-                reason: format!(
-                    "do_resize is off and the sides are not multiples of {}",
-                    c.factor()
-                ),
+                reason: format!("do_resize is off and the sides are not multiples of {}", c.factor()),
             });
         };
         let resized;
@@ -389,19 +352,13 @@ impl ImageProcessor {
                 }
             }
         }
-        ProcessedImage {
-            pixel_values: out,
-            grid_thw: [1, gh, gw],
-        }
+        ProcessedImage { pixel_values: out, grid_thw: [1, gh, gw] }
     }
 
     /// Stacks processed images (in prompt order) into the model's input on `device`.
     pub fn to_input(&self, images: &[ProcessedImage], device: &Device) -> ImageInput {
         let dim = self.config.patch_dim();
-        let values: Vec<f32> = images
-            .iter()
-            .flat_map(|i| i.pixel_values.iter().copied())
-            .collect();
+        let values: Vec<f32> = images.iter().flat_map(|i| i.pixel_values.iter().copied()).collect();
         let rows = values.len() / dim;
         ImageInput {
             pixel_values: Tensor::from_data(TensorData::new(values, [rows, dim]), device),
@@ -456,18 +413,8 @@ mod tests {
 
     #[test]
     fn rejects_small_and_thin_images() {
-        assert!(
-            smart_resize(27, 100, 28, 3136, 1 << 20)
-                .unwrap_err()
-                .to_string()
-                .contains("at least 28")
-        );
-        assert!(
-            smart_resize(28, 28 * 201, 28, 3136, 1 << 30)
-                .unwrap_err()
-                .to_string()
-                .contains("aspect ratio")
-        );
+        assert!(smart_resize(27, 100, 28, 3136, 1 << 20).unwrap_err().to_string().contains("at least 28"));
+        assert!(smart_resize(28, 28 * 201, 28, 3136, 1 << 30).unwrap_err().to_string().contains("aspect ratio"));
     }
 
     #[test]
@@ -519,13 +466,7 @@ mod tests {
         assert_eq!(out.grid_thw, [1, h / 14, w / 14]);
         // A constant image stays constant through bicubic resampling.
         let first = out.pixel_values[0];
-        assert!(
-            out.pixel_values
-                .iter()
-                .step_by(196)
-                .take(2)
-                .all(|&v| (v - first).abs() < 1e-6)
-        );
+        assert!(out.pixel_values.iter().step_by(196).take(2).all(|&v| (v - first).abs() < 1e-6));
     }
 
     #[test]
@@ -533,16 +474,11 @@ mod tests {
         let flat = r#"{"min_pixels": 3136, "max_pixels": 12845056, "patch_size": 14, "merge_size": 2,
             "temporal_patch_size": 2, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}"#;
         let c = ImageProcessorConfig::parse(flat, Path::new("<memory>")).unwrap();
-        assert_eq!(
-            (c.min_pixels, c.max_pixels, c.image_mean),
-            (3136, 12845056, [0.5; 3])
-        );
-        let nested =
-            r#"{"image_processor": {"size": {"shortest_edge": 784, "longest_edge": 50176}}}"#;
+        assert_eq!((c.min_pixels, c.max_pixels, c.image_mean), (3136, 12845056, [0.5; 3]));
+        let nested = r#"{"image_processor": {"size": {"shortest_edge": 784, "longest_edge": 50176}}}"#;
         let c = ImageProcessorConfig::parse(nested, Path::new("<memory>")).unwrap();
         assert_eq!((c.min_pixels, c.max_pixels), (784, 50176));
-        let round = ImageProcessorConfig::parse(&c.to_hf_json().to_string(), Path::new("<memory>"))
-            .unwrap();
+        let round = ImageProcessorConfig::parse(&c.to_hf_json().to_string(), Path::new("<memory>")).unwrap();
         assert_eq!(round, c);
         let bad = ImageProcessorConfig::parse(r#"{"image_std": [1, 0, 1]}"#, Path::new("p.json"));
         assert!(bad.unwrap_err().to_string().contains("p.json"));

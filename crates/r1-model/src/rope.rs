@@ -24,21 +24,12 @@ pub fn inv_freq(dim: usize, theta: f64) -> Vec<f32> {
 /// Index of the position row (0 = t, 1 = h, 2 = w) that rotates each of the `head_dim / 2`
 /// frequency slots: `section[0]` slots of t, then `section[1]` of h, then `section[2]` of w.
 pub fn mrope_rows(section: [usize; 3]) -> Vec<usize> {
-    section
-        .iter()
-        .enumerate()
-        .flat_map(|(row, &n)| std::iter::repeat_n(row, n))
-        .collect()
+    section.iter().enumerate().flat_map(|(row, &n)| std::iter::repeat_n(row, n)).collect()
 }
 
 /// Cos/sin tables from per-token angles: `angles` is `[n, half]` row-major; the result is two
 /// `[n, 2 * half]` tensors with each row's angles duplicated (`cat(a, a)`).
-fn cos_sin_tables(
-    angles: &[f32],
-    n: usize,
-    half: usize,
-    device: &Device,
-) -> (Tensor<2>, Tensor<2>) {
+fn cos_sin_tables(angles: &[f32], n: usize, half: usize, device: &Device) -> (Tensor<2>, Tensor<2>) {
     let mut cos = Vec::with_capacity(2 * angles.len());
     let mut sin = Vec::with_capacity(2 * angles.len());
     for row in angles.chunks(half.max(1)).take(n) {
@@ -69,19 +60,11 @@ pub fn mrope_cos_sin(
 ) -> (Tensor<2>, Tensor<2>) {
     let freqs = inv_freq(head_dim, theta);
     let rows = mrope_rows(section);
-    debug_assert_eq!(
-        rows.len(),
-        freqs.len(),
-        "config validation guarantees 2 * sum(section) == head_dim"
-    );
+    debug_assert_eq!(rows.len(), freqs.len(), "config validation guarantees 2 * sum(section) == head_dim");
     debug_assert_eq!(positions.len(), 3 * n);
     let mut angles = Vec::with_capacity(n * freqs.len());
     for i in 0..n {
-        angles.extend(
-            rows.iter()
-                .zip(&freqs)
-                .map(|(&row, &f)| positions[row * n + i] as f32 * f),
-        );
+        angles.extend(rows.iter().zip(&freqs).map(|(&row, &f)| positions[row * n + i] as f32 * f));
     }
     cos_sin_tables(&angles, n, freqs.len(), device)
 }
@@ -128,27 +111,17 @@ mod tests {
         assert_eq!(f.len(), 4);
         assert_eq!(f[0], 1.0);
         assert!(f.windows(2).all(|w| w[1] < w[0]));
-        assert!(
-            (f[1] - 0.1).abs() < 1e-7,
-            "10000^(-2/8) = 0.1, got {}",
-            f[1]
-        );
+        assert!((f[1] - 0.1).abs() < 1e-7, "10000^(-2/8) = 0.1, got {}", f[1]);
     }
 
     #[test]
     fn rotation_of_the_halves() {
         let device = Device::flex();
         // x = [1, 2 | 3, 4], angle 90 degrees on every slot: x*0 + (-3, -4, 1, 2)*1.
-        let x = Tensor::<2>::from_data(
-            TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [1, 4]),
-            &device,
-        );
+        let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [1, 4]), &device);
         let cos = Tensor::<2>::zeros([1, 4], &device);
         let sin = Tensor::<2>::ones([1, 4], &device);
-        let y = apply_rotary(x, cos, sin)
-            .into_data()
-            .try_into_vec_as::<f32>()
-            .unwrap();
+        let y = apply_rotary(x, cos, sin).into_data().try_into_vec_as::<f32>().unwrap();
         assert_eq!(y, vec![-3.0, -4.0, 1.0, 2.0]);
     }
 

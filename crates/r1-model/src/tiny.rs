@@ -40,15 +40,7 @@ use crate::tokenizer::{
 };
 
 /// The Qwen special tokens, in the order Qwen's `tokenizer.json` numbers them.
-pub const SPECIAL_TOKENS: [&str; 7] = [
-    ENDOFTEXT,
-    IM_START,
-    IM_END,
-    VISION_START,
-    VISION_END,
-    IMAGE_PAD,
-    VIDEO_PAD,
-];
+pub const SPECIAL_TOKENS: [&str; 7] = [ENDOFTEXT, IM_START, IM_END, VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD];
 
 /// The reasoning/answer tags: single, non-special tokens (kept by `skip_special_tokens`).
 pub const TAGS: [&str; 4] = ["<think>", "</think>", "<answer>", "</answer>"];
@@ -62,17 +54,15 @@ pub const TINY_VOCAB_SIZE: usize = 1024;
 
 /// Qwen2's pre-tokenizer regex (from its `tokenizer.json`): contractions, letter runs with one
 /// leading non-letter, single digits, punctuation runs, newlines, spaces.
-const QWEN2_SPLIT_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_SPLIT_PATTERN: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// Byte symbols of the byte-level alphabet: the floor of any byte-level BPE vocabulary.
 const BYTE_ALPHABET: usize = 256;
 
 /// The tokenizer error of a tokenizer that exists only in memory so far.
 fn tokenizer_error(message: impl std::fmt::Display) -> ModelError {
-    ModelError::Tokenizer {
-        path: PathBuf::from("<tiny tokenizer>"),
-        message: message.to_string(),
-    }
+    ModelError::Tokenizer { path: PathBuf::from("<tiny tokenizer>"), message: message.to_string() }
 }
 
 /// Trains a Qwen2-style byte-level BPE tokenizer of `vocab_size` tokens in all (BPE tokens,
@@ -83,10 +73,7 @@ fn tokenizer_error(message: impl std::fmt::Display) -> ModelError {
 /// ids, which only depend on the texts, so equal texts give a byte-identical `tokenizer.json`.
 ///
 /// Fails when `vocab_size` cannot hold the byte alphabet and the added tokens.
-pub fn train_tokenizer(
-    texts: &[String],
-    vocab_size: usize,
-) -> Result<tokenizers::Tokenizer, ModelError> {
+pub fn train_tokenizer(texts: &[String], vocab_size: usize) -> Result<tokenizers::Tokenizer, ModelError> {
     let added = SPECIAL_TOKENS.len() + TAGS.len();
     if vocab_size < BYTE_ALPHABET + added {
         return Err(ModelError::Input(format!(
@@ -94,12 +81,8 @@ pub fn train_tokenizer(
             BYTE_ALPHABET + added
         )));
     }
-    let split = Split::new(
-        SplitPattern::Regex(QWEN2_SPLIT_PATTERN.into()),
-        SplitDelimiterBehavior::Isolated,
-        false,
-    )
-    .map_err(tokenizer_error)?;
+    let split = Split::new(SplitPattern::Regex(QWEN2_SPLIT_PATTERN.into()), SplitDelimiterBehavior::Isolated, false)
+        .map_err(tokenizer_error)?;
     // Qwen2 maps bytes after its own split, so the byte-level step neither splits nor adds a
     // prefix space; its post-processor and decoder are byte-level too (offsets untrimmed).
     let byte_level = ByteLevel::new(false, false, false);
@@ -130,9 +113,7 @@ pub fn train_tokenizer(
     // with it. `normalized(false)`: matched on the raw text, as in Qwen's tokenizer.json.
     tokenizer
         .add_special_tokens(SPECIAL_TOKENS.map(|t| AddedToken::from(t, true).normalized(false)))
-        .and_then(|_| {
-            tokenizer.add_tokens(TAGS.map(|t| AddedToken::from(t, false).normalized(false)))
-        })
+        .and_then(|_| tokenizer.add_tokens(TAGS.map(|t| AddedToken::from(t, false).normalized(false))))
         .map_err(|e| tokenizer_error(format!("cannot add the special tokens: {e}")))?;
     Ok(tokenizer)
 }
@@ -140,20 +121,13 @@ pub fn train_tokenizer(
 /// `text` with every special token and tag replaced by a space (so the words around it stay
 /// apart, as they are at encoding time).
 fn strip_added_tokens(text: &str) -> String {
-    SPECIAL_TOKENS
-        .iter()
-        .chain(&TAGS)
-        .fold(text.to_owned(), |t, token| t.replace(token, " "))
+    SPECIAL_TOKENS.iter().chain(&TAGS).fold(text.to_owned(), |t, token| t.replace(token, " "))
 }
 
 /// The image processor of the tiny preset: every image is resized to about 112x112 pixels,
 /// so a 224x224 image gives 8x8 patches, i.e. 16 image tokens after the 2x2 merge.
 pub fn tiny_processor_config() -> ImageProcessorConfig {
-    ImageProcessorConfig {
-        min_pixels: 112 * 112,
-        max_pixels: 112 * 112,
-        ..ImageProcessorConfig::default()
-    }
+    ImageProcessorConfig { min_pixels: 112 * 112, max_pixels: 112 * 112, ..ImageProcessorConfig::default() }
 }
 
 /// The tiny Qwen2.5-VL: the real architecture (windowed vision attention with one full
@@ -164,9 +138,7 @@ pub fn tiny_processor_config() -> ImageProcessorConfig {
 /// Fails when the tokenizer lacks one of the vision tokens.
 pub fn tiny_config(tokenizer: &Tokenizer) -> Result<Qwen2_5VlConfig, ModelError> {
     let id = |token: &str| {
-        tokenizer
-            .token_id(token)
-            .ok_or_else(|| tokenizer_error(format!("the special token {token} is missing")))
+        tokenizer.token_id(token).ok_or_else(|| tokenizer_error(format!("the special token {token} is missing")))
     };
     let text_hidden = 128;
     let config = Qwen2_5VlConfig {
@@ -209,10 +181,7 @@ pub fn tiny_config(tokenizer: &Tokenizer) -> Result<Qwen2_5VlConfig, ModelError>
         bos_token_id: Some(id(ENDOFTEXT)?),
         eos_token_id: vec![id(IM_END)?],
     };
-    config.validate().map_err(|message| ModelError::Config {
-        path: PathBuf::from("<tiny config>"),
-        message,
-    })?;
+    config.validate().map_err(|message| ModelError::Config { path: PathBuf::from("<tiny config>"), message })?;
     Ok(config)
 }
 
@@ -247,31 +216,16 @@ pub fn dataset_texts(samples: &[QaSample]) -> Vec<String> {
 ///
 /// The weights are reproducible for a given seed as long as nothing else draws from the
 /// backend's random generator meanwhile (burn seeds it per backend, not per call).
-pub fn create_tiny(
-    dir: &Path,
-    texts: &[String],
-    seed: u64,
-    device: &Device,
-) -> Result<(), ModelError> {
+pub fn create_tiny(dir: &Path, texts: &[String], seed: u64, device: &Device) -> Result<(), ModelError> {
     if dir.exists() {
-        return Err(ModelError::io(
-            dir,
-            std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists"),
-        ));
+        return Err(ModelError::io(dir, std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists")));
     }
     let template_path = dir.join("chat_template.jinja");
     let template = ChatTemplate::new(QWEN_VL_CHAT_TEMPLATE, &template_path)?;
     // The role names and the default system prompt appear in every prompt: let BPE learn them.
     let scaffold = template.render(&[Message::text("user", "")], true)?;
-    let corpus: Vec<String> = texts
-        .iter()
-        .cloned()
-        .chain(std::iter::once(scaffold))
-        .collect();
-    let tokenizer = Tokenizer::new(
-        train_tokenizer(&corpus, TINY_VOCAB_SIZE)?,
-        &dir.join("tokenizer.json"),
-    )?;
+    let corpus: Vec<String> = texts.iter().cloned().chain(std::iter::once(scaffold)).collect();
+    let tokenizer = Tokenizer::new(train_tokenizer(&corpus, TINY_VOCAB_SIZE)?, &dir.join("tokenizer.json"))?;
     let config = tiny_config(&tokenizer)?;
     device.seed(seed);
     // Parameters are initialised lazily, on first use: `checkpoint::save` visits them in a
@@ -300,9 +254,7 @@ pub fn create_tiny(
 /// `.NAME.partial-PID` next to `dir`: same filesystem (so the rename is atomic), unique per
 /// process, hidden from listings.
 fn staging_dir(dir: &Path) -> PathBuf {
-    let name = dir
-        .file_name()
-        .map_or_else(|| "tiny".into(), |n| n.to_string_lossy().into_owned());
+    let name = dir.file_name().map_or_else(|| "tiny".into(), |n| n.to_string_lossy().into_owned());
     dir.with_file_name(format!(".{name}.partial-{}", std::process::id()))
 }
 
@@ -332,12 +284,6 @@ mod tests {
     fn staging_dir_is_a_hidden_sibling() {
         let staging = staging_dir(Path::new("/a/b/model"));
         assert_eq!(staging.parent(), Some(Path::new("/a/b")));
-        assert!(
-            staging
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(".model.partial-")
-        );
+        assert!(staging.file_name().unwrap().to_string_lossy().starts_with(".model.partial-"));
     }
 }

@@ -46,10 +46,7 @@ pub struct Tokenizer {
 
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokenizer")
-            .field("path", &self.path)
-            .field("special", &self.special)
-            .finish_non_exhaustive()
+        f.debug_struct("Tokenizer").field("path", &self.path).field("special", &self.special).finish_non_exhaustive()
     }
 }
 
@@ -58,39 +55,24 @@ impl Tokenizer {
     /// Qwen special tokens.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
         if !path.is_file() {
-            return Err(ModelError::Tokenizer {
-                path: path.to_path_buf(),
-                message: "file not found".into(),
-            });
+            return Err(ModelError::Tokenizer { path: path.to_path_buf(), message: "file not found".into() });
         }
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let inner = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| ModelError::Tokenizer { path: path.to_path_buf(), message: e.to_string() })?;
         Self::new(inner, path)
     }
 
     /// Wraps an in-memory tokenizer; `path` is where it lives or will live (for messages).
     pub fn new(inner: tokenizers::Tokenizer, path: &Path) -> Result<Self, ModelError> {
         let id = |token: &str| {
-            inner
-                .token_to_id(token)
-                .ok_or_else(|| ModelError::Tokenizer {
-                    path: path.to_path_buf(),
-                    message: format!("the special token {token} is missing"),
-                })
+            inner.token_to_id(token).ok_or_else(|| ModelError::Tokenizer {
+                path: path.to_path_buf(),
+                message: format!("the special token {token} is missing"),
+            })
         };
-        let special = SpecialTokens {
-            endoftext: id(ENDOFTEXT)?,
-            im_start: id(IM_START)?,
-            im_end: id(IM_END)?,
-            image_pad: id(IMAGE_PAD)?,
-        };
-        Ok(Self {
-            inner,
-            special,
-            path: path.to_path_buf(),
-        })
+        let special =
+            SpecialTokens { endoftext: id(ENDOFTEXT)?, im_start: id(IM_START)?, im_end: id(IM_END)?, image_pad: id(IMAGE_PAD)? };
+        Ok(Self { inner, special, path: path.to_path_buf() })
     }
 
     /// The special token ids.
@@ -120,10 +102,7 @@ impl Tokenizer {
         let encoding = self
             .inner
             .encode_fast(text, add_special_tokens)
-            .map_err(|e| ModelError::Tokenizer {
-                path: self.path.clone(),
-                message: format!("encoding failed: {e}"),
-            })?;
+            .map_err(|e| ModelError::Tokenizer { path: self.path.clone(), message: format!("encoding failed: {e}") })?;
         Ok(encoding.get_ids().to_vec())
     }
 
@@ -131,10 +110,7 @@ impl Tokenizer {
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, ModelError> {
         self.inner
             .decode(ids, skip_special_tokens)
-            .map_err(|e| ModelError::Tokenizer {
-                path: self.path.clone(),
-                message: format!("decoding failed: {e}"),
-            })
+            .map_err(|e| ModelError::Tokenizer { path: self.path.clone(), message: format!("decoding failed: {e}") })
     }
 
     /// Tokens that end a completion: `<|im_end|>` and `<|endoftext|>`.
@@ -147,11 +123,7 @@ impl Tokenizer {
 /// single placeholder becomes one slot per image feature (`t * h * w / m²`).
 ///
 /// Fails when the number of placeholders differs from the number of images.
-pub fn expand_image_pads(
-    ids: &[u32],
-    image_pad: u32,
-    counts: &[usize],
-) -> Result<Vec<u32>, ModelError> {
+pub fn expand_image_pads(ids: &[u32], image_pad: u32, counts: &[usize]) -> Result<Vec<u32>, ModelError> {
     let found = ids.iter().filter(|&&id| id == image_pad).count();
     if found != counts.len() {
         return Err(ModelError::Input(format!(
@@ -198,20 +170,13 @@ mod tests {
 
     #[test]
     fn placeholder_count_mismatch_is_an_error() {
-        let err = expand_image_pads(&[1, 9, 2], 9, &[4, 4])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("1 image placeholders") && err.contains("2 images"),
-            "{err}"
-        );
+        let err = expand_image_pads(&[1, 9, 2], 9, &[4, 4]).unwrap_err().to_string();
+        assert!(err.contains("1 image placeholders") && err.contains("2 images"), "{err}");
     }
 
     #[test]
     fn missing_file_is_named() {
-        let err = Tokenizer::from_file(Path::new("/nonexistent/tokenizer.json"))
-            .unwrap_err()
-            .to_string();
+        let err = Tokenizer::from_file(Path::new("/nonexistent/tokenizer.json")).unwrap_err().to_string();
         assert!(err.contains("/nonexistent/tokenizer.json"), "{err}");
     }
 }

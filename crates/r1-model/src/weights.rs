@@ -68,9 +68,7 @@ impl Layout {
 /// (`visual.merger.mlp.0.weight`). The struct fields are named after the keys; only the
 /// merger's `nn.Sequential` indices cannot be Rust field names.
 fn original_key(burn_path: &str) -> String {
-    burn_path
-        .replace("merger.mlp_0.", "merger.mlp.0.")
-        .replace("merger.mlp_2.", "merger.mlp.2.")
+    burn_path.replace("merger.mlp_0.", "merger.mlp.0.").replace("merger.mlp_2.", "merger.mlp.2.")
 }
 
 /// The key of the patch-embedding kernel, stored 5-D on disk.
@@ -111,20 +109,12 @@ impl PathStack {
     }
 
     fn key(&self) -> String {
-        original_key(
-            &self
-                .0
-                .iter()
-                .map(|(n, _)| n.as_str())
-                .collect::<Vec<_>>()
-                .join("."),
-        )
+        original_key(&self.0.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join("."))
     }
 
     /// The disk form of the parameter at the top of the stack.
     fn form(&self, key: &str, conv_shape: &[usize]) -> DiskForm {
-        let in_linear =
-            matches!(self.0.last(), Some((n, c)) if n == "weight" && c == "Struct:Linear");
+        let in_linear = matches!(self.0.last(), Some((n, c)) if n == "weight" && c == "Struct:Linear");
         if key == PATCH_EMBED_KEY {
             DiskForm::Conv(conv_shape.to_vec())
         } else if in_linear {
@@ -173,18 +163,9 @@ struct Loader<'a> {
 fn to_f32(view: &TensorView<'_>, name: &str, file: &Path) -> Result<Vec<f32>, ModelError> {
     let data = view.data();
     Ok(match view.dtype() {
-        Dtype::F32 => data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::BF16 => data
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::F16 => data
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
+        Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        Dtype::BF16 => data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        Dtype::F16 => data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         Dtype::F64 => data
             .chunks_exact(8)
             .map(|b| f64::from_le_bytes(b.try_into().expect("chunks of 8")) as f32)
@@ -192,21 +173,14 @@ fn to_f32(view: &TensorView<'_>, name: &str, file: &Path) -> Result<Vec<f32>, Mo
         other => {
             return Err(ModelError::Safetensors {
                 path: file.to_path_buf(),
-                message: format!(
-                    "tensor {name} has dtype {other:?}; expected F32, BF16, F16 or F64"
-                ),
+                message: format!("tensor {name} has dtype {other:?}; expected F32, BF16, F16 or F64"),
             });
         }
     })
 }
 
 impl Loader<'_> {
-    fn tensor<const D: usize>(
-        &self,
-        key: &str,
-        burn_shape: &[usize],
-        device: &Device,
-    ) -> Result<Option<Tensor<D>>, ModelError> {
+    fn tensor<const D: usize>(&self, key: &str, burn_shape: &[usize], device: &Device) -> Result<Option<Tensor<D>>, ModelError> {
         let name = self.layout.from_original(key);
         let Ok(view) = self.tensors.tensor(&name) else {
             return Ok(None);
@@ -223,9 +197,7 @@ impl Loader<'_> {
         }
         let values = to_f32(&view, &name, self.file)?;
         let tensor = match form {
-            DiskForm::Same => {
-                Tensor::<D>::from_data(TensorData::new(values, burn_shape.to_vec()), device)
-            }
+            DiskForm::Same => Tensor::<D>::from_data(TensorData::new(values, burn_shape.to_vec()), device),
             DiskForm::Transposed | DiskForm::Conv(_) => {
                 let rev: Vec<usize> = burn_shape.iter().rev().copied().collect();
                 Tensor::<D>::from_data(TensorData::new(values, rev), device).transpose()
@@ -271,26 +243,17 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
     let index = dir.join(INDEX_FILE);
     if index.is_file() {
         let text = std::fs::read_to_string(&index).map_err(|e| ModelError::io(&index, e))?;
-        let value: Value = serde_json::from_str(&text).map_err(|source| ModelError::Json {
+        let value: Value =
+            serde_json::from_str(&text).map_err(|source| ModelError::Json { path: index.clone(), source })?;
+        let map = value.get("weight_map").and_then(Value::as_object).ok_or_else(|| ModelError::Config {
             path: index.clone(),
-            source,
+            message: "no weight_map object".into(),
         })?;
-        let map = value
-            .get("weight_map")
-            .and_then(Value::as_object)
-            .ok_or_else(|| ModelError::Config {
-                path: index.clone(),
-                message: "no weight_map object".into(),
-            })?;
         let mut files = BTreeSet::new();
         for (name, file) in map {
-            let file = file
-                .as_str()
-                .filter(|f| !f.contains('/') && !f.contains('\\'))
-                .ok_or_else(|| ModelError::Config {
-                    path: index.clone(),
-                    message: format!("weight_map[{name:?}] is not a file name"),
-                })?;
+            let file = file.as_str().filter(|f| !f.contains('/') && !f.contains('\\')).ok_or_else(|| {
+                ModelError::Config { path: index.clone(), message: format!("weight_map[{name:?}] is not a file name") }
+            })?;
             files.insert(dir.join(file));
         }
         return Ok(files.into_iter().collect());
@@ -301,33 +264,17 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
     }
     Err(ModelError::io(
         single,
-        std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("no {WEIGHTS_FILE} nor {INDEX_FILE} in the checkpoint"),
-        ),
+        std::io::Error::new(std::io::ErrorKind::NotFound, format!("no {WEIGHTS_FILE} nor {INDEX_FILE} in the checkpoint")),
     ))
 }
 
 fn conv_shape(config: &Qwen2_5VlConfig) -> Vec<usize> {
     let v = &config.vision;
-    vec![
-        v.hidden_size,
-        v.in_channels,
-        v.temporal_patch_size,
-        v.patch_size,
-        v.patch_size,
-    ]
+    vec![v.hidden_size, v.in_channels, v.temporal_patch_size, v.patch_size, v.patch_size]
 }
 
-fn inventory(
-    model: &Qwen2_5VlModel,
-    config: &Qwen2_5VlConfig,
-) -> BTreeMap<String, (Vec<usize>, DiskForm)> {
-    let mut inv = Inventory {
-        path: PathStack::default(),
-        conv_shape: conv_shape(config),
-        params: BTreeMap::new(),
-    };
+fn inventory(model: &Qwen2_5VlModel, config: &Qwen2_5VlConfig) -> BTreeMap<String, (Vec<usize>, DiskForm)> {
+    let mut inv = Inventory { path: PathStack::default(), conv_shape: conv_shape(config), params: BTreeMap::new() };
     model.visit(&mut inv);
     inv.params
 }
@@ -337,10 +284,7 @@ fn inventory(
 /// Every tensor the model needs must be present with the shape the config implies; a tensor
 /// the model does not have is an error too (except `lm_head.weight` in a tied checkpoint,
 /// which some exporters write as a copy of the embedding).
-pub fn load_model(
-    dir: &Path,
-    device: &Device,
-) -> Result<(Qwen2_5VlConfig, Qwen2_5VlModel), ModelError> {
+pub fn load_model(dir: &Path, device: &Device) -> Result<(Qwen2_5VlConfig, Qwen2_5VlModel), ModelError> {
     let config = Qwen2_5VlConfig::from_file(&dir.join(CONFIG_FILE))?;
     let files = weight_files(dir)?;
     let mut model = Qwen2_5VlModel::new(&config, device);
@@ -375,23 +319,14 @@ pub fn load_model(
             return Err(e);
         }
     }
-    let missing: Vec<String> = expected
-        .keys()
-        .filter(|k| !loaded.contains(*k))
-        .map(|k| layout.from_original(k))
-        .collect();
+    let missing: Vec<String> =
+        expected.keys().filter(|k| !loaded.contains(*k)).map(|k| layout.from_original(k)).collect();
     if !missing.is_empty() {
-        return Err(ModelError::MissingTensors {
-            dir: dir.to_path_buf(),
-            names: missing,
-        });
+        return Err(ModelError::MissingTensors { dir: dir.to_path_buf(), names: missing });
     }
     if !unexpected.is_empty() {
         unexpected.sort();
-        return Err(ModelError::UnexpectedTensors {
-            dir: dir.to_path_buf(),
-            names: unexpected,
-        });
+        return Err(ModelError::UnexpectedTensors { dir: dir.to_path_buf(), names: unexpected });
     }
     Ok((config, model))
 }
@@ -417,15 +352,8 @@ impl ModuleVisitor for Collector {
         let form = self.path.form(&key, &self.conv_shape);
         let tensor = param.val();
         let shape = form.disk_shape(&tensor.dims());
-        let tensor = if form == DiskForm::Same {
-            tensor
-        } else {
-            tensor.transpose()
-        };
-        let values = tensor
-            .into_data()
-            .try_into_vec_as::<f32>()
-            .expect("converted to f32");
+        let tensor = if form == DiskForm::Same { tensor } else { tensor.transpose() };
+        let values = tensor.into_data().try_into_vec_as::<f32>().expect("converted to f32");
         self.tensors.push((key, shape, values));
     }
 }
@@ -446,54 +374,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
 /// Saves `model` as a Hugging Face checkpoint directory: `config.json` and a single f32
 /// `model.safetensors` with the original keys (what transformers and [`load_model`] read).
 /// A tied model writes no `lm_head.weight`. Each file is written atomically.
-pub fn save_model(
-    model: &Qwen2_5VlModel,
-    config: &Qwen2_5VlConfig,
-    dir: &Path,
-) -> Result<(), ModelError> {
+pub fn save_model(model: &Qwen2_5VlModel, config: &Qwen2_5VlConfig, dir: &Path) -> Result<(), ModelError> {
     std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
-    let mut collector = Collector {
-        path: PathStack::default(),
-        conv_shape: conv_shape(config),
-        tensors: Vec::new(),
-    };
+    let mut collector = Collector { path: PathStack::default(), conv_shape: conv_shape(config), tensors: Vec::new() };
     model.visit(&mut collector);
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = collector
         .tensors
         .into_iter()
-        .map(|(key, shape, values)| {
-            (
-                key,
-                shape,
-                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            )
-        })
+        .map(|(key, shape, values)| (key, shape, values.iter().flat_map(|v| v.to_le_bytes()).collect()))
         .collect();
     let views = bytes
         .iter()
         .map(|(key, shape, data)| {
-            TensorView::new(Dtype::F32, shape.clone(), data)
-                .map(|v| (key.clone(), v))
-                .map_err(|e| ModelError::Safetensors {
-                    path: dir.join(WEIGHTS_FILE),
-                    message: format!("tensor {key}: {e}"),
-                })
+            TensorView::new(Dtype::F32, shape.clone(), data).map(|v| (key.clone(), v)).map_err(|e| {
+                ModelError::Safetensors { path: dir.join(WEIGHTS_FILE), message: format!("tensor {key}: {e}") }
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let metadata = Some(
-        [("format".to_string(), "pt".to_string())]
-            .into_iter()
-            .collect(),
-    );
+    let metadata = Some([("format".to_string(), "pt".to_string())].into_iter().collect());
     let weights = safetensors::serialize(views, metadata).map_err(|e| ModelError::Safetensors {
         path: dir.join(WEIGHTS_FILE),
         message: format!("cannot serialise: {e}"),
     })?;
-    let config_text =
-        serde_json::to_string_pretty(&config.to_hf_json()).expect("JSON values serialise");
+    let config_text = serde_json::to_string_pretty(&config.to_hf_json()).expect("JSON values serialise");
     write_atomic(&dir.join(WEIGHTS_FILE), &weights)?;
-    write_atomic(
-        &dir.join(CONFIG_FILE),
-        format!("{config_text}\n").as_bytes(),
-    )
+    write_atomic(&dir.join(CONFIG_FILE), format!("{config_text}\n").as_bytes())
 }

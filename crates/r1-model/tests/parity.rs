@@ -13,11 +13,9 @@ use r1_model::generate::{SamplingConfig, generate};
 use r1_model::position_ids::rope_index;
 use r1_model::processor::{ImageProcessor, ImageProcessorConfig, ProcessedImage};
 use r1_model::score::completion_logprobs;
-use r1_model::{
-    ImageInput, KvCache, ModelError, Qwen2_5VlConfig, Qwen2_5VlModel, load_model, save_model,
-};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use r1_model::{ImageInput, KvCache, ModelError, Qwen2_5VlConfig, Qwen2_5VlModel, load_model, save_model};
 use safetensors::SafeTensors;
 use safetensors::tensor::Dtype;
 
@@ -25,9 +23,7 @@ const CASES: [&str; 3] = ["gqa1_tied", "gqa2_untied_windows", "gqa4_bf16_sharded
 const LOGIT_TOL: f32 = 1e-4;
 
 fn fixture(case: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(case)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(case)
 }
 
 /// A safetensors file read to host arrays.
@@ -41,14 +37,8 @@ impl Arrays {
         for (name, view) in st.tensors() {
             let d = view.data();
             let values: Vec<f64> = match view.dtype() {
-                Dtype::F32 => d
-                    .chunks_exact(4)
-                    .map(|b| f64::from(f32::from_le_bytes(b.try_into().unwrap())))
-                    .collect(),
-                Dtype::I64 => d
-                    .chunks_exact(8)
-                    .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64)
-                    .collect(),
+                Dtype::F32 => d.chunks_exact(4).map(|b| f64::from(f32::from_le_bytes(b.try_into().unwrap()))).collect(),
+                Dtype::I64 => d.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64).collect(),
                 other => panic!("{name}: unexpected dtype {other:?}"),
             };
             map.insert(name, (view.shape().to_vec(), values));
@@ -57,9 +47,7 @@ impl Arrays {
     }
 
     fn get(&self, name: &str) -> &(Vec<usize>, Vec<f64>) {
-        self.0
-            .get(name)
-            .unwrap_or_else(|| panic!("fixture array {name} missing"))
+        self.0.get(name).unwrap_or_else(|| panic!("fixture array {name} missing"))
     }
 
     fn f32(&self, name: &str) -> Vec<f32> {
@@ -106,14 +94,8 @@ impl Case {
         let shape = self.inputs.shape("pixel_values");
         let grids = self.inputs.ints("grid_thw");
         ImageInput {
-            pixel_values: Tensor::from_data(
-                TensorData::new(self.inputs.f32("pixel_values"), shape),
-                &self.device,
-            ),
-            grid_thw: grids
-                .chunks(3)
-                .map(|g| [g[0] as usize, g[1] as usize, g[2] as usize])
-                .collect(),
+            pixel_values: Tensor::from_data(TensorData::new(self.inputs.f32("pixel_values"), shape), &self.device),
+            grid_thw: grids.chunks(3).map(|g| [g[0] as usize, g[1] as usize, g[2] as usize]).collect(),
         }
     }
 
@@ -133,12 +115,7 @@ impl Case {
         let (b, t) = self.batch_seq();
         let logits = self
             .model
-            .forward(
-                self.int2(self.ids(), b, t),
-                self.int2(self.mask(), b, t),
-                Some(&self.images()),
-                None,
-            )
+            .forward(self.int2(self.ids(), b, t), self.int2(self.mask(), b, t), Some(&self.images()), None)
             .unwrap();
         assert_eq!(logits.dims(), [b, t, self.config.text.vocab_size]);
         logits.into_data().try_into_vec_as::<f32>().unwrap()
@@ -147,10 +124,7 @@ impl Case {
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "lengths differ");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 /// Max |diff| over the rows (of width `width`) whose token is not padding.
@@ -158,12 +132,7 @@ fn masked_diff(a: &[f32], b: &[f32], mask: &[i64], width: usize) -> f32 {
     mask.iter()
         .enumerate()
         .filter(|&(_, &m)| m == 1)
-        .map(|(i, _)| {
-            max_abs_diff(
-                &a[i * width..(i + 1) * width],
-                &b[i * width..(i + 1) * width],
-            )
-        })
+        .map(|(i, _)| max_abs_diff(&a[i * width..(i + 1) * width], &b[i * width..(i + 1) * width]))
         .fold(0.0, f32::max)
 }
 
@@ -182,11 +151,7 @@ fn vision_stages_match_transformers() {
             ("merged", stages.merged, 2e-4),
             ("features", stages.features, 2e-4),
         ] {
-            assert_eq!(
-                ours.dims().to_vec(),
-                case.reference.shape(stage),
-                "{name} {stage} shape"
-            );
+            assert_eq!(ours.dims().to_vec(), case.reference.shape(stage), "{name} {stage} shape");
             let diff = max_abs_diff(&tensor_vec(ours), &case.reference.f32(stage));
             eprintln!("{name} {stage}: max |diff| = {diff:.3e}");
             assert!(diff < tol, "{name} {stage}: max |diff| {diff} >= {tol}");
@@ -207,20 +172,12 @@ fn position_ids_match_transformers() {
         for row in 0..3 {
             for (i, &m) in mask.iter().enumerate() {
                 if m {
-                    assert_eq!(
-                        index.positions[row * b * t + i],
-                        want[row * b * t + i],
-                        "{name} row {row} token {i}"
-                    );
+                    assert_eq!(index.positions[row * b * t + i], want[row * b * t + i], "{name} row {row} token {i}");
                 }
             }
         }
         let next: Vec<i64> = index.deltas.iter().map(|d| d + t as i64).collect();
-        assert_eq!(
-            next,
-            case.reference.ints("next_position"),
-            "{name} first generated position"
-        );
+        assert_eq!(next, case.reference.ints("next_position"), "{name} first generated position");
     }
 }
 
@@ -229,12 +186,7 @@ fn logits_match_transformers() {
     for name in CASES {
         let case = Case::load(name);
         let vocab = case.config.text.vocab_size;
-        let diff = masked_diff(
-            &case.full_logits(),
-            &case.reference.f32("logits"),
-            &case.mask(),
-            vocab,
-        );
+        let diff = masked_diff(&case.full_logits(), &case.reference.f32("logits"), &case.mask(), vocab);
         eprintln!("{name} logits: max |diff| = {diff:.3e}");
         assert!(diff < LOGIT_TOL, "{name}: logits max |diff| {diff}");
     }
@@ -252,9 +204,7 @@ fn kv_cache_decoding_matches_full_forward() {
         let ids = case.ids();
         let mask = case.mask();
         let cut = |v: &[i64], from: usize, to: usize| -> Vec<i64> {
-            (0..b)
-                .flat_map(|r| v[r * t + from..r * t + to].to_vec())
-                .collect()
+            (0..b).flat_map(|r| v[r * t + from..r * t + to].to_vec()).collect()
         };
         let mut cache = KvCache::new();
         let prefix = t - k;
@@ -271,21 +221,13 @@ fn kv_cache_decoding_matches_full_forward() {
         for step in prefix..t {
             let logits = case
                 .model
-                .forward(
-                    case.int2(cut(&ids, step, step + 1), b, 1),
-                    case.int2(cut(&mask, step, step + 1), b, 1),
-                    None,
-                    Some(&mut cache),
-                )
+                .forward(case.int2(cut(&ids, step, step + 1), b, 1), case.int2(cut(&mask, step, step + 1), b, 1), None, Some(&mut cache))
                 .unwrap();
             let got = logits.into_data().try_into_vec_as::<f32>().unwrap();
             for r in 0..b {
                 let reference = &want[(r * t + step) * vocab..(r * t + step + 1) * vocab];
                 let diff = max_abs_diff(&got[r * vocab..(r + 1) * vocab], reference);
-                assert!(
-                    diff < LOGIT_TOL,
-                    "{name} row {r} step {step}: max |diff| {diff}"
-                );
+                assert!(diff < LOGIT_TOL, "{name} row {r} step {step}: max |diff| {diff}");
             }
         }
         assert_eq!(cache.len(), t);
@@ -293,13 +235,7 @@ fn kv_cache_decoding_matches_full_forward() {
 }
 
 fn argmax(row: &[f32]) -> i64 {
-    row.iter()
-        .enumerate()
-        .fold(
-            (0, f32::MIN),
-            |best, (i, &v)| if v > best.1 { (i, v) } else { best },
-        )
-        .0 as i64
+    row.iter().enumerate().fold((0, f32::MIN), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0 as i64
 }
 
 /// Greedy decoding with the KV cache reproduces transformers' `generate` tokens.
@@ -307,10 +243,8 @@ fn argmax(row: &[f32]) -> i64 {
 fn greedy_decoding_matches_transformers_generate() {
     for name in ["gqa1_tied", "gqa2_untied_windows"] {
         let case = Case::load(name);
-        let expected: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(fixture(name).join("generate.json")).unwrap(),
-        )
-        .unwrap();
+        let expected: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixture(name).join("generate.json")).unwrap()).unwrap();
         let steps = expected["max_new_tokens"].as_u64().unwrap() as usize;
         let want: Vec<Vec<i64>> = serde_json::from_value(expected["new_tokens"].clone()).unwrap();
         let (b, t) = case.batch_seq();
@@ -318,32 +252,17 @@ fn greedy_decoding_matches_transformers_generate() {
         let mut cache = KvCache::new();
         let mut logits = case
             .model
-            .forward(
-                case.int2(case.ids(), b, t),
-                case.int2(case.mask(), b, t),
-                Some(&case.images()),
-                Some(&mut cache),
-            )
+            .forward(case.int2(case.ids(), b, t), case.int2(case.mask(), b, t), Some(&case.images()), Some(&mut cache))
             .unwrap()
             .narrow(1, t - 1, 1);
         let mut got = vec![Vec::new(); b];
         for _ in 0..steps {
             let last = logits.into_data().try_into_vec_as::<f32>().unwrap();
-            let next: Vec<i64> = (0..b)
-                .map(|r| argmax(&last[r * vocab..(r + 1) * vocab]))
-                .collect();
+            let next: Vec<i64> = (0..b).map(|r| argmax(&last[r * vocab..(r + 1) * vocab])).collect();
             for (r, &tok) in next.iter().enumerate() {
                 got[r].push(tok);
             }
-            logits = case
-                .model
-                .forward(
-                    case.int2(next, b, 1),
-                    case.int2(vec![1; b], b, 1),
-                    None,
-                    Some(&mut cache),
-                )
-                .unwrap();
+            logits = case.model.forward(case.int2(next, b, 1), case.int2(vec![1; b], b, 1), None, Some(&mut cache)).unwrap();
         }
         assert_eq!(got, want, "{name}");
     }
@@ -356,47 +275,23 @@ fn repeated_cache_serves_a_group() {
     let (b, t) = case.batch_seq();
     let mut cache = KvCache::new();
     case.model
-        .forward(
-            case.int2(case.ids(), b, t),
-            case.int2(case.mask(), b, t),
-            Some(&case.images()),
-            Some(&mut cache),
-        )
+        .forward(case.int2(case.ids(), b, t), case.int2(case.mask(), b, t), Some(&case.images()), Some(&mut cache))
         .unwrap();
     let n = 3;
     let mut group = cache.repeat_interleave(n);
     assert_eq!(group.batch_size(), b * n);
     let next: Vec<i64> = (0..b * n).map(|i| 20 + i as i64).collect();
-    let grouped = case
-        .model
-        .forward(
-            case.int2(next.clone(), b * n, 1),
-            case.int2(vec![1; b * n], b * n, 1),
-            None,
-            Some(&mut group),
-        )
-        .unwrap();
+    let grouped = case.model.forward(case.int2(next.clone(), b * n, 1), case.int2(vec![1; b * n], b * n, 1), None, Some(&mut group)).unwrap();
     let grouped = grouped.into_data().try_into_vec_as::<f32>().unwrap();
     let vocab = case.config.text.vocab_size;
     for r in 0..b {
         for j in 0..n {
             let mut single = cache.clone();
             let tokens: Vec<i64> = (0..b).map(|q| next[q * n + j]).collect();
-            let out = case
-                .model
-                .forward(
-                    case.int2(tokens, b, 1),
-                    case.int2(vec![1; b], b, 1),
-                    None,
-                    Some(&mut single),
-                )
-                .unwrap();
+            let out = case.model.forward(case.int2(tokens, b, 1), case.int2(vec![1; b], b, 1), None, Some(&mut single)).unwrap();
             let out = out.into_data().try_into_vec_as::<f32>().unwrap();
             let row = r * n + j;
-            let diff = max_abs_diff(
-                &grouped[row * vocab..(row + 1) * vocab],
-                &out[r * vocab..(r + 1) * vocab],
-            );
+            let diff = max_abs_diff(&grouped[row * vocab..(row + 1) * vocab], &out[r * vocab..(r + 1) * vocab]);
             assert!(diff < 1e-5, "row {r} sample {j}: {diff}");
         }
     }
@@ -426,17 +321,8 @@ fn save_then_load_gives_identical_logits() {
     save_model(&case.model, &case.config, dir.path()).unwrap();
     let (config, model) = load_model(dir.path(), &case.device).unwrap();
     assert_eq!(config, case.config);
-    let reloaded = Case {
-        config,
-        model,
-        inputs: Arrays::read(&fixture("gqa2_untied_windows").join("inputs.safetensors")),
-        reference: Arrays::read(&fixture("gqa2_untied_windows").join("reference.safetensors")),
-        device: case.device.clone(),
-    };
-    assert_eq!(
-        max_abs_diff(&case.full_logits(), &reloaded.full_logits()),
-        0.0
-    );
+    let reloaded = Case { config, model, inputs: Arrays::read(&fixture("gqa2_untied_windows").join("inputs.safetensors")), reference: Arrays::read(&fixture("gqa2_untied_windows").join("reference.safetensors")), device: case.device.clone() };
+    assert_eq!(max_abs_diff(&case.full_logits(), &reloaded.full_logits()), 0.0);
 }
 
 // ---- bad input ----
@@ -459,20 +345,12 @@ fn rewrite_weights(dir: &Path, edit: impl Fn(&mut Vec<(String, Dtype, Vec<usize>
     let path = dir.join("model.safetensors");
     let bytes = std::fs::read(&path).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
-    let mut tensors: Vec<_> = st
-        .tensors()
-        .into_iter()
-        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
-        .collect();
+    let mut tensors: Vec<_> =
+        st.tensors().into_iter().map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
     edit(&mut tensors);
     let views: Vec<_> = tensors
         .iter()
-        .map(|(n, d, s, b)| {
-            (
-                n.clone(),
-                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
-            )
-        })
+        .map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
         .collect();
     std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
 }
@@ -487,53 +365,30 @@ fn load_err(dir: &Path) -> String {
 #[test]
 fn missing_unexpected_and_misshaped_tensors_are_named() {
     let dir = copy_checkpoint("gqa2_untied_windows");
-    rewrite_weights(dir.path(), |t| {
-        t.retain(|(n, ..)| n != "model.language_model.layers.1.mlp.up_proj.weight")
-    });
+    rewrite_weights(dir.path(), |t| t.retain(|(n, ..)| n != "model.language_model.layers.1.mlp.up_proj.weight"));
     let err = load_err(dir.path());
-    assert!(
-        err.contains("missing tensors: model.language_model.layers.1.mlp.up_proj.weight"),
-        "{err}"
-    );
+    assert!(err.contains("missing tensors: model.language_model.layers.1.mlp.up_proj.weight"), "{err}");
+
+    let dir = copy_checkpoint("gqa2_untied_windows");
+    rewrite_weights(dir.path(), |t| t.push(("model.extra.weight".into(), Dtype::F32, vec![1], vec![0; 4])));
+    let err = load_err(dir.path());
+    assert!(err.contains("unexpected tensors: model.extra.weight"), "{err}");
 
     let dir = copy_checkpoint("gqa2_untied_windows");
     rewrite_weights(dir.path(), |t| {
-        t.push(("model.extra.weight".into(), Dtype::F32, vec![1], vec![0; 4]))
-    });
-    let err = load_err(dir.path());
-    assert!(
-        err.contains("unexpected tensors: model.extra.weight"),
-        "{err}"
-    );
-
-    let dir = copy_checkpoint("gqa2_untied_windows");
-    rewrite_weights(dir.path(), |t| {
-        let entry = t
-            .iter_mut()
-            .find(|(n, ..)| n == "model.language_model.norm.weight")
-            .unwrap();
+        let entry = t.iter_mut().find(|(n, ..)| n == "model.language_model.norm.weight").unwrap();
         entry.2 = vec![entry.2[0] / 2, 2];
     });
     let err = load_err(dir.path());
-    assert!(
-        err.contains("model.language_model.norm.weight") && err.contains("[32]"),
-        "{err}"
-    );
+    assert!(err.contains("model.language_model.norm.weight") && err.contains("[32]"), "{err}");
 }
 
 #[test]
 fn corrupt_or_absent_files_are_named() {
     let dir = copy_checkpoint("gqa2_untied_windows");
-    std::fs::write(
-        dir.path().join("model.safetensors"),
-        b"not a safetensors file",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("model.safetensors"), b"not a safetensors file").unwrap();
     let err = load_err(dir.path());
-    assert!(
-        err.contains("model.safetensors") && err.contains("not a valid safetensors"),
-        "{err}"
-    );
+    assert!(err.contains("model.safetensors") && err.contains("not a valid safetensors"), "{err}");
 
     std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
     let err = load_err(dir.path());
@@ -554,38 +409,13 @@ fn image_token_count_mismatch_is_an_error() {
     let case = Case::load("gqa1_tied");
     let (b, t) = case.batch_seq();
     let mut ids = case.ids();
-    let first_pad = ids
-        .iter()
-        .position(|&i| i == i64::from(case.config.image_token_id))
-        .unwrap();
+    let first_pad = ids.iter().position(|&i| i == i64::from(case.config.image_token_id)).unwrap();
     ids[first_pad] = 5;
-    let err = case
-        .model
-        .forward(
-            case.int2(ids, b, t),
-            case.int2(case.mask(), b, t),
-            Some(&case.images()),
-            None,
-        )
-        .unwrap_err();
-    assert!(
-        matches!(err, ModelError::ImageTokenMismatch { tokens, features } if tokens + 1 == features),
-        "{err}"
-    );
+    let err = case.model.forward(case.int2(ids, b, t), case.int2(case.mask(), b, t), Some(&case.images()), None).unwrap_err();
+    assert!(matches!(err, ModelError::ImageTokenMismatch { tokens, features } if tokens + 1 == features), "{err}");
 
-    let err = case
-        .model
-        .forward(
-            case.int2(case.ids(), b, t),
-            case.int2(case.mask(), b, t),
-            None,
-            None,
-        )
-        .unwrap_err();
-    assert!(
-        matches!(err, ModelError::ImageTokenMismatch { features: 0, .. }),
-        "{err}"
-    );
+    let err = case.model.forward(case.int2(case.ids(), b, t), case.int2(case.mask(), b, t), None, None).unwrap_err();
+    assert!(matches!(err, ModelError::ImageTokenMismatch { features: 0, .. }), "{err}");
 }
 
 /// The fixture's batch as unpadded prompts (each with its own images), for the public
@@ -595,42 +425,24 @@ fn prompts_of(case: &Case) -> Vec<Prompt> {
     let (ids, mask) = (case.ids(), case.mask());
     let dim = case.inputs.shape("pixel_values")[1];
     let pixels = case.inputs.f32("pixel_values");
-    let mut images = case
-        .images()
-        .grid_thw
-        .into_iter()
-        .scan(0usize, |offset, grid| {
-            let rows = grid.iter().product::<usize>();
-            let image = ProcessedImage {
-                pixel_values: pixels[*offset * dim..(*offset + rows) * dim].to_vec(),
-                grid_thw: grid,
-            };
-            *offset += rows;
-            Some(image)
-        });
+    let mut images = case.images().grid_thw.into_iter().scan(0usize, |offset, grid| {
+        let rows = grid.iter().product::<usize>();
+        let image = ProcessedImage { pixel_values: pixels[*offset * dim..(*offset + rows) * dim].to_vec(), grid_thw: grid };
+        *offset += rows;
+        Some(image)
+    });
     let merge = case.config.vision.spatial_merge_size;
     (0..b)
         .map(|r| {
-            let row: Vec<u32> = (0..t)
-                .filter(|&i| mask[r * t + i] == 1)
-                .map(|i| ids[r * t + i] as u32)
-                .collect();
-            let mut pads = row
-                .iter()
-                .filter(|&&id| id == case.config.image_token_id)
-                .count();
+            let row: Vec<u32> = (0..t).filter(|&i| mask[r * t + i] == 1).map(|i| ids[r * t + i] as u32).collect();
+            let mut pads = row.iter().filter(|&&id| id == case.config.image_token_id).count();
             let mut mine = Vec::new();
             while pads > 0 {
-                let image = images
-                    .next()
-                    .expect("the fixture has an image for every run of pads");
+                let image = images.next().expect("the fixture has an image for every run of pads");
                 pads -= image.num_tokens(merge);
                 mine.push(image);
             }
-            Prompt {
-                ids: row,
-                images: mine,
-            }
+            Prompt { ids: row, images: mine }
         })
         .collect()
 }
@@ -653,10 +465,8 @@ fn processor_of(case: &Case) -> ImageProcessor {
 fn generate_and_score_agree_with_transformers() {
     for name in ["gqa1_tied", "gqa2_untied_windows"] {
         let case = Case::load(name);
-        let expected: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(fixture(name).join("generate.json")).unwrap(),
-        )
-        .unwrap();
+        let expected: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixture(name).join("generate.json")).unwrap()).unwrap();
         let steps = expected["max_new_tokens"].as_u64().unwrap() as usize;
         let eos = expected["eos_token_id"].as_u64().unwrap() as u32;
         let pad = expected["pad_token_id"].as_u64().unwrap() as u32;
@@ -665,34 +475,19 @@ fn generate_and_score_agree_with_transformers() {
         let refs: Vec<&Prompt> = prompts.iter().collect();
         let processor = processor_of(&case);
         let mut rng = StdRng::seed_from_u64(0);
-        let out = generate(
-            &case.model,
-            &processor,
-            &refs,
-            1,
-            &SamplingConfig::greedy(steps),
-            &[eos],
-            pad,
-            &mut rng,
-        )
-        .unwrap();
+        let out = generate(&case.model, &processor, &refs, 1, &SamplingConfig::greedy(steps), &[eos], pad, &mut rng).unwrap();
         for (row, (g, w)) in out.iter().zip(&want).enumerate() {
             // transformers pads a row after its eos; ours stops there.
             assert_eq!(g.ids[..], w[..g.ids.len()], "{name} row {row}");
         }
         let completions: Vec<&[u32]> = out.iter().map(|g| g.ids.as_slice()).collect();
-        let scored =
-            completion_logprobs(&case.model, &processor, &refs, &completions, 1.0, pad).unwrap();
+        let scored = completion_logprobs(&case.model, &processor, &refs, &completions, 1.0, pad).unwrap();
         let t = scored.dims()[1];
         let scored = tensor_vec(scored);
         for (row, g) in out.iter().enumerate() {
             for (j, &lp) in g.logprobs.iter().enumerate() {
                 let diff = (scored[row * t + j] - lp).abs();
-                assert!(
-                    diff < 1e-4,
-                    "{name} row {row} token {j}: scored {} generated {lp}",
-                    scored[row * t + j]
-                );
+                assert!(diff < 1e-4, "{name} row {row} token {j}: scored {} generated {lp}", scored[row * t + j]);
             }
         }
     }
@@ -705,32 +500,12 @@ fn seeded_sampling_is_reproducible() {
     let case = Case::load("gqa1_tied");
     let prompts = prompts_of(&case);
     let refs: Vec<&Prompt> = prompts.iter().collect();
-    let config = SamplingConfig {
-        max_new_tokens: 6,
-        temperature: 1.0,
-        top_p: 0.9,
-        top_k: 0,
-    };
+    let config = SamplingConfig { max_new_tokens: 6, temperature: 1.0, top_p: 0.9, top_k: 0 };
     let processor = processor_of(&case);
-    let run = |seed| {
-        generate(
-            &case.model,
-            &processor,
-            &refs,
-            3,
-            &config,
-            &[],
-            0,
-            &mut StdRng::seed_from_u64(seed),
-        )
-        .unwrap()
-    };
+    let run = |seed| generate(&case.model, &processor, &refs, 3, &config, &[], 0, &mut StdRng::seed_from_u64(seed)).unwrap();
     let (a, b) = (run(7), run(7));
     assert_eq!(a, b);
     assert_eq!(a.len(), refs.len() * 3);
-    assert!(
-        a.iter()
-            .all(|g| g.ids.len() == 6 && !g.stopped && g.logprobs.iter().all(|&l| l <= 1e-6))
-    );
+    assert!(a.iter().all(|g| g.ids.len() == 6 && !g.stopped && g.logprobs.iter().all(|&l| l <= 1e-6)));
     assert_ne!(a, run(8));
 }

@@ -12,9 +12,7 @@ use proptest::prelude::*;
 use r1_data::dataset::{Split, read_split};
 use r1_data::{Message, QaSample};
 use r1_model::checkpoint::{self, Assets};
-use r1_model::tiny::{
-    SPECIAL_TOKENS, TAGS, TINY_VOCAB_SIZE, create_tiny, dataset_texts, tiny_config, train_tokenizer,
-};
+use r1_model::tiny::{SPECIAL_TOKENS, TAGS, TINY_VOCAB_SIZE, create_tiny, dataset_texts, tiny_config, train_tokenizer};
 use r1_model::tokenizer::Tokenizer;
 use r1_model::{ModelError, Qwen2_5VlModel};
 
@@ -23,8 +21,7 @@ fn dataset_root() -> PathBuf {
 }
 
 fn train_samples() -> Vec<QaSample> {
-    read_split(&dataset_root(), Split::Train)
-        .expect("the default dataset is part of the repository")
+    read_split(&dataset_root(), Split::Train).expect("the default dataset is part of the repository")
 }
 
 /// A slice of the dataset's text covering every question type: enough for BPE to find
@@ -35,11 +32,7 @@ fn small_corpus() -> Vec<String> {
 }
 
 fn small_tokenizer() -> Tokenizer {
-    Tokenizer::new(
-        train_tokenizer(&small_corpus(), 400).unwrap(),
-        Path::new("tokenizer.json"),
-    )
-    .unwrap()
+    Tokenizer::new(train_tokenizer(&small_corpus(), 400).unwrap(), Path::new("tokenizer.json")).unwrap()
 }
 
 proptest! {
@@ -81,30 +74,18 @@ fn special_tokens_and_tags_are_single_ids() {
     // The reward parses the tags in completions decoded without special tokens.
     let reply = "<|im_start|>assistant\n<think> up </think> <answer> [[B]] </answer><|im_end|><|endoftext|>";
     let ids = tokenizer.encode(reply, false).unwrap();
-    assert_eq!(
-        tokenizer.decode(&ids, true).unwrap(),
-        "assistant\n<think> up </think> <answer> [[B]] </answer>"
-    );
+    assert_eq!(tokenizer.decode(&ids, true).unwrap(), "assistant\n<think> up </think> <answer> [[B]] </answer>");
 }
 
 #[test]
 fn training_is_deterministic_and_sized() {
     let corpus = small_corpus();
-    let a = train_tokenizer(&corpus, 400)
-        .unwrap()
-        .to_string(false)
-        .unwrap();
-    let b = train_tokenizer(&corpus, 400)
-        .unwrap()
-        .to_string(false)
-        .unwrap();
+    let a = train_tokenizer(&corpus, 400).unwrap().to_string(false).unwrap();
+    let b = train_tokenizer(&corpus, 400).unwrap().to_string(false).unwrap();
     assert!(a == b, "two trainings on the same text differ");
     let tokenizer = train_tokenizer(&corpus, 400).unwrap();
     assert_eq!(tokenizer.get_vocab_size(true), 400);
-    let other = train_tokenizer(&corpus[1..], 400)
-        .unwrap()
-        .to_string(false)
-        .unwrap();
+    let other = train_tokenizer(&corpus[1..], 400).unwrap().to_string(false).unwrap();
     assert!(a != other, "the text must matter");
 }
 
@@ -121,21 +102,12 @@ fn tiny_config_takes_its_ids_from_the_tokenizer() {
     let config = tiny_config(&tokenizer).unwrap();
     assert_eq!(config.text.vocab_size, tokenizer.vocab_size());
     assert_eq!(config.image_token_id, tokenizer.special().image_pad);
-    assert_eq!(
-        config.vision_start_token_id,
-        tokenizer.token_id("<|vision_start|>").unwrap()
-    );
+    assert_eq!(config.vision_start_token_id, tokenizer.token_id("<|vision_start|>").unwrap());
     assert_eq!(config.eos_token_id, vec![tokenizer.special().im_end]);
-    assert_eq!(
-        config.text.head_dim(),
-        2 * config.text.mrope_section.iter().sum::<usize>()
-    );
+    assert_eq!(config.text.head_dim(), 2 * config.text.mrope_section.iter().sum::<usize>());
     // The JSON form parses back to the same config (what load will read).
     let text = config.to_hf_json().to_string();
-    assert_eq!(
-        r1_model::Qwen2_5VlConfig::parse(&text, None).unwrap(),
-        config
-    );
+    assert_eq!(r1_model::Qwen2_5VlConfig::parse(&text, None).unwrap(), config);
 }
 
 /// Flattened weights in visiting order (names are the module paths).
@@ -144,8 +116,7 @@ fn weights(model: &Qwen2_5VlModel) -> Vec<f32> {
     struct Flat(Vec<f32>);
     impl ModuleVisitor for Flat {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0
-                .extend(param.val().into_data().try_into_vec_as::<f32>().unwrap());
+            self.0.extend(param.val().into_data().try_into_vec_as::<f32>().unwrap());
         }
     }
     let mut flat = Flat(Vec::new());
@@ -171,25 +142,15 @@ fn created_tiny_loads_back_and_runs() {
     }
     let err = create_tiny(&dir, &corpus, 7, &device).unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
-    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(
-        leftovers.len(),
-        2,
-        "staging directories left behind: {leftovers:?}"
-    );
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 2, "staging directories left behind: {leftovers:?}");
 
     let (assets, model) = checkpoint::load(&dir, &device).unwrap();
     assert_eq!(assets.tokenizer.vocab_size(), model.vocab_size());
     // Saved and loaded weights are equal: save the loaded model again and compare bytes.
     let again = tmp.path().join("again");
     checkpoint::save(&model, &assets, &again).unwrap();
-    assert!(
-        std::fs::read(dir.join("model.safetensors")).unwrap()
-            == std::fs::read(again.join("model.safetensors")).unwrap()
-    );
+    assert!(std::fs::read(dir.join("model.safetensors")).unwrap() == std::fs::read(again.join("model.safetensors")).unwrap());
     let w = weights(&model);
     assert!(w.iter().all(|v| v.is_finite()) && w.iter().any(|&v| v != 0.0));
 
@@ -204,30 +165,14 @@ fn created_tiny_loads_back_and_runs() {
 }
 
 /// Logits `[batch, T, vocab]` of `messages` (with its image) repeated `batch` times.
-fn prompt_logits(
-    assets: &Assets,
-    model: &Qwen2_5VlModel,
-    messages: &[Message],
-    batch: usize,
-    device: &Device,
-) -> Tensor<3> {
+fn prompt_logits(assets: &Assets, model: &Qwen2_5VlModel, messages: &[Message], batch: usize, device: &Device) -> Tensor<3> {
     let prompt = assets.encode_prompt(messages, &dataset_root()).unwrap();
     assert_eq!(prompt.images.len(), 1);
-    assert_eq!(
-        prompt.images[0].grid_thw,
-        [1, 8, 8],
-        "224x224 is resized to 112x112"
-    );
-    let n_pads = prompt
-        .ids
-        .iter()
-        .filter(|&&id| id == assets.config.image_token_id)
-        .count();
+    assert_eq!(prompt.images[0].grid_thw, [1, 8, 8], "224x224 is resized to 112x112");
+    let n_pads = prompt.ids.iter().filter(|&&id| id == assets.config.image_token_id).count();
     assert_eq!(n_pads, 16);
     let t = prompt.ids.len();
-    let ids: Vec<i64> = (0..batch)
-        .flat_map(|_| prompt.ids.iter().map(|&i| i64::from(i)))
-        .collect();
+    let ids: Vec<i64> = (0..batch).flat_map(|_| prompt.ids.iter().map(|&i| i64::from(i))).collect();
     let input_ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, t]), device);
     let mask = Tensor::<2, Int>::ones([batch, t], device);
     let images: Vec<_> = (0..batch).map(|_| prompt.images[0].clone()).collect();
@@ -247,36 +192,15 @@ fn measure_tiny() {
     let device = Device::flex();
     let start = Instant::now();
     let tokenizer = train_tokenizer(&texts, TINY_VOCAB_SIZE).unwrap();
-    println!(
-        "tokenizer: {} tokens, trained in {:.2?} on {} texts",
-        tokenizer.get_vocab_size(true),
-        start.elapsed(),
-        texts.len()
-    );
+    println!("tokenizer: {} tokens, trained in {:.2?} on {} texts", tokenizer.get_vocab_size(true), start.elapsed(), texts.len());
     let start = Instant::now();
     create_tiny(&dir, &texts, 0, &device).unwrap();
     println!("create_tiny: {:.2?}", start.elapsed());
     let (assets, model) = checkpoint::load(&dir, &device).unwrap();
     println!("parameters: {}", burn::module::Module::num_params(&model));
-    let lengths: Vec<usize> = samples
-        .iter()
-        .map(|s| {
-            assets
-                .encode_prompt(&s.messages, &dataset_root())
-                .unwrap()
-                .ids
-                .len()
-        })
-        .collect();
-    let chars: usize = samples
-        .iter()
-        .map(|s| {
-            s.messages
-                .iter()
-                .map(|m| m.joined_text().len())
-                .sum::<usize>()
-        })
-        .sum();
+    let lengths: Vec<usize> =
+        samples.iter().map(|s| assets.encode_prompt(&s.messages, &dataset_root()).unwrap().ids.len()).collect();
+    let chars: usize = samples.iter().map(|s| s.messages.iter().map(|m| m.joined_text().len()).sum::<usize>()).sum();
     println!(
         "prompt tokens (16 image tokens included): mean {:.1}, min {}, max {}; mean prompt text {:.0} chars",
         lengths.iter().sum::<usize>() as f64 / lengths.len() as f64,
@@ -289,10 +213,7 @@ fn measure_tiny() {
         let start = Instant::now();
         let logits = prompt_logits(&assets, &model, &samples[0].messages, batch, &device);
         let _ = logits.into_data();
-        println!(
-            "forward of a batch of {batch} prompts: {:.2?}",
-            start.elapsed()
-        );
+        println!("forward of a batch of {batch} prompts: {:.2?}", start.elapsed());
     }
 }
 
@@ -321,69 +242,23 @@ fn write_rust_logits() {
     };
     let (assets, model) = checkpoint::load(&dir, &device).unwrap();
     let sample = &train_samples()[0];
-    let prompt = assets
-        .encode_prompt(&sample.messages, &dataset_root())
-        .unwrap();
+    let prompt = assets.encode_prompt(&sample.messages, &dataset_root()).unwrap();
     let logits = prompt_logits(&assets, &model, &sample.messages, 1, &device);
     let shape = logits.dims().to_vec();
-    let logits: Vec<u8> = logits
-        .into_data()
-        .try_into_vec_as::<f32>()
-        .unwrap()
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
-    let ids: Vec<u8> = prompt
-        .ids
-        .iter()
-        .flat_map(|&i| i64::from(i).to_le_bytes())
-        .collect();
-    let pixels: Vec<u8> = prompt.images[0]
-        .pixel_values
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
+    let logits: Vec<u8> = logits.into_data().try_into_vec_as::<f32>().unwrap().iter().flat_map(|v| v.to_le_bytes()).collect();
+    let ids: Vec<u8> = prompt.ids.iter().flat_map(|&i| i64::from(i).to_le_bytes()).collect();
+    let pixels: Vec<u8> = prompt.images[0].pixel_values.iter().flat_map(|v| v.to_le_bytes()).collect();
     let patch_dim = assets.processor.config.patch_dim();
     let views = vec![
-        (
-            "input_ids",
-            TensorView::new(Dtype::I64, vec![1, prompt.ids.len()], &ids).unwrap(),
-        ),
-        (
-            "logits",
-            TensorView::new(Dtype::F32, shape, &logits).unwrap(),
-        ),
-        (
-            "pixel_values",
-            TensorView::new(
-                Dtype::F32,
-                vec![pixels.len() / 4 / patch_dim, patch_dim],
-                &pixels,
-            )
-            .unwrap(),
-        ),
+        ("input_ids", TensorView::new(Dtype::I64, vec![1, prompt.ids.len()], &ids).unwrap()),
+        ("logits", TensorView::new(Dtype::F32, shape, &logits).unwrap()),
+        ("pixel_values", TensorView::new(Dtype::F32, vec![pixels.len() / 4 / patch_dim, patch_dim], &pixels).unwrap()),
     ];
-    let image = sample
-        .messages
-        .iter()
-        .flat_map(|m| m.images())
-        .next()
-        .unwrap();
+    let image = sample.messages.iter().flat_map(|m| m.images()).next().unwrap();
     let metadata = [
         ("text".to_string(), sample.messages[0].joined_text()),
-        (
-            "image".to_string(),
-            dataset_root()
-                .join(image)
-                .canonicalize()
-                .unwrap()
-                .display()
-                .to_string(),
-        ),
-        (
-            "model_dir".to_string(),
-            dir.canonicalize().unwrap().display().to_string(),
-        ),
+        ("image".to_string(), dataset_root().join(image).canonicalize().unwrap().display().to_string()),
+        ("model_dir".to_string(), dir.canonicalize().unwrap().display().to_string()),
     ];
     let bytes = safetensors::serialize(views, Some(metadata.into_iter().collect())).unwrap();
     std::fs::create_dir_all(&out_dir).unwrap();

@@ -9,20 +9,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use r1_data::{Answer, QaType};
 use r1_reward::{FormatMode, RewardConfig, RewardFn};
 
-type Question = (
-    QaType,
-    Option<BTreeMap<String, String>>,
-    Answer,
-    &'static str,
-);
+type Question = (QaType, Option<BTreeMap<String, String>>, Answer, &'static str);
 
 fn labelled(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {
-    Some(
-        pairs
-            .iter()
-            .map(|&(l, t)| (l.to_string(), t.to_string()))
-            .collect(),
-    )
+    Some(pairs.iter().map(|&(l, t)| (l.to_string(), t.to_string())).collect())
 }
 
 /// One completion per question kind, each about 300 characters of reasoning and an answer.
@@ -86,21 +76,14 @@ fn questions() -> Vec<Question> {
 fn bench(c: &mut Criterion) {
     let questions = questions();
     let mean_len = questions.iter().map(|q| q.3.len()).sum::<usize>() / questions.len();
-    let mut group = c.benchmark_group(format!(
-        "score ({} questions, mean {mean_len} chars)",
-        questions.len()
-    ));
+    let mut group = c.benchmark_group(format!("score ({} questions, mean {mean_len} chars)", questions.len()));
     group.throughput(Throughput::Elements(questions.len() as u64));
     for format in [FormatMode::Strict, FormatMode::Paper] {
-        let f = RewardFn::new(RewardConfig {
-            format,
-            ..RewardConfig::default()
-        });
+        let f = RewardFn::new(RewardConfig { format, ..RewardConfig::default() });
         group.bench_function(format.as_str(), |b| {
             b.iter(|| {
                 for (qa_type, options, answer, completion) in &questions {
-                    let rewards =
-                        f.score_parts(black_box(completion), *qa_type, options.as_ref(), answer);
+                    let rewards = f.score_parts(black_box(completion), *qa_type, options.as_ref(), answer);
                     black_box(rewards.expect("the questions are valid"));
                 }
             })

@@ -35,12 +35,7 @@ impl<'o> Named<'o> {
 /// A bracketed label is `[[`, optional whitespace, one or more ASCII letters or digits,
 /// optional whitespace, `]]`. O(len(answer) × options), no allocation.
 pub fn named_options<'o>(answer: &str, options: &'o BTreeMap<String, String>) -> Named<'o> {
-    let label_of = |written: &str| {
-        options
-            .keys()
-            .find(|k| k.eq_ignore_ascii_case(written))
-            .map(String::as_str)
-    };
+    let label_of = |written: &str| options.keys().find(|k| k.eq_ignore_ascii_case(written)).map(String::as_str);
 
     let mut bracketed = false;
     let mut named = Named::Nothing;
@@ -91,22 +86,12 @@ pub fn check_options(options: &BTreeMap<String, String>, correct: &str) -> Resul
             });
         }
         if normalised(text).next().is_none() {
-            return Err(SampleError::BadOption {
-                label: label.clone(),
-                reason: "the option text is blank",
-            });
+            return Err(SampleError::BadOption { label: label.clone(), reason: "the option text is blank" });
         }
     }
     if !options.contains_key(correct) {
-        let labels = options
-            .keys()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join(", ");
-        return Err(SampleError::UnknownLabel {
-            label: correct.into(),
-            labels,
-        });
+        let labels = options.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
+        return Err(SampleError::UnknownLabel { label: correct.into(), labels });
     }
     Ok(())
 }
@@ -137,9 +122,7 @@ fn bracketed_labels(text: &str) -> impl Iterator<Item = &str> {
 fn normalised(text: &str) -> impl Iterator<Item = char> + '_ {
     let text = text.trim();
     let text = text.strip_suffix('.').unwrap_or(text);
-    text.chars()
-        .filter(|c| !c.is_whitespace())
-        .flat_map(char::to_lowercase)
+    text.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_lowercase)
 }
 
 #[cfg(test)]
@@ -147,25 +130,17 @@ mod tests {
     use super::*;
 
     fn options() -> BTreeMap<String, String> {
-        [
-            ("A", "[0.1, 0.2, 0.3]"),
-            ("B", "Move up and slightly left"),
-            ("C", "move up"),
-            ("D", "[0.4, 0.5, 0.6]"),
-        ]
-        .into_iter()
-        .map(|(l, t)| (l.to_string(), t.to_string()))
-        .collect()
+        [("A", "[0.1, 0.2, 0.3]"), ("B", "Move up and slightly left"), ("C", "move up"), ("D", "[0.4, 0.5, 0.6]")]
+            .into_iter()
+            .map(|(l, t)| (l.to_string(), t.to_string()))
+            .collect()
     }
 
     #[test]
     fn bracketed_labels_take_precedence() {
         let o = options();
         assert_eq!(named_options("I pick [[B]]", &o), Named::One("B"));
-        assert_eq!(
-            named_options("[[ b ]] because move up", &o),
-            Named::One("B")
-        );
+        assert_eq!(named_options("[[ b ]] because move up", &o), Named::One("B"));
         assert_eq!(named_options("[[[B]]]", &o), Named::One("B"));
         assert_eq!(named_options("[[B]] or [[b]]", &o), Named::One("B"));
         assert_eq!(named_options("[[B]] or [[C]]", &o), Named::Several);
@@ -188,17 +163,11 @@ mod tests {
     #[test]
     fn full_text_is_whole_answer_normalised() {
         let o = options();
-        assert_eq!(
-            named_options("  MOVE UP and slightly\nleft. ", &o),
-            Named::One("B")
-        );
+        assert_eq!(named_options("  MOVE UP and slightly\nleft. ", &o), Named::One("B"));
         assert_eq!(named_options("move up", &o), Named::One("C"));
         assert_eq!(named_options("[0.1,0.2,0.3]", &o), Named::One("A"));
         // Containing an option is not naming it: a listing names nothing.
-        assert_eq!(
-            named_options("move up or [0.1, 0.2, 0.3]", &o),
-            Named::Nothing
-        );
+        assert_eq!(named_options("move up or [0.1, 0.2, 0.3]", &o), Named::Nothing);
         assert_eq!(named_options("", &o), Named::Nothing);
     }
 
@@ -215,20 +184,11 @@ mod tests {
     fn checks_options() {
         let mut o = options();
         assert_eq!(check_options(&o, "B"), Ok(()));
-        assert!(matches!(
-            check_options(&o, "E"),
-            Err(SampleError::UnknownLabel { .. })
-        ));
+        assert!(matches!(check_options(&o, "E"), Err(SampleError::UnknownLabel { .. })));
         o.insert("E".into(), " . ".into());
-        assert!(matches!(
-            check_options(&o, "B"),
-            Err(SampleError::BadOption { .. })
-        ));
+        assert!(matches!(check_options(&o, "B"), Err(SampleError::BadOption { .. })));
         o.remove("E");
         o.insert("E F".into(), "x".into());
-        assert!(matches!(
-            check_options(&o, "B"),
-            Err(SampleError::BadOption { .. })
-        ));
+        assert!(matches!(check_options(&o, "B"), Err(SampleError::BadOption { .. })));
     }
 }

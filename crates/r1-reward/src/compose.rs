@@ -36,14 +36,11 @@ impl Component {
 impl std::str::FromStr for Component {
     type Err = RewardError;
     fn from_str(s: &str) -> Result<Self, RewardError> {
-        Self::ALL
-            .into_iter()
-            .find(|c| c.name() == s)
-            .ok_or_else(|| RewardError::UnknownName {
-                what: "reward component",
-                name: s.into(),
-                expected: "format or answer",
-            })
+        Self::ALL.into_iter().find(|c| c.name() == s).ok_or_else(|| RewardError::UnknownName {
+            what: "reward component",
+            name: s.into(),
+            expected: "format or answer",
+        })
     }
 }
 
@@ -67,10 +64,7 @@ impl Weights {
     /// These weights with `component` set to `weight`; `Err` unless it is finite and >= 0.
     pub fn with(mut self, component: Component, weight: f64) -> Result<Self, String> {
         if !(weight.is_finite() && weight >= 0.0) {
-            return Err(format!(
-                "the weight of {} must be a finite number >= 0, not {weight}",
-                component.name()
-            ));
+            return Err(format!("the weight of {} must be a finite number >= 0, not {weight}", component.name()));
         }
         self.0[component as usize] = weight;
         Ok(self)
@@ -81,10 +75,7 @@ impl Weights {
         let mut weights = Self::default();
         let mut seen = [false; Component::ALL.len()];
         for (name, weight) in pairs {
-            let component: Component = name
-                .trim()
-                .parse()
-                .map_err(|e: RewardError| e.to_string())?;
+            let component: Component = name.trim().parse().map_err(|e: RewardError| e.to_string())?;
             if std::mem::replace(&mut seen[component as usize], true) {
                 return Err(format!("{} is given twice", component.name()));
             }
@@ -99,20 +90,13 @@ impl Weights {
 impl std::str::FromStr for Weights {
     type Err = RewardError;
     fn from_str(spec: &str) -> Result<Self, RewardError> {
-        let error = |reason: String| RewardError::Weights {
-            spec: spec.into(),
-            reason,
-        };
+        let error = |reason: String| RewardError::Weights { spec: spec.into(), reason };
         let pairs = spec
             .split(',')
             .map(|pair| {
-                let (name, value) = pair
-                    .split_once('=')
-                    .ok_or_else(|| error(format!("{pair:?} is not name=weight")))?;
-                let weight = value
-                    .trim()
-                    .parse::<f64>()
-                    .map_err(|_| error(format!("{value:?} is not a number")))?;
+                let (name, value) =
+                    pair.split_once('=').ok_or_else(|| error(format!("{pair:?} is not name=weight")))?;
+                let weight = value.trim().parse::<f64>().map_err(|_| error(format!("{value:?} is not a number")))?;
                 Ok((name, weight))
             })
             .collect::<Result<Vec<_>, RewardError>>()?;
@@ -129,10 +113,7 @@ impl TryFrom<BTreeMap<String, f64>> for Weights {
 
 impl From<Weights> for BTreeMap<String, f64> {
     fn from(weights: Weights) -> Self {
-        Component::ALL
-            .into_iter()
-            .map(|c| (c.name().to_string(), weights.get(c)))
-            .collect()
+        Component::ALL.into_iter().map(|c| (c.name().to_string(), weights.get(c))).collect()
     }
 }
 
@@ -146,10 +127,7 @@ pub struct Rewards {
 
 impl Rewards {
     fn new(values: [f64; Component::ALL.len()], weights: &Weights) -> Self {
-        let total = Component::ALL
-            .into_iter()
-            .map(|c| weights.get(c) * values[c as usize])
-            .sum();
+        let total = Component::ALL.into_iter().map(|c| weights.get(c) * values[c as usize]).sum();
         Self { values, total }
     }
 
@@ -216,16 +194,8 @@ impl RewardFn {
     /// The rewards of `completion` as an answer to `sample`. Errors only when the sample itself
     /// cannot be scored (see [`RewardFn::score_parts`]); never because of the completion.
     pub fn score(&self, completion: &str, sample: &QaSample) -> Result<Rewards, RewardError> {
-        self.score_parts(
-            completion,
-            sample.qa_type,
-            sample.options.as_ref(),
-            &sample.answer,
-        )
-        .map_err(|source| RewardError::Sample {
-            id: sample.id.clone(),
-            source,
-        })
+        self.score_parts(completion, sample.qa_type, sample.options.as_ref(), &sample.answer)
+            .map_err(|source| RewardError::Sample { id: sample.id.clone(), source })
     }
 
     /// [`RewardFn::score`] from a question's parts. The answer decides the rule, and must suit
@@ -248,10 +218,7 @@ impl RewardFn {
         let answer_reward = match answer {
             Answer::Label(label) => {
                 if !qa_type.is_multiple_choice() {
-                    return Err(SampleError::AnswerKind {
-                        qa_type,
-                        found: "label",
-                    });
+                    return Err(SampleError::AnswerKind { qa_type, found: "label" });
                 }
                 let options = options.ok_or(SampleError::NoOptions)?;
                 check_options(options, label)?;
@@ -259,29 +226,19 @@ impl RewardFn {
             }
             Answer::Position(target) => {
                 if qa_type != QaType::WaypointOpen {
-                    return Err(SampleError::AnswerKind {
-                        qa_type,
-                        found: "position",
-                    });
+                    return Err(SampleError::AnswerKind { qa_type, found: "position" });
                 }
                 if !target.iter().all(|v| v.is_finite()) {
                     return Err(SampleError::NonFiniteTarget(*target));
                 }
-                given.map_or(0.0, |g| {
-                    position_answer_reward(g, *target, self.config.position)
-                })
+                given.map_or(0.0, |g| position_answer_reward(g, *target, self.config.position))
             }
             Answer::Movement(text) => {
                 if qa_type != QaType::Movement {
-                    return Err(SampleError::AnswerKind {
-                        qa_type,
-                        found: "movement",
-                    });
+                    return Err(SampleError::AnswerKind { qa_type, found: "movement" });
                 }
-                let reference = parse_movement(text).map_err(|source| SampleError::Movement {
-                    text: text.clone(),
-                    source,
-                })?;
+                let reference =
+                    parse_movement(text).map_err(|source| SampleError::Movement { text: text.clone(), source })?;
                 given.map_or(0.0, |g| movement_reward(g, &reference))
             }
         };
@@ -295,22 +252,13 @@ mod tests {
     use super::*;
 
     fn options() -> BTreeMap<String, String> {
-        [("A", "move up"), ("B", "move down")]
-            .into_iter()
-            .map(|(l, t)| (l.to_string(), t.to_string()))
-            .collect()
+        [("A", "move up"), ("B", "move down")].into_iter().map(|(l, t)| (l.to_string(), t.to_string())).collect()
     }
 
     #[test]
     fn parses_weights() {
-        assert_eq!(
-            "format=0.5".parse::<Weights>().unwrap(),
-            Weights([0.5, 1.0])
-        );
-        assert_eq!(
-            " answer = 2 , format=0".parse::<Weights>().unwrap(),
-            Weights([0.0, 2.0])
-        );
+        assert_eq!("format=0.5".parse::<Weights>().unwrap(), Weights([0.5, 1.0]));
+        assert_eq!(" answer = 2 , format=0".parse::<Weights>().unwrap(), Weights([0.0, 2.0]));
         for (spec, needle) in [
             ("format=1,format=2", "twice"),
             ("format", "not name=weight"),
@@ -321,26 +269,17 @@ mod tests {
             ("", "not name=weight"),
         ] {
             let err = spec.parse::<Weights>().unwrap_err().to_string();
-            assert!(
-                err.contains(needle) && err.contains(&format!("{spec:?}")),
-                "{spec:?}: {err}"
-            );
+            assert!(err.contains(needle) && err.contains(&format!("{spec:?}")), "{spec:?}: {err}");
         }
     }
 
     #[test]
     fn config_round_trips_and_refuses_bad_weights() {
-        let config = RewardConfig {
-            format: FormatMode::Paper,
-            position: PositionMetric::L2,
-            weights: Weights([0.0, 2.0]),
-        };
+        let config =
+            RewardConfig { format: FormatMode::Paper, position: PositionMetric::L2, weights: Weights([0.0, 2.0]) };
         let json = serde_json::to_string(&config).unwrap();
         assert_eq!(serde_json::from_str::<RewardConfig>(&json).unwrap(), config);
-        assert_eq!(
-            serde_json::from_str::<RewardConfig>("{}").unwrap(),
-            RewardConfig::default()
-        );
+        assert_eq!(serde_json::from_str::<RewardConfig>("{}").unwrap(), RewardConfig::default());
         assert!(serde_json::from_str::<RewardConfig>(r#"{"weights": {"answer": -1}}"#).is_err());
         assert!(serde_json::from_str::<RewardConfig>(r#"{"weight": {}}"#).is_err());
     }
@@ -348,10 +287,7 @@ mod tests {
     #[test]
     fn weighted_total_and_serialisation() {
         let weights = "format=0.5,answer=2".parse().unwrap();
-        let f = RewardFn::new(RewardConfig {
-            weights,
-            ..RewardConfig::default()
-        });
+        let f = RewardFn::new(RewardConfig { weights, ..RewardConfig::default() });
         let r = f
             .score_parts(
                 "<think>x</think><answer>[[B]]</answer>",
@@ -361,10 +297,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!((r.format(), r.answer(), r.total()), (1.0, 1.0, 2.5));
-        assert_eq!(
-            serde_json::to_string(&r).unwrap(),
-            r#"{"format":1.0,"answer":1.0,"total":2.5}"#
-        );
+        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"format":1.0,"answer":1.0,"total":2.5}"#);
     }
 
     #[test]
@@ -376,25 +309,14 @@ mod tests {
             Some(&options()),
             &Answer::Label("B".into()),
         );
-        assert_eq!(
-            r.map(|r| (r.format(), r.answer(), r.total())),
-            Ok((0.0, 1.0, 1.0))
-        );
-        let r = f.score_parts(
-            "<think>B</think>",
-            QaType::Movement,
-            Some(&options()),
-            &Answer::Label("B".into()),
-        );
+        assert_eq!(r.map(|r| (r.format(), r.answer(), r.total())), Ok((0.0, 1.0, 1.0)));
+        let r = f.score_parts("<think>B</think>", QaType::Movement, Some(&options()), &Answer::Label("B".into()));
         assert_eq!(r.map(|r| r.total()), Ok(0.0));
     }
 
     #[test]
     fn dispatches_on_the_answer() {
-        let f = RewardFn::new(RewardConfig {
-            position: PositionMetric::L1,
-            ..RewardConfig::default()
-        });
+        let f = RewardFn::new(RewardConfig { position: PositionMetric::L1, ..RewardConfig::default() });
         let open = f
             .score_parts(
                 "<think>t</think><answer>[0.1, 0.2, 0.3]</answer>",
@@ -421,34 +343,19 @@ mod tests {
         let c = "<think>t</think><answer>A</answer>";
         let label = Answer::Label("A".into());
         let opts = options();
-        let err = |qa_type, options, answer: &Answer| {
-            f.score_parts(c, qa_type, options, answer).unwrap_err()
-        };
-        assert!(matches!(
-            err(QaType::WaypointOpen, Some(&opts), &label),
-            SampleError::AnswerKind { .. }
-        ));
+        let err = |qa_type, options, answer: &Answer| f.score_parts(c, qa_type, options, answer).unwrap_err();
+        assert!(matches!(err(QaType::WaypointOpen, Some(&opts), &label), SampleError::AnswerKind { .. }));
         assert_eq!(err(QaType::Waypoint, None, &label), SampleError::NoOptions);
         assert!(matches!(
             err(QaType::Waypoint, Some(&opts), &Answer::Label("C".into())),
             SampleError::UnknownLabel { .. }
         ));
+        assert!(matches!(err(QaType::Waypoint, None, &Answer::Position([0.0; 3])), SampleError::AnswerKind { .. }));
         assert!(matches!(
-            err(QaType::Waypoint, None, &Answer::Position([0.0; 3])),
-            SampleError::AnswerKind { .. }
-        ));
-        assert!(matches!(
-            err(
-                QaType::WaypointOpen,
-                None,
-                &Answer::Position([f64::NAN, 0.0, 0.0])
-            ),
+            err(QaType::WaypointOpen, None, &Answer::Position([f64::NAN, 0.0, 0.0])),
             SampleError::NonFiniteTarget(_)
         ));
-        assert!(matches!(
-            err(QaType::Movement, None, &Answer::Movement("stay".into())),
-            SampleError::Movement { .. }
-        ));
+        assert!(matches!(err(QaType::Movement, None, &Answer::Movement("stay".into())), SampleError::Movement { .. }));
         assert!(matches!(
             err(QaType::CurrentState, None, &Answer::Movement("up".into())),
             SampleError::AnswerKind { .. }

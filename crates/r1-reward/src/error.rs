@@ -9,11 +9,7 @@ use crate::movement::Axis;
 pub enum RewardError {
     /// A name given for an enumerated setting (format mode, position metric, component).
     #[error("unknown {what} {name:?} (expected {expected})")]
-    UnknownName {
-        what: &'static str,
-        name: String,
-        expected: &'static str,
-    },
+    UnknownName { what: &'static str, name: String, expected: &'static str },
     /// A `--weights` specification such as `format=1,answer=oops`.
     #[error("invalid weights {spec:?}: {reason}")]
     Weights { spec: String, reason: String },
@@ -30,10 +26,7 @@ pub enum RewardError {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SampleError {
     #[error("a {qa_type} question cannot have a {found} answer")]
-    AnswerKind {
-        qa_type: QaType,
-        found: &'static str,
-    },
+    AnswerKind { qa_type: QaType, found: &'static str },
     #[error("a multiple-choice question needs options")]
     NoOptions,
     /// Labels must be writable as `[[label]]`; option texts must not be blank, or an empty

@@ -49,42 +49,24 @@ mod tests {
 
     #[test]
     fn takes_the_block_outside_think() {
-        assert_eq!(
-            extract_answer("<think>x</think><answer> B </answer>"),
-            Some(" B ")
-        );
-        assert_eq!(
-            extract_answer("<think>try <answer>A</answer></think>\n<answer>C</answer>"),
-            Some("C")
-        );
-        assert_eq!(
-            extract_answer("no think <answer>D</answer> trailing"),
-            Some("D")
-        );
+        assert_eq!(extract_answer("<think>x</think><answer> B </answer>"), Some(" B "));
+        assert_eq!(extract_answer("<think>try <answer>A</answer></think>\n<answer>C</answer>"), Some("C"));
+        assert_eq!(extract_answer("no think <answer>D</answer> trailing"), Some("D"));
         assert_eq!(extract_answer("<answer></answer>"), Some(""));
-        assert_eq!(
-            extract_answer("</answer></think><answer>A</answer>"),
-            Some("A")
-        );
+        assert_eq!(extract_answer("</answer></think><answer>A</answer>"), Some("A"));
     }
 
     #[test]
     fn zero_or_several_blocks_or_ambiguity_give_none() {
         assert_eq!(extract_answer("<think>x</think>B"), None);
         assert_eq!(extract_answer("<think><answer>A</answer></think>"), None);
-        assert_eq!(
-            extract_answer("<think>never closed <answer>A</answer>"),
-            None
-        );
+        assert_eq!(extract_answer("<think>never closed <answer>A</answer>"), None);
         assert_eq!(extract_answer("<answer>A</answer><answer>B</answer>"), None);
         assert_eq!(extract_answer("<answer>A</answer><answer>B"), None);
         assert_eq!(extract_answer("<answer>A"), None);
         assert_eq!(extract_answer("<answer>A<answer>B</answer>"), None);
         assert_eq!(extract_answer("<answer>A<think>B</think></answer>"), None);
         // A nested `<think>` closes at its first `</think>`, exposing the first answer.
-        assert_eq!(
-            extract_answer("<think>a<think>b</think><answer>A</answer></think><answer>B</answer>"),
-            None
-        );
+        assert_eq!(extract_answer("<think>a<think>b</think><answer>A</answer></think><answer>B</answer>"), None);
     }
 }

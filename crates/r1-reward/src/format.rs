@@ -36,24 +36,17 @@ impl std::fmt::Display for FormatMode {
 impl std::str::FromStr for FormatMode {
     type Err = RewardError;
     fn from_str(s: &str) -> Result<Self, RewardError> {
-        [Self::Strict, Self::Paper]
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| RewardError::UnknownName {
-                what: "format",
-                name: s.into(),
-                expected: "strict or paper",
-            })
+        [Self::Strict, Self::Paper].into_iter().find(|m| m.as_str() == s).ok_or_else(|| RewardError::UnknownName {
+            what: "format",
+            name: s.into(),
+            expected: "strict or paper",
+        })
     }
 }
 
 /// The format reward: 1.0 when `completion` satisfies `mode`, else 0.0.
 pub fn format_reward(completion: &str, mode: FormatMode) -> f64 {
-    if is_well_formatted(completion, mode) {
-        1.0
-    } else {
-        0.0
-    }
+    if is_well_formatted(completion, mode) { 1.0 } else { 0.0 }
 }
 
 /// Whether `completion` satisfies `mode`. Leading and trailing whitespace never matter, in either
@@ -77,13 +70,7 @@ fn is_strict(text: &str) -> bool {
         }
         *slot = Some(pos);
     }
-    let [
-        Some(think_open),
-        Some(think_close),
-        Some(answer_open),
-        Some(answer_close),
-    ] = at
-    else {
+    let [Some(think_open), Some(think_close), Some(answer_open), Some(answer_close)] = at else {
         return false;
     };
     // Tags never overlap, so `think_close < answer_open` makes the slice below well-formed.
@@ -91,15 +78,11 @@ fn is_strict(text: &str) -> bool {
         && answer_close + Tag::AnswerClose.text().len() == text.len()
         && think_close < answer_open
         && answer_open < answer_close
-        && text[think_close + Tag::ThinkClose.text().len()..answer_open]
-            .chars()
-            .all(char::is_whitespace)
+        && text[think_close + Tag::ThinkClose.text().len()..answer_open].chars().all(char::is_whitespace)
 }
 
 fn is_paper(text: &str) -> bool {
-    let Some(body) = text
-        .strip_prefix(Tag::ThinkOpen.text())
-        .and_then(|t| t.strip_suffix(Tag::AnswerClose.text()))
+    let Some(body) = text.strip_prefix(Tag::ThinkOpen.text()).and_then(|t| t.strip_suffix(Tag::AnswerClose.text()))
     else {
         return false;
     };
@@ -111,10 +94,7 @@ fn is_paper(text: &str) -> bool {
     let mut from = 0;
     while let Some(i) = body[from..].find(close) {
         let after = from + i + close.len();
-        if body[after..]
-            .trim_start()
-            .starts_with(Tag::AnswerOpen.text())
-        {
+        if body[after..].trim_start().starts_with(Tag::AnswerOpen.text()) {
             return true;
         }
         from = after;
@@ -127,19 +107,13 @@ mod tests {
     use super::*;
 
     fn both(c: &str) -> (f64, f64) {
-        (
-            format_reward(c, FormatMode::Strict),
-            format_reward(c, FormatMode::Paper),
-        )
+        (format_reward(c, FormatMode::Strict), format_reward(c, FormatMode::Paper))
     }
 
     #[test]
     fn accepts_the_canonical_form_with_whitespace() {
         assert_eq!(both("<think>reason</think><answer>B</answer>"), (1.0, 1.0));
-        assert_eq!(
-            both("\n <think>\nreason\n</think>\n\n<answer> B </answer>\n"),
-            (1.0, 1.0)
-        );
+        assert_eq!(both("\n <think>\nreason\n</think>\n\n<answer> B </answer>\n"), (1.0, 1.0));
         assert_eq!(both("<think></think><answer></answer>"), (1.0, 1.0));
     }
 
@@ -156,18 +130,9 @@ mod tests {
     #[test]
     fn repeated_tags_fail_strict_but_may_match_the_paper_regex() {
         // The regex's `.*?` spans the inner tags; strict mode demands each tag once.
-        assert_eq!(
-            both("<think>a</think><answer>B</answer><think>b</think><answer>C</answer>"),
-            (0.0, 1.0)
-        );
-        assert_eq!(
-            both("<think>a <answer>C</answer></think><answer>B</answer>"),
-            (0.0, 1.0)
-        );
-        assert_eq!(
-            both("<think>a</think>x</think><answer>B</answer>"),
-            (0.0, 1.0)
-        );
+        assert_eq!(both("<think>a</think><answer>B</answer><think>b</think><answer>C</answer>"), (0.0, 1.0));
+        assert_eq!(both("<think>a <answer>C</answer></think><answer>B</answer>"), (0.0, 1.0));
+        assert_eq!(both("<think>a</think>x</think><answer>B</answer>"), (0.0, 1.0));
     }
 
     #[test]
@@ -175,9 +140,6 @@ mod tests {
         assert_eq!("paper".parse::<FormatMode>().unwrap(), FormatMode::Paper);
         assert_eq!("strict".parse::<FormatMode>().unwrap(), FormatMode::Strict);
         let err = "loose".parse::<FormatMode>().unwrap_err().to_string();
-        assert!(
-            err.contains("loose") && err.contains("strict or paper"),
-            "{err}"
-        );
+        assert!(err.contains("loose") && err.contains("strict or paper"), "{err}");
     }
 }

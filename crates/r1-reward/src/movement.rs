@@ -64,10 +64,7 @@ fn direction(word: &str) -> Option<(Axis, bool)> {
         ("downward", Axis::Z, false),
         ("downwards", Axis::Z, false),
     ];
-    WORDS
-        .iter()
-        .find(|(w, ..)| w.eq_ignore_ascii_case(word))
-        .map(|&(_, axis, positive)| (axis, positive))
+    WORDS.iter().find(|(w, ..)| w.eq_ignore_ascii_case(word)).map(|&(_, axis, positive)| (axis, positive))
 }
 
 /// Parses a movement phrase. Words are the runs of ASCII letters, compared case-insensitively:
@@ -84,10 +81,7 @@ pub fn parse_movement(text: &str) -> Result<Movement, MovementError> {
     let mut movement = Movement::default();
     let mut slight = false;
     let mut still = false;
-    for word in text
-        .split(|c: char| !c.is_ascii_alphabetic())
-        .filter(|w| !w.is_empty())
-    {
+    for word in text.split(|c: char| !c.is_ascii_alphabetic()).filter(|w| !w.is_empty()) {
         if word.eq_ignore_ascii_case("slightly") {
             slight = true;
         } else if word.eq_ignore_ascii_case("still") {
@@ -96,9 +90,7 @@ pub fn parse_movement(text: &str) -> Result<Movement, MovementError> {
             let step = Step { positive, slight };
             let slot = &mut movement.steps[axis as usize];
             match slot {
-                Some(previous) if *previous != step => {
-                    return Err(MovementError::Contradiction(axis));
-                }
+                Some(previous) if *previous != step => return Err(MovementError::Contradiction(axis)),
                 _ => *slot = Some(step),
             }
             slight = false;
@@ -131,11 +123,7 @@ pub fn movement_credit(prediction: &Movement, reference: &Movement) -> f64 {
         credit += axis_credit;
         axes += 1;
     }
-    if axes == 0 {
-        1.0
-    } else {
-        credit / f64::from(axes)
-    }
+    if axes == 0 { 1.0 } else { credit / f64::from(axes) }
 }
 
 /// The reward for an open-ended movement answer: [`movement_credit`] of its parse, 0 when it
@@ -155,42 +143,24 @@ mod tests {
     #[test]
     fn parses_the_label_phrases() {
         let m = parse_movement("slightly move front, slightly move left, and move down").unwrap();
-        assert_eq!(
-            m.steps,
-            [step(true, true), step(false, true), step(false, false)]
-        );
+        assert_eq!(m.steps, [step(true, true), step(false, true), step(false, false)]);
         let m = parse_movement("Move DOWN and slightly right.").unwrap();
         assert_eq!(m.steps, [None, step(true, true), step(false, false)]);
         let m = parse_movement("move backwards, back again").unwrap();
         assert_eq!(m.steps, [step(false, false), None, None]);
         assert_eq!(parse_movement("Stay still."), Ok(Movement::default()));
         // Directions win over "still".
-        assert_eq!(
-            parse_movement("still, move up").unwrap().steps,
-            [None, None, step(true, false)]
-        );
+        assert_eq!(parse_movement("still, move up").unwrap().steps, [None, None, step(true, false)]);
     }
 
     #[test]
     fn rejects_no_direction_and_contradictions() {
-        assert_eq!(
-            parse_movement("stay where you are"),
-            Err(MovementError::NoDirection)
-        );
+        assert_eq!(parse_movement("stay where you are"), Err(MovementError::NoDirection));
         assert_eq!(parse_movement(""), Err(MovementError::NoDirection));
         // Words are whole words: "upper", "frontal" and "leftover" are not directions.
-        assert_eq!(
-            parse_movement("upper frontal leftover"),
-            Err(MovementError::NoDirection)
-        );
-        assert_eq!(
-            parse_movement("up, down"),
-            Err(MovementError::Contradiction(Axis::Z))
-        );
-        assert_eq!(
-            parse_movement("left and slightly left"),
-            Err(MovementError::Contradiction(Axis::Y))
-        );
+        assert_eq!(parse_movement("upper frontal leftover"), Err(MovementError::NoDirection));
+        assert_eq!(parse_movement("up, down"), Err(MovementError::Contradiction(Axis::Z)));
+        assert_eq!(parse_movement("left and slightly left"), Err(MovementError::Contradiction(Axis::Y)));
     }
 
     #[test]

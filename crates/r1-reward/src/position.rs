@@ -36,14 +36,9 @@ impl PositionMetric {
 impl std::str::FromStr for PositionMetric {
     type Err = RewardError;
     fn from_str(s: &str) -> Result<Self, RewardError> {
-        [Self::L1, Self::L2, Self::PerAxis]
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| RewardError::UnknownName {
-                what: "position metric",
-                name: s.into(),
-                expected: "l1, l2 or per_axis",
-            })
+        [Self::L1, Self::L2, Self::PerAxis].into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
+            RewardError::UnknownName { what: "position metric", name: s.into(), expected: "l1, l2 or per_axis" }
+        })
     }
 }
 
@@ -59,12 +54,7 @@ pub fn position_reward(prediction: [f64; 3], target: [f64; 3], metric: PositionM
         return 1.0;
     }
     // Per-axis errors may overflow to infinity; every formula below then gives 0, never NaN.
-    let e = [
-        prediction[0] - target[0],
-        prediction[1] - target[1],
-        prediction[2] - target[2],
-    ]
-    .map(f64::abs);
+    let e = [prediction[0] - target[0], prediction[1] - target[1], prediction[2] - target[2]].map(f64::abs);
     let clip = |v: f64| v.clamp(0.0, 1.0);
     let reward = match metric {
         PositionMetric::L1 => clip(1.0 - (e[0] + e[1] + e[2])),
@@ -87,8 +77,7 @@ pub fn position_answer_reward(answer: &str, target: [f64; 3], metric: PositionMe
 pub fn parse_position(text: &str) -> Option<[f64; 3]> {
     // A failed attempt stops at the next `[` at the latest (no triple contains one), so trying
     // every `[` is linear overall.
-    text.match_indices('[')
-        .find_map(|(i, _)| triple(&text[i + 1..]))
+    text.match_indices('[').find_map(|(i, _)| triple(&text[i + 1..]))
 }
 
 /// `x, y, z]` at the start of `s` (the `[` already consumed).
@@ -139,29 +128,11 @@ mod tests {
 
     #[test]
     fn parses_the_first_triple() {
-        assert_eq!(
-            parse_position("[0.254, -0.197, 0.894]"),
-            Some([0.254, -0.197, 0.894])
-        );
-        assert_eq!(
-            parse_position("near [1, 2] then [ +1.5e-1 ,-.5,3. ] and [9, 9, 9]"),
-            Some([0.15, -0.5, 3.0])
-        );
+        assert_eq!(parse_position("[0.254, -0.197, 0.894]"), Some([0.254, -0.197, 0.894]));
+        assert_eq!(parse_position("near [1, 2] then [ +1.5e-1 ,-.5,3. ] and [9, 9, 9]"), Some([0.15, -0.5, 3.0]));
         assert_eq!(parse_position("[[0.1, 0.2, 0.3]]"), Some([0.1, 0.2, 0.3]));
-        assert_eq!(
-            parse_position("[1e999, 0, 0]"),
-            Some([f64::INFINITY, 0.0, 0.0])
-        );
-        for text in [
-            "",
-            "[1, 2, 3",
-            "(1, 2, 3)",
-            "[1, 2, 3, 4]",
-            "[1 2 3]",
-            "[., 1, 2]",
-            "[nan, 1, 2]",
-            "[1e, 2, 3]",
-        ] {
+        assert_eq!(parse_position("[1e999, 0, 0]"), Some([f64::INFINITY, 0.0, 0.0]));
+        for text in ["", "[1, 2, 3", "(1, 2, 3)", "[1, 2, 3, 4]", "[1 2 3]", "[., 1, 2]", "[nan, 1, 2]", "[1e, 2, 3]"] {
             assert_eq!(parse_position(text), None, "{text:?}");
         }
     }
@@ -172,45 +143,20 @@ mod tests {
         let p = [0.6, 0.3, 0.5];
         let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
         assert!(close(position_reward(p, t, PositionMetric::L1), 0.7));
-        assert!(close(
-            position_reward(p, t, PositionMetric::L2),
-            1.0 - 0.05f64.sqrt()
-        ));
-        assert!(close(
-            position_reward(p, t, PositionMetric::PerAxis),
-            (0.9 + 0.8 + 1.0) / 3.0
-        ));
+        assert!(close(position_reward(p, t, PositionMetric::L2), 1.0 - 0.05f64.sqrt()));
+        assert!(close(position_reward(p, t, PositionMetric::PerAxis), (0.9 + 0.8 + 1.0) / 3.0));
         assert_eq!(position_reward(t, t, PositionMetric::L1), 1.0);
-        assert_eq!(
-            position_reward([0.5, 0.5, 0.5 + 1e-17], t, PositionMetric::L1),
-            1.0
-        );
+        assert_eq!(position_reward([0.5, 0.5, 0.5 + 1e-17], t, PositionMetric::L1), 1.0);
         assert!(position_reward([0.5, 0.5, 0.500_000_000_000_001], t, PositionMetric::L1) < 1.0);
         assert_eq!(position_reward([5.0, 0.0, 0.0], t, PositionMetric::L1), 0.0);
-        assert_eq!(
-            position_reward(
-                [f64::MAX, -f64::MAX, 0.0],
-                [-f64::MAX, 0.0, 0.0],
-                PositionMetric::L2
-            ),
-            0.0
-        );
-        assert_eq!(
-            position_reward([f64::NAN, 0.5, 0.5], t, PositionMetric::PerAxis),
-            0.0
-        );
-        assert_eq!(
-            position_answer_reward("<answer>no numbers</answer>", t, PositionMetric::L1),
-            0.0
-        );
+        assert_eq!(position_reward([f64::MAX, -f64::MAX, 0.0], [-f64::MAX, 0.0, 0.0], PositionMetric::L2), 0.0);
+        assert_eq!(position_reward([f64::NAN, 0.5, 0.5], t, PositionMetric::PerAxis), 0.0);
+        assert_eq!(position_answer_reward("<answer>no numbers</answer>", t, PositionMetric::L1), 0.0);
     }
 
     #[test]
     fn parses_metric_names() {
-        assert_eq!(
-            "per_axis".parse::<PositionMetric>().unwrap(),
-            PositionMetric::PerAxis
-        );
+        assert_eq!("per_axis".parse::<PositionMetric>().unwrap(), PositionMetric::PerAxis);
         assert!("l3".parse::<PositionMetric>().is_err());
     }
 }

@@ -12,12 +12,7 @@ pub(crate) enum Tag {
 }
 
 impl Tag {
-    const ALL: [Tag; 4] = [
-        Tag::ThinkOpen,
-        Tag::ThinkClose,
-        Tag::AnswerOpen,
-        Tag::AnswerClose,
-    ];
+    const ALL: [Tag; 4] = [Tag::ThinkOpen, Tag::ThinkClose, Tag::AnswerOpen, Tag::AnswerClose];
 
     pub(crate) const fn text(self) -> &'static str {
         match self {
@@ -40,10 +35,7 @@ pub(crate) fn tags(text: &str) -> impl Iterator<Item = (usize, Tag)> + '_ {
         while let Some(offset) = bytes[pos..].iter().position(|&b| b == b'<') {
             let at = pos + offset;
             let rest = &bytes[at..];
-            if let Some(tag) = Tag::ALL
-                .into_iter()
-                .find(|t| rest.starts_with(t.text().as_bytes()))
-            {
+            if let Some(tag) = Tag::ALL.into_iter().find(|t| rest.starts_with(t.text().as_bytes())) {
                 pos = at + tag.text().len();
                 return Some((at, tag));
             }
@@ -64,12 +56,7 @@ mod tests {
         let found: Vec<_> = tags(text).collect();
         assert_eq!(
             found,
-            vec![
-                (1, Tag::ThinkOpen),
-                (26, Tag::ThinkClose),
-                (36, Tag::AnswerOpen),
-                (44, Tag::AnswerClose)
-            ]
+            vec![(1, Tag::ThinkOpen), (26, Tag::ThinkClose), (36, Tag::AnswerOpen), (44, Tag::AnswerClose)]
         );
     }
 }

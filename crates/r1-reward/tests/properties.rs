@@ -8,23 +8,16 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use r1_data::{Answer, QaSample, QaType};
 use r1_reward::{
-    FormatMode, PositionMetric, RewardConfig, RewardFn, Rewards, Weights, choice_reward,
-    extract_answer, is_well_formatted, parse_position, position_reward,
+    FormatMode, PositionMetric, RewardConfig, RewardFn, Rewards, Weights, choice_reward, extract_answer,
+    is_well_formatted, parse_position, position_reward,
 };
 
 const TAGS: [&str; 4] = ["<think>", "</think>", "<answer>", "</answer>"];
 const MODES: [FormatMode; 2] = [FormatMode::Strict, FormatMode::Paper];
-const METRICS: [PositionMetric; 3] = [
-    PositionMetric::L1,
-    PositionMetric::L2,
-    PositionMetric::PerAxis,
-];
+const METRICS: [PositionMetric; 3] = [PositionMetric::L1, PositionMetric::L2, PositionMetric::PerAxis];
 
 fn labelled(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|&(l, t)| (l.to_string(), t.to_string()))
-        .collect()
+    pairs.iter().map(|&(l, t)| (l.to_string(), t.to_string())).collect()
 }
 
 /// A question as (qa_type, options, answer).
@@ -38,34 +31,14 @@ fn questions() -> Vec<Question> {
         ("C", "[0.0, 0.0, 1.0]"),
         ("D", "[-0.3, 0.2, 0.8]"),
     ]);
-    let moves = labelled(&[
-        ("A", "move up"),
-        ("B", "move down and slightly left"),
-        ("C", "move left"),
-        ("D", "move forward"),
-    ]);
+    let moves =
+        labelled(&[("A", "move up"), ("B", "move down and slightly left"), ("C", "move left"), ("D", "move forward")]);
     vec![
-        (
-            QaType::Waypoint,
-            Some(positions.clone()),
-            Answer::Label("B".into()),
-        ),
-        (
-            QaType::CurrentState,
-            Some(positions),
-            Answer::Label("A".into()),
-        ),
+        (QaType::Waypoint, Some(positions.clone()), Answer::Label("B".into())),
+        (QaType::CurrentState, Some(positions), Answer::Label("A".into())),
         (QaType::Movement, Some(moves), Answer::Label("B".into())),
-        (
-            QaType::WaypointOpen,
-            None,
-            Answer::Position([0.4, -0.2, 0.9]),
-        ),
-        (
-            QaType::Movement,
-            None,
-            Answer::Movement("move down and slightly left".into()),
-        ),
+        (QaType::WaypointOpen, None, Answer::Position([0.4, -0.2, 0.9])),
+        (QaType::Movement, None, Answer::Movement("move down and slightly left".into())),
     ]
 }
 
@@ -74,24 +47,12 @@ fn reward_fns() -> Vec<RewardFn> {
     let weights: Weights = "format=0.25,answer=2".parse().unwrap();
     MODES
         .into_iter()
-        .flat_map(|format| {
-            METRICS.map(|position| {
-                RewardFn::new(RewardConfig {
-                    format,
-                    position,
-                    weights,
-                })
-            })
-        })
+        .flat_map(|format| METRICS.map(|position| RewardFn::new(RewardConfig { format, position, weights })))
         .collect()
 }
 
 fn assert_in_range(r: &Rewards, weights: &Weights) {
-    assert!(
-        r.format() == 0.0 || r.format() == 1.0,
-        "format {}",
-        r.format()
-    );
+    assert!(r.format() == 0.0 || r.format() == 1.0, "format {}", r.format());
     assert!((0.0..=1.0).contains(&r.answer()), "answer {}", r.answer());
     let expected: f64 = r.iter().map(|(c, v)| weights.get(c) * v).sum();
     assert_eq!(r.total(), expected);
@@ -101,9 +62,7 @@ fn assert_in_range(r: &Rewards, weights: &Weights) {
 fn check_every_score(completion: &str) {
     for f in reward_fns() {
         for (qa_type, options, answer) in questions() {
-            let r = f
-                .score_parts(completion, qa_type, options.as_ref(), &answer)
-                .expect("the questions are valid");
+            let r = f.score_parts(completion, qa_type, options.as_ref(), &answer).expect("the questions are valid");
             assert_in_range(&r, &f.config().weights);
         }
     }
@@ -127,22 +86,10 @@ fn syntax_text() -> impl Strategy<Value = String> {
 /// The canonical completion with each of its parts replaced, now and then, by [`syntax_text`]:
 /// inputs near the format boundary, where the format rules and the extraction differ.
 fn near_format() -> impl Strategy<Value = String> {
-    let slot =
-        |canonical: &'static str| prop_oneof![3 => Just(canonical.to_string()), 1 => syntax_text()];
+    let slot = |canonical: &'static str| prop_oneof![3 => Just(canonical.to_string()), 1 => syntax_text()];
     (
-        (
-            slot(""),
-            slot("<think>"),
-            syntax_text(),
-            slot("</think>"),
-            slot(" \n"),
-        ),
-        (
-            slot("<answer>"),
-            syntax_text(),
-            slot("</answer>"),
-            slot("\n"),
-        ),
+        (slot(""), slot("<think>"), syntax_text(), slot("</think>"), slot(" \n")),
+        (slot("<answer>"), syntax_text(), slot("</answer>"), slot("\n")),
     )
         .prop_map(|((a, b, c, d, e), (f, g, h, i))| [a, b, c, d, e, f, g, h, i].concat())
 }
@@ -154,10 +101,7 @@ fn plain_text() -> impl Strategy<Value = String> {
 
 /// `<think>{think}</think>{gap}<answer>{answer}</answer>` with whitespace around each tag.
 fn canonical(think: &str, answer: &str, ws: &[String; 6]) -> String {
-    format!(
-        "{}<think>{think}</think>{}{}<answer>{answer}</answer>{}",
-        ws[0], ws[1], ws[2], ws[3]
-    )
+    format!("{}<think>{think}</think>{}{}<answer>{answer}</answer>{}", ws[0], ws[1], ws[2], ws[3])
 }
 
 fn whitespace() -> impl Strategy<Value = String> {
@@ -165,14 +109,7 @@ fn whitespace() -> impl Strategy<Value = String> {
 }
 
 fn six_whitespace() -> impl Strategy<Value = [String; 6]> {
-    [
-        whitespace(),
-        whitespace(),
-        whitespace(),
-        whitespace(),
-        whitespace(),
-        whitespace(),
-    ]
+    [whitespace(), whitespace(), whitespace(), whitespace(), whitespace(), whitespace()]
 }
 
 /// The paper's regex `<think>.*?</think>\s*<answer>.*?</answer>` as a backtracking matcher
@@ -405,11 +342,7 @@ fn megabyte_inputs_stay_in_range() {
     // One huge number inside an otherwise valid triple.
     let digits = "7".repeat(1 << 20);
     assert_eq!(
-        position_reward(
-            parse_position(&format!("[{digits}, 0, 0]")).unwrap(),
-            [0.0; 3],
-            PositionMetric::L1
-        ),
+        position_reward(parse_position(&format!("[{digits}, 0, 0]")).unwrap(), [0.0; 3], PositionMetric::L1),
         0.0
     );
 }
@@ -437,32 +370,14 @@ fn scores_a_qa_dataset_sample() {
     )
     .unwrap();
     let f = RewardFn::default();
-    let score = |c: &str| {
-        f.score(c, &sample)
-            .map(|r| (r.format(), r.answer(), r.total()))
-    };
-    assert_eq!(
-        score("<think>The cup is lower.</think>\n<answer>[[C]]</answer>"),
-        Ok((1.0, 1.0, 2.0))
-    );
-    assert_eq!(
-        score("<think>The cup is lower.</think>\n<answer>[0.3, 0.0, 0.8]</answer>"),
-        Ok((1.0, 1.0, 2.0))
-    );
-    assert_eq!(
-        score("<think>The cup is lower.</think>\n<answer>[[A]]</answer>"),
-        Ok((1.0, 0.0, 1.0))
-    );
+    let score = |c: &str| f.score(c, &sample).map(|r| (r.format(), r.answer(), r.total()));
+    assert_eq!(score("<think>The cup is lower.</think>\n<answer>[[C]]</answer>"), Ok((1.0, 1.0, 2.0)));
+    assert_eq!(score("<think>The cup is lower.</think>\n<answer>[0.3, 0.0, 0.8]</answer>"), Ok((1.0, 1.0, 2.0)));
+    assert_eq!(score("<think>The cup is lower.</think>\n<answer>[[A]]</answer>"), Ok((1.0, 0.0, 1.0)));
     assert_eq!(score("<answer>C</answer>"), Ok((0.0, 1.0, 1.0)));
 
     let mut broken = sample.clone();
     broken.answer = Answer::Label("E".into());
-    let err = f
-        .score("<answer>C</answer>", &broken)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("pick_up_cup/v0/e3/f20/waypoint") && err.contains("\"E\""),
-        "{err}"
-    );
+    let err = f.score("<answer>C</answer>", &broken).unwrap_err().to_string();
+    assert!(err.contains("pick_up_cup/v0/e3/f20/waypoint") && err.contains("\"E\""), "{err}");
 }

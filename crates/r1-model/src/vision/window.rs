@@ -64,20 +64,13 @@ pub fn window_layout(grids: &[[usize; 3]], merge: usize, window: usize) -> Windo
         }
         offset += t * gh * gw;
     }
-    WindowLayout {
-        window_index,
-        window_lengths,
-        frame_lengths,
-    }
+    WindowLayout { window_index, window_lengths, frame_lengths }
 }
 
 /// Expands a permutation of merge units to a permutation of patches: unit `u` covers patches
 /// `u*unit .. u*unit + unit`.
 pub fn unit_to_patch_permutation(units: &[usize], unit: usize) -> Vec<usize> {
-    units
-        .iter()
-        .flat_map(|&u| (0..unit).map(move |i| u * unit + i))
-        .collect()
+    units.iter().flat_map(|&u| (0..unit).map(move |i| u * unit + i)).collect()
 }
 
 /// The inverse permutation: `inverse[perm[k]] = k`.
@@ -107,19 +100,7 @@ mod tests {
     #[test]
     fn rows_cols_follow_merge_units() {
         let rc = patch_rows_cols(&[[1, 2, 4]], 2);
-        assert_eq!(
-            rc,
-            vec![
-                [0, 0],
-                [0, 1],
-                [1, 0],
-                [1, 1],
-                [0, 2],
-                [0, 3],
-                [1, 2],
-                [1, 3]
-            ]
-        );
+        assert_eq!(rc, vec![[0, 0], [0, 1], [1, 0], [1, 1], [0, 2], [0, 3], [1, 2], [1, 3]]);
     }
 
     proptest! {
