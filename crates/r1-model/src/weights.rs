@@ -196,15 +196,26 @@ impl Loader<'_> {
             });
         }
         let values = to_f32(&view, &name, self.file)?;
-        let tensor = match form {
-            DiskForm::Same => Tensor::<D>::from_data(TensorData::new(values, burn_shape.to_vec()), device),
-            DiskForm::Transposed | DiskForm::Conv(_) => {
-                let rev: Vec<usize> = burn_shape.iter().rev().copied().collect();
-                Tensor::<D>::from_data(TensorData::new(values, rev), device).transpose()
-            }
+        let values = match form {
+            DiskForm::Same => values,
+            // Transposed on the host: a transposed view would be copied back to contiguous
+            // memory by every `Linear::forward` that reads it.
+            DiskForm::Transposed | DiskForm::Conv(_) => transpose(&values, burn_shape[1], burn_shape[0]),
         };
-        Ok(Some(tensor))
+        Ok(Some(Tensor::<D>::from_data(TensorData::new(values, burn_shape.to_vec()), device)))
     }
+}
+
+/// Row-major `[rows, cols]` values -> row-major `[cols, rows]`.
+fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    debug_assert_eq!(values.len(), rows * cols);
+    let mut out = vec![0.0; values.len()];
+    for (r, row) in values.chunks_exact(cols.max(1)).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            out[c * rows + r] = v;
+        }
+    }
+    out
 }
 
 impl ModuleMapper for Loader<'_> {
@@ -399,4 +410,25 @@ pub fn save_model(model: &Qwen2_5VlModel, config: &Qwen2_5VlConfig, dir: &Path) 
     let config_text = serde_json::to_string_pretty(&config.to_hf_json()).expect("JSON values serialise");
     write_atomic(&dir.join(WEIGHTS_FILE), &weights)?;
     write_atomic(&dir.join(CONFIG_FILE), format!("{config_text}\n").as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Element (r, c) lands at (c, r), and transposing back restores the values.
+        #[test]
+        fn transpose_moves_every_element(rows in 1usize..7, cols in 1usize..7) {
+            let values: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let t = transpose(&values, rows, cols);
+            for r in 0..rows {
+                for c in 0..cols {
+                    prop_assert_eq!(t[c * rows + r], values[r * cols + c]);
+                }
+            }
+            prop_assert_eq!(transpose(&t, cols, rows), values);
+        }
+    }
 }
