@@ -99,12 +99,8 @@ fn timed<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(T, f64)> {
 /// Rendered frames per second of the whole simulator pipeline (scene, expert, rasteriser, PNG
 /// encoding) on every core.
 fn rendering(args: &Args) -> anyhow::Result<Row> {
-    let cfg = r1_sim::SimConfig {
-        tasks: Vec::new(),
-        episodes_per_task: args.episodes_per_task,
-        seed: 0,
-        image_size: 224,
-    };
+    let cfg =
+        r1_sim::SimConfig { tasks: Vec::new(), episodes_per_task: args.episodes_per_task, seed: 0, image_size: 224 };
     let mut rates = Vec::new();
     let mut frames = 0;
     for _ in 0..args.repeats {
@@ -120,10 +116,7 @@ fn rendering(args: &Args) -> anyhow::Result<Row> {
         figure: "rendering (simulate + rasterise + PNG)".into(),
         value: median(rates),
         unit: "frames/s",
-        setup: format!(
-            "10 tasks x {} episodes, {frames} frames at 224x224, {cores} threads",
-            args.episodes_per_task
-        ),
+        setup: format!("10 tasks x {} episodes, {frames} frames at 224x224, {cores} threads", args.episodes_per_task),
     })
 }
 
@@ -144,11 +137,7 @@ fn bench_config(args: &Args) -> anyhow::Result<(TrainConfig, Vec<QaSample>)> {
 }
 
 fn model_dir(config: &TrainConfig) -> anyhow::Result<&Path> {
-    config
-        .model
-        .path
-        .as_deref()
-        .context("the benchmark configuration names no model")
+    config.model.path.as_deref().context("the benchmark configuration names no model")
 }
 
 /// Hands out the training prompts in order, wrapping around, so that every repetition sees
@@ -179,52 +168,29 @@ impl Prompts<'_> {
 /// `N - 1` cached single-token steps. Without a cache every step is a forward over prompt and
 /// generated tokens, timed the same way (steps 2..N).
 fn generation(args: &Args, config: &TrainConfig, data: &[QaSample]) -> anyhow::Result<Vec<Row>> {
-    anyhow::ensure!(
-        args.new_tokens >= 2,
-        "--new-tokens must be at least 2 (decode is timed from the second token on)"
-    );
+    anyhow::ensure!(args.new_tokens >= 2, "--new-tokens must be at least 2 (decode is timed from the second token on)");
     let device = r1_model::parse_device(&args.device)?;
     let policy = QwenPolicy::load(model_dir(config)?, &config.data.root, &device)?;
     let model = &policy.model;
     let assets = policy.assets();
     let pad = assets.tokenizer.special().endoftext;
     let n = args.new_tokens;
-    let mut prompts = Prompts {
-        policy: &policy,
-        samples: data,
-        next: 0,
-    };
+    let mut prompts = Prompts { policy: &policy, samples: data, next: 0 };
     let mut rng = r1_grpo::run::step_rng(0, 0);
     let greedy = |tokens| SamplingConfig::greedy(tokens);
-    let run =
-        |prompts: &[Prompt], tokens: usize, rng: &mut rand::rngs::StdRng| -> anyhow::Result<()> {
-            let refs: Vec<&Prompt> = prompts.iter().collect();
-            // No stop ids: every row generates exactly `tokens`.
-            generate(
-                model,
-                &assets.processor,
-                &refs,
-                1,
-                &greedy(tokens),
-                &[],
-                pad,
-                rng,
-            )?;
-            Ok(())
-        };
+    let run = |prompts: &[Prompt], tokens: usize, rng: &mut rand::rngs::StdRng| -> anyhow::Result<()> {
+        let refs: Vec<&Prompt> = prompts.iter().collect();
+        // No stop ids: every row generates exactly `tokens`.
+        generate(model, &assets.processor, &refs, 1, &greedy(tokens), &[], pad, rng)?;
+        Ok(())
+    };
     // Warm-up (allocator, thread pool), outside every figure.
     run(&prompts.take(1)?, 2, &mut rng)?;
 
     let mut rows = Vec::new();
     for (batch, keys) in [
-        (
-            1usize,
-            ["prefill_b1", "decode_cache_b1", "decode_nocache_b1"],
-        ),
-        (
-            16,
-            ["prefill_b16", "decode_cache_b16", "decode_nocache_b16"],
-        ),
+        (1usize, ["prefill_b1", "decode_cache_b1", "decode_nocache_b1"]),
+        (16, ["prefill_b16", "decode_cache_b16", "decode_nocache_b16"]),
     ] {
         let (mut prefill, mut decode, mut nocache) = (Vec::new(), Vec::new(), Vec::new());
         let mut prompt_tokens = Vec::new();
@@ -246,10 +212,7 @@ fn generation(args: &Args, config: &TrainConfig, data: &[QaSample]) -> anyhow::R
             figure: format!("prefill, batch {batch}"),
             value: median(prefill),
             unit: "tokens/s",
-            setup: format!(
-                "dataset prompt + 1 image, ~{prompt_len} tokens/row, {}",
-                args.device
-            ),
+            setup: format!("dataset prompt + 1 image, ~{prompt_len} tokens/row, {}", args.device),
         });
         rows.push(Row {
             key: keys[1],
@@ -263,10 +226,7 @@ fn generation(args: &Args, config: &TrainConfig, data: &[QaSample]) -> anyhow::R
             figure: format!("decode without cache, batch {batch}"),
             value: median(nocache),
             unit: "tokens/s",
-            setup: format!(
-                "full forward per token, {n} new tokens/row, {}",
-                args.device
-            ),
+            setup: format!("full forward per token, {n} new tokens/row, {}", args.device),
         });
     }
     Ok(rows)
@@ -275,12 +235,7 @@ fn generation(args: &Args, config: &TrainConfig, data: &[QaSample]) -> anyhow::R
 /// Greedy decoding of `n` tokens per row where every step runs the whole sequence (prompt,
 /// image and the tokens so far) through the model: what generation costs without a KV cache.
 /// Returns the seconds of steps 2..=n (step 1 is a prefill).
-fn decode_without_cache(
-    policy: &QwenPolicy,
-    prompts: &[Prompt],
-    n: usize,
-    device: &Device,
-) -> anyhow::Result<f64> {
+fn decode_without_cache(policy: &QwenPolicy, prompts: &[Prompt], n: usize, device: &Device) -> anyhow::Result<f64> {
     let model = &policy.model;
     let assets = policy.assets();
     let pad = assets.tokenizer.special().endoftext;
@@ -304,15 +259,7 @@ fn decode_without_cache(
             .try_into_vec_as::<f32>()
             .map_err(|e| anyhow::anyhow!("cannot read the logits: {e:?}"))?;
         for (row, ids) in generated.iter_mut().enumerate() {
-            ids.push(
-                draw_token(
-                    model,
-                    &mut host[row * vocab..(row + 1) * vocab],
-                    &SamplingConfig::greedy(1),
-                    0.0,
-                )
-                .0,
-            );
+            ids.push(draw_token(model, &mut host[row * vocab..(row + 1) * vocab], &SamplingConfig::greedy(1), 0.0).0);
         }
     }
     Ok(start.elapsed().as_secs_f64())
@@ -345,20 +292,18 @@ fn training(args: &Args, config: &TrainConfig, data: Vec<QaSample>) -> anyhow::R
     let root = config.data.root.clone();
     let load = |dir: &Path| QwenPolicy::load(dir, &root, &device);
     let mut trainer = Trainer::start(config.clone(), &out.0, data.clone(), &load)?;
-    // The step summaries hold the metrics.jsonl lines plus `timing/step`, which the trainer
-    // only adds once the step's lines are written.
+    // The step summaries hold the step's metrics.jsonl lines as written.
     let mut lines = Vec::new();
-    trainer.train(config.run.steps, |summary| {
-        lines.extend(summary.metrics.iter().cloned())
-    })?;
+    trainer.train(config.run.steps, |summary| lines.extend(summary.metrics.iter().cloned()))?;
     drop(trainer);
     let steps: Vec<StepFigures> = step_figures(&lines)?.into_iter().skip(1).collect();
     let column = |f: fn(&StepFigures) -> f64| median(steps.iter().map(f).collect());
     let peak = matmul_flops_per_second(&r1_model::parse_device(&args.device)?, args.repeats);
+    let assets = r1_model::Assets::from_dir(model_dir(&config)?)?;
     let mfu = steps
         .iter()
         .enumerate()
-        .map(|(i, s)| Ok(step_flops(&config, &data, i as u64 + 2, s.mean_length)? / s.step / peak))
+        .map(|(i, s)| Ok(step_flops(&config, &assets, &data, i as u64 + 2, s.mean_length)? / s.step / peak))
         .collect::<anyhow::Result<Vec<f64>>>()?;
     let r = &config.rollout;
     let setup = format!(
@@ -370,51 +315,15 @@ fn training(args: &Args, config: &TrainConfig, data: Vec<QaSample>) -> anyhow::R
         args.device,
         steps.len()
     );
-    let row = |key, figure: &str, value, unit| Row {
-        key,
-        figure: figure.into(),
-        value,
-        unit,
-        setup: setup.clone(),
-    };
+    let row = |key, figure: &str, value, unit| Row { key, figure: figure.into(), value, unit, setup: setup.clone() };
     Ok(vec![
         row("grpo_step", "GRPO step", column(|s| s.step), "s"),
-        row(
-            "grpo_generate",
-            "GRPO step: generation",
-            column(|s| s.generate),
-            "s",
-        ),
-        row(
-            "grpo_logp",
-            "GRPO step: old + ref log-probs",
-            column(|s| s.logp),
-            "s",
-        ),
-        row(
-            "grpo_reward",
-            "GRPO step: reward + advantages",
-            column(|s| s.reward),
-            "s",
-        ),
-        row(
-            "grpo_update",
-            "GRPO step: updates (fwd + bwd + AdamW)",
-            column(|s| s.update),
-            "s",
-        ),
-        row(
-            "grpo_generation_tps",
-            "GRPO generation",
-            column(|s| s.generation_tps),
-            "tokens/s",
-        ),
-        row(
-            "grpo_training_tps",
-            "GRPO training",
-            column(|s| s.training_tps),
-            "tokens/s",
-        ),
+        row("grpo_generate", "GRPO step: generation", column(|s| s.generate), "s"),
+        row("grpo_logp", "GRPO step: old + ref log-probs", column(|s| s.logp), "s"),
+        row("grpo_reward", "GRPO step: reward + advantages", column(|s| s.reward), "s"),
+        row("grpo_update", "GRPO step: updates (fwd + bwd + AdamW)", column(|s| s.update), "s"),
+        row("grpo_generation_tps", "GRPO generation", column(|s| s.generation_tps), "tokens/s"),
+        row("grpo_training_tps", "GRPO training", column(|s| s.training_tps), "tokens/s"),
         Row {
             key: "matmul_gflops",
             figure: "f32 matmul throughput".into(),
@@ -425,12 +334,7 @@ fn training(args: &Args, config: &TrainConfig, data: Vec<QaSample>) -> anyhow::R
                 args.device, args.repeats
             ),
         },
-        row(
-            "grpo_mfu",
-            "GRPO step: model FLOPs utilisation",
-            median(mfu),
-            "fraction of matmul throughput",
-        ),
+        row("grpo_mfu", "GRPO step: model FLOPs utilisation", median(mfu), "fraction of matmul throughput"),
     ])
 }
 
@@ -463,42 +367,24 @@ fn matmul_flops_per_second(device: &Device, repeats: usize) -> f64 {
 /// step computes, and forward plus backward (3 forwards) per update epoch.
 fn step_flops(
     config: &TrainConfig,
+    assets: &r1_model::Assets,
     data: &[QaSample],
     step: u64,
     mean_length: f64,
 ) -> anyhow::Result<f64> {
-    let dir = model_dir(config)?;
-    let assets = r1_model::Assets::from_dir(dir)?;
     let r = &config.rollout;
     let cursor = (step - 1) * r.prompts_per_rollout as u64;
-    let indices =
-        r1_grpo::run::take_prompts(config.seed, data.len(), cursor, r.prompts_per_rollout);
+    let indices = r1_grpo::run::take_prompts(config.seed, data.len(), cursor, r.prompts_per_rollout);
     let completion_len = mean_length.round() as usize;
     let mut pass = 0.0;
     for i in indices {
-        let prompt = assets.encode_prompt(
-            r1_data::qa::prompt_turns(&data[i].messages),
-            &config.data.root,
-        )?;
-        let patches: usize = prompt
-            .images
-            .iter()
-            .map(|im| im.grid_thw.iter().product::<usize>())
-            .sum();
-        pass += r1_model::flops::scoring_flops(
-            &assets.config,
-            prompt.ids.len(),
-            patches,
-            r.group_size,
-            completion_len,
-        );
+        let prompt = assets.encode_prompt(r1_data::qa::prompt_turns(&data[i].messages), &config.data.root)?;
+        let patches: usize = prompt.images.iter().map(|im| im.grid_thw.iter().product::<usize>()).sum();
+        pass += r1_model::flops::scoring_flops(&assets.config, prompt.ids.len(), patches, r.group_size, completion_len);
     }
     let old = config.old_logprobs() == OldLogprobs::Scored;
     let reference = config.algorithm.loss.kl_coef > 0.0;
-    let passes = 1.0
-        + f64::from(u8::from(old))
-        + f64::from(u8::from(reference))
-        + 3.0 * config.update.epochs as f64;
+    let passes = 1.0 + f64::from(u8::from(old)) + f64::from(u8::from(reference)) + 3.0 * config.update.epochs as f64;
     Ok(passes * pass)
 }
 
@@ -520,9 +406,7 @@ struct StepFigures {
 /// figures are repeated on every line of a step, the update figures are per line.
 fn step_figures(lines: &[Map<String, Value>]) -> anyhow::Result<Vec<StepFigures>> {
     let get = |line: &Map<String, Value>, key: &str| {
-        line.get(key)
-            .and_then(Value::as_f64)
-            .with_context(|| format!("metrics.jsonl line without a numeric {key}"))
+        line.get(key).and_then(Value::as_f64).with_context(|| format!("metrics.jsonl line without a numeric {key}"))
     };
     let mut steps: Vec<(f64, Vec<&Map<String, Value>>)> = Vec::new();
     for line in lines {
@@ -570,22 +454,14 @@ struct PeakMemory {
 
 /// A `VmRSS:`/`VmHWM:`-style field of /proc/self/status, in KiB.
 fn proc_status_kib(status: &str, field: &str) -> Option<u64> {
-    status.lines().find_map(|line| {
-        line.strip_prefix(field)?
-            .strip_prefix(':')?
-            .trim()
-            .strip_suffix("kB")?
-            .trim()
-            .parse()
-            .ok()
-    })
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok())
 }
 
 fn own_status_kib(field: &str) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")
-        .context("reading /proc/self/status (Linux only)")?;
-    proc_status_kib(&status, field)
-        .with_context(|| format!("/proc/self/status has no {field} line"))
+    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status (Linux only)")?;
+    proc_status_kib(&status, field).with_context(|| format!("/proc/self/status has no {field} line"))
 }
 
 /// In the child: one training micro-batch of the tiny preset (micro_batch_size completions of
@@ -597,40 +473,24 @@ fn peak_memory_child(config: &TrainConfig, data: &[QaSample]) -> anyhow::Result<
     let micro = config.update.micro_batch_size;
     let group = config.rollout.group_size;
     let t = config.rollout.max_response_tokens;
-    anyhow::ensure!(
-        data.len() >= micro.div_ceil(group),
-        "the training split has too few prompts for one micro-batch"
-    );
+    anyhow::ensure!(data.len() >= micro.div_ceil(group), "the training split has too few prompts for one micro-batch");
     let prompts: Vec<&QaSample> = data[..micro.div_ceil(group)].iter().collect();
     // Real reply tokens, repeated to the length limit: the longest completions a rollout makes.
     let completions: Vec<Vec<u32>> = (0..micro)
         .map(|i| {
-            let reply = r1_model::tiny::dataset_texts(std::slice::from_ref(prompts[i / group]))
-                .pop()
-                .unwrap_or_default();
+            let reply =
+                r1_model::tiny::dataset_texts(std::slice::from_ref(prompts[i / group])).pop().unwrap_or_default();
             let ids = policy.encode_reply(&reply)?;
             Ok(ids.iter().copied().cycle().take(t).collect())
         })
         .collect::<anyhow::Result<_>>()?;
-    let rows: Vec<ScoreRow> = completions
-        .iter()
-        .enumerate()
-        .map(|(i, ids)| ScoreRow {
-            prompt: i / group,
-            ids,
-        })
-        .collect();
+    let rows: Vec<ScoreRow> =
+        completions.iter().enumerate().map(|(i, ids)| ScoreRow { prompt: i / group, ids }).collect();
     let before_kib = own_status_kib("VmRSS")?;
     let logp = policy.logprobs(&prompts, &rows, config.rollout.temperature)?;
     let mask = length_mask(&vec![t; micro], t, &device);
-    let advantages: Vec<f32> = (0..micro)
-        .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
-        .collect();
-    let norm = Normaliser {
-        tokens: (micro * t) as f64,
-        sequences: micro as f64,
-        max_len: t as f64,
-    };
+    let advantages: Vec<f32> = (0..micro).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 }).collect();
+    let norm = Normaliser { tokens: (micro * t) as f64, sequences: micro as f64, max_len: t as f64 };
     let ref_logp = (config.algorithm.loss.kl_coef > 0.0).then(|| logp.clone().detach());
     let out = grpo_loss(
         LossInputs {
@@ -645,10 +505,7 @@ fn peak_memory_child(config: &TrainConfig, data: &[QaSample]) -> anyhow::Result<
     );
     let grads = out.loss.backward();
     drop(grads);
-    Ok(PeakMemory {
-        before_kib,
-        peak_kib: own_status_kib("VmHWM")?,
-    })
+    Ok(PeakMemory { before_kib, peak_kib: own_status_kib("VmHWM")? })
 }
 
 /// Runs [`peak_memory_child`] in a fresh process (this executable again), so the figure holds
@@ -674,12 +531,9 @@ fn peak_memory(args: &Args, config: &TrainConfig) -> anyhow::Result<Row> {
         String::from_utf8_lossy(&output.stderr).trim()
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let last = stdout
-        .lines()
-        .last()
-        .context("the peak-memory child printed nothing")?;
-    let m: PeakMemory = serde_json::from_str(last)
-        .with_context(|| format!("the peak-memory child printed {last:?}"))?;
+    let last = stdout.lines().last().context("the peak-memory child printed nothing")?;
+    let m: PeakMemory =
+        serde_json::from_str(last).with_context(|| format!("the peak-memory child printed {last:?}"))?;
     let c = &config.update;
     Ok(Row {
         key: "train_peak_memory",
@@ -704,10 +558,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let wants = |group| args.only.is_none_or(|o| o == group);
     if args.peak_memory_child {
         let (config, data) = bench_config(&args)?;
-        println!(
-            "{}",
-            serde_json::to_string(&peak_memory_child(&config, &data)?)?
-        );
+        println!("{}", serde_json::to_string(&peak_memory_child(&config, &data)?)?);
         return Ok(());
     }
     let mut rows = Vec::new();
@@ -738,10 +589,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         } else {
             3
         };
-        println!(
-            "| {} | {:.*} | {} | {} |",
-            r.figure, decimals, r.value, r.unit, r.setup
-        );
+        println!("| {} | {:.*} | {} | {} |", r.figure, decimals, r.value, r.unit, r.setup);
     }
     Ok(())
 }

@@ -28,11 +28,7 @@ pub enum DataError {
     /// The content of a file is structurally wrong (a truncated pickle, a NaN pose, a missing
     /// image, ...). `step` is set when the problem concerns one step of an episode.
     #[error("{path}{}: {message}", step.map(|s| format!(" (step {s})")).unwrap_or_default())]
-    Invalid {
-        path: PathBuf,
-        step: Option<usize>,
-        message: String,
-    },
+    Invalid { path: PathBuf, step: Option<usize>, message: String },
     /// A QA sample that cannot be read as its question type says (named by its id).
     #[error("sample {id}: {message}")]
     Sample { id: String, message: String },
@@ -43,25 +39,14 @@ pub enum DataError {
 
 impl DataError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.into(),
-            source,
-        }
+        Self::Io { path: path.into(), source }
     }
 
     pub fn invalid(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            path: path.into(),
-            step: None,
-            message: message.into(),
-        }
+        Self::Invalid { path: path.into(), step: None, message: message.into() }
     }
 
     pub fn invalid_step(path: impl Into<PathBuf>, step: usize, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            path: path.into(),
-            step: Some(step),
-            message: message.into(),
-        }
+        Self::Invalid { path: path.into(), step: Some(step), message: message.into() }
     }
 }

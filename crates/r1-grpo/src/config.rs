@@ -49,9 +49,7 @@ impl std::str::FromStr for Preset {
         match s {
             "paper" => Ok(Self::Paper),
             "tiny" => Ok(Self::Tiny),
-            _ => Err(GrpoError::Invalid(format!(
-                "unknown preset {s:?} (expected tiny or paper)"
-            ))),
+            _ => Err(GrpoError::Invalid(format!("unknown preset {s:?} (expected tiny or paper)"))),
         }
     }
 }
@@ -171,14 +169,8 @@ impl TrainConfig {
             preset: Preset::Paper,
             seed: 1,
             device: "cuda".into(),
-            model: ModelSection {
-                path: Some(PathBuf::from("models/Qwen2.5-VL-7B-Instruct")),
-                freeze_vision: false,
-            },
-            data: DataSection {
-                root: PathBuf::from("datasets/default"),
-                split: "train".into(),
-            },
+            model: ModelSection { path: Some(PathBuf::from("models/Qwen2.5-VL-7B-Instruct")), freeze_vision: false },
+            data: DataSection { root: PathBuf::from("datasets/default"), split: "train".into() },
             rollout: RolloutSection {
                 group_size: 5,
                 prompts_per_rollout: 512,
@@ -186,11 +178,7 @@ impl TrainConfig {
                 top_p: 0.99,
                 max_response_tokens: 2048,
             },
-            update: UpdateSection {
-                prompts_per_update: 128,
-                micro_batch_size: 8,
-                epochs: 1,
-            },
+            update: UpdateSection { prompts_per_update: 128, micro_batch_size: 8, epochs: 1 },
             algorithm: AlgorithmSection {
                 advantage: AdvantageEstimator::Grpo,
                 advantage_eps: 1e-6,
@@ -204,19 +192,9 @@ impl TrainConfig {
                     aggregation: Aggregation::TokenMean,
                 },
             },
-            optim: OptimSection {
-                lr: 1e-6,
-                schedule: Schedule::Constant,
-                adamw: AdamWConfig::default(),
-            },
+            optim: OptimSection { lr: 1e-6, schedule: Schedule::Constant, adamw: AdamWConfig::default() },
             reward: r1_reward::RewardConfig::default(),
-            run: RunSection {
-                steps: 70,
-                save_every: 5,
-                keep_last: 3,
-                max_nonfinite_steps: 3,
-                log_completions: 16,
-            },
+            run: RunSection { steps: 70, save_every: 5, keep_last: 3, max_nonfinite_steps: 3, log_completions: 16 },
             sft: SftSection {
                 lr: 1e-5,
                 schedule: Schedule::WarmupCosine { warmup_ratio: 0.03 },
@@ -243,20 +221,10 @@ impl TrainConfig {
         };
         // One optimiser step per rollout: the ratio is 1 and no old log-probs are computed,
         // which keeps a step at a few seconds on 2 cores.
-        c.update = UpdateSection {
-            prompts_per_update: 4,
-            micro_batch_size: 16,
-            epochs: 1,
-        };
+        c.update = UpdateSection { prompts_per_update: 4, micro_batch_size: 16, epochs: 1 };
         // A model of a million parameters needs a far larger step than a 7B one.
         c.optim.lr = 3e-4;
-        c.run = RunSection {
-            steps: 60,
-            save_every: 20,
-            keep_last: 2,
-            max_nonfinite_steps: 3,
-            log_completions: 16,
-        };
+        c.run = RunSection { steps: 60, save_every: 20, keep_last: 2, max_nonfinite_steps: 3, log_completions: 16 };
         // The format warm-up: a constant, large rate, because the shape of the reply must be
         // learnt in a couple of minutes.
         c.sft = SftSection {
@@ -280,22 +248,15 @@ impl TrainConfig {
     /// Parses TOML text layered over a preset: the text's own `preset` key if present, else
     /// `default_preset`. `origin` names the source in errors.
     pub fn from_toml(text: &str, default_preset: Preset, origin: &Path) -> Result<Self> {
-        let overrides: toml::Table =
-            toml::from_str(text).map_err(|e| GrpoError::file(origin, e))?;
+        let overrides: toml::Table = toml::from_str(text).map_err(|e| GrpoError::file(origin, e))?;
         let preset = match overrides.get("preset") {
-            Some(toml::Value::String(s)) => s
-                .parse()
-                .map_err(|e: GrpoError| GrpoError::file(origin, e))?,
+            Some(toml::Value::String(s)) => s.parse().map_err(|e: GrpoError| GrpoError::file(origin, e))?,
             Some(other) => {
-                return Err(GrpoError::file(
-                    origin,
-                    format!("`preset` must be a string, not {other}"),
-                ));
+                return Err(GrpoError::file(origin, format!("`preset` must be a string, not {other}")));
             }
             None => default_preset,
         };
-        let mut base =
-            toml::Table::try_from(Self::preset(preset)).map_err(|e| GrpoError::file(origin, e))?;
+        let mut base = toml::Table::try_from(Self::preset(preset)).map_err(|e| GrpoError::file(origin, e))?;
         merge(&mut base, overrides);
         let config: Self = base.try_into().map_err(|e| GrpoError::file(origin, e))?;
         config.validate().map_err(|e| GrpoError::file(origin, e))?;
@@ -354,19 +315,10 @@ impl TrainConfig {
         };
         check(
             r.group_size >= 2,
-            format!(
-                "rollout.group_size = {} must be at least 2 (GRPO needs a baseline)",
-                r.group_size
-            ),
+            format!("rollout.group_size = {} must be at least 2 (GRPO needs a baseline)", r.group_size),
         );
-        check(
-            r.prompts_per_rollout >= 1,
-            "rollout.prompts_per_rollout must be at least 1".into(),
-        );
-        check(
-            u.prompts_per_update >= 1,
-            "update.prompts_per_update must be at least 1".into(),
-        );
+        check(r.prompts_per_rollout >= 1, "rollout.prompts_per_rollout must be at least 1".into());
+        check(u.prompts_per_update >= 1, "update.prompts_per_update must be at least 1".into());
         check(
             u.prompts_per_update >= 1 && r.prompts_per_rollout % u.prompts_per_update.max(1) == 0,
             format!(
@@ -375,8 +327,7 @@ impl TrainConfig {
             ),
         );
         check(
-            u.micro_batch_size >= 1
-                && self.completions_per_update() % u.micro_batch_size.max(1) == 0,
+            u.micro_batch_size >= 1 && self.completions_per_update() % u.micro_batch_size.max(1) == 0,
             format!(
                 "update.micro_batch_size = {} does not divide the {} completions of an update \
                  (update.prompts_per_update = {} x rollout.group_size = {})",
@@ -387,98 +338,43 @@ impl TrainConfig {
             ),
         );
         check(u.epochs >= 1, "update.epochs must be at least 1".into());
-        check(
-            r.temperature > 0.0,
-            format!("rollout.temperature = {} must be positive", r.temperature),
-        );
-        check(
-            r.top_p > 0.0 && r.top_p <= 1.0,
-            format!("rollout.top_p = {} must be in (0, 1]", r.top_p),
-        );
-        check(
-            r.max_response_tokens >= 1,
-            "rollout.max_response_tokens must be at least 1".into(),
-        );
+        check(r.temperature > 0.0, format!("rollout.temperature = {} must be positive", r.temperature));
+        check(r.top_p > 0.0 && r.top_p <= 1.0, format!("rollout.top_p = {} must be in (0, 1]", r.top_p));
+        check(r.max_response_tokens >= 1, "rollout.max_response_tokens must be at least 1".into());
         check(
             l.clip_low > 0.0 && l.clip_low < 1.0,
             format!("algorithm.loss.clip_low = {} must be in (0, 1)", l.clip_low),
         );
-        check(
-            l.clip_high > 0.0,
-            format!(
-                "algorithm.loss.clip_high = {} must be positive",
-                l.clip_high
-            ),
-        );
+        check(l.clip_high > 0.0, format!("algorithm.loss.clip_high = {} must be positive", l.clip_high));
         if let Some(c) = l.dual_clip {
-            check(
-                c > 1.0,
-                format!("algorithm.loss.dual_clip = {c} must exceed 1"),
-            );
+            check(c > 1.0, format!("algorithm.loss.dual_clip = {c} must exceed 1"));
         }
         check(
             l.kl_coef >= 0.0 && l.kl_coef.is_finite(),
             format!("algorithm.loss.kl_coef = {} must be >= 0", l.kl_coef),
         );
         if let Some(c) = l.kl_clamp {
-            check(
-                c > 0.0,
-                format!("algorithm.loss.kl_clamp = {c} must be positive"),
-            );
+            check(c > 0.0, format!("algorithm.loss.kl_clamp = {c} must be positive"));
         }
-        check(
-            self.algorithm.advantage_eps >= 0.0,
-            "algorithm.advantage_eps must be >= 0".into(),
-        );
+        check(self.algorithm.advantage_eps >= 0.0, "algorithm.advantage_eps must be >= 0".into());
         let a = &self.optim.adamw;
-        check(
-            self.optim.lr > 0.0,
-            format!("optim.lr = {} must be positive", self.optim.lr),
-        );
-        check(
-            (0.0..1.0).contains(&a.beta1),
-            format!("optim.adamw.beta1 = {} must be in [0, 1)", a.beta1),
-        );
-        check(
-            (0.0..1.0).contains(&a.beta2),
-            format!("optim.adamw.beta2 = {} must be in [0, 1)", a.beta2),
-        );
-        check(
-            a.eps > 0.0,
-            format!("optim.adamw.eps = {} must be positive", a.eps),
-        );
-        check(
-            a.weight_decay >= 0.0,
-            format!("optim.adamw.weight_decay = {} must be >= 0", a.weight_decay),
-        );
+        check(self.optim.lr > 0.0, format!("optim.lr = {} must be positive", self.optim.lr));
+        check((0.0..1.0).contains(&a.beta1), format!("optim.adamw.beta1 = {} must be in [0, 1)", a.beta1));
+        check((0.0..1.0).contains(&a.beta2), format!("optim.adamw.beta2 = {} must be in [0, 1)", a.beta2));
+        check(a.eps > 0.0, format!("optim.adamw.eps = {} must be positive", a.eps));
+        check(a.weight_decay >= 0.0, format!("optim.adamw.weight_decay = {} must be >= 0", a.weight_decay));
         if let Some(m) = a.max_grad_norm {
-            check(
-                m > 0.0,
-                format!("optim.adamw.max_grad_norm = {m} must be positive"),
-            );
+            check(m > 0.0, format!("optim.adamw.max_grad_norm = {m} must be positive"));
         }
         let s = &self.sft;
         check(s.lr > 0.0, format!("sft.lr = {} must be positive", s.lr));
         check(
             s.micro_batch_size >= 1 && s.batch_size % s.micro_batch_size.max(1) == 0,
-            format!(
-                "sft.micro_batch_size = {} does not divide sft.batch_size = {}",
-                s.micro_batch_size, s.batch_size
-            ),
+            format!("sft.micro_batch_size = {} does not divide sft.batch_size = {}", s.micro_batch_size, s.batch_size),
         );
-        check(
-            self.run.keep_last >= 1,
-            "run.keep_last must be at least 1".into(),
-        );
-        check(
-            self.run.max_nonfinite_steps >= 1,
-            "run.max_nonfinite_steps must be at least 1".into(),
-        );
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(GrpoError::Invalid(problems.join("; ")))
-        }
+        check(self.run.keep_last >= 1, "run.keep_last must be at least 1".into());
+        check(self.run.max_nonfinite_steps >= 1, "run.max_nonfinite_steps must be at least 1".into());
+        if problems.is_empty() { Ok(()) } else { Err(GrpoError::Invalid(problems.join("; "))) }
     }
 }
 
@@ -547,48 +443,26 @@ mod tests {
         .unwrap();
         assert_eq!(c.preset, Preset::Tiny);
         assert_eq!(c.rollout.group_size, 8);
-        assert_eq!(
-            c.rollout.max_response_tokens,
-            TrainConfig::tiny().rollout.max_response_tokens
-        );
-        let again =
-            TrainConfig::from_toml(&c.to_toml().unwrap(), Preset::Paper, Path::new("y.toml"))
-                .unwrap();
+        assert_eq!(c.rollout.max_response_tokens, TrainConfig::tiny().rollout.max_response_tokens);
+        let again = TrainConfig::from_toml(&c.to_toml().unwrap(), Preset::Paper, Path::new("y.toml")).unwrap();
         assert_eq!(again, c);
     }
 
     #[test]
     fn arithmetic_errors_name_the_numbers() {
         let text = "[rollout]\nprompts_per_rollout = 500\n";
-        let err = TrainConfig::from_toml(text, Preset::Paper, Path::new("bad.toml"))
+        let err = TrainConfig::from_toml(text, Preset::Paper, Path::new("bad.toml")).unwrap_err().to_string();
+        assert!(err.contains("bad.toml"), "{err}");
+        assert!(err.contains("prompts_per_rollout = 500") && err.contains("prompts_per_update = 128"), "{err}");
+        let err = TrainConfig::from_toml("[update]\nmicro_batch_size = 7\n", Preset::Paper, Path::new("b.toml"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("bad.toml"), "{err}");
-        assert!(
-            err.contains("prompts_per_rollout = 500") && err.contains("prompts_per_update = 128"),
-            "{err}"
-        );
-        let err = TrainConfig::from_toml(
-            "[update]\nmicro_batch_size = 7\n",
-            Preset::Paper,
-            Path::new("b.toml"),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("micro_batch_size = 7") && err.contains("640"),
-            "{err}"
-        );
+        assert!(err.contains("micro_batch_size = 7") && err.contains("640"), "{err}");
     }
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let err = TrainConfig::from_toml(
-            "[rollout]\ngroup_sise = 3\n",
-            Preset::Tiny,
-            Path::new("t.toml"),
-        )
-        .unwrap_err();
+        let err = TrainConfig::from_toml("[rollout]\ngroup_sise = 3\n", Preset::Tiny, Path::new("t.toml")).unwrap_err();
         assert!(err.to_string().contains("group_sise"), "{err}");
     }
 

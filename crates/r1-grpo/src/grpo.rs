@@ -23,9 +23,7 @@ use crate::loss::{LossInputs, Normaliser, grpo_loss};
 use crate::metrics::{RolloutMetrics, StepMetrics, UpdateMetrics};
 use crate::optim::AdamW;
 use crate::policy::{Completion, Policy, Sampling, ScoreRow, length_mask};
-use crate::run::{
-    self, COMPLETIONS_FILE, METRICS_FILE, MODEL_DIR, OPTIMIZER_FILE, RunDir, TrainState,
-};
+use crate::run::{self, COMPLETIONS_FILE, METRICS_FILE, MODEL_DIR, OPTIMIZER_FILE, RunDir, TrainState};
 
 /// Loads a policy from a model directory onto the training device.
 pub type Loader<'a, P> = &'a dyn Fn(&Path) -> Result<P>;
@@ -66,13 +64,8 @@ impl Rollout<'_> {
         let first = rows.first().map_or(0, |&r| r / group);
         let last = rows.last().map_or(0, |&r| r / group);
         let prompts = self.prompts[first..=last].to_vec();
-        let rows = rows
-            .iter()
-            .map(|&r| ScoreRow {
-                prompt: r / group - first,
-                ids: &self.completions[r].ids,
-            })
-            .collect();
+        let rows =
+            rows.iter().map(|&r| ScoreRow { prompt: r / group - first, ids: &self.completions[r].ids }).collect();
         (prompts, rows)
     }
 
@@ -101,12 +94,7 @@ struct Baselines {
 
 impl<P: Policy> Trainer<P> {
     /// Starts a new run in `out` from the model at `config.model.path`.
-    pub fn start(
-        config: TrainConfig,
-        out: &Path,
-        data: Vec<QaSample>,
-        load: Loader<P>,
-    ) -> Result<Self> {
+    pub fn start(config: TrainConfig, out: &Path, data: Vec<QaSample>, load: Loader<P>) -> Result<Self> {
         config.validate()?;
         check_data(&config, &data)?;
         let model_path = initial_model(&config)?;
@@ -124,16 +112,7 @@ impl<P: Policy> Trainer<P> {
         };
         let optim = AdamW::new(adamw_config(&config));
         let reward = RewardFn::new(config.reward);
-        Ok(Self {
-            config,
-            run,
-            state,
-            policy,
-            reference,
-            optim,
-            data: data.into(),
-            reward,
-        })
+        Ok(Self { config, run, state, policy, reference, optim, data: data.into(), reward })
     }
 
     /// Continues the run in `dir` from its newest checkpoint; lines logged after that
@@ -141,38 +120,22 @@ impl<P: Policy> Trainer<P> {
     pub fn resume(dir: &Path, data: Vec<QaSample>, load: Loader<P>) -> Result<Self> {
         let (run, config) = RunDir::open(dir)?;
         check_data(&config, &data)?;
-        let (_, checkpoint) = run
-            .latest_checkpoint()?
-            .ok_or_else(|| GrpoError::file(dir, "has no checkpoint to resume from"))?;
+        let (_, checkpoint) =
+            run.latest_checkpoint()?.ok_or_else(|| GrpoError::file(dir, "has no checkpoint to resume from"))?;
         let state = RunDir::read_state(&checkpoint)?;
         if state.phase != "grpo" {
-            return Err(GrpoError::file(
-                &checkpoint,
-                format!("is a {} checkpoint, not a GRPO one", state.phase),
-            ));
+            return Err(GrpoError::file(&checkpoint, format!("is a {} checkpoint, not a GRPO one", state.phase)));
         }
         let policy = load(&checkpoint.join(MODEL_DIR))?;
         let reference = load_reference(&config, load)?;
         let mut optim = AdamW::new(adamw_config(&config));
-        let device = policy
-            .devices()
-            .into_iter()
-            .next()
-            .ok_or_else(|| GrpoError::file(&checkpoint, "model has no device"))?;
+        let device =
+            policy.devices().into_iter().next().ok_or_else(|| GrpoError::file(&checkpoint, "model has no device"))?;
         optim.load(&checkpoint.join(OPTIMIZER_FILE), &device)?;
         run.truncate_after(METRICS_FILE, "step", state.step)?;
         run.truncate_after(COMPLETIONS_FILE, "step", state.step)?;
         let reward = RewardFn::new(config.reward);
-        Ok(Self {
-            config,
-            run,
-            state,
-            policy,
-            reference,
-            optim,
-            data: data.into(),
-            reward,
-        })
+        Ok(Self { config, run, state, policy, reference, optim, data: data.into(), reward })
     }
 
     /// The policy being trained.
@@ -182,11 +145,7 @@ impl<P: Policy> Trainer<P> {
 
     /// Runs rollout steps until `target_steps` are done, checkpointing every
     /// `run.save_every` steps and at the end; `on_step` sees each step's summary.
-    pub fn train(
-        &mut self,
-        target_steps: u64,
-        mut on_step: impl FnMut(&StepSummary),
-    ) -> Result<()> {
+    pub fn train(&mut self, target_steps: u64, mut on_step: impl FnMut(&StepSummary)) -> Result<()> {
         while self.state.step < target_steps {
             let summary = self.step(target_steps)?;
             let every = self.config.run.save_every;
@@ -200,11 +159,10 @@ impl<P: Policy> Trainer<P> {
 
     /// Writes `checkpoint-<step>/` (model, optimiser, state).
     pub fn checkpoint(&self) -> Result<std::path::PathBuf> {
-        self.run
-            .write_checkpoint(&self.state, self.config.run.keep_last, |dir| {
-                self.policy.save(&dir.join(MODEL_DIR))?;
-                self.optim.save(&dir.join(OPTIMIZER_FILE))
-            })
+        self.run.write_checkpoint(&self.state, self.config.run.keep_last, |dir| {
+            self.policy.save(&dir.join(MODEL_DIR))?;
+            self.optim.save(&dir.join(OPTIMIZER_FILE))
+        })
     }
 
     /// One rollout step and its optimiser steps.
@@ -219,62 +177,33 @@ impl<P: Policy> Trainer<P> {
         let micro_batches = self.micro_batches(rollout.completions.len());
         let baselines = self.baselines(&rollout, &micro_batches)?;
         let rollout_metrics = self.rollout_metrics(step, &rollout, &scored, &baselines);
-        let updates = self.update(
-            &rollout,
-            &scored,
-            &baselines,
-            &micro_batches,
-            target_steps,
-            step,
-        )?;
+        let updates = self.update(&rollout, &scored, &baselines, &micro_batches, target_steps, step)?;
         let count = updates.len();
         let lines: Vec<Map<String, Value>> = updates
             .into_iter()
             .enumerate()
             .map(|(i, update)| {
                 let step_s = (i + 1 == count).then(|| step_start.elapsed().as_secs_f64());
-                StepMetrics {
-                    rollout: rollout_metrics.clone(),
-                    update,
-                    step_s,
-                }
-                .to_map()
+                StepMetrics { rollout: rollout_metrics.clone(), update, step_s }.to_map()
             })
             .collect();
         for line in &lines {
-            self.run
-                .append(METRICS_FILE, &Value::Object(line.clone()))?;
+            self.run.append(METRICS_FILE, &Value::Object(line.clone()))?;
         }
         self.log_completions(step, &rollout, &scored)?;
         self.state.step = step;
         self.state.cursor += rollout.prompts.len() as u64;
-        Ok(StepSummary {
-            step,
-            reward_mean: mean(&scored.rewards),
-            metrics: lines,
-        })
+        Ok(StepSummary { step, reward_mean: mean(&scored.rewards), metrics: lines })
     }
 
     /// Samples `G` completions for each of the step's prompts with the inference view.
-    fn rollout<'d>(
-        &self,
-        data: &'d [QaSample],
-        rng: &mut rand::rngs::StdRng,
-    ) -> Result<Rollout<'d>> {
+    fn rollout<'d>(&self, data: &'d [QaSample], rng: &mut rand::rngs::StdRng) -> Result<Rollout<'d>> {
         let c = &self.config;
         let group = c.rollout.group_size;
-        let indices = run::take_prompts(
-            self.state.seed,
-            data.len(),
-            self.state.cursor,
-            c.rollout.prompts_per_rollout,
-        );
+        let indices = run::take_prompts(self.state.seed, data.len(), self.state.cursor, c.rollout.prompts_per_rollout);
         let prompts: Vec<&QaSample> = indices.iter().map(|&i| &data[i]).collect();
         let t = Instant::now();
-        let completions = self
-            .policy
-            .valid()
-            .sample(&prompts, group, &self.sampling(), rng)?;
+        let completions = self.policy.valid().sample(&prompts, group, &self.sampling(), rng)?;
         let seconds = t.elapsed().as_secs_f64();
         if completions.len() != prompts.len() * group {
             return Err(GrpoError::Invalid(format!(
@@ -283,20 +212,12 @@ impl<P: Policy> Trainer<P> {
                 prompts.len()
             )));
         }
-        Ok(Rollout {
-            prompts,
-            completions,
-            seconds,
-        })
+        Ok(Rollout { prompts, completions, seconds })
     }
 
     fn sampling(&self) -> Sampling {
         let r = &self.config.rollout;
-        Sampling {
-            temperature: r.temperature,
-            top_p: r.top_p,
-            max_tokens: r.max_response_tokens,
-        }
+        Sampling { temperature: r.temperature, top_p: r.top_p, max_tokens: r.max_response_tokens }
     }
 
     /// Rewards every completion against its prompt and computes the advantages.
@@ -311,26 +232,14 @@ impl<P: Policy> Trainer<P> {
             .map(|(i, comp)| Ok(self.reward.score(&comp.text, rollout.prompts[i / group])?))
             .collect::<Result<Vec<Rewards>>>()?;
         let rewards: Vec<f64> = per_completion.iter().map(Rewards::total).collect();
-        let advantages = advantage::compute(
-            &rewards,
-            group,
-            c.algorithm.advantage,
-            c.algorithm.advantage_eps,
-        )?;
-        Ok(Scored {
-            rewards,
-            per_completion,
-            advantages,
-            seconds: t.elapsed().as_secs_f64(),
-        })
+        let advantages = advantage::compute(&rewards, group, c.algorithm.advantage, c.algorithm.advantage_eps)?;
+        Ok(Scored { rewards, per_completion, advantages, seconds: t.elapsed().as_secs_f64() })
     }
 
     /// Rows (completion indices) of each micro-batch, in update order.
     fn micro_batches(&self, completions: usize) -> Vec<Vec<usize>> {
         let rows: Vec<usize> = (0..completions).collect();
-        rows.chunks(self.config.update.micro_batch_size)
-            .map(<[usize]>::to_vec)
-            .collect()
+        rows.chunks(self.config.update.micro_batch_size).map(<[usize]>::to_vec).collect()
     }
 
     /// Old and reference log-probs for every micro-batch (see [`OldLogprobs`] for where the
@@ -346,57 +255,27 @@ impl<P: Policy> Trainer<P> {
             OldLogprobs::Current => None,
             OldLogprobs::Sampled => {
                 let device = self.device()?;
-                Some(
-                    micro_batches
-                        .iter()
-                        .map(|m| sampled_logprobs(&rollout.completions, m, &device))
-                        .collect(),
-                )
+                Some(micro_batches.iter().map(|m| sampled_logprobs(&rollout.completions, m, &device)).collect())
             }
             OldLogprobs::Scored => {
                 let infer = self.policy.valid();
-                Some(
-                    micro_batches
-                        .iter()
-                        .map(|m| score(&infer, m))
-                        .collect::<Result<Vec<_>>>()?,
-                )
+                Some(micro_batches.iter().map(|m| score(&infer, m)).collect::<Result<Vec<_>>>()?)
             }
         };
         let old_seconds = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let reference = match &self.reference {
-            Some(r) => Some(
-                micro_batches
-                    .iter()
-                    .map(|m| score(r, m))
-                    .collect::<Result<Vec<_>>>()?,
-            ),
+            Some(r) => Some(micro_batches.iter().map(|m| score(r, m)).collect::<Result<Vec<_>>>()?),
             None => None,
         };
-        Ok(Baselines {
-            old,
-            reference,
-            old_seconds,
-            ref_seconds: t.elapsed().as_secs_f64(),
-        })
+        Ok(Baselines { old, reference, old_seconds, ref_seconds: t.elapsed().as_secs_f64() })
     }
 
     fn device(&self) -> Result<Device> {
-        self.policy
-            .devices()
-            .into_iter()
-            .next()
-            .ok_or_else(|| GrpoError::Invalid("the policy has no device".into()))
+        self.policy.devices().into_iter().next().ok_or_else(|| GrpoError::Invalid("the policy has no device".into()))
     }
 
-    fn rollout_metrics(
-        &self,
-        step: u64,
-        rollout: &Rollout,
-        scored: &Scored,
-        baselines: &Baselines,
-    ) -> RolloutMetrics {
+    fn rollout_metrics(&self, step: u64, rollout: &Rollout, scored: &Scored, baselines: &Baselines) -> RolloutMetrics {
         let mut components: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
         for r in &scored.per_completion {
             for (component, value) in r.iter() {
@@ -448,11 +327,7 @@ impl<P: Policy> Trainer<P> {
             for (u, update_micro) in micro_batches.chunks(micro_per_update).enumerate() {
                 let t = Instant::now();
                 let norm = Normaliser {
-                    tokens: update_micro
-                        .iter()
-                        .flatten()
-                        .map(|&r| lengths[r] as f64)
-                        .sum(),
+                    tokens: update_micro.iter().flatten().map(|&r| lengths[r] as f64).sum(),
                     sequences: update_micro.iter().map(Vec::len).sum::<usize>() as f64,
                     max_len: c.rollout.max_response_tokens as f64,
                 };
@@ -461,33 +336,21 @@ impl<P: Policy> Trainer<P> {
                 for (k, m) in update_micro.iter().enumerate() {
                     let index = u * micro_per_update + k;
                     let (prompts, rows) = rollout.micro_batch(m, group);
-                    let logp = self
-                        .policy
-                        .logprobs(&prompts, &rows, c.rollout.temperature)?;
+                    let logp = self.policy.logprobs(&prompts, &rows, c.rollout.temperature)?;
                     let [b, tt] = logp.dims();
                     let device = logp.device();
-                    let mask = length_mask(
-                        &m.iter().map(|&r| lengths[r]).collect::<Vec<_>>(),
-                        tt,
-                        &device,
-                    );
+                    let mask = length_mask(&m.iter().map(|&r| lengths[r]).collect::<Vec<_>>(), tt, &device);
                     let old_logp = match &baselines.old {
                         Some(old) => old[index].clone(),
                         None => logp.clone().detach(),
                     };
-                    let advantages: Vec<f32> = m
-                        .iter()
-                        .map(|&r| scored.advantages.values[r] as f32)
-                        .collect();
+                    let advantages: Vec<f32> = m.iter().map(|&r| scored.advantages.values[r] as f32).collect();
                     let out = grpo_loss(
                         LossInputs {
                             logp: logp.clone(),
                             old_logp,
                             ref_logp: baselines.reference.as_ref().map(|r| r[index].clone()),
-                            advantages: Tensor::from_data(
-                                TensorData::new(advantages, [b]),
-                                &device,
-                            ),
+                            advantages: Tensor::from_data(TensorData::new(advantages, [b]), &device),
                             mask: mask.clone(),
                         },
                         &c.algorithm.loss,
@@ -513,11 +376,7 @@ impl<P: Policy> Trainer<P> {
                         acc.accumulate(&self.policy, grads);
                     }
                 }
-                let lr = c.optim.schedule.lr(
-                    c.optim.lr,
-                    self.state.optimizer_step,
-                    total_optimizer_steps,
-                );
+                let lr = c.optim.schedule.lr(c.optim.lr, self.state.optimizer_step, total_optimizer_steps);
                 let mut grad_norm = f64::NAN;
                 let applied = if sums.loss.is_finite() {
                     let (policy, report) = self.optim.step(lr, self.policy.clone(), acc.grads());
@@ -530,13 +389,7 @@ impl<P: Policy> Trainer<P> {
                 if applied {
                     self.state.optimizer_step += 1;
                 }
-                note_nonfinite(
-                    &mut self.state,
-                    applied,
-                    c.run.max_nonfinite_steps,
-                    &self.run,
-                    step,
-                )?;
+                note_nonfinite(&mut self.state, applied, c.run.max_nonfinite_steps, &self.run, step)?;
                 let per_token = |x: f64| x / norm.tokens.max(1.0);
                 let update_s = t.elapsed().as_secs_f64();
                 reports.push(UpdateMetrics {
@@ -560,12 +413,7 @@ impl<P: Policy> Trainer<P> {
     /// Appends the first `log_completions` completions of the step to `completions.jsonl`.
     fn log_completions(&self, step: u64, rollout: &Rollout, scored: &Scored) -> Result<()> {
         let group = self.config.rollout.group_size;
-        for (i, comp) in rollout
-            .completions
-            .iter()
-            .enumerate()
-            .take(self.config.run.log_completions)
-        {
+        for (i, comp) in rollout.completions.iter().enumerate().take(self.config.run.log_completions) {
             let line = json!({
                 "step": step,
                 "prompt_id": rollout.prompts[i / group].id,
@@ -584,19 +432,12 @@ impl<P: Policy> Trainer<P> {
 /// `[rows, T]` log-probs the sampler reported for the completions `rows` (T the longest; the
 /// padding is 0 and masked by the caller).
 fn sampled_logprobs(completions: &[Completion], rows: &[usize], device: &Device) -> Tensor<2> {
-    let t = rows
-        .iter()
-        .map(|&r| completions[r].logprobs.len())
-        .max()
-        .unwrap_or(0)
-        .max(1);
+    let t = rows.iter().map(|&r| completions[r].logprobs.len()).max().unwrap_or(0).max(1);
     let values: Vec<f32> = rows
         .iter()
         .flat_map(|&r| {
             let l = &completions[r].logprobs;
-            l.iter()
-                .copied()
-                .chain(std::iter::repeat_n(0.0, t - l.len()))
+            l.iter().copied().chain(std::iter::repeat_n(0.0, t - l.len()))
         })
         .collect();
     Tensor::from_data(TensorData::new(values, [rows.len(), t]), device)
@@ -624,11 +465,7 @@ impl UpdateSums {
 }
 
 fn mean(xs: &[f64]) -> f64 {
-    if xs.is_empty() {
-        0.0
-    } else {
-        xs.iter().sum::<f64>() / xs.len() as f64
-    }
+    if xs.is_empty() { 0.0 } else { xs.iter().sum::<f64>() / xs.len() as f64 }
 }
 
 pub(crate) fn adamw_config(config: &TrainConfig) -> crate::optim::AdamWConfig {
@@ -641,17 +478,15 @@ pub(crate) fn adamw_config(config: &TrainConfig) -> crate::optim::AdamWConfig {
 
 pub(crate) fn initial_model(config: &TrainConfig) -> Result<std::path::PathBuf> {
     config.model.path.clone().ok_or_else(|| {
-        GrpoError::Invalid("model.path is not set: pass --model DIR (the tiny model is created by `cargo xtask train`)".into())
+        GrpoError::Invalid(
+            "model.path is not set: pass --model DIR (the tiny model is created by `cargo xtask train`)".into(),
+        )
     })
 }
 
 /// The frozen reference (the run's initial model), only when the KL term is used.
 fn load_reference<P: Policy>(config: &TrainConfig, load: Loader<P>) -> Result<Option<P>> {
-    if config.algorithm.loss.kl_coef > 0.0 {
-        Ok(Some(load(&initial_model(config)?)?.valid()))
-    } else {
-        Ok(None)
-    }
+    if config.algorithm.loss.kl_coef > 0.0 { Ok(Some(load(&initial_model(config)?)?.valid())) } else { Ok(None) }
 }
 
 fn check_data(config: &TrainConfig, data: &[QaSample]) -> Result<()> {
@@ -668,13 +503,7 @@ fn check_data(config: &TrainConfig, data: &[QaSample]) -> Result<()> {
 /// Counts a skipped (non-finite) optimiser step, or resets the streak after a good one; stops the
 /// run once `max` non-finite steps come in a row. Nothing is checkpointed after a bad step, so
 /// the newest checkpoint is the last good state.
-pub(crate) fn note_nonfinite(
-    state: &mut TrainState,
-    applied: bool,
-    max: u32,
-    run: &RunDir,
-    step: u64,
-) -> Result<()> {
+pub(crate) fn note_nonfinite(state: &mut TrainState, applied: bool, max: u32, run: &RunDir, step: u64) -> Result<()> {
     if applied {
         state.nonfinite_streak = 0;
         return Ok(());
@@ -684,9 +513,7 @@ pub(crate) fn note_nonfinite(
     if state.nonfinite_streak < max {
         return Ok(());
     }
-    let last = run
-        .latest_checkpoint()?
-        .map(|(_, d)| d.display().to_string());
+    let last = run.latest_checkpoint()?.map(|(_, d)| d.display().to_string());
     Err(GrpoError::Stopped(format!(
         "{} consecutive optimiser steps had a non-finite loss or gradient (step {step}); the last good checkpoint is {}",
         state.nonfinite_streak,

@@ -159,11 +159,7 @@ mod tests {
         assert_eq!(keys.len(), 26);
         assert_eq!(map["grad_norm"], Value::Null);
         assert_eq!(map["completions/max_length"], Value::from(16));
-        let without = StepMetrics {
-            step_s: None,
-            ..line
-        }
-        .to_map();
+        let without = StepMetrics { step_s: None, ..line }.to_map();
         assert!(!without.contains_key("timing/step"));
     }
 }

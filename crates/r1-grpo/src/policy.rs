@@ -59,12 +59,7 @@ pub trait Policy: Module + Sized {
     /// `temperature`; `T` is the longest row, shorter rows are right-padded (the padding values
     /// are arbitrary: callers mask them). `prompts` holds each prompt once; consecutive rows of
     /// the same prompt may share its computation.
-    fn logprobs(
-        &self,
-        prompts: &[&QaSample],
-        rows: &[ScoreRow],
-        temperature: f64,
-    ) -> Result<Tensor<2>>;
+    fn logprobs(&self, prompts: &[&QaSample], rows: &[ScoreRow], temperature: f64) -> Result<Tensor<2>>;
 
     /// Token ids of an assistant reply whose content is `text`, end-of-turn included.
     fn encode_reply(&self, text: &str) -> Result<Vec<u32>>;
@@ -75,9 +70,6 @@ pub trait Policy: Module + Sized {
 
 /// `[B, T]` mask with 1.0 on the first `lengths[i]` positions of row `i`.
 pub fn length_mask(lengths: &[usize], t: usize, device: &Device) -> Tensor<2> {
-    let values: Vec<f32> = lengths
-        .iter()
-        .flat_map(|&l| (0..t).map(move |j| if j < l { 1.0 } else { 0.0 }))
-        .collect();
+    let values: Vec<f32> = lengths.iter().flat_map(|&l| (0..t).map(move |j| if j < l { 1.0 } else { 0.0 })).collect();
     Tensor::from_data(TensorData::new(values, [lengths.len(), t]), device)
 }

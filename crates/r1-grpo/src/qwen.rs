@@ -61,10 +61,8 @@ impl QwenPolicy {
         if let Some(prompt) = self.encoded.get(&sample.id) {
             return Ok(prompt);
         }
-        let prompt = Arc::new(self.assets.encode_prompt(
-            r1_data::qa::prompt_turns(&sample.messages),
-            &self.image_root,
-        )?);
+        let prompt =
+            Arc::new(self.assets.encode_prompt(r1_data::qa::prompt_turns(&sample.messages), &self.image_root)?);
         self.encoded.insert(&sample.id, prompt.clone());
         Ok(prompt)
     }
@@ -90,43 +88,25 @@ impl Policy for QwenPolicy {
             top_p: sampling.top_p,
             top_k: 0,
         };
-        let out = self
-            .assets
-            .sample(&self.model, &refs, group, &config, rng)?;
+        let out = self.assets.sample(&self.model, &refs, group, &config, rng)?;
         Ok(out
             .into_iter()
-            .map(|(g, text)| Completion {
-                truncated: !g.stopped,
-                ids: g.ids,
-                logprobs: g.logprobs,
-                text,
-            })
+            .map(|(g, text)| Completion { truncated: !g.stopped, ids: g.ids, logprobs: g.logprobs, text })
             .collect())
     }
 
-    fn logprobs(
-        &self,
-        prompts: &[&QaSample],
-        rows: &[ScoreRow],
-        temperature: f64,
-    ) -> Result<Tensor<2>> {
+    fn logprobs(&self, prompts: &[&QaSample], rows: &[ScoreRow], temperature: f64) -> Result<Tensor<2>> {
         let encoded = self.prompts(prompts)?;
         let row_prompts = rows
             .iter()
             .map(|r| {
                 encoded.get(r.prompt).map(|p| p.as_ref()).ok_or_else(|| {
-                    crate::GrpoError::Invalid(format!(
-                        "a row names prompt {} of {}",
-                        r.prompt,
-                        prompts.len()
-                    ))
+                    crate::GrpoError::Invalid(format!("a row names prompt {} of {}", r.prompt, prompts.len()))
                 })
             })
             .collect::<Result<Vec<&Prompt>>>()?;
         let ids: Vec<&[u32]> = rows.iter().map(|r| r.ids).collect();
-        Ok(self
-            .assets
-            .score(&self.model, &row_prompts, &ids, temperature)?)
+        Ok(self.assets.score(&self.model, &row_prompts, &ids, temperature)?)
     }
 
     fn encode_reply(&self, text: &str) -> Result<Vec<u32>> {
@@ -160,18 +140,13 @@ fn prompt_bytes(prompt: &Prompt) -> usize {
 
 impl PromptCache {
     fn new(budget: usize) -> Self {
-        Self {
-            budget,
-            state: Mutex::new(CacheState::default()),
-        }
+        Self { budget, state: Mutex::new(CacheState::default()) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
         // A panic while holding the lock cannot leave the map inconsistent (each update is
         // one insert or remove), so a poisoned lock is still usable.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn get(&self, id: &str) -> Option<Arc<Prompt>> {
@@ -197,11 +172,7 @@ impl PromptCache {
         }
         state.bytes += size;
         while state.bytes > self.budget {
-            let oldest = state
-                .entries
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(k, _)| k.clone());
+            let oldest = state.entries.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone());
             let Some((evicted, _)) = oldest.and_then(|k| state.entries.remove(&k)) else {
                 break;
             };
@@ -215,10 +186,7 @@ mod tests {
     use super::*;
 
     fn prompt(n: usize) -> Arc<Prompt> {
-        Arc::new(Prompt {
-            ids: vec![1; n],
-            images: Vec::new(),
-        })
+        Arc::new(Prompt { ids: vec![1; n], images: Vec::new() })
     }
 
     /// The budget holds: the least recently used prompt goes first, a touched one stays.
@@ -232,10 +200,7 @@ mod tests {
         assert!(cache.get("b").is_none(), "b was the least recently used");
         assert!(cache.get("a").is_some() && cache.get("c").is_some());
         cache.insert("huge", prompt(11));
-        assert!(
-            cache.get("huge").is_none(),
-            "a prompt over the whole budget is not kept"
-        );
+        assert!(cache.get("huge").is_none(), "a prompt over the whole budget is not kept");
         assert_eq!(cache.lock().bytes, 4 * 8);
     }
 }

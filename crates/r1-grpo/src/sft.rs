@@ -38,9 +38,7 @@ impl std::str::FromStr for SftMode {
             "direct" => Ok(Self::Direct),
             "cot" => Ok(Self::Cot),
             "format" => Ok(Self::Format),
-            _ => Err(GrpoError::Invalid(format!(
-                "unknown SFT mode {s:?} (expected direct, cot or format)"
-            ))),
+            _ => Err(GrpoError::Invalid(format!("unknown SFT mode {s:?} (expected direct, cot or format)"))),
         }
     }
 }
@@ -51,28 +49,17 @@ pub const FORMAT_REASONING: &str = "I compare the gripper with the goal.";
 
 /// The reply `sample` is trained towards in `mode`.
 pub fn target(sample: &QaSample, mode: SftMode) -> Result<String> {
-    let missing =
-        |what: &str| GrpoError::Invalid(format!("sample {} has no {what} SFT target", sample.id));
+    let missing = |what: &str| GrpoError::Invalid(format!("sample {} has no {what} SFT target", sample.id));
     match mode {
-        SftMode::Direct => sample
-            .sft
-            .as_ref()
-            .map(|s| s.direct.clone())
-            .ok_or_else(|| missing("direct")),
-        SftMode::Cot => sample
-            .sft
-            .as_ref()
-            .and_then(|s| s.cot.clone())
-            .ok_or_else(|| missing("CoT")),
+        SftMode::Direct => sample.sft.as_ref().map(|s| s.direct.clone()).ok_or_else(|| missing("direct")),
+        SftMode::Cot => sample.sft.as_ref().and_then(|s| s.cot.clone()).ok_or_else(|| missing("CoT")),
         SftMode::Format => {
             let answer = match &sample.answer {
                 Answer::Label(label) => format!("[[{label}]]"),
                 Answer::Position([x, y, z]) => format!("[{x:.3}, {y:.3}, {z:.3}]"),
                 Answer::Movement(m) => m.clone(),
             };
-            Ok(format!(
-                "<think>{FORMAT_REASONING}</think> <answer>{answer}</answer>"
-            ))
+            Ok(format!("<think>{FORMAT_REASONING}</think> <answer>{answer}</answer>"))
         }
     }
 }
@@ -91,13 +78,7 @@ pub struct SftTrainer<P: Policy> {
 impl<P: Policy> SftTrainer<P> {
     /// Starts a run in `out`; samples without a target for `mode` are left out (an error if
     /// none has one).
-    pub fn start(
-        config: TrainConfig,
-        out: &Path,
-        data: Vec<QaSample>,
-        mode: SftMode,
-        load: Loader<P>,
-    ) -> Result<Self> {
+    pub fn start(config: TrainConfig, out: &Path, data: Vec<QaSample>, mode: SftMode, load: Loader<P>) -> Result<Self> {
         config.validate()?;
         let policy = load(&initial_model(&config)?)?;
         let (samples, targets) = encode(&policy, data, mode)?;
@@ -112,54 +93,31 @@ impl<P: Policy> SftTrainer<P> {
             nonfinite_streak: 0,
         };
         let optim = AdamW::new(adamw_config(&config));
-        Ok(Self {
-            config,
-            run,
-            state,
-            policy,
-            optim,
-            samples,
-            targets,
-        })
+        Ok(Self { config, run, state, policy, optim, samples, targets })
     }
 
     /// Continues the SFT run in `dir` from its newest checkpoint.
     pub fn resume(dir: &Path, data: Vec<QaSample>, load: Loader<P>) -> Result<Self> {
         let (run, config) = RunDir::open(dir)?;
-        let (_, checkpoint) = run
-            .latest_checkpoint()?
-            .ok_or_else(|| GrpoError::file(dir, "has no checkpoint to resume from"))?;
+        let (_, checkpoint) =
+            run.latest_checkpoint()?.ok_or_else(|| GrpoError::file(dir, "has no checkpoint to resume from"))?;
         let state = RunDir::read_state(&checkpoint)?;
         let mode = match state.phase.as_str() {
             "sft-direct" => SftMode::Direct,
             "sft-cot" => SftMode::Cot,
             "sft-format" => SftMode::Format,
             other => {
-                return Err(GrpoError::file(
-                    &checkpoint,
-                    format!("is a {other} checkpoint, not an SFT one"),
-                ));
+                return Err(GrpoError::file(&checkpoint, format!("is a {other} checkpoint, not an SFT one")));
             }
         };
         let policy = load(&checkpoint.join(MODEL_DIR))?;
-        let device = policy
-            .devices()
-            .into_iter()
-            .next()
-            .ok_or_else(|| GrpoError::file(&checkpoint, "model has no device"))?;
+        let device =
+            policy.devices().into_iter().next().ok_or_else(|| GrpoError::file(&checkpoint, "model has no device"))?;
         let mut optim = AdamW::new(adamw_config(&config));
         optim.load(&checkpoint.join(OPTIMIZER_FILE), &device)?;
         let (samples, targets) = encode(&policy, data, mode)?;
         run.truncate_after(METRICS_FILE, "step", state.step)?;
-        Ok(Self {
-            config,
-            run,
-            state,
-            policy,
-            optim,
-            samples,
-            targets,
-        })
+        Ok(Self { config, run, state, policy, optim, samples, targets })
     }
 
     pub fn policy(&self) -> &P {
@@ -172,11 +130,7 @@ impl<P: Policy> SftTrainer<P> {
     }
 
     /// Trains until `target_steps` optimiser steps are done, checkpointing like GRPO.
-    pub fn train(
-        &mut self,
-        target_steps: u64,
-        mut on_step: impl FnMut(&Map<String, Value>),
-    ) -> Result<()> {
+    pub fn train(&mut self, target_steps: u64, mut on_step: impl FnMut(&Map<String, Value>)) -> Result<()> {
         while self.state.step < target_steps {
             let line = self.step(target_steps)?;
             let every = self.config.run.save_every;
@@ -189,23 +143,17 @@ impl<P: Policy> SftTrainer<P> {
     }
 
     pub fn checkpoint(&self) -> Result<std::path::PathBuf> {
-        self.run
-            .write_checkpoint(&self.state, self.config.run.keep_last, |dir| {
-                self.policy.save(&dir.join(MODEL_DIR))?;
-                self.optim.save(&dir.join(OPTIMIZER_FILE))
-            })
+        self.run.write_checkpoint(&self.state, self.config.run.keep_last, |dir| {
+            self.policy.save(&dir.join(MODEL_DIR))?;
+            self.optim.save(&dir.join(OPTIMIZER_FILE))
+        })
     }
 
     fn step(&mut self, target_steps: u64) -> Result<Map<String, Value>> {
         let s = &self.config.sft;
         let step = self.state.step + 1;
         let t = Instant::now();
-        let rows = run::take_prompts(
-            self.state.seed,
-            self.samples.len(),
-            self.state.cursor,
-            s.batch_size,
-        );
+        let rows = run::take_prompts(self.state.seed, self.samples.len(), self.state.cursor, s.batch_size);
         let tokens: f64 = rows.iter().map(|&r| self.targets[r].len() as f64).sum();
         let mut acc = GradientsAccumulator::<P>::new();
         let mut loss_sum = 0.0;
@@ -214,26 +162,16 @@ impl<P: Policy> SftTrainer<P> {
             let targets: Vec<ScoreRow> = micro
                 .iter()
                 .enumerate()
-                .map(|(i, &r)| ScoreRow {
-                    prompt: i,
-                    ids: self.targets[r].as_slice(),
-                })
+                .map(|(i, &r)| ScoreRow { prompt: i, ids: self.targets[r].as_slice() })
                 .collect();
             let logp = self.policy.logprobs(&prompts, &targets, 1.0)?;
             let [_, tt] = logp.dims();
-            let mask = length_mask(
-                &targets.iter().map(|r| r.ids.len()).collect::<Vec<_>>(),
-                tt,
-                &logp.device(),
-            );
+            let mask = length_mask(&targets.iter().map(|r| r.ids.len()).collect::<Vec<_>>(), tt, &logp.device());
             let loss = -(logp * mask).sum() / tokens.max(1.0);
             let value = loss.clone().detach().into_scalar::<f32>() as f64;
             loss_sum += value;
             if value.is_finite() {
-                acc.accumulate(
-                    &self.policy,
-                    GradientsParams::from_grads(loss.backward(), &self.policy),
-                );
+                acc.accumulate(&self.policy, GradientsParams::from_grads(loss.backward(), &self.policy));
             }
         }
         let lr = s.schedule.lr(s.lr, self.state.optimizer_step, target_steps);
@@ -251,26 +189,13 @@ impl<P: Policy> SftTrainer<P> {
         line.insert("grad_norm".into(), json!(grad_norm));
         line.insert("learning_rate".into(), json!(lr));
         line.insert("timing/update".into(), json!(elapsed));
-        line.insert(
-            "tokens_per_second/training".into(),
-            json!(tokens / elapsed.max(1e-9)),
-        );
+        line.insert("tokens_per_second/training".into(), json!(tokens / elapsed.max(1e-9)));
         if applied {
             self.state.optimizer_step += 1;
         }
-        note_nonfinite(
-            &mut self.state,
-            applied,
-            self.config.run.max_nonfinite_steps,
-            &self.run,
-            step,
-        )?;
-        line.insert(
-            "skipped_nonfinite".into(),
-            json!(self.state.skipped_nonfinite),
-        );
-        self.run
-            .append(METRICS_FILE, &Value::Object(line.clone()))?;
+        note_nonfinite(&mut self.state, applied, self.config.run.max_nonfinite_steps, &self.run, step)?;
+        line.insert("skipped_nonfinite".into(), json!(self.state.skipped_nonfinite));
+        self.run.append(METRICS_FILE, &Value::Object(line.clone()))?;
         self.state.step = step;
         self.state.cursor += rows.len() as u64;
         Ok(line)
@@ -287,11 +212,7 @@ fn phase(mode: SftMode) -> String {
 }
 
 /// Keeps the samples that have a target in `mode`, with the target's token ids.
-fn encode<P: Policy>(
-    policy: &P,
-    data: Vec<QaSample>,
-    mode: SftMode,
-) -> Result<(Vec<QaSample>, Vec<Vec<u32>>)> {
+fn encode<P: Policy>(policy: &P, data: Vec<QaSample>, mode: SftMode) -> Result<(Vec<QaSample>, Vec<Vec<u32>>)> {
     let mut samples = Vec::new();
     let mut targets = Vec::new();
     let total = data.len();
@@ -302,9 +223,7 @@ fn encode<P: Policy>(
         }
     }
     if samples.is_empty() {
-        return Err(GrpoError::Invalid(format!(
-            "none of the {total} samples has a {mode:?} SFT target"
-        )));
+        return Err(GrpoError::Invalid(format!("none of the {total} samples has a {mode:?} SFT target")));
     }
     Ok((samples, targets))
 }
@@ -326,15 +245,10 @@ mod tests {
         }))
         .unwrap();
         let text = target(&sample, SftMode::Format).unwrap();
-        let rewards = r1_reward::RewardFn::default()
-            .score(&text, &sample)
-            .unwrap();
+        let rewards = r1_reward::RewardFn::default().score(&text, &sample).unwrap();
         assert_eq!((rewards.format(), rewards.answer()), (1.0, 1.0), "{text}");
         assert!(target(&sample, SftMode::Cot).is_err());
-        sample.sft = Some(r1_data::SftTargets {
-            direct: "[0.0, 0.0, 0.4]".into(),
-            cot: None,
-        });
+        sample.sft = Some(r1_data::SftTargets { direct: "[0.0, 0.0, 0.4]".into(), cot: None });
         assert_eq!(target(&sample, SftMode::Direct).unwrap(), "[0.0, 0.0, 0.4]");
     }
 }

@@ -37,20 +37,12 @@ pub fn decoder_flops(text: &TextConfig, past: usize, tokens: usize) -> f64 {
 pub fn vision_flops(vision: &VisionConfig, patches: usize) -> f64 {
     let n = patches as f64;
     let h = vision.hidden_size as f64;
-    let patch_dim =
-        (vision.in_channels * vision.temporal_patch_size * vision.patch_size * vision.patch_size)
-            as f64;
+    let patch_dim = (vision.in_channels * vision.temporal_patch_size * vision.patch_size * vision.patch_size) as f64;
     let embed = 2.0 * n * patch_dim * h;
-    let window_patches = ((vision.window_size / vision.patch_size).pow(2) as f64)
-        .min(n)
-        .max(1.0);
+    let window_patches = ((vision.window_size / vision.patch_size).pow(2) as f64).min(n).max(1.0);
     let blocks: f64 = (0..vision.depth)
         .map(|i| {
-            let context = if vision.fullatt_block_indexes.contains(&i) {
-                n
-            } else {
-                window_patches
-            };
+            let context = if vision.fullatt_block_indexes.contains(&i) { n } else { window_patches };
             let linear = 2.0 * n * (4.0 * h * h + 3.0 * h * vision.intermediate_size as f64);
             linear + 2.0 * 2.0 * n * context * h
         })
@@ -75,8 +67,7 @@ pub fn scoring_flops(
     vision_flops(&config.vision, patches)
         + decoder_flops(text, 0, tokens)
         + completions as f64
-            * (decoder_flops(text, tokens, completion_len)
-                + completion_len as f64 * lm_head_flops(text))
+            * (decoder_flops(text, tokens, completion_len) + completion_len as f64 * lm_head_flops(text))
 }
 
 #[cfg(test)]
@@ -103,14 +94,9 @@ mod tests {
     fn decoder_flops_sum_token_by_token() {
         let t = text();
         let (past, tokens) = (7, 5);
-        let by_token: f64 = (0..tokens)
-            .map(|i| decoder_token_flops(&t, past + i + 1))
-            .sum();
+        let by_token: f64 = (0..tokens).map(|i| decoder_token_flops(&t, past + i + 1)).sum();
         let closed = decoder_flops(&t, past, tokens);
-        assert!(
-            (by_token - closed).abs() <= 1e-9 * closed,
-            "{by_token} vs {closed}"
-        );
+        assert!((by_token - closed).abs() <= 1e-9 * closed, "{by_token} vs {closed}");
     }
 
     /// At short context a token costs about twice the decoder's matmul parameters.

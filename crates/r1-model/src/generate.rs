@@ -33,32 +33,19 @@ pub struct SamplingConfig {
 impl SamplingConfig {
     /// Greedy decoding of up to `max_new_tokens`.
     pub fn greedy(max_new_tokens: usize) -> Self {
-        Self {
-            max_new_tokens,
-            temperature: 0.0,
-            top_p: 1.0,
-            top_k: 0,
-        }
+        Self { max_new_tokens, temperature: 0.0, top_p: 1.0, top_k: 0 }
     }
 
     /// Checks the ranges; the message names the offending setting.
     pub fn validate(&self) -> Result<(), ModelError> {
         if self.max_new_tokens == 0 {
-            return Err(ModelError::Sampling(
-                "max_new_tokens must be at least 1".into(),
-            ));
+            return Err(ModelError::Sampling("max_new_tokens must be at least 1".into()));
         }
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return Err(ModelError::Sampling(format!(
-                "temperature {} must be finite and >= 0",
-                self.temperature
-            )));
+            return Err(ModelError::Sampling(format!("temperature {} must be finite and >= 0", self.temperature)));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(ModelError::Sampling(format!(
-                "top_p {} must be in (0, 1]",
-                self.top_p
-            )));
+            return Err(ModelError::Sampling(format!("top_p {} must be in (0, 1]", self.top_p)));
         }
         Ok(())
     }
@@ -89,11 +76,8 @@ pub fn sample_token(logits: &[f32], config: &SamplingConfig, u: f64) -> (u32, f3
     let inv_t = 1.0 / config.temperature;
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     // Unnormalised probabilities, most likely first when a filter needs the order.
-    let mut candidates: Vec<(usize, f64)> = logits
-        .iter()
-        .enumerate()
-        .map(|(i, &l)| (i, ((l as f64 - max) * inv_t).exp()))
-        .collect();
+    let mut candidates: Vec<(usize, f64)> =
+        logits.iter().enumerate().map(|(i, &l)| (i, ((l as f64 - max) * inv_t).exp())).collect();
     let filtered = config.top_k > 0 || config.top_p < 1.0;
     if filtered {
         candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -130,12 +114,7 @@ pub fn sample_token(logits: &[f32], config: &SamplingConfig, u: f64) -> (u32, f3
 /// [`sample_token`] for a row of `model`'s logits, which are overwritten: `<|image_pad|>` is
 /// never drawn, because the next forward (and teacher-forced scoring) would take a generated
 /// one for an image slot and fail on the missing image features.
-pub fn draw_token(
-    model: &Qwen2_5VlModel,
-    logits: &mut [f32],
-    config: &SamplingConfig,
-    u: f64,
-) -> (u32, f32) {
+pub fn draw_token(model: &Qwen2_5VlModel, logits: &mut [f32], config: &SamplingConfig, u: f64) -> (u32, f32) {
     if let Some(pad) = logits.get_mut(model.image_token_id as usize) {
         *pad = f32::NEG_INFINITY;
     }
@@ -143,20 +122,13 @@ pub fn draw_token(
 }
 
 fn argmax(values: &[f32]) -> usize {
-    values
-        .iter()
-        .enumerate()
-        .fold(0, |best, (i, &v)| if v > values[best] { i } else { best })
+    values.iter().enumerate().fold(0, |best, (i, &v)| if v > values[best] { i } else { best })
 }
 
 /// `log softmax(logits / temperature)[index]`, computed stably in f64.
 pub fn log_softmax_at(logits: &[f32], index: usize, temperature: f64) -> f32 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let log_z: f64 = logits
-        .iter()
-        .map(|&l| ((l as f64 - max) / temperature).exp())
-        .sum::<f64>()
-        .ln();
+    let log_z: f64 = logits.iter().map(|&l| ((l as f64 - max) / temperature).exp()).sum::<f64>().ln();
     ((logits[index] as f64 - max) / temperature - log_z) as f32
 }
 
@@ -182,11 +154,8 @@ pub fn generate(
     if let Some(i) = prompts.iter().position(|p| p.ids.is_empty()) {
         return Err(ModelError::Input(format!("prompt {i} is empty")));
     }
-    let device = model
-        .devices()
-        .into_iter()
-        .next()
-        .ok_or_else(|| ModelError::Input("the model has no device".into()))?;
+    let device =
+        model.devices().into_iter().next().ok_or_else(|| ModelError::Input("the model has no device".into()))?;
     let empty: Vec<&[u32]> = vec![&[]; prompts.len()];
     let packed = pack(prompts, &empty, pad, processor, &device);
     let b = prompts.len();
@@ -194,37 +163,19 @@ pub fn generate(
     // Room for every token fed back (the last one drawn never is), so decoding never copies
     // the cache.
     let mut cache = KvCache::with_reserve(config.max_new_tokens - 1);
-    let hidden = model.forward_hidden(
-        packed.ids,
-        packed.mask,
-        packed.images.as_ref(),
-        Some(&mut cache),
-    )?;
+    let hidden = model.forward_hidden(packed.ids, packed.mask, packed.images.as_ref(), Some(&mut cache))?;
     let mut logits = model.logits(hidden.slice([0..b, p - 1..p]));
     if group > 1 {
         cache = cache.repeat_interleave(group);
-        let rows: Vec<i64> = (0..b as i64)
-            .flat_map(|r| std::iter::repeat_n(r, group))
-            .collect();
+        let rows: Vec<i64> = (0..b as i64).flat_map(|r| std::iter::repeat_n(r, group)).collect();
         let index = Tensor::<1, Int>::from_data(TensorData::new(rows, [b * group]), &device);
         logits = logits.select(0, index);
     }
     let n = b * group;
     let vocab = logits.dims()[2];
-    let mut out = vec![
-        Generation {
-            ids: Vec::new(),
-            logprobs: Vec::new(),
-            stopped: false
-        };
-        n
-    ];
+    let mut out = vec![Generation { ids: Vec::new(), logprobs: Vec::new(), stopped: false }; n];
     let mut allowed: Vec<f32> = Vec::with_capacity(vocab);
-    let scoring_temperature = if config.temperature == 0.0 {
-        1.0
-    } else {
-        config.temperature
-    };
+    let scoring_temperature = if config.temperature == 0.0 { 1.0 } else { config.temperature };
     for step in 0..config.max_new_tokens {
         let host = logits
             .into_data()
@@ -241,11 +192,7 @@ pub fn generate(
             allowed.extend_from_slice(row_logits);
             let (token, _) = draw_token(model, &mut allowed, config, rng.random::<f64>());
             generation.ids.push(token);
-            generation.logprobs.push(log_softmax_at(
-                row_logits,
-                token as usize,
-                scoring_temperature,
-            ));
+            generation.logprobs.push(log_softmax_at(row_logits, token as usize, scoring_temperature));
             generation.stopped = stop.contains(&token);
             next.push(token as i64);
         }
@@ -265,12 +212,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn config(temperature: f64, top_p: f64, top_k: usize) -> SamplingConfig {
-        SamplingConfig {
-            max_new_tokens: 1,
-            temperature,
-            top_p,
-            top_k,
-        }
+        SamplingConfig { max_new_tokens: 1, temperature, top_p, top_k }
     }
 
     proptest! {
@@ -314,38 +256,16 @@ mod tests {
     #[test]
     fn draws_follow_the_cumulative_distribution() {
         let logits = [0.0f32, 0.0, 0.0, 0.0];
-        let picks: Vec<u32> = [0.1, 0.3, 0.6, 0.9]
-            .iter()
-            .map(|&u| sample_token(&logits, &config(1.0, 1.0, 0), u).0)
-            .collect();
+        let picks: Vec<u32> =
+            [0.1, 0.3, 0.6, 0.9].iter().map(|&u| sample_token(&logits, &config(1.0, 1.0, 0), u).0).collect();
         assert_eq!(picks, vec![0, 1, 2, 3]);
     }
 
     #[test]
     fn bad_settings_are_named() {
-        assert!(
-            config(-1.0, 1.0, 0)
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("temperature")
-        );
-        assert!(
-            config(1.0, 0.0, 0)
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("top_p")
-        );
-        let zero = SamplingConfig {
-            max_new_tokens: 0,
-            ..config(1.0, 1.0, 0)
-        };
-        assert!(
-            zero.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("max_new_tokens")
-        );
+        assert!(config(-1.0, 1.0, 0).validate().unwrap_err().to_string().contains("temperature"));
+        assert!(config(1.0, 0.0, 0).validate().unwrap_err().to_string().contains("top_p"));
+        let zero = SamplingConfig { max_new_tokens: 0, ..config(1.0, 1.0, 0) };
+        assert!(zero.validate().unwrap_err().to_string().contains("max_new_tokens"));
     }
 }

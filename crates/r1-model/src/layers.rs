@@ -16,14 +16,9 @@ pub const MASK_VALUE: f32 = -1.0e9;
 pub fn linear(d_input: usize, d_output: usize, bias: bool, device: &Device) -> Linear {
     let mut layer = LinearConfig::new(d_input, d_output)
         .with_bias(bias)
-        .with_initializer(Initializer::Normal {
-            mean: 0.0,
-            std: 0.02,
-        })
+        .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
         .init(device);
-    layer.bias = layer
-        .bias
-        .map(|_| Initializer::Zeros.init([d_output], device));
+    layer.bias = layer.bias.map(|_| Initializer::Zeros.init([d_output], device));
     layer
 }
 
@@ -40,19 +35,14 @@ pub struct RmsNorm {
 impl RmsNorm {
     /// A norm over `d` channels with unit scale.
     pub fn new(d: usize, eps: f64, device: &Device) -> Self {
-        Self {
-            weight: Initializer::Ones.init([d], device),
-            eps,
-        }
+        Self { weight: Initializer::Ones.init([d], device), eps }
     }
 
     /// `[.., d]` -> `[.., d]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let dtype = x.dtype();
         let x = x.cast(DType::F32);
-        let inv_rms = (x.clone().square().mean_dim(D - 1) + self.eps)
-            .sqrt()
-            .recip();
+        let inv_rms = (x.clone().square().mean_dim(D - 1) + self.eps).sqrt().recip();
         (x * inv_rms).cast(dtype) * self.weight.val().unsqueeze()
     }
 }

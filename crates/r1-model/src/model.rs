@@ -35,9 +35,7 @@ pub struct Qwen2_5VlModel {
 
 /// Reads an int tensor to the host as i64.
 fn host_ints<const D: usize>(t: &Tensor<D, Int>) -> Vec<i64> {
-    t.to_data()
-        .try_into_vec_as::<i64>()
-        .expect("int tensors convert to i64")
+    t.to_data().try_into_vec_as::<i64>().expect("int tensors convert to i64")
 }
 
 impl Qwen2_5VlModel {
@@ -47,8 +45,7 @@ impl Qwen2_5VlModel {
         Self {
             visual: VisionTower::new(&config.vision, device),
             model: TextModel::new(t, device),
-            lm_head: (!config.tie_word_embeddings)
-                .then(|| linear(t.hidden_size, t.vocab_size, false, device)),
+            lm_head: (!config.tie_word_embeddings).then(|| linear(t.hidden_size, t.vocab_size, false, device)),
             image_token_id: config.image_token_id,
             rope_theta: t.rope_theta,
             mrope_section: t.mrope_section,
@@ -66,17 +63,12 @@ impl Qwen2_5VlModel {
     }
 
     fn head_dim(&self) -> usize {
-        self.model.layers.first().map_or(self.hidden_size(), |l| {
-            self.hidden_size() / l.self_attn.num_heads
-        })
+        self.model.layers.first().map_or(self.hidden_size(), |l| self.hidden_size() / l.self_attn.num_heads)
     }
 
     /// Query heads per key/value head.
     fn query_groups(&self) -> usize {
-        self.model
-            .layers
-            .first()
-            .map_or(1, |l| l.self_attn.num_heads / l.self_attn.num_kv_heads)
+        self.model.layers.first().map_or(1, |l| l.self_attn.num_heads / l.self_attn.num_kv_heads)
     }
 
     /// Runs the vision tower and the decoder.
@@ -107,48 +99,31 @@ impl Qwen2_5VlModel {
         let ids = host_ints(&input_ids);
         let vocab = self.vocab_size();
         if let Some(bad) = ids.iter().find(|&&id| id < 0 || id as usize >= vocab) {
-            return Err(ModelError::Input(format!(
-                "token id {bad} is outside the vocabulary of {vocab}"
-            )));
+            return Err(ModelError::Input(format!("token id {bad} is outside the vocabulary of {vocab}")));
         }
         let ids: Vec<u32> = ids.into_iter().map(|id| id as u32).collect();
-        let mask: Vec<bool> = host_ints(&attention_mask)
-            .into_iter()
-            .map(|m| m != 0)
-            .collect();
+        let mask: Vec<bool> = host_ints(&attention_mask).into_iter().map(|m| m != 0).collect();
         let past_len = cache.as_ref().map_or(0, |c| c.len());
         if past_len > 0 {
             let c = cache.as_ref().expect("past_len > 0 implies a cache");
             if c.batch != b {
-                return Err(ModelError::Input(format!(
-                    "the cache holds {} rows, the input {b}",
-                    c.batch
-                )));
+                return Err(ModelError::Input(format!("the cache holds {} rows, the input {b}", c.batch)));
             }
             if images.is_some() {
-                return Err(ModelError::Input(
-                    "images can only be given at prefill (empty cache)".into(),
-                ));
+                return Err(ModelError::Input("images can only be given at prefill (empty cache)".into()));
             }
         }
 
         let mut embeds = self.model.embed_tokens.forward(input_ids);
-        let image_slots: Vec<usize> = ids
-            .iter()
-            .enumerate()
-            .filter(|&(_, &id)| id == self.image_token_id)
-            .map(|(i, _)| i)
-            .collect();
+        let image_slots: Vec<usize> =
+            ids.iter().enumerate().filter(|&(_, &id)| id == self.image_token_id).map(|(i, _)| i).collect();
         let features = match images {
             Some(images) => Some(self.visual.forward(images)?),
             None => None,
         };
         let n_features = features.as_ref().map_or(0, |f| f.dims()[0]);
         if image_slots.len() != n_features {
-            return Err(ModelError::ImageTokenMismatch {
-                tokens: image_slots.len(),
-                features: n_features,
-            });
+            return Err(ModelError::ImageTokenMismatch { tokens: image_slots.len(), features: n_features });
         }
         if let Some(features) = features {
             embeds = place_features(embeds, features, &image_slots);
@@ -156,52 +131,27 @@ impl Qwen2_5VlModel {
 
         let positions = if past_len == 0 {
             let grids = images.map_or(&[][..], |i| &i.grid_thw[..]);
-            let index = rope_index(
-                &ids,
-                &mask,
-                b,
-                t,
-                grids,
-                self.visual.spatial_merge_size,
-                self.image_token_id,
-            )?;
+            let index = rope_index(&ids, &mask, b, t, grids, self.visual.spatial_merge_size, self.image_token_id)?;
             if let Some(c) = cache.as_deref_mut() {
                 c.rope_deltas = index.deltas;
             }
             index.positions
         } else {
-            let deltas = &cache
-                .as_ref()
-                .expect("past_len > 0 implies a cache")
-                .rope_deltas;
-            let row: Vec<i64> = (0..b)
-                .flat_map(|r| (0..t).map(move |i| (past_len + i) as i64 + deltas[r]))
-                .collect();
+            let deltas = &cache.as_ref().expect("past_len > 0 implies a cache").rope_deltas;
+            let row: Vec<i64> = (0..b).flat_map(|r| (0..t).map(move |i| (past_len + i) as i64 + deltas[r])).collect();
             [row.clone(), row.clone(), row].concat()
         };
         let head_dim = self.head_dim();
-        let (cos, sin) = mrope_cos_sin(
-            &positions,
-            b * t,
-            head_dim,
-            self.rope_theta,
-            self.mrope_section,
-            &device,
-        );
+        let (cos, sin) = mrope_cos_sin(&positions, b * t, head_dim, self.rope_theta, self.mrope_section, &device);
         let dtype = embeds.dtype();
-        let to4 = |x: Tensor<2>| {
-            x.reshape([b, t, head_dim])
-                .unsqueeze_dim::<4>(1)
-                .cast(dtype)
-        };
+        let to4 = |x: Tensor<2>| x.reshape([b, t, head_dim]).unsqueeze_dim::<4>(1).cast(dtype);
 
         let past_mask = cache.as_ref().map_or(&[][..], |c| &c.mask[..]);
         let full_mask = join_masks(past_mask, &mask, b, past_len, t);
         let capacity = cache.as_ref().map_or(t, |c| c.capacity_after(t));
         let masked = causal_mask(&full_mask, b, past_len, t, capacity);
         let masked =
-            Tensor::<3, Bool>::from_data(TensorData::new(masked, [b, t, capacity]), &device)
-                .unsqueeze_dim::<4>(1);
+            Tensor::<3, Bool>::from_data(TensorData::new(masked, [b, t, capacity]), &device).unsqueeze_dim::<4>(1);
         let ctx = LayerContext {
             cos: to4(cos),
             sin: to4(sin),
@@ -209,9 +159,7 @@ impl Qwen2_5VlModel {
             past_len,
             capacity,
         };
-        let past = cache
-            .as_mut()
-            .map_or_else(Vec::new, |c| std::mem::take(&mut c.layers));
+        let past = cache.as_mut().map_or_else(Vec::new, |c| std::mem::take(&mut c.layers));
         let (hidden, kvs) = self.model.forward(embeds, &ctx, past);
         if let Some(c) = cache {
             c.layers = kvs;
@@ -231,10 +179,7 @@ impl Qwen2_5VlModel {
                 let [b, t, h] = hidden.dims();
                 let weight = self.model.embed_tokens.weight.val();
                 let vocab = weight.dims()[0];
-                hidden
-                    .reshape([b * t, h])
-                    .matmul(weight.transpose())
-                    .reshape([b, t, vocab])
+                hidden.reshape([b * t, h]).matmul(weight.transpose()).reshape([b, t, vocab])
             }
         }
     }
@@ -263,20 +208,13 @@ fn place_features(embeds: Tensor<3>, features: Tensor<2>, slots: &[usize]) -> Te
     let device = embeds.device();
     let index = Tensor::<1, Int>::from_data(TensorData::new(source, [n]), &device);
     let features = features.cast(embeds.dtype());
-    Tensor::cat(vec![embeds.reshape([n, h]), features], 0)
-        .select(0, index)
-        .reshape([b, t, h])
+    Tensor::cat(vec![embeds.reshape([n, h]), features], 0).select(0, index).reshape([b, t, h])
 }
 
 /// `[B, past]` and `[B, new]` row-major masks -> `[B, past + new]`.
 fn join_masks(past: &[bool], new: &[bool], b: usize, past_len: usize, t: usize) -> Vec<bool> {
     (0..b)
-        .flat_map(|r| {
-            past[r * past_len..(r + 1) * past_len]
-                .iter()
-                .chain(&new[r * t..(r + 1) * t])
-                .copied()
-        })
+        .flat_map(|r| past[r * past_len..(r + 1) * past_len].iter().chain(&new[r * t..(r + 1) * t]).copied())
         .collect()
 }
 

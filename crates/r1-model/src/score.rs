@@ -54,47 +54,31 @@ pub fn completion_logprobs(
         )));
     }
     if !(temperature.is_finite() && temperature > 0.0) {
-        return Err(ModelError::Sampling(format!(
-            "temperature {temperature} must be finite and > 0 for scoring"
-        )));
+        return Err(ModelError::Sampling(format!("temperature {temperature} must be finite and > 0 for scoring")));
     }
     if let Some(i) = prompts.iter().position(|p| p.ids.is_empty()) {
         return Err(ModelError::Input(format!("prompt {i} is empty")));
     }
     let t = completions.iter().map(|c| c.len()).max().unwrap_or(0);
     if t == 0 {
-        return Err(ModelError::Input(
-            "every completion is empty: nothing to score".into(),
-        ));
+        return Err(ModelError::Input("every completion is empty: nothing to score".into()));
     }
-    let device = model
-        .devices()
-        .into_iter()
-        .next()
-        .ok_or_else(|| ModelError::Input("the model has no device".into()))?;
+    let device =
+        model.devices().into_iter().next().ok_or_else(|| ModelError::Input("the model has no device".into()))?;
     let mut parts = Vec::new();
     let mut start = 0;
     for end in group_ends(prompts) {
-        let group = Group {
-            prompt: prompts[start],
-            completions: &completions[start..end],
-        };
+        let group = Group { prompt: prompts[start], completions: &completions[start..end] };
         parts.push(group.logprobs(model, processor, t, temperature, pad, &device)?);
         start = end;
     }
-    Ok(if parts.len() == 1 {
-        parts.pop().expect("one group")
-    } else {
-        Tensor::cat(parts, 0)
-    })
+    Ok(if parts.len() == 1 { parts.pop().expect("one group") } else { Tensor::cat(parts, 0) })
 }
 
 /// End (exclusive) of each run of consecutive rows that share a prompt.
 fn group_ends(prompts: &[&Prompt]) -> Vec<usize> {
     let same = |a: &Prompt, b: &Prompt| std::ptr::eq(a, b) || a == b;
-    let mut ends: Vec<usize> = (1..prompts.len())
-        .filter(|&i| !same(prompts[i - 1], prompts[i]))
-        .collect();
+    let mut ends: Vec<usize> = (1..prompts.len()).filter(|&i| !same(prompts[i - 1], prompts[i])).collect();
     ends.push(prompts.len());
     ends
 }
@@ -124,8 +108,7 @@ impl Group<'_> {
         }
         let p = self.prompt.ids.len();
         let ids: Vec<i64> = self.prompt.ids.iter().map(|&id| id as i64).collect();
-        let images = (!self.prompt.images.is_empty())
-            .then(|| processor.to_input(&self.prompt.images, device));
+        let images = (!self.prompt.images.is_empty()).then(|| processor.to_input(&self.prompt.images, device));
         let mut cache = KvCache::new();
         let prompt_hidden = model.forward_hidden(
             Tensor::from_data(TensorData::new(ids, [1, p]), device),
@@ -140,11 +123,7 @@ impl Group<'_> {
             first
         } else {
             let mut cache = cache.repeat_interleave(n);
-            let inputs = padded(
-                self.completions.iter().map(|c| &c[..c.len().min(t - 1)]),
-                t - 1,
-                pad,
-            );
+            let inputs = padded(self.completions.iter().map(|c| &c[..c.len().min(t - 1)]), t - 1, pad);
             let rest = model.forward_hidden(
                 Tensor::from_data(TensorData::new(inputs, [n, t - 1]), device),
                 Tensor::ones([n, t - 1], device),
@@ -158,49 +137,28 @@ impl Group<'_> {
             device,
         );
         let logp = token_logprobs(model, hidden, targets, temperature);
-        Ok(if t == width {
-            logp
-        } else {
-            Tensor::cat(vec![logp, Tensor::zeros([n, width - t], device)], 1)
-        })
+        Ok(if t == width { logp } else { Tensor::cat(vec![logp, Tensor::zeros([n, width - t], device)], 1) })
     }
 }
 
 /// Rows of ids right-padded with `pad` to `width`, flattened row-major.
 fn padded<'a>(rows: impl Iterator<Item = &'a [u32]>, width: usize, pad: u32) -> Vec<i64> {
-    rows.flat_map(|r| {
-        r.iter()
-            .map(|&id| id as i64)
-            .chain(std::iter::repeat_n(pad as i64, width - r.len()))
-    })
-    .collect()
+    rows.flat_map(|r| r.iter().map(|&id| id as i64).chain(std::iter::repeat_n(pad as i64, width - r.len()))).collect()
 }
 
 /// `log softmax(logits(hidden) / temperature)` at `targets`: `hidden [n, t, H]`,
 /// `targets [n, t]` -> `[n, t]`, a chunk of positions at a time.
-fn token_logprobs(
-    model: &Qwen2_5VlModel,
-    hidden: Tensor<3>,
-    targets: Tensor<2, Int>,
-    temperature: f64,
-) -> Tensor<2> {
+fn token_logprobs(model: &Qwen2_5VlModel, hidden: Tensor<3>, targets: Tensor<2, Int>, temperature: f64) -> Tensor<2> {
     let [n, t, _] = hidden.dims();
     let chunk = chunk_len(n, model.vocab_size());
     let mut parts = Vec::with_capacity(t.div_ceil(chunk));
     for start in (0..t).step_by(chunk) {
         let end = (start + chunk).min(t);
         let logits = model.logits(hidden.clone().slice([0..n, start..end])) / temperature;
-        let index = targets
-            .clone()
-            .slice([0..n, start..end])
-            .unsqueeze_dim::<3>(2);
+        let index = targets.clone().slice([0..n, start..end]).unsqueeze_dim::<3>(2);
         parts.push(log_softmax(logits, 2).gather(2, index).squeeze_dim::<2>(2));
     }
-    if parts.len() == 1 {
-        parts.pop().expect("one chunk")
-    } else {
-        Tensor::cat(parts, 1)
-    }
+    if parts.len() == 1 { parts.pop().expect("one chunk") } else { Tensor::cat(parts, 1) }
 }
 
 #[cfg(test)]

@@ -28,28 +28,15 @@ fn setup(dir: &Path, device: &Device) -> (Assets, Qwen2_5VlModel, Vec<Prompt>) {
     let (assets, model) = checkpoint::load(dir, device).unwrap();
     let prompts: Vec<Prompt> = [0, 7]
         .iter()
-        .map(|&i| {
-            assets
-                .encode_prompt(
-                    r1_data::qa::prompt_turns(&samples[i].messages),
-                    &dataset_root(),
-                )
-                .unwrap()
-        })
+        .map(|&i| assets.encode_prompt(r1_data::qa::prompt_turns(&samples[i].messages), &dataset_root()).unwrap())
         .collect();
-    assert_ne!(
-        prompts[0].ids.len(),
-        prompts[1].ids.len(),
-        "prompts of different lengths exercise the grouping"
-    );
+    assert_ne!(prompts[0].ids.len(), prompts[1].ids.len(), "prompts of different lengths exercise the grouping");
     (assets, model, prompts)
 }
 
 /// Completions of varied lengths (1 to 6 tokens) made of ordinary token ids.
 fn completions(assets: &Assets) -> Vec<Vec<u32>> {
-    let reply = assets
-        .encode_reply("<think> move up </think> <answer> [[B]] </answer>")
-        .unwrap();
+    let reply = assets.encode_reply("<think> move up </think> <answer> [[B]] </answer>").unwrap();
     [1, 4, 6, 2, 5, 3]
         .iter()
         .enumerate()
@@ -66,28 +53,14 @@ fn whole_sequence(
     completion: &[u32],
     device: &Device,
 ) -> Vec<f32> {
-    let ids: Vec<i64> = prompt
-        .ids
-        .iter()
-        .chain(completion)
-        .map(|&i| i64::from(i))
-        .collect();
+    let ids: Vec<i64> = prompt.ids.iter().chain(completion).map(|&i| i64::from(i)).collect();
     let (p, n) = (prompt.ids.len(), ids.len());
     let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), device);
     let images = assets.processor.to_input(&prompt.images, device);
-    let logits = model
-        .forward(input, Tensor::ones([1, n], device), Some(&images), None)
-        .unwrap();
-    let logp = log_softmax(logits.slice([0..1, p - 1..n - 1]), 2)
-        .into_data()
-        .try_into_vec_as::<f32>()
-        .unwrap();
+    let logits = model.forward(input, Tensor::ones([1, n], device), Some(&images), None).unwrap();
+    let logp = log_softmax(logits.slice([0..1, p - 1..n - 1]), 2).into_data().try_into_vec_as::<f32>().unwrap();
     let vocab = model.vocab_size();
-    completion
-        .iter()
-        .enumerate()
-        .map(|(j, &id)| logp[j * vocab + id as usize])
-        .collect()
+    completion.iter().enumerate().map(|(j, &id)| logp[j * vocab + id as usize]).collect()
 }
 
 fn rows(values: Tensor<2>) -> Vec<Vec<f32>> {
@@ -97,15 +70,8 @@ fn rows(values: Tensor<2>) -> Vec<Vec<f32>> {
 }
 
 fn assert_close(got: &[f32], want: &[f32], what: &str) {
-    let diff = got
-        .iter()
-        .zip(want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
-    assert!(
-        diff < TOL,
-        "{what}: max |diff| {diff}\n got  {got:?}\n want {want:?}"
-    );
+    let diff = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(diff < TOL, "{what}: max |diff| {diff}\n got  {got:?}\n want {want:?}");
 }
 
 /// Three completions per prompt, prompt-major: each prompt is prefilled once for its rows.
@@ -118,17 +84,13 @@ fn shared_prefix_scoring_matches_whole_sequences() {
     let row_prompts: Vec<&Prompt> = (0..completions.len()).map(|i| &prompts[i / 3]).collect();
     let refs: Vec<&[u32]> = completions.iter().map(Vec::as_slice).collect();
     let pad = assets.tokenizer.special().endoftext;
-    let want: Vec<Vec<f32>> = (0..refs.len())
-        .map(|i| whole_sequence(&assets, &model, row_prompts[i], refs[i], &device))
-        .collect();
+    let want: Vec<Vec<f32>> =
+        (0..refs.len()).map(|i| whole_sequence(&assets, &model, row_prompts[i], refs[i], &device)).collect();
 
-    let scored = rows(
-        completion_logprobs(&model, &assets.processor, &row_prompts, &refs, 1.0, pad).unwrap(),
-    );
+    let scored = rows(completion_logprobs(&model, &assets.processor, &row_prompts, &refs, 1.0, pad).unwrap());
     let ad = device.clone().autodiff();
     let (_, ad_model) = checkpoint::load(&tmp.path().join("tiny"), &ad).unwrap();
-    let tracked =
-        completion_logprobs(&ad_model, &assets.processor, &row_prompts, &refs, 1.0, pad).unwrap();
+    let tracked = completion_logprobs(&ad_model, &assets.processor, &row_prompts, &refs, 1.0, pad).unwrap();
     let tracked = rows(Tensor::from_data(tracked.into_data(), &device));
     for (i, w) in want.iter().enumerate() {
         assert_close(&scored[i][..w.len()], w, &format!("row {i}, inference"));
@@ -146,45 +108,17 @@ fn generation_logprobs_are_the_scoring_logprobs() {
     let refs: Vec<&Prompt> = prompts.iter().collect();
     let pad = assets.tokenizer.special().endoftext;
     for temperature in [1.0, 0.7] {
-        let config = SamplingConfig {
-            max_new_tokens: 8,
-            temperature,
-            top_p: 1.0,
-            top_k: 0,
-        };
+        let config = SamplingConfig { max_new_tokens: 8, temperature, top_p: 1.0, top_k: 0 };
         let mut rng = StdRng::seed_from_u64(5);
         let group = 3;
-        let generated = generate(
-            &model,
-            &assets.processor,
-            &refs,
-            group,
-            &config,
-            &[],
-            pad,
-            &mut rng,
-        )
-        .unwrap();
+        let generated = generate(&model, &assets.processor, &refs, group, &config, &[], pad, &mut rng).unwrap();
         let row_prompts: Vec<&Prompt> = (0..generated.len()).map(|i| refs[i / group]).collect();
         let ids: Vec<&[u32]> = generated.iter().map(|g| g.ids.as_slice()).collect();
-        let scored = rows(
-            completion_logprobs(
-                &model,
-                &assets.processor,
-                &row_prompts,
-                &ids,
-                temperature,
-                pad,
-            )
-            .unwrap(),
-        );
+        let scored =
+            rows(completion_logprobs(&model, &assets.processor, &row_prompts, &ids, temperature, pad).unwrap());
         for (i, g) in generated.iter().enumerate() {
             assert_eq!(g.ids.len(), 8);
-            assert_close(
-                &g.logprobs,
-                &scored[i][..g.ids.len()],
-                &format!("row {i} at temperature {temperature}"),
-            );
+            assert_close(&g.logprobs, &scored[i][..g.ids.len()], &format!("row {i} at temperature {temperature}"));
         }
     }
 }

@@ -14,17 +14,8 @@ use r1_grpo::{GrpoError, Result};
 use rand::RngExt;
 use rand::rngs::StdRng;
 
-pub const WORDS: [&str; 9] = [
-    "<think>",
-    r1_grpo::sft::FORMAT_REASONING,
-    "</think>",
-    " ",
-    "<answer>",
-    "[[A]]",
-    "[[B]]",
-    "</answer>",
-    "<eos>",
-];
+pub const WORDS: [&str; 9] =
+    ["<think>", r1_grpo::sft::FORMAT_REASONING, "</think>", " ", "<answer>", "[[A]]", "[[B]]", "</answer>", "<eos>"];
 const EOS: u32 = 8;
 /// ScoreRow of the table used before the first token.
 const BOS: usize = WORDS.len();
@@ -38,18 +29,11 @@ pub struct Bigram {
 impl Bigram {
     pub fn new(device: &Device, poison: bool) -> Self {
         let v = WORDS.len();
-        let mut values: Vec<f32> = (0..(v + 1) * v)
-            .map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.05)
-            .collect();
+        let mut values: Vec<f32> = (0..(v + 1) * v).map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.05).collect();
         if poison {
             values[BOS * v] = f32::NAN;
         }
-        Self {
-            table: Param::from_tensor(Tensor::from_data(
-                TensorData::new(values, [v + 1, v]),
-                device,
-            )),
-        }
+        Self { table: Param::from_tensor(Tensor::from_data(TensorData::new(values, [v + 1, v]), device)) }
     }
 
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
@@ -71,13 +55,10 @@ impl Policy for Bigram {
         let table = self.table.val().into_data().try_to_vec::<f32>().unwrap();
         let mut out = Vec::new();
         for _ in 0..prompts.len() * group {
-            let (mut prev, mut ids, mut logprobs, mut truncated) =
-                (BOS, Vec::new(), Vec::new(), true);
+            let (mut prev, mut ids, mut logprobs, mut truncated) = (BOS, Vec::new(), Vec::new(), true);
             for _ in 0..sampling.max_tokens {
-                let logits: Vec<f64> = table[prev * v..(prev + 1) * v]
-                    .iter()
-                    .map(|&x| x as f64 / sampling.temperature)
-                    .collect();
+                let logits: Vec<f64> =
+                    table[prev * v..(prev + 1) * v].iter().map(|&x| x as f64 / sampling.temperature).collect();
                 let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let weights: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
                 let total: f64 = weights.iter().sum();
@@ -98,44 +79,21 @@ impl Policy for Bigram {
                 }
                 prev = pick;
             }
-            let text = ids
-                .iter()
-                .filter(|&&i| i != EOS)
-                .map(|&i| WORDS[i as usize])
-                .collect();
-            out.push(Completion {
-                ids,
-                logprobs,
-                text,
-                truncated,
-            });
+            let text = ids.iter().filter(|&&i| i != EOS).map(|&i| WORDS[i as usize]).collect();
+            out.push(Completion { ids, logprobs, text, truncated });
         }
         Ok(out)
     }
 
-    fn logprobs(
-        &self,
-        _prompts: &[&QaSample],
-        rows: &[ScoreRow],
-        temperature: f64,
-    ) -> Result<Tensor<2>> {
+    fn logprobs(&self, _prompts: &[&QaSample], rows: &[ScoreRow], temperature: f64) -> Result<Tensor<2>> {
         let completions: Vec<&[u32]> = rows.iter().map(|r| r.ids).collect();
         let b = completions.len();
-        let t = completions
-            .iter()
-            .map(|c| c.len())
-            .max()
-            .unwrap_or(0)
-            .max(1);
+        let t = completions.iter().map(|c| c.len()).max().unwrap_or(0).max(1);
         let mut prev = Vec::with_capacity(b * t);
         let mut next = Vec::with_capacity(b * t);
         for c in completions {
             for j in 0..t {
-                prev.push(if j == 0 {
-                    BOS as i64
-                } else {
-                    c.get(j - 1).copied().unwrap_or(0) as i64
-                });
+                prev.push(if j == 0 { BOS as i64 } else { c.get(j - 1).copied().unwrap_or(0) as i64 });
                 next.push(c.get(j).copied().unwrap_or(0) as i64);
             }
         }
@@ -164,9 +122,7 @@ impl Policy for Bigram {
 
     fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| GrpoError::io(dir, e))?;
-        self.clone()
-            .save_file(dir.join("model.bpk"))
-            .map_err(|e| GrpoError::file(dir, format!("{e:?}")))
+        self.clone().save_file(dir.join("model.bpk")).map_err(|e| GrpoError::file(dir, format!("{e:?}")))
     }
 }
 

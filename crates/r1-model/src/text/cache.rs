@@ -28,48 +28,31 @@ impl LayerKv {
     /// Writes `k`, `v` (`[B, kv_heads, T, head_dim]`) at positions `len..len + T` of `past`
     /// (none: an empty cache), in place when `past` has room, else into new buffers of
     /// `capacity` positions (at least `len + T`).
-    pub fn append(
-        past: Option<Self>,
-        k: Tensor<4>,
-        v: Tensor<4>,
-        len: usize,
-        capacity: usize,
-    ) -> Self {
+    pub fn append(past: Option<Self>, k: Tensor<4>, v: Tensor<4>, len: usize, capacity: usize) -> Self {
         let [b, heads, t, d] = k.dims();
         debug_assert!(capacity >= len + t);
         match past {
             Some(p) if p.capacity() >= len + t => {
                 let at = [0..b, 0..heads, len..len + t, 0..d];
-                Self {
-                    k: p.k.slice_assign(at.clone(), k),
-                    v: p.v.slice_assign(at, v),
-                }
+                Self { k: p.k.slice_assign(at.clone(), k), v: p.v.slice_assign(at, v) }
             }
             past => {
                 let grow = |old: Option<Tensor<4>>, new: Tensor<4>| {
                     let spare = capacity - len - t;
-                    let mut parts: Vec<Tensor<4>> =
-                        old.map(|o| o.narrow(2, 0, len)).into_iter().collect();
+                    let mut parts: Vec<Tensor<4>> = old.map(|o| o.narrow(2, 0, len)).into_iter().collect();
                     let device = new.device();
                     let dtype = new.dtype();
                     parts.push(new);
                     if spare > 0 {
                         parts.push(Tensor::<4>::zeros([b, heads, spare, d], &device).cast(dtype));
                     }
-                    if parts.len() == 1 {
-                        parts.pop().expect("one part")
-                    } else {
-                        Tensor::cat(parts, 2)
-                    }
+                    if parts.len() == 1 { parts.pop().expect("one part") } else { Tensor::cat(parts, 2) }
                 };
                 let (pk, pv) = match past {
                     Some(p) => (Some(p.k), Some(p.v)),
                     None => (None, None),
                 };
-                Self {
-                    k: grow(pk, k),
-                    v: grow(pv, v),
-                }
+                Self { k: grow(pk, k), v: grow(pv, v) }
             }
         }
     }
@@ -101,10 +84,7 @@ impl KvCache {
     /// An empty cache that, whenever it allocates, leaves room for `reserve` more tokens, so
     /// that decoding up to that many tokens after the prefill never copies the cache.
     pub fn with_reserve(reserve: usize) -> Self {
-        Self {
-            reserve,
-            ..Self::default()
-        }
+        Self { reserve, ..Self::default() }
     }
 
     /// Tokens cached per row (padding included).
@@ -136,26 +116,18 @@ impl KvCache {
     /// else the tokens plus the reserve.
     pub(crate) fn capacity_after(&self, t: usize) -> usize {
         let capacity = self.layers.first().map_or(0, LayerKv::capacity);
-        if self.len + t <= capacity {
-            capacity
-        } else {
-            self.len + t + self.reserve
-        }
+        if self.len + t <= capacity { capacity } else { self.len + t + self.reserve }
     }
 
     /// Repeats each row `n` times (row-major: row `i` -> rows `i*n .. i*n + n`) so a prompt
     /// prefilled once serves `n` samples.
     pub fn repeat_interleave(&self, n: usize) -> Self {
-        let rows: Vec<i64> = (0..self.batch)
-            .flat_map(|b| std::iter::repeat_n(b as i64, n))
-            .collect();
+        let rows: Vec<i64> = (0..self.batch).flat_map(|b| std::iter::repeat_n(b as i64, n)).collect();
         let layers = match self.layers.first() {
             None => Vec::new(),
             Some(first) => {
-                let index: Tensor<1, Int> = Tensor::from_data(
-                    TensorData::new(rows.clone(), [rows.len()]),
-                    &first.k.device(),
-                );
+                let index: Tensor<1, Int> =
+                    Tensor::from_data(TensorData::new(rows.clone(), [rows.len()]), &first.k.device());
                 self.layers
                     .iter()
                     .map(|l| LayerKv {
@@ -165,11 +137,7 @@ impl KvCache {
                     .collect()
             }
         };
-        let repeat = |row: usize| {
-            self.mask[row * self.len..(row + 1) * self.len]
-                .iter()
-                .copied()
-        };
+        let repeat = |row: usize| self.mask[row * self.len..(row + 1) * self.len].iter().copied();
         Self {
             layers,
             mask: rows.iter().flat_map(|&b| repeat(b as usize)).collect(),
@@ -192,10 +160,7 @@ mod tests {
 
     fn positions(t: &Tensor<4>) -> Vec<f32> {
         // The value of each position (all entries of a position are equal here).
-        let data = t
-            .clone()
-            .slice([0..1, 0..1, 0..t.dims()[2], 0..1])
-            .into_data();
+        let data = t.clone().slice([0..1, 0..1, 0..t.dims()[2], 0..1]).into_data();
         data.try_into_vec_as::<f32>().unwrap()
     }
 
@@ -205,21 +170,9 @@ mod tests {
         let device = Device::flex();
         let kv = LayerKv::append(None, filled(2, 1.0, &device), filled(2, 1.0, &device), 0, 4);
         assert_eq!(positions(&kv.k), vec![1.0, 1.0, 0.0, 0.0]);
-        let kv = LayerKv::append(
-            Some(kv),
-            filled(1, 2.0, &device),
-            filled(1, 2.0, &device),
-            2,
-            4,
-        );
+        let kv = LayerKv::append(Some(kv), filled(1, 2.0, &device), filled(1, 2.0, &device), 2, 4);
         assert_eq!(positions(&kv.k), vec![1.0, 1.0, 2.0, 0.0]);
-        let kv = LayerKv::append(
-            Some(kv),
-            filled(2, 3.0, &device),
-            filled(2, 3.0, &device),
-            3,
-            7,
-        );
+        let kv = LayerKv::append(Some(kv), filled(2, 3.0, &device), filled(2, 3.0, &device), 3, 7);
         assert_eq!(positions(&kv.v), vec![1.0, 1.0, 2.0, 3.0, 3.0, 0.0, 0.0]);
     }
 }

@@ -46,12 +46,7 @@ pub struct LayerContext {
 impl Attention {
     /// `x [B, T, hidden]` -> (`[B, T, hidden]`, the layer's cache with this forward's keys and
     /// values written at `past_len..past_len + T`, `[B, kv_heads, capacity, head_dim]`).
-    fn forward(
-        &self,
-        x: Tensor<3>,
-        ctx: &LayerContext,
-        past: Option<LayerKv>,
-    ) -> (Tensor<3>, LayerKv) {
+    fn forward(&self, x: Tensor<3>, ctx: &LayerContext, past: Option<LayerKv>) -> (Tensor<3>, LayerKv) {
         let [b, t, hidden] = x.dims();
         let head_dim = hidden / self.num_heads;
         let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, head_dim]).swap_dims(1, 2);
@@ -81,15 +76,8 @@ pub struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn forward(
-        &self,
-        x: Tensor<3>,
-        ctx: &LayerContext,
-        past: Option<LayerKv>,
-    ) -> (Tensor<3>, LayerKv) {
-        let (attn, kv) = self
-            .self_attn
-            .forward(self.input_layernorm.forward(x.clone()), ctx, past);
+    fn forward(&self, x: Tensor<3>, ctx: &LayerContext, past: Option<LayerKv>) -> (Tensor<3>, LayerKv) {
+        let (attn, kv) = self.self_attn.forward(self.input_layernorm.forward(x.clone()), ctx, past);
         let x = x + attn;
         let x = x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x));
         (x, kv)
@@ -131,10 +119,7 @@ impl TextModel {
             .collect();
         Self {
             embed_tokens: EmbeddingConfig::new(config.vocab_size, hidden)
-                .with_initializer(Initializer::Normal {
-                    mean: 0.0,
-                    std: 0.02,
-                })
+                .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
                 .init(device),
             layers,
             norm: RmsNorm::new(hidden, eps, device),
@@ -144,12 +129,7 @@ impl TextModel {
     /// `embeds [B, T, hidden]` -> final hidden states `[B, T, hidden]` (after the norm), and
     /// the keys/values of every layer including `past` (empty: no cache yet). The cache is
     /// taken by value so that each layer can write into its buffers in place.
-    pub fn forward(
-        &self,
-        embeds: Tensor<3>,
-        ctx: &LayerContext,
-        past: Vec<LayerKv>,
-    ) -> (Tensor<3>, Vec<LayerKv>) {
+    pub fn forward(&self, embeds: Tensor<3>, ctx: &LayerContext, past: Vec<LayerKv>) -> (Tensor<3>, Vec<LayerKv>) {
         let mut x = embeds;
         let mut kvs = Vec::with_capacity(self.layers.len());
         let mut past = past.into_iter();

@@ -13,9 +13,7 @@ use crate::config::VisionConfig;
 use crate::error::ModelError;
 use crate::layers::{GatedMlp, RmsNorm, linear};
 use crate::rope::{apply_rotary, vision_cos_sin};
-use crate::vision::window::{
-    inverse_permutation, patch_rows_cols, unit_to_patch_permutation, window_layout,
-};
+use crate::vision::window::{inverse_permutation, patch_rows_cols, unit_to_patch_permutation, window_layout};
 
 /// Epsilon of the vision RMSNorms (fixed in Qwen2.5-VL, not in the config).
 const VISION_EPS: f64 = 1e-6;
@@ -35,10 +33,7 @@ impl ImageInput {
     /// Features the vision tower yields for these images (one per merge unit): the number of
     /// `<|image_pad|>` tokens the prompt must hold.
     pub fn num_features(&self, merge: usize) -> usize {
-        self.grid_thw
-            .iter()
-            .map(|&[t, h, w]| t * (h / merge) * (w / merge))
-            .sum()
+        self.grid_thw.iter().map(|&[t, h, w]| t * (h / merge) * (w / merge)).sum()
     }
 }
 
@@ -142,10 +137,7 @@ impl SegmentPlan {
         if by_len.len() == 1 {
             let (&len, starts) = by_len.iter().next().expect("one group");
             let rows: Vec<usize> = (0..starts.len() * len).collect();
-            return Self {
-                groups: vec![(len, starts.len(), index_tensor(&rows, device))],
-                inverse: None,
-            };
+            return Self { groups: vec![(len, starts.len(), index_tensor(&rows, device))], inverse: None };
         }
         let mut order = Vec::with_capacity(start);
         let mut groups = Vec::with_capacity(by_len.len());
@@ -154,23 +146,14 @@ impl SegmentPlan {
             groups.push((len, starts.len(), index_tensor(&rows, device)));
             order.extend(rows);
         }
-        Self {
-            groups,
-            inverse: Some(index_tensor(&inverse_permutation(&order), device)),
-        }
+        Self { groups, inverse: Some(index_tensor(&inverse_permutation(&order), device)) }
     }
 }
 
 impl VisionAttention {
     /// `x [N, hidden]`, rotary tables `[N, 1, head_dim]` -> `[N, hidden]`; each segment of
     /// `plan` attends only within itself.
-    fn forward(
-        &self,
-        x: Tensor<2>,
-        cos: Tensor<3>,
-        sin: Tensor<3>,
-        plan: &SegmentPlan,
-    ) -> Tensor<2> {
+    fn forward(&self, x: Tensor<2>, cos: Tensor<3>, sin: Tensor<3>, plan: &SegmentPlan) -> Tensor<2> {
         let [n, hidden] = x.dims();
         let heads = self.num_heads;
         let head_dim = hidden / heads;
@@ -187,16 +170,10 @@ impl VisionAttention {
             .iter()
             .map(|(len, count, rows)| {
                 let take = |t: &Tensor<3>| {
-                    let t = if single {
-                        t.clone()
-                    } else {
-                        t.clone().select(0, rows.clone())
-                    };
+                    let t = if single { t.clone() } else { t.clone().select(0, rows.clone()) };
                     t.reshape([*count, *len, heads, head_dim]).swap_dims(1, 2)
                 };
-                attention(take(&q), take(&k), take(&v), None)
-                    .swap_dims(1, 2)
-                    .reshape([count * len, hidden])
+                attention(take(&q), take(&k), take(&v), None).swap_dims(1, 2).reshape([count * len, hidden])
             })
             .collect();
         let out = match &plan.inverse {
@@ -208,13 +185,7 @@ impl VisionAttention {
 }
 
 impl VisionBlock {
-    fn forward(
-        &self,
-        x: Tensor<2>,
-        cos: Tensor<3>,
-        sin: Tensor<3>,
-        plan: &SegmentPlan,
-    ) -> Tensor<2> {
+    fn forward(&self, x: Tensor<2>, cos: Tensor<3>, sin: Tensor<3>, plan: &SegmentPlan) -> Tensor<2> {
         let x = x.clone() + self.attn.forward(self.norm1.forward(x), cos, sin, plan);
         x.clone() + self.mlp.forward(self.norm2.forward(x))
     }
@@ -239,9 +210,7 @@ impl VisionTower {
             })
             .collect();
         Self {
-            patch_embed: PatchEmbed {
-                proj: linear(config.patch_dim(), hidden, false, device),
-            },
+            patch_embed: PatchEmbed { proj: linear(config.patch_dim(), hidden, false, device) },
             blocks,
             merger: PatchMerger {
                 ln_q: RmsNorm::new(hidden, VISION_EPS, device),
@@ -259,9 +228,7 @@ impl VisionTower {
     pub fn check_input(&self, images: &ImageInput) -> Result<(), ModelError> {
         let m = self.spatial_merge_size;
         if images.grid_thw.is_empty() {
-            return Err(ModelError::Input(
-                "ImageInput has no grid_thw entries".into(),
-            ));
+            return Err(ModelError::Input("ImageInput has no grid_thw entries".into()));
         }
         for (i, &[t, h, w]) in images.grid_thw.iter().enumerate() {
             if t == 0 || h == 0 || w == 0 || h % m != 0 || w % m != 0 {
@@ -300,41 +267,22 @@ impl VisionTower {
 
         let rows_cols = patch_rows_cols(grids, self.spatial_merge_size);
         let permuted: Vec<[usize; 2]> = perm.iter().map(|&p| rows_cols[p]).collect();
-        let head_dim = self
-            .blocks
-            .first()
-            .map_or(0, |b| x.dims()[1] / b.attn.num_heads);
+        let head_dim = self.blocks.first().map_or(0, |b| x.dims()[1] / b.attn.num_heads);
         let (cos, sin) = vision_cos_sin(&permuted, head_dim, VISION_THETA, &device);
         let (cos, sin) = (cos.unsqueeze_dim::<3>(1), sin.unsqueeze_dim::<3>(1));
 
         let window_plan = SegmentPlan::new(&layout.window_lengths, &device);
         let frame_plan = SegmentPlan::new(&layout.frame_lengths, &device);
         for block in &self.blocks {
-            let plan = if block.full_attention {
-                &frame_plan
-            } else {
-                &window_plan
-            };
+            let plan = if block.full_attention { &frame_plan } else { &window_plan };
             x = block.forward(x, cos.clone(), sin.clone(), plan);
         }
         let blocks_out = x.clone();
         let [n, hidden] = x.dims();
-        let normed = self
-            .merger
-            .ln_q
-            .forward(x)
-            .reshape([n / unit, unit * hidden]);
-        let merged = self
-            .merger
-            .mlp_2
-            .forward(gelu(self.merger.mlp_0.forward(normed)));
+        let normed = self.merger.ln_q.forward(x).reshape([n / unit, unit * hidden]);
+        let merged = self.merger.mlp_2.forward(gelu(self.merger.mlp_0.forward(normed)));
         let restore = index_tensor(&inverse_permutation(&layout.window_index), &device);
         let features = merged.clone().select(0, restore);
-        Ok(VisionStages {
-            patch_embeds,
-            blocks_out,
-            merged,
-            features,
-        })
+        Ok(VisionStages { patch_embeds, blocks_out, merged, features })
     }
 }
