@@ -14,6 +14,9 @@ use r1_data::dataset::{Split, read_split};
 
 use crate::progress;
 
+/// Longest completion when neither the command line nor a training run says.
+const DEFAULT_MAX_NEW_TOKENS: usize = 512;
+
 /// Where the committed simulator bench lives.
 const DEFAULT_BENCH: &str = "datasets/bench";
 
@@ -58,9 +61,10 @@ pub struct Args {
     /// Sampling temperature (0: greedy).
     #[arg(long, value_name = "T", default_value_t = 0.0)]
     temperature: f64,
-    /// Longest completion, in tokens.
-    #[arg(long, value_name = "N", default_value_t = 512)]
-    max_new_tokens: usize,
+    /// Longest completion, in tokens (default: the training run's `rollout.max_response_tokens`
+    /// when --model is a run or one of its checkpoints, else 512).
+    #[arg(long, value_name = "N")]
+    max_new_tokens: Option<usize>,
 
     /// Judge endpoint base URL (OpenAI-compatible, e.g. https://api.openai.com/v1); default
     /// from R1_JUDGE_BASE_URL or OPENAI_BASE_URL. Without one, only the rule-based scorer runs.
@@ -191,18 +195,35 @@ impl Responder for ModelResponder {
 
 /// A checkpoint as a [`Responder`]: greedy at temperature 0, otherwise sampled with a fixed
 /// seed so an evaluation can be repeated.
-fn load_model(dir: &Path, args: &Args) -> anyhow::Result<Box<dyn Responder>> {
+fn load_model(dir: &Path, device: &str, config: r1_model::SamplingConfig) -> anyhow::Result<Box<dyn Responder>> {
     use burn::module::Module;
     use rand::SeedableRng;
-    let (assets, model) = crate::generate::load(dir, &args.device)?;
-    let config = r1_model::SamplingConfig {
-        max_new_tokens: args.max_new_tokens,
-        temperature: args.temperature,
-        top_p: 1.0,
-        top_k: 0,
-    };
     config.validate()?;
+    let (assets, model) = crate::generate::load(dir, device)?;
     Ok(Box::new(ModelResponder { assets, model: model.valid(), config, rng: rand::rngs::StdRng::seed_from_u64(0) }))
+}
+
+/// The `mcqa.*` metrics of [`evaluate::summarise`] for the checkpoint `dir` answering `samples`
+/// greedily (images relative to `root`), with a progress bar named `label`.
+pub(crate) fn greedy_mcqa(
+    dir: &Path,
+    samples: &[r1_data::QaSample],
+    root: &Path,
+    device: &str,
+    max_new_tokens: usize,
+    label: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, f64>> {
+    let mut responder = load_model(dir, device, r1_model::SamplingConfig::greedy(max_new_tokens))?;
+    let bar = progress::bar(samples.len() as u64, label);
+    let records = evaluate::run_qa(samples, root, responder.as_mut(), 1, &r1_sim::is_held_out, &mut || bar.inc(1))?;
+    bar.finish_and_clear();
+    Ok(evaluate::summarise(&records, &[], 1))
+}
+
+/// The blind baselines of `split` from the data card of the dataset at `root`, if it has them.
+pub(crate) fn split_blind(root: &Path, split: Split) -> Option<r1_data::blind::BlindBaselines> {
+    let mut card = r1_data::dataset::read_card(root).ok()?;
+    card.splits.remove(split.as_str()).map(|s| s.blind).filter(|b| !b.scores.is_empty())
 }
 
 fn evaluate(args: &Args) -> anyhow::Result<()> {
@@ -241,7 +262,24 @@ fn evaluate(args: &Args) -> anyhow::Result<()> {
     .map(Judge::new);
     let mut responder: Box<dyn Responder> = match &args.answers {
         Some(file) => Box::new(RecordedAnswers::read(file)?),
-        None => load_model(Path::new(&model_dir), args)?,
+        None => {
+            let max_new_tokens = match (args.max_new_tokens, &run) {
+                (Some(n), _) => n,
+                (None, Some(run)) => r1_grpo::run::RunDir::open(run)?.1.rollout.max_response_tokens,
+                (None, None) => DEFAULT_MAX_NEW_TOKENS,
+            };
+            eprintln!(
+                "answering {} questions with up to {max_new_tokens} new tokens each (--max-new-tokens)",
+                qa.len() + bench.len()
+            );
+            let config = r1_model::SamplingConfig {
+                max_new_tokens,
+                temperature: args.temperature,
+                top_p: 1.0,
+                top_k: 0,
+            };
+            load_model(Path::new(&model_dir), &args.device, config)?
+        }
     };
     let bar = progress::bar((qa.len() + bench.len()) as u64, "answering");
     let mut tick = || bar.inc(1);
@@ -260,6 +298,8 @@ fn evaluate(args: &Args) -> anyhow::Result<()> {
         samples: args.samples,
         temperature: args.temperature,
         metrics,
+        // Blind baselines describe the whole split; a --limit subset would not match them.
+        blind: if args.no_qa || args.limit.is_some() { None } else { split_blind(&args.data, args.split) },
     };
     report::write(&out, &results, &qa_records, &bench_records)?;
     charts::write(&out, &results)?;

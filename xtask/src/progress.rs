@@ -1,9 +1,20 @@
 //! Progress bars for long work, one style for every command.
+//!
+//! On a terminal the bar redraws in place. When standard error is not a terminal (a log file,
+//! CI), it is written as plain lines instead, at most one every [`PLAIN_INTERVAL`] and once
+//! more at the end, the way TRL's and EasyR1's logs read, so that `cargo xtask train > log`
+//! shows the step, the message (reward, loss), the rate and the ETA as it goes.
 
-use indicatif::{ProgressBar, ProgressStyle};
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-/// A bar over `len` items with a message, elapsed time and ETA. Hidden when standard error is
-/// not a terminal (CI logs stay readable).
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
+
+/// Time between two plain progress lines.
+const PLAIN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A bar over `len` items with a message, elapsed time and ETA.
 pub fn bar(len: u64, message: impl Into<String>) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
@@ -12,5 +23,99 @@ pub fn bar(len: u64, message: impl Into<String>) -> ProgressBar {
             .progress_chars("=> "),
     );
     bar.set_message(message.into());
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::term_like(Box::new(PlainLines::default())));
+    }
     bar
+}
+
+/// A [`TermLike`] that turns redraws into occasional lines on standard error: cursor moves and
+/// clears are ignored, and each redraw's text becomes one line when [`PLAIN_INTERVAL`] has
+/// passed since the last one; the newest text not yet printed is printed when the bar goes.
+#[derive(Debug, Default)]
+struct PlainLines {
+    state: Mutex<PlainState>,
+}
+
+#[derive(Debug, Default)]
+struct PlainState {
+    /// Text of the redraw in progress.
+    pending: String,
+    /// The newest complete redraw not printed yet.
+    unprinted: Option<String>,
+    last_print: Option<Instant>,
+}
+
+impl PlainState {
+    fn print(&mut self, line: String) {
+        let mut err = std::io::stderr().lock();
+        // A log that cannot be written to is no reason to stop the work it reports on.
+        let _ = writeln!(err, "{}", line.trim());
+        self.last_print = Some(Instant::now());
+        self.unprinted = None;
+    }
+}
+
+impl PlainLines {
+    fn state(&self) -> std::sync::MutexGuard<'_, PlainState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl TermLike for PlainLines {
+    fn width(&self) -> u16 {
+        120
+    }
+
+    fn move_cursor_up(&self, _n: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn move_cursor_down(&self, _n: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn move_cursor_right(&self, _n: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn move_cursor_left(&self, _n: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.write_str(s)
+    }
+
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.state().pending.push_str(s);
+        Ok(())
+    }
+
+    fn clear_line(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        let mut state = self.state();
+        let text = std::mem::take(&mut state.pending);
+        if text.trim().is_empty() {
+            return Ok(());
+        }
+        if state.last_print.is_none_or(|t| t.elapsed() >= PLAIN_INTERVAL) {
+            state.print(text);
+        } else {
+            state.unprinted = Some(text);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PlainLines {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(line) = state.unprinted.take() {
+            state.print(line);
+        }
+    }
 }

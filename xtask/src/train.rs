@@ -11,8 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use burn::tensor::Device;
 use clap::Parser;
-use r1_data::QaSample;
 use r1_data::dataset::{Split, read_split};
+use r1_data::{QaSample, QaType};
 use r1_grpo::config::{Preset, TrainConfig};
 use r1_grpo::grpo::Trainer;
 use r1_grpo::qwen::QwenPolicy;
@@ -26,9 +26,9 @@ use crate::progress;
 const TINY_MODEL_DIR: &str = "models/r1-tiny";
 /// The dataset that ships with the repository, and how to regenerate it (datasets/README.md).
 const DEFAULT_DATA: &str = "datasets/default";
-const REGENERATE_DEFAULT_DATA: [&str; 12] = [
-    "data", "--sim", "--tasks", "all", "--episodes-per-task", "10", "--seed", "0", "--image-size", "224", "--out",
-    DEFAULT_DATA,
+const REGENERATE_DEFAULT_DATA: [&str; 14] = [
+    "data", "--sim", "--tasks", "all", "--episodes-per-task", "20", "--seed", "0", "--image-size", "224", "--test", "0.25",
+    "--out", DEFAULT_DATA,
 ];
 
 /// Settings shared by `train` and `sft`.
@@ -40,8 +40,9 @@ pub struct Common {
     /// Preset the configuration starts from.
     #[arg(long, default_value = "tiny", value_parser = ["tiny", "paper"])]
     preset: String,
-    /// Hugging Face Qwen2.5-VL directory to train (default: the project's tiny model, created
-    /// in models/r1-tiny if absent).
+    /// Hugging Face Qwen2.5-VL directory to train, or a training run (its newest checkpoint) or
+    /// checkpoint folder to continue from, as SFT then GRPO does (default: the project's tiny
+    /// model, created in models/r1-tiny if absent).
     #[arg(long, value_name = "DIR")]
     model: Option<PathBuf>,
     /// QA dataset folder (default: datasets/default, regenerated if absent).
@@ -75,6 +76,10 @@ pub struct Args {
     /// `sft.warmup_steps`; 0 skips it).
     #[arg(long, value_name = "N")]
     warmup_steps: Option<u64>,
+    /// After GRPO, evaluate the starting and the final model greedily on at most N test
+    /// questions per task and multiple-choice type (0: no evaluation).
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    eval_questions: usize,
 }
 
 #[derive(clap::Args)]
@@ -82,8 +87,9 @@ pub struct SftArgs {
     #[command(flatten)]
     common: Common,
     /// direct: the answer only; cot: plan, subtask, move, answer; format: the
-    /// `<think>..</think> <answer>..</answer>` shape with the right answer.
-    #[arg(long, value_parser = ["direct", "cot", "format"])]
+    /// `<think>..</think> <answer>..</answer>` shape with a stand-in answer; grounded: format
+    /// with the gripper's true position as the reasoning.
+    #[arg(long, value_parser = ["direct", "cot", "format", "grounded"])]
     mode: String,
 }
 
@@ -95,7 +101,7 @@ fn resolve_config(c: &Common) -> anyhow::Result<TrainConfig> {
         None => TrainConfig::preset(preset),
     };
     if let Some(model) = &c.model {
-        config.model.path = Some(model.clone());
+        config.model.path = Some(r1_bench::report::resolve_model(model)?.model_dir);
     }
     if let Some(data) = &c.data {
         config.data.root = data.clone();
@@ -146,7 +152,7 @@ pub(crate) fn training_data(config: &TrainConfig) -> anyhow::Result<Vec<QaSample
             .context("regenerating the default dataset")?;
     }
     let split: Split = config.data.split.parse().map_err(|e: String| anyhow::anyhow!("data.split: {e}"))?;
-    Ok(read_split(root, split)?)
+    Ok(config.data.select(read_split(root, split)?))
 }
 
 /// The model to start from: the configured one, or the tiny model (created from the
@@ -179,7 +185,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let load = loader(&config.data.root, &device);
         let trainer = Trainer::resume(dir, data, &load)?;
         let steps = c.steps.unwrap_or(trainer.config.run.steps);
-        return grpo(trainer, steps);
+        return grpo(trainer, steps, args.eval_questions);
     }
     let mut config = resolve_config(c)?;
     let data = training_data(&config)?;
@@ -187,9 +193,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let device = device(&config.device)?;
     let out = c.out.clone().unwrap_or_else(|| default_out("train"));
     let load = loader(&config.data.root, &device);
+    // Recorded as run: the run folders' config.toml says what the warm-up did.
     let warmup = args.warmup_steps.unwrap_or(config.sft.warmup_steps);
+    config.sft.warmup_steps = warmup;
     if warmup > 0 {
-        let mut sft = SftTrainer::start(config.clone(), &out.join("warmup"), data.clone(), SftMode::Format, &load)?;
+        let mut sft = SftTrainer::start(config.clone(), &out.join("warmup"), data.clone(), config.sft.warmup_mode, &load)?;
         let bar = progress::bar(warmup, "warm-up");
         sft.train(warmup, |line| {
             bar.set_message(format!("warm-up loss {:.3}", line["loss"].as_f64().unwrap_or(f64::NAN)));
@@ -200,11 +208,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         config.model.path = Some(checkpoint.join(MODEL_DIR));
     }
     let trainer = Trainer::start(config.clone(), &out, data, &load)?;
-    grpo(trainer, config.run.steps)
+    grpo(trainer, config.run.steps, args.eval_questions)
 }
 
-/// Runs GRPO to `steps`, then plots and says where everything is.
-fn grpo(mut trainer: Trainer<QwenPolicy>, steps: u64) -> anyhow::Result<()> {
+/// Runs GRPO to `steps`, plots, says where everything is, then evaluates the model before and
+/// after GRPO on up to `eval_questions` test questions per task and type.
+fn grpo(mut trainer: Trainer<QwenPolicy>, steps: u64, eval_questions: usize) -> anyhow::Result<()> {
     let bar = progress::bar(steps, "GRPO");
     bar.set_position(trainer.state.step);
     bar.reset_eta();
@@ -213,7 +222,102 @@ fn grpo(mut trainer: Trainer<QwenPolicy>, steps: u64) -> anyhow::Result<()> {
         bar.inc(1);
     })?;
     bar.finish();
-    finish(&trainer.run, "reward/mean")
+    finish(&trainer.run, "reward/mean")?;
+    if eval_questions > 0 {
+        before_after(&trainer.config, &trainer.run, eval_questions)?;
+    }
+    Ok(())
+}
+
+/// Greedy multiple-choice accuracy on the test split of the model GRPO started from and of
+/// its final checkpoint, per type, held-in and held-out, next to the best blind baseline of
+/// the split (from the data card); printed and written to `<run>/eval/before_after.{md,json}`.
+fn before_after(config: &TrainConfig, run: &RunDir, per_task: usize) -> anyhow::Result<()> {
+    let root = &config.data.root;
+    let start = config.model.path.clone().context("the run records no starting model")?;
+    let (_, last) = run.latest_checkpoint()?.context("the run wrote no checkpoint")?;
+    let types: Vec<QaType> = config.data.qa_types.iter().copied().filter(|t| t.is_multiple_choice()).collect();
+    let test: Vec<QaSample> = read_split(root, Split::Test)?.into_iter().filter(|s| types.contains(&s.qa_type)).collect();
+    let questions = evenly_per_group(test, per_task, |s| (s.task.clone(), s.qa_type));
+    if questions.is_empty() {
+        eprintln!("no multiple-choice test questions in {}: nothing to evaluate", root.display());
+        return Ok(());
+    }
+    let tokens = config.rollout.max_response_tokens;
+    let before = crate::eval::greedy_mcqa(&start, &questions, root, &config.device, tokens, "eval start")?;
+    let after = crate::eval::greedy_mcqa(&last.join(MODEL_DIR), &questions, root, &config.device, tokens, "eval final")?;
+    let blind = crate::eval::split_blind(root, Split::Test);
+    let table = before_after_table(&types, &before, &after, blind.as_ref());
+    let out = run.root.join("eval");
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    r1_grpo::fsio::write_atomic(&out.join("before_after.md"), table.as_bytes())?;
+    r1_grpo::fsio::write_json(&out.join("before_after.json"), &serde_json::json!({
+        "start_model": start, "final_model": last.join(MODEL_DIR), "questions": questions.len(),
+        "before": before, "after": after,
+    }))?;
+    println!("\n{table}");
+    Ok(())
+}
+
+/// At most `n` items of each group (by `key`), evenly spaced through the group, in input order.
+fn evenly_per_group<T, K: Ord>(items: Vec<T>, n: usize, key: impl Fn(&T) -> K) -> Vec<T> {
+    let mut sizes = std::collections::BTreeMap::new();
+    for item in &items {
+        *sizes.entry(key(item)).or_insert(0usize) += 1;
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    items
+        .into_iter()
+        .filter(|item| {
+            let k = key(item);
+            let size = sizes[&k];
+            let i = seen.entry(k).or_insert(0usize);
+            *i += 1;
+            // Keep item i (1-based) when it crosses the next multiple of size / n.
+            size <= n || (*i * n) / size != ((*i - 1) * n) / size
+        })
+        .collect()
+}
+
+/// The Markdown table of [`before_after`]: rows per type and split, then the mean over types.
+fn before_after_table(
+    types: &[QaType],
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+    blind: Option<&r1_data::blind::BlindBaselines>,
+) -> String {
+    let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.1}%", 100.0 * v));
+    let mut s = String::from(
+        "Multiple-choice accuracy on the test split, greedy (chance 25%; blind: the best rule that ignores the \
+         image, on the whole test split)\n\n| type | split | questions | before GRPO | after GRPO | change | best blind rule |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for split in ["in", "out"] {
+        let (mut sum_before, mut sum_after, mut k) = (0.0, 0.0, 0);
+        for t in types {
+            let key = format!("mcqa.{t}.{split}");
+            let (b, a) = (before.get(&format!("{key}.accuracy")).copied(), after.get(&format!("{key}.accuracy")).copied());
+            let Some(n) = before.get(&format!("{key}.n")) else { continue };
+            if let (Some(b), Some(a)) = (b, a) {
+                (sum_before, sum_after, k) = (sum_before + b, sum_after + a, k + 1);
+            }
+            let best = blind.and_then(|bl| bl.best(*t)).map_or("-".into(), |(rule, score)| {
+                format!("{} ({rule})", pct(Some(score.accuracy)))
+            });
+            let change = b.zip(a).map_or("-".into(), |(b, a)| format!("{:+.1}", 100.0 * (a - b)));
+            s += &format!("| {t} | {split} | {n} | {} | {} | {change} | {best} |\n", pct(b), pct(a));
+        }
+        if k > 0 {
+            let (b, a) = (sum_before / k as f64, sum_after / k as f64);
+            s += &format!(
+                "| **mean of types** | {split} | | **{}** | **{}** | **{:+.1}** | |\n",
+                pct(Some(b)),
+                pct(Some(a)),
+                100.0 * (a - b)
+            );
+        }
+    }
+    s
 }
 
 /// Plots a finished run and prints where its files are, with the first and last value of
@@ -267,4 +371,24 @@ pub fn run_sft(args: SftArgs) -> anyhow::Result<()> {
     })?;
     bar.finish();
     finish(&trainer.run, "loss")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Every group keeps min(size, n) of its items, in input order.
+        #[test]
+        fn evenly_per_group_keeps_n_per_group(keys in proptest::collection::vec(0u8..4, 0..60), n in 1usize..8) {
+            let items: Vec<(usize, u8)> = keys.iter().copied().enumerate().collect();
+            let kept = evenly_per_group(items, n, |&(_, k)| k);
+            prop_assert!(kept.windows(2).all(|w| w[0].0 < w[1].0));
+            for k in 0u8..4 {
+                let size = keys.iter().filter(|&&x| x == k).count();
+                prop_assert_eq!(kept.iter().filter(|&&(_, x)| x == k).count(), size.min(n));
+            }
+        }
+    }
 }

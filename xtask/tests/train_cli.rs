@@ -55,15 +55,25 @@ fn train_runs_resumes_exactly_and_its_checkpoint_generates() {
         xtask(cwd, &args)
     };
 
-    let printed = run("whole", &["--steps", "2"]);
+    // One test question per task and type evaluated before and after GRPO.
+    let printed = run("whole", &["--steps", "2", "--eval-questions", "1"]);
     assert!(cwd.join("models/r1-tiny/tokenizer.json").is_file(), "the tiny model was not created");
-    for file in ["config.toml", "metrics.jsonl", "completions.jsonl", "checkpoint-2/model/model.safetensors", "plots/reward.png"] {
+    for file in [
+        "config.toml",
+        "metrics.jsonl",
+        "completions.jsonl",
+        "checkpoint-2/model/model.safetensors",
+        "plots/reward.png",
+        "eval/before_after.md",
+        "eval/before_after.json",
+    ] {
         assert!(cwd.join("whole").join(file).is_file(), "{file} missing");
     }
     assert!(printed.contains("checkpoint-2"), "{printed}");
+    assert!(printed.contains("before GRPO") && printed.contains("mean of types"), "{printed}");
 
-    run("split", &["--steps", "1"]);
-    xtask(cwd, &["train", "--resume", "split", "--steps", "2", "--data", data]);
+    run("split", &["--steps", "1", "--eval-questions", "0"]);
+    xtask(cwd, &["train", "--resume", "split", "--steps", "2", "--data", data, "--eval-questions", "0"]);
     let (whole, split) = (untimed(&cwd.join("whole")), untimed(&cwd.join("split")));
     assert_eq!(whole.len(), 2);
     assert_eq!(whole, split);
@@ -71,6 +81,8 @@ fn train_runs_resumes_exactly_and_its_checkpoint_generates() {
     // The checkpoint answers, and scoring its greedy reply gives the log-probs generation reported.
     let image = repo().join("datasets/default/images/pick_up_cup/v0/e0/front_0.png");
     let image = image.to_str().unwrap();
+    // A checkpoint folder is taken wherever a model is, as a run is.
+    xtask(cwd, &["generate", "--model", "whole/checkpoint-2", "--image", image, "--prompt", "Where next?", "--max-new-tokens", "2"]);
     let model = ["--model", "whole", "--image", image, "--prompt", "Where next?"];
     let generated: Value =
         serde_json::from_str(&xtask(cwd, &[&["generate"], &model[..], &["--max-new-tokens", "5", "--json"]].concat())).unwrap();

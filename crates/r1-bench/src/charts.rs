@@ -137,6 +137,7 @@ mod tests {
                 ("mcqa.waypoint.in.accuracy".into(), 0.75),
                 ("bench.movement.score".into(), 1.25),
             ]),
+            blind: None,
         };
         let tmp = tempfile::tempdir().unwrap();
         write(tmp.path(), &r).unwrap();

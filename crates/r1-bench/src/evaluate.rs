@@ -252,6 +252,8 @@ fn put_group<R>(
 
 /// The flat metrics of `results.json`, for `n` completions per question:
 ///
+/// * `mcqa.modal_answer_share`: the share of multiple-choice completions whose answer is the
+///   most common one (1.0: the model gives one answer, say `[[D]]`, whatever the question);
 /// * `mcqa.<qa_type>.accuracy`, `.n` (and `.best_of_n` when `n > 1`) for waypoint,
 ///   current_state and movement; the same under `mcqa.<qa_type>.in.` / `.out.` and
 ///   `mcqa.<qa_type>.task.<task>.`; `mcqa.in.accuracy`, `mcqa.out.accuracy` over all three;
@@ -282,6 +284,16 @@ pub fn summarise(qa: &[QaRecord], bench: &[BenchRecord], n: usize) -> BTreeMap<S
     for split in [Split::In, Split::Out] {
         let part: Vec<&QaRecord> = mc.iter().copied().filter(|r| r.split == split).collect();
         put_group(&mut out, &format!("mcqa.{}", split.as_str()), "accuracy", &part, answers, n);
+    }
+    let mc_answers: Vec<&str> =
+        mc.iter().flat_map(|r| &r.scores).map(|s| extract_answer(&s.completion.text).map_or("", str::trim)).collect();
+    if !mc_answers.is_empty() {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for a in &mc_answers {
+            *counts.entry(a).or_default() += 1;
+        }
+        let modal = counts.values().copied().max().unwrap_or(0);
+        out.insert("mcqa.modal_answer_share".into(), modal as f64 / mc_answers.len() as f64);
     }
     let all: Vec<&QaScore> = qa.iter().flat_map(|r| &r.scores).collect();
     if !all.is_empty() {
@@ -408,6 +420,7 @@ mod tests {
         assert_eq!(get("mcqa.waypoint.out.accuracy"), 1.0);
         assert_eq!(get("mcqa.waypoint.task.stack_blocks.accuracy"), 1.0);
         assert_eq!(get("mcqa.format_rate"), 0.75, "the open answer has no think block");
+        assert!((get("mcqa.modal_answer_share") - 2.0 / 3.0).abs() < 1e-12, "[[B]] twice, [[A]] once");
         assert!((get("open.waypoint.l1") - 0.2).abs() < 1e-9);
         assert!((get("open.waypoint.reward") - 0.8).abs() < 1e-9);
         assert_eq!(get("bench.movement.score"), 3.0);

@@ -32,12 +32,18 @@ fn checkpoint_step(name: &str) -> Option<u64> {
     name.strip_prefix("checkpoint-")?.parse().ok()
 }
 
-/// Resolves `path`: a model folder (holding `config.json`) is used as is; a training run
-/// folder resolves to its latest `checkpoint-<step>/` (the model inside it, or in its
-/// `model/` subfolder). Anything else is an error that says what was expected.
+/// Resolves `path`: a model folder (holding `config.json`) is used as is; a checkpoint folder
+/// (`checkpoint-<step>/` holding `model/config.json`) resolves to its model, within its run; a
+/// training run folder resolves to its latest `checkpoint-<step>/` (the model inside it, or in
+/// its `model/` subfolder). Anything else is an error that says what was expected.
 pub fn resolve_model(path: &Path) -> Result<Resolved> {
     if path.join("config.json").is_file() {
         return Ok(Resolved { model_dir: path.to_path_buf(), run: None, step: None });
+    }
+    if path.join("model").join("config.json").is_file() {
+        let step = path.file_name().and_then(|n| checkpoint_step(&n.to_string_lossy()));
+        let run = path.parent().filter(|r| r.join("config.toml").is_file()).map(Path::to_path_buf);
+        return Ok(Resolved { model_dir: path.join("model"), run, step });
     }
     if !path.is_dir() {
         return Err(BenchError::invalid(path, "no such model folder or training run"));
@@ -62,11 +68,22 @@ pub fn resolve_model(path: &Path) -> Result<Resolved> {
 }
 
 /// The configuration of a run with its seed removed (so runs that differ only by seed share
-/// it), as canonical TOML; `None` when the run has no readable `config.toml`.
+/// it), as canonical TOML; `None` when the run has no readable `config.toml`. A model path
+/// inside the run itself (its own warm-up checkpoint) is derived, not chosen, and is removed
+/// too.
 pub fn config_group(run: &Path) -> Option<String> {
     let text = std::fs::read_to_string(run.join("config.toml")).ok()?;
     let mut table: toml::Table = text.parse().ok()?;
     table.remove("seed");
+    if let Some(model) = table.get_mut("model").and_then(toml::Value::as_table_mut) {
+        let own = |p: &str| {
+            let p = Path::new(p);
+            p.starts_with(run) || p.canonicalize().ok().zip(run.canonicalize().ok()).is_some_and(|(p, r)| p.starts_with(r))
+        };
+        if model.get("path").and_then(toml::Value::as_str).is_some_and(own) {
+            model.remove("path");
+        }
+    }
     Some(table.to_string())
 }
 
@@ -94,6 +111,10 @@ pub struct Results {
     pub samples: usize,
     pub temperature: f64,
     pub metrics: BTreeMap<String, f64>,
+    /// The blind baselines of the evaluated split, from its data card: what rules that see
+    /// neither the image nor a model score on the same questions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blind: Option<r1_data::blind::BlindBaselines>,
 }
 
 /// One line of `records.jsonl`.
@@ -165,14 +186,19 @@ pub fn markdown(r: &Results) -> String {
         );
     }
     s += &format!(
-        "\nFormat rate {}; mean completion length {} tokens.\n\nOpen-ended waypoint: reward {}, L1 error {} m (n = {}, positions parsed {}).\n",
+        "\nFormat rate {}; mean completion length {} tokens; the most common answer is {} of the multiple-choice answers.\n\nOpen-ended waypoint: reward {}, L1 error {} m (n = {}, positions parsed {}).\n",
         cell(m, "mcqa.format_rate"),
         m.get("mcqa.completion_tokens.mean").map_or("–".into(), |v| format!("{v:.1}")),
+        cell(m, "mcqa.modal_answer_share"),
         cell(m, "open.waypoint.reward"),
         cell(m, "open.waypoint.l1"),
         count(m, "open.waypoint.n"),
         cell(m, "open.waypoint.parsed_rate"),
     );
+    if let Some(blind) = &r.blind {
+        s += "\nBlind baselines of the whole split (no image, no model; from the data card; chance 25%):\n\n";
+        s += &blind.to_markdown();
+    }
     let tasks: std::collections::BTreeSet<&str> =
         m.keys().filter_map(|k| k.strip_prefix("mcqa.")?.split_once(".task.")?.1.strip_suffix(".accuracy")).collect();
     if !tasks.is_empty() {
@@ -277,6 +303,7 @@ mod tests {
             samples: 1,
             temperature: 0.0,
             metrics: BTreeMap::from([("mcqa.waypoint.accuracy".into(), waypoint), ("bench.spatial.score".into(), 1.5)]),
+            blind: None,
         }
     }
 
@@ -298,6 +325,10 @@ mod tests {
         std::fs::create_dir_all(run.join("checkpoint-x")).unwrap();
         let r = resolve_model(&run).unwrap();
         assert_eq!((r.step, r.model_dir), (Some(40), run.join("checkpoint-40").join("model")));
+        // A checkpoint folder is its model, within its run when the run records a config.
+        std::fs::write(run.join("config.toml"), "seed = 1\n").unwrap();
+        let c = resolve_model(&run.join("checkpoint-40")).unwrap();
+        assert_eq!(c, Resolved { model_dir: run.join("checkpoint-40/model"), run: Some(run.clone()), step: Some(40) });
 
         let empty = tmp.path().join("empty");
         std::fs::create_dir_all(&empty).unwrap();
@@ -319,6 +350,16 @@ mod tests {
         let g = |n: &str| config_group(&tmp.path().join(n)).unwrap();
         assert_eq!(g("a"), g("b"));
         assert_ne!(g("a"), g("c"));
+        // Each run's own warm-up checkpoint is derived, not chosen: it does not split the group;
+        // a model chosen from elsewhere does.
+        for (name, seed, model) in [("w1", 1, "w1/warmup/checkpoint-60/model"), ("w2", 2, "w2/warmup/checkpoint-60/model"), ("x", 3, "models/x")] {
+            let dir = tmp.path().join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            let model = tmp.path().join(model);
+            std::fs::write(dir.join("config.toml"), format!("seed = {seed}\n[model]\npath = {:?}\n", model.to_str().unwrap())).unwrap();
+        }
+        assert_eq!(g("w1"), g("w2"));
+        assert_ne!(g("w1"), g("x"));
         assert_eq!(config_seed(&tmp.path().join("b")), Some(2));
         assert_eq!(config_group(&tmp.path().join("none")), None);
     }

@@ -386,6 +386,13 @@ pub fn render_card(card: &DatasetCard) -> String {
     s
 }
 
+/// Reads the data card (`card.json`) of the dataset at `root`.
+pub fn read_card(root: &Path) -> Result<DatasetCard> {
+    let path = root.join("card.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| DataError::invalid(&path, e.to_string()))
+}
+
 /// Reads `qa/<split>.jsonl` of the dataset at `root`, checking that every image a sample
 /// shows exists. Errors name the file and the line.
 pub fn read_split(root: &Path, split: Split) -> Result<Vec<QaSample>> {
@@ -502,8 +509,7 @@ mod tests {
         assert_eq!(card.splits["test"].tasks["out"].episodes, 3);
         assert_eq!(card.splits["val"].tasks["a"].episodes, 1);
         assert_eq!(card.splits["train"].tasks["b"].episodes, 8);
-        let on_disk: DatasetCard =
-            serde_json::from_str(&std::fs::read_to_string(out.join("card.json")).unwrap()).unwrap();
+        let on_disk = read_card(&out).unwrap();
         assert_eq!(on_disk.splits, card.splits);
         let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
         assert!(

@@ -1,4 +1,6 @@
-//! Atomic folder writes and image output, shared by the native writer and the dataset writer.
+//! Atomic writes and image output. [`write_file_atomic`] is how every r1 crate writes a file in
+//! place (checkpoints, optimiser state, configs, plots, reports, the montage); [`StagedDir`]
+//! builds whole folders (datasets, episodes) that appear at once.
 //!
 //! A folder is built under a hidden temporary sibling (same parent, so the final `rename` is
 //! atomic on one file system) and renamed into place only when complete. If anything fails,
@@ -116,6 +118,47 @@ pub fn write_png(image: &ImageRef, base: &Path, dest: &Path) -> Result<()> {
                 })
         }
     }
+}
+
+/// Writes the file `path` atomically: `write` fills a temporary sibling (its argument), which
+/// is flushed to disk, renamed over `path`, and the folder's entry flushed too (on Unix), so
+/// that after a crash `path` holds either its old content or the new, never a part. The
+/// folder is created if needed; on failure the temporary file is removed and `path` is
+/// untouched. Errors are the file system's; callers name `path` in theirs.
+pub fn write_file_atomic(path: &Path, write: impl FnOnce(&Path) -> std::io::Result<()>) -> std::io::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // Ends with the final name, so writers that pick a format by extension see the right one.
+    let tmp = dir.join(format!(".tmp-{}-{}-{name}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+    let result = write(&tmp)
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        // Best effort: the temporary file may not exist, and the first error is the one worth
+        // reporting.
+        let _ = std::fs::remove_file(&tmp);
+        return result;
+    }
+    sync_dir(dir)
+}
+
+/// [`write_file_atomic`] of `bytes`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_file_atomic(path, |tmp| std::fs::write(tmp, bytes))
+}
+
+/// Flushes a folder's entries (the rename of a file into it) to disk.
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Folders cannot be opened for flushing here; the rename is as durable as the platform makes it.
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// Creates `dir` and its parents.

@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
+use r1_data::{QaSample, QaType};
 use serde::{Deserialize, Serialize};
 
 use crate::advantage::AdvantageEstimator;
@@ -18,6 +19,7 @@ use crate::error::{GrpoError, Result};
 use crate::loss::{Aggregation, KlEstimator, LossConfig};
 use crate::optim::AdamWConfig;
 use crate::schedule::Schedule;
+use crate::sft::SftMode;
 
 /// Source of the old log-probs of a rollout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +92,21 @@ pub struct DataSection {
     /// Dataset root (the folder holding `qa/`).
     pub root: PathBuf,
     pub split: String,
+    /// Question types trained on: the three multiple-choice types by default, as the paper
+    /// trained; `waypoint_open` (its ablation) is available.
+    #[serde(default = "multiple_choice")]
+    pub qa_types: Vec<QaType>,
+}
+
+fn multiple_choice() -> Vec<QaType> {
+    QaType::ALL.into_iter().filter(|t| t.is_multiple_choice()).collect()
+}
+
+impl DataSection {
+    /// The samples of the configured question types, in their order.
+    pub fn select(&self, samples: Vec<QaSample>) -> Vec<QaSample> {
+        samples.into_iter().filter(|s| self.qa_types.contains(&s.qa_type)).collect()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -160,6 +177,14 @@ pub struct SftSection {
     pub epochs: usize,
     /// Optimiser steps of the format warm-up before GRPO (0: none).
     pub warmup_steps: u64,
+    /// What the warm-up teaches: `format` (the reply's shape) or `grounded` (the shape, with
+    /// the gripper's true position as the reasoning); neither says which option is right.
+    #[serde(default = "format_mode")]
+    pub warmup_mode: SftMode,
+}
+
+fn format_mode() -> SftMode {
+    SftMode::Format
 }
 
 impl TrainConfig {
@@ -170,7 +195,11 @@ impl TrainConfig {
             seed: 1,
             device: "cuda".into(),
             model: ModelSection { path: Some(PathBuf::from("models/Qwen2.5-VL-7B-Instruct")), freeze_vision: false },
-            data: DataSection { root: PathBuf::from("datasets/default"), split: "train".into() },
+            data: DataSection {
+                root: PathBuf::from("datasets/default"),
+                split: "train".into(),
+                qa_types: multiple_choice(),
+            },
             rollout: RolloutSection {
                 group_size: 5,
                 prompts_per_rollout: 512,
@@ -202,6 +231,7 @@ impl TrainConfig {
                 micro_batch_size: 8,
                 epochs: 1,
                 warmup_steps: 0,
+                warmup_mode: SftMode::Format,
             },
         }
     }
@@ -224,7 +254,7 @@ impl TrainConfig {
         c.update = UpdateSection { prompts_per_update: 4, micro_batch_size: 16, epochs: 1 };
         // A model of a million parameters needs a far larger step than a 7B one.
         c.optim.lr = 3e-4;
-        c.run = RunSection { steps: 60, save_every: 20, keep_last: 2, max_nonfinite_steps: 3, log_completions: 16 };
+        c.run = RunSection { steps: 200, save_every: 50, keep_last: 2, max_nonfinite_steps: 3, log_completions: 16 };
         // The format warm-up: a constant, large rate, because the shape of the reply must be
         // learnt in a couple of minutes.
         c.sft = SftSection {
@@ -234,6 +264,7 @@ impl TrainConfig {
             micro_batch_size: 8,
             epochs: 1,
             warmup_steps: 60,
+            warmup_mode: SftMode::Format,
         };
         c
     }
@@ -317,6 +348,7 @@ impl TrainConfig {
             r.group_size >= 2,
             format!("rollout.group_size = {} must be at least 2 (GRPO needs a baseline)", r.group_size),
         );
+        check(!self.data.qa_types.is_empty(), "data.qa_types is empty: name at least one question type".into());
         check(r.prompts_per_rollout >= 1, "rollout.prompts_per_rollout must be at least 1".into());
         check(u.prompts_per_update >= 1, "update.prompts_per_update must be at least 1".into());
         check(

@@ -1,28 +1,14 @@
 //! File helpers shared by the run directory, checkpoints and optimiser state: every write goes
-//! to a temporary file in the destination folder and is renamed into place, so a crash never
-//! leaves a half-written file under the final name.
+//! through [`r1_data::fsutil::write_file_atomic`], so a crash never leaves a half-written file
+//! under the final name.
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::error::{GrpoError, Result};
 
-/// Writes `bytes` to `path` atomically (same-folder temporary file, fsync, rename).
+/// Writes `bytes` to `path` atomically (see [`r1_data::fsutil::write_file_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| GrpoError::io(dir, e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        GrpoError::io(path, e)
-    })
+    r1_data::fsutil::write_atomic(path, bytes).map_err(|e| GrpoError::io(path, e))
 }
 
 /// Reads a whole file, naming it in the error.

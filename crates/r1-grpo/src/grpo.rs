@@ -492,9 +492,10 @@ fn load_reference<P: Policy>(config: &TrainConfig, load: Loader<P>) -> Result<Op
 fn check_data(config: &TrainConfig, data: &[QaSample]) -> Result<()> {
     if data.is_empty() {
         return Err(GrpoError::Invalid(format!(
-            "no training samples in {} (split {})",
+            "no training samples in {} (split {}, question types {})",
             config.data.root.display(),
-            config.data.split
+            config.data.split,
+            config.data.qa_types.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
         )));
     }
     Ok(())

@@ -28,7 +28,8 @@ pub mod run;
 pub mod schedule;
 pub mod sft;
 
-/// Module path of the vision tower in r1-model's Qwen2.5-VL (`freeze_vision` excludes it).
-pub const VISION_PREFIX: &str = "visual";
+/// Module path of the vision tower as the optimiser walks a [`qwen::QwenPolicy`] (its field
+/// `model`, then the model's `visual`): the parameters `freeze_vision` excludes.
+pub const VISION_PREFIX: &str = "model.visual";
 
 pub use error::{GrpoError, Result};

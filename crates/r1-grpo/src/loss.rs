@@ -15,8 +15,9 @@
 use burn::tensor::{Bool, Tensor};
 use serde::{Deserialize, Serialize};
 
-/// Bound of the log-ratio before exponentiation (verl, EasyR1, TRL): keeps `rho` finite when the
-/// policy drifts far from the sampler.
+/// Bound of a log-ratio before exponentiation (verl, EasyR1, TRL): keeps `rho` finite when the
+/// policy drifts far from the sampler, and likewise k3's `exp(logp_ref - logp)`, whose backward
+/// would otherwise be `0 * inf = NaN` past the point where f32 `exp` overflows.
 const LOG_RATIO_BOUND: f64 = 20.0;
 
 /// Estimator of `KL(pi_theta || pi_ref)` from per-token log-probabilities.
@@ -27,7 +28,8 @@ pub enum KlEstimator {
     K1,
     /// `0.5 (logp - logp_ref)^2`.
     K2,
-    /// `exp(logp_ref - logp) - (logp_ref - logp) - 1` ("low_var_kl").
+    /// `exp(d) - d - 1` with `d = clamp(logp_ref - logp, -20, 20)` ("low_var_kl", EasyR1's
+    /// inner clamp included).
     K3,
 }
 
@@ -118,8 +120,11 @@ pub fn kl_per_token(logp: Tensor<2>, ref_logp: Tensor<2>, estimator: KlEstimator
     let kl = match estimator {
         KlEstimator::K1 => diff,
         KlEstimator::K2 => diff.square() * 0.5,
-        // With d = logp_ref - logp = -diff: exp(d) - d - 1.
-        KlEstimator::K3 => (-diff.clone()).exp() + diff - 1.0,
+        // With d = logp_ref - logp = -diff, clamped first as EasyR1 does: exp(d) - d - 1.
+        KlEstimator::K3 => {
+            let d = (-diff).clamp(-LOG_RATIO_BOUND, LOG_RATIO_BOUND);
+            d.clone().exp() - d - 1.0
+        }
     };
     match clamp {
         Some(c) => kl.clamp(-c, c),
@@ -202,6 +207,24 @@ mod tests {
 
     fn host(t: Tensor<2>) -> Vec<f32> {
         t.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    /// Log-prob gaps far past where `exp` overflows f32 (~88) give a finite k3 and finite
+    /// gradients (unclamped, the backward would be `0 * inf = NaN`).
+    #[test]
+    fn k3_survives_huge_gaps() {
+        let device = Device::flex().autodiff();
+        for gap in [-100.0f32, -90.0, 90.0, 100.0] {
+            let logp = Tensor::<2>::from_data(TensorData::new(vec![-1.0f32, -2.0], [1, 2]), &device).require_grad();
+            let reference = Tensor::<2>::from_data(TensorData::new(vec![-1.0 - gap, -2.0 + gap], [1, 2]), &device);
+            for clamp in [Some(10.0), None] {
+                let kl = kl_per_token(logp.clone(), reference.clone(), KlEstimator::K3, clamp);
+                let grads = kl.clone().sum().backward();
+                let grad = logp.grad(&grads).unwrap().into_data().try_into_vec_as::<f32>().unwrap();
+                let values = kl.into_data().try_into_vec_as::<f32>().unwrap();
+                assert!(values.iter().chain(&grad).all(|x| x.is_finite()), "gap {gap}: {values:?} {grad:?} {clamp:?}");
+            }
+        }
     }
 
     fn config(aggregation: Aggregation) -> LossConfig {

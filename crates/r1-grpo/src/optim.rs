@@ -36,8 +36,9 @@ pub struct AdamWConfig {
     pub weight_decay: f64,
     /// Global gradient-norm bound; `None` disables clipping.
     pub max_grad_norm: Option<f64>,
-    /// Parameters whose path starts with one of these prefixes are neither updated nor counted in
-    /// the gradient norm (for example the vision tower).
+    /// Parameters under one of these module paths (`model.visual` covers `model.visual.*`, not
+    /// `model.visual_extra`) are neither updated nor counted in the gradient norm (for example
+    /// the vision tower).
     #[serde(default)]
     pub frozen_prefixes: Vec<String>,
 }
@@ -157,8 +158,9 @@ impl AdamW {
     }
 }
 
+/// Whether `path` is one of the `frozen` module paths or lies under one.
 fn is_frozen(frozen: &[String], path: &str) -> bool {
-    frozen.iter().any(|p| path.starts_with(p.as_str()))
+    frozen.iter().any(|p| path.strip_prefix(p.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('.')))
 }
 
 /// Sums the squared gradients of every trainable parameter (one device-side scalar, read once).

@@ -37,10 +37,8 @@ pub fn series(lines: &[Map<String, Value>], key: &str) -> Vec<(f64, f64)> {
 /// Draws one line chart to `path` (atomically: drawn to a temporary PNG, then renamed).
 pub fn line_chart(path: &Path, title: &str, y_label: &str, points: &[(f64, f64)]) -> Result<()> {
     register_font()?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".tmp-{name}"));
-    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
-        let root = BitMapBackend::new(&tmp, (800, 500)).into_drawing_area();
+    let draw = |tmp: &Path| -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let root = BitMapBackend::new(tmp, (800, 500)).into_drawing_area();
         root.fill(&WHITE)?;
         let (x0, x1) = bounds(points.iter().map(|p| p.0));
         let (y0, y1) = bounds(points.iter().map(|p| p.1));
@@ -66,8 +64,10 @@ pub fn line_chart(path: &Path, title: &str, y_label: &str, points: &[(f64, f64)]
         root.present()?;
         Ok(())
     };
-    draw().map_err(|e| GrpoError::file(path, format!("cannot draw the plot: {e}")))?;
-    std::fs::rename(&tmp, path).map_err(|e| GrpoError::io(path, e))
+    r1_data::fsutil::write_file_atomic(path, |tmp| {
+        draw(tmp).map_err(|e| std::io::Error::other(format!("cannot draw the plot: {e}")))
+    })
+    .map_err(|e| GrpoError::io(path, e))
 }
 
 /// The smoothing window for `n` points: a tenth of them, at least 1.

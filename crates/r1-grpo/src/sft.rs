@@ -27,8 +27,14 @@ pub enum SftMode {
     Direct,
     /// Plan, subtask, move, answer (`QaSample.sft.cot`).
     Cot,
-    /// `<think>...</think> <answer>...</answer>` with the correct answer: teaches the output format.
+    /// `<think>...</think> <answer>...</answer>` with a stand-in answer that says nothing of the
+    /// right one (a label picked by the question id; for an open question the current position
+    /// the prompt states): teaches the output format.
     Format,
+    /// [`Format`](Self::Format) with the gripper's true current position (the simulator's ground
+    /// truth) as the reasoning: meant to teach the format and to see where the gripper is, and
+    /// still nothing of which option is right.
+    Grounded,
 }
 
 impl std::str::FromStr for SftMode {
@@ -38,7 +44,8 @@ impl std::str::FromStr for SftMode {
             "direct" => Ok(Self::Direct),
             "cot" => Ok(Self::Cot),
             "format" => Ok(Self::Format),
-            _ => Err(GrpoError::Invalid(format!("unknown SFT mode {s:?} (expected direct, cot or format)"))),
+            "grounded" => Ok(Self::Grounded),
+            _ => Err(GrpoError::Invalid(format!("unknown SFT mode {s:?} (expected direct, cot, format or grounded)"))),
         }
     }
 }
@@ -53,15 +60,40 @@ pub fn target(sample: &QaSample, mode: SftMode) -> Result<String> {
     match mode {
         SftMode::Direct => sample.sft.as_ref().map(|s| s.direct.clone()).ok_or_else(|| missing("direct")),
         SftMode::Cot => sample.sft.as_ref().and_then(|s| s.cot.clone()).ok_or_else(|| missing("CoT")),
-        SftMode::Format => {
+        SftMode::Format | SftMode::Grounded => {
             let answer = match &sample.answer {
-                Answer::Label(label) => format!("[[{label}]]"),
-                Answer::Position([x, y, z]) => format!("[{x:.3}, {y:.3}, {z:.3}]"),
-                Answer::Movement(m) => m.clone(),
+                Answer::Label(_) => format!("[[{}]]", stand_in_label(sample)?),
+                Answer::Position(_) => {
+                    let [x, y, z] = sample.state.current;
+                    format!("[{x:.3}, {y:.3}, {z:.3}]")
+                }
+                // No question type asks for a movement in words; nothing neutral to stand in.
+                Answer::Movement(_) => return Err(missing("format")),
             };
-            Ok(format!("<think>{FORMAT_REASONING}</think> <answer>{answer}</answer>"))
+            let reasoning = match mode {
+                SftMode::Grounded => {
+                    let [x, y, z] = sample.state.current;
+                    format!("The gripper is at [{x:.2}, {y:.2}, {z:.2}].")
+                }
+                _ => FORMAT_REASONING.to_string(),
+            };
+            Ok(format!("<think>{reasoning}</think> <answer>{answer}</answer>"))
         }
     }
+}
+
+/// The format warm-up's answer to a multiple-choice question: one of its option labels, picked
+/// by a hash of the sample id alone, so the warm-up teaches the shape of an answer and nothing
+/// of which one is right (GRPO, credited with the accuracy gained after the warm-up, starts from
+/// labels that are uniform and independent of the answer).
+fn stand_in_label(sample: &QaSample) -> Result<&str> {
+    let labels: Vec<&str> = sample.options.iter().flatten().map(|(label, _)| label.as_str()).collect();
+    if labels.is_empty() {
+        return Err(GrpoError::Invalid(format!("sample {} has a label answer but no options", sample.id)));
+    }
+    // FNV-1a: stable across platforms and releases, unlike std's hasher.
+    let hash = sample.id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+    Ok(labels[(hash % labels.len() as u64) as usize])
 }
 
 /// An SFT run in progress.
@@ -207,6 +239,7 @@ fn phase(mode: SftMode) -> String {
         SftMode::Direct => "sft-direct",
         SftMode::Cot => "sft-cot",
         SftMode::Format => "sft-format",
+        SftMode::Grounded => "sft-grounded",
     }
     .into()
 }
@@ -246,9 +279,31 @@ mod tests {
         .unwrap();
         let text = target(&sample, SftMode::Format).unwrap();
         let rewards = r1_reward::RewardFn::default().score(&text, &sample).unwrap();
-        assert_eq!((rewards.format(), rewards.answer()), (1.0, 1.0), "{text}");
+        assert_eq!(rewards.format(), 1.0, "{text}");
         assert!(target(&sample, SftMode::Cot).is_err());
         sample.sft = Some(r1_data::SftTargets { direct: "[0.0, 0.0, 0.4]".into(), cot: None });
         assert_eq!(target(&sample, SftMode::Direct).unwrap(), "[0.0, 0.0, 0.4]");
+    }
+
+    /// The warm-up's labels do not follow the answers: over many questions whose answer is
+    /// always `A`, they spread over the options about evenly.
+    #[test]
+    fn format_labels_are_independent_of_the_answer() {
+        let mut counts = std::collections::BTreeMap::new();
+        for i in 0..400 {
+            let sample: QaSample = serde_json::from_value(json!({
+                "id": format!("task/v0/e{i}/f0/waypoint"), "task": "task", "variation": 0, "episode": i,
+                "frame": 0, "keypoint_frame": 3, "qa_type": "waypoint",
+                "messages": [{"role": "user", "content": [{"type": "text", "text": "Where next?"}]}],
+                "options": {"A": "[0, 0, 0]", "B": "[1, 0, 0]", "C": "[0, 1, 0]", "D": "[0, 0, 1]"},
+                "answer": {"label": "A"},
+                "state": {"current": [0.0, 0.0, 0.5], "target": [0.0, 0.0, 0.0], "movement": "move down",
+                          "gripper_open": true, "target_gripper_open": true}
+            }))
+            .unwrap();
+            *counts.entry(stand_in_label(&sample).unwrap().to_string()).or_insert(0) += 1;
+        }
+        assert_eq!(counts.len(), 4, "{counts:?}");
+        assert!(counts.values().all(|&n| (70..=130).contains(&n)), "{counts:?}");
     }
 }

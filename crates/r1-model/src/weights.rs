@@ -369,17 +369,10 @@ impl ModuleVisitor for Collector {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so
-/// a reader never sees a half-written file.
+/// Writes `bytes` to `path` atomically (see [`r1_data::fsutil::write_file_atomic`]), so a
+/// reader never sees a half-written file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| ModelError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        ModelError::io(path, e)
-    })
+    r1_data::fsutil::write_atomic(path, bytes).map_err(|e| ModelError::io(path, e))
 }
 
 /// Saves `model` as a Hugging Face checkpoint directory: `config.json` and a single f32

@@ -25,12 +25,6 @@ pub enum SimError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: cannot encode the montage: {source}")]
-    Montage {
-        path: PathBuf,
-        #[source]
-        source: image::ImageError,
-    },
     /// An episode handed to [`crate::montage`] whose frames cannot be read.
     #[error(transparent)]
     Data(#[from] r1_data::DataError),

@@ -143,32 +143,12 @@ fn draw_text(canvas: &mut RgbImage, x: u32, y: u32, text: &str) {
 }
 
 fn write_png_atomic(image: &RgbImage, path: &Path) -> Result<(), SimError> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| SimError::Config(format!("{}: not a file name", path.display())))?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    let written = image
-        .save_with_format(&tmp, image::ImageFormat::Png)
-        .map_err(|source| SimError::Montage {
-            path: path.to_path_buf(),
-            source,
-        })
-        .and_then(|()| {
-            std::fs::rename(&tmp, path).map_err(|source| SimError::Io {
-                path: path.to_path_buf(),
-                source,
-            })
-        });
-    if written.is_err() {
-        // Best effort: the temporary file may not exist, and the first error is the one
-        // worth reporting.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    r1_data::fsutil::write_file_atomic(path, |tmp| {
+        image
+            .save_with_format(tmp, image::ImageFormat::Png)
+            .map_err(|e| std::io::Error::other(format!("cannot encode the montage: {e}")))
+    })
+    .map_err(|source| SimError::Io { path: path.to_path_buf(), source })
 }
 
 #[cfg(test)]
@@ -210,11 +190,10 @@ mod tests {
             );
         }
         assert!(matches!(montage(&[], &path), Err(SimError::Config(_))));
-        let missing = dir.path().join("no/such/folder/m.png");
-        assert!(matches!(
-            montage(&eps, &missing),
-            Err(SimError::Montage { .. } | SimError::Io { .. })
-        ));
+        // A folder that cannot be created (a file stands in its way) is an error naming the path.
+        std::fs::write(dir.path().join("file"), b"").unwrap();
+        let blocked = dir.path().join("file/m.png");
+        assert!(matches!(montage(&eps, &blocked), Err(SimError::Io { path, .. }) if path == blocked));
     }
 
     #[test]
