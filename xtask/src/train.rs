@@ -16,12 +16,14 @@ use r1_data::{QaSample, QaType};
 use r1_grpo::config::{Preset, TrainConfig};
 use r1_grpo::grpo::Trainer;
 use r1_grpo::qwen::QwenPolicy;
-use r1_grpo::run::{METRICS_FILE, MODEL_DIR, RunDir};
+use r1_grpo::run::{COMPLETIONS_FILE, CONFIG_FILE, METRICS_FILE, MODEL_DIR, RunDir};
 use r1_grpo::sft::{SftMode, SftTrainer};
 use serde_json::{Map, Value};
 
 use crate::progress;
 
+/// The warm-up's run folder inside a `train` run folder.
+const WARMUP_DIR: &str = "warmup";
 /// Where the tiny model is created when no model is given.
 const TINY_MODEL_DIR: &str = "models/r1-tiny";
 /// The dataset that ships with the repository, and how to regenerate it (datasets/README.md).
@@ -122,13 +124,13 @@ fn resolve_config(c: &Common) -> anyhow::Result<TrainConfig> {
     Ok(config)
 }
 
-/// The configuration of the run being resumed; `--data` points it at a dataset that moved.
-fn resumed_config(dir: &Path, c: &Common) -> anyhow::Result<TrainConfig> {
-    let (_, mut config) = RunDir::open(dir)?;
+/// The run being resumed and its configuration; `--data` points it at a dataset that moved.
+fn resumed_config(dir: &Path, c: &Common) -> anyhow::Result<(RunDir, TrainConfig)> {
+    let (run, mut config) = RunDir::open(dir)?;
     if let Some(data) = &c.data {
         config.data.root = data.clone();
     }
-    Ok(config)
+    Ok((run, config))
 }
 
 fn default_out(command: &str) -> PathBuf {
@@ -179,36 +181,86 @@ fn loader<'a>(root: &'a Path, device: &'a Device) -> impl Fn(&Path) -> r1_grpo::
 pub fn run(args: Args) -> anyhow::Result<()> {
     let c = &args.common;
     if let Some(dir) = &c.resume {
-        let config = resumed_config(dir, c)?;
-        let data = training_data(&config)?;
-        let device = device(c.device.as_deref().unwrap_or(&config.device))?;
-        let load = loader(&config.data.root, &device);
-        let trainer = Trainer::resume(dir, data, &load)?;
-        let steps = c.steps.unwrap_or(trainer.config.run.steps);
-        return grpo(trainer, steps, args.eval_questions);
+        return resume(dir, c, args.eval_questions);
     }
     let mut config = resolve_config(c)?;
     let data = training_data(&config)?;
     initial_model(&mut config, &data)?;
     let device = device(&config.device)?;
     let out = c.out.clone().unwrap_or_else(|| default_out("train"));
-    let load = loader(&config.data.root, &device);
+    let root = config.data.root.clone();
+    let load = loader(&root, &device);
     // Recorded as run: the run folders' config.toml says what the warm-up did.
     let warmup = args.warmup_steps.unwrap_or(config.sft.warmup_steps);
     config.sft.warmup_steps = warmup;
     if warmup > 0 {
-        let mut sft = SftTrainer::start(config.clone(), &out.join("warmup"), data.clone(), config.sft.warmup_mode, &load)?;
-        let bar = progress::bar(warmup, "warm-up");
-        sft.train(warmup, |line| {
-            bar.set_message(format!("warm-up loss {:.3}", line["loss"].as_f64().unwrap_or(f64::NAN)));
-            bar.inc(1);
-        })?;
-        bar.finish();
-        let (_, checkpoint) = sft.run.latest_checkpoint()?.context("the warm-up wrote no checkpoint")?;
-        config.model.path = Some(checkpoint.join(MODEL_DIR));
+        let sft = SftTrainer::start(config.clone(), &out.join(WARMUP_DIR), data.clone(), config.sft.warmup_mode, &load)?;
+        warm_up(sft, &mut config)?;
     }
     let trainer = Trainer::start(config.clone(), &out, data, &load)?;
     grpo(trainer, config.run.steps, args.eval_questions)
+}
+
+/// Trains the warm-up to its configured steps and points `config` at its final checkpoint.
+fn warm_up(mut sft: SftTrainer<QwenPolicy>, config: &mut TrainConfig) -> anyhow::Result<()> {
+    let steps = sft.config.sft.warmup_steps;
+    let bar = progress::bar(steps, "warm-up");
+    bar.set_position(sft.state.step);
+    sft.train(steps, |line| {
+        bar.set_message(format!("warm-up loss {:.3}", line["loss"].as_f64().unwrap_or(f64::NAN)));
+        bar.inc(1);
+    })?;
+    bar.finish();
+    let (_, checkpoint) = sft.run.latest_checkpoint()?.context("the warm-up wrote no checkpoint")?;
+    config.model.path = Some(checkpoint.join(MODEL_DIR));
+    Ok(())
+}
+
+/// `--resume DIR` wherever the pipeline stopped: GRPO from its newest checkpoint; GRPO again
+/// from the start if it stopped before its first one; or, stopped during the warm-up (no GRPO
+/// run yet), the warm-up from its newest checkpoint (again from the start if it wrote none),
+/// then GRPO.
+fn resume(dir: &Path, c: &Common, eval_questions: usize) -> anyhow::Result<()> {
+    let grpo_started = dir.join(CONFIG_FILE).is_file();
+    let recorded = if grpo_started { dir.to_path_buf() } else { dir.join(WARMUP_DIR) };
+    if !recorded.join(CONFIG_FILE).is_file() {
+        anyhow::bail!("{}: not a training run (no config.toml here nor in {WARMUP_DIR}/): nothing to resume", dir.display());
+    }
+    let (run, mut config) = resumed_config(&recorded, c)?;
+    let data = training_data(&config)?;
+    let device = device(c.device.as_deref().unwrap_or(&config.device))?;
+    let root = config.data.root.clone();
+    let load = loader(&root, &device);
+    let checkpointed = run.latest_checkpoint()?.is_some();
+    if grpo_started {
+        let trainer = if checkpointed {
+            Trainer::resume(dir, data, &load)?
+        } else {
+            // Nothing was checkpointed: what it logged is dropped and GRPO starts again.
+            for file in [CONFIG_FILE, METRICS_FILE, COMPLETIONS_FILE] {
+                remove_if_present(&dir.join(file))?;
+            }
+            Trainer::start(config.clone(), dir, data, &load)?
+        };
+        let steps = c.steps.unwrap_or(trainer.config.run.steps);
+        return grpo(trainer, steps, eval_questions);
+    }
+    let sft = if checkpointed {
+        SftTrainer::resume(&recorded, data.clone(), &load)?
+    } else {
+        std::fs::remove_dir_all(&recorded).with_context(|| format!("removing {}", recorded.display()))?;
+        SftTrainer::start(config.clone(), &recorded, data.clone(), config.sft.warmup_mode, &load)?
+    };
+    warm_up(sft, &mut config)?;
+    let trainer = Trainer::start(config.clone(), dir, data, &load)?;
+    grpo(trainer, c.steps.unwrap_or(config.run.steps), eval_questions)
+}
+
+fn remove_if_present(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("removing {}", path.display())),
+        _ => Ok(()),
+    }
 }
 
 /// Runs GRPO to `steps`, plots, says where everything is, then evaluates the model before and
@@ -346,7 +398,7 @@ pub fn run_sft(args: SftArgs) -> anyhow::Result<()> {
     let c = &args.common;
     let mode: SftMode = args.mode.parse()?;
     let (mut trainer, steps) = if let Some(dir) = &c.resume {
-        let config = resumed_config(dir, c)?;
+        let (_, config) = resumed_config(dir, c)?;
         let data = training_data(&config)?;
         let device = device(c.device.as_deref().unwrap_or(&config.device))?;
         let trainer = SftTrainer::resume(dir, data, &loader(&config.data.root, &device))?;

@@ -33,6 +33,15 @@ fn untimed(run: &Path) -> Vec<Map<String, Value>> {
         .collect()
 }
 
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() { copy_dir(&entry.path(), &target) } else { std::fs::copy(entry.path(), target).map(drop).unwrap() }
+    }
+}
+
 #[test]
 fn train_runs_resumes_exactly_and_its_checkpoint_generates() {
     let tmp = tempfile::tempdir().unwrap();
@@ -77,6 +86,19 @@ fn train_runs_resumes_exactly_and_its_checkpoint_generates() {
     let (whole, split) = (untimed(&cwd.join("whole")), untimed(&cwd.join("split")));
     assert_eq!(whole.len(), 2);
     assert_eq!(whole, split);
+
+    // Stopped during the warm-up, before GRPO wrote anything: once after the warm-up's checkpoint
+    // (it is complete), once before it (only its config exists). Both resume into the same run.
+    for (name, keep_checkpoint) in [("after-warmup", true), ("in-warmup", false)] {
+        let warmup = cwd.join(name).join("warmup");
+        std::fs::create_dir_all(&warmup).unwrap();
+        std::fs::copy(cwd.join("whole/warmup/config.toml"), warmup.join("config.toml")).unwrap();
+        if keep_checkpoint {
+            copy_dir(&cwd.join("whole/warmup/checkpoint-1"), &warmup.join("checkpoint-1"));
+        }
+        xtask(cwd, &["train", "--resume", name, "--steps", "2", "--data", data, "--eval-questions", "0"]);
+        assert_eq!(untimed(&cwd.join(name)), whole, "{name}");
+    }
 
     // The checkpoint answers, and scoring its greedy reply gives the log-probs generation reported.
     let image = repo().join("datasets/default/images/pick_up_cup/v0/e0/front_0.png");

@@ -178,7 +178,8 @@ impl RunDir {
         fsio::read_json(&checkpoint.join(STATE_FILE))
     }
 
-    /// Appends one JSON object as a line of `file` (metrics or completions).
+    /// Appends one JSON object as a line of `file` (metrics or completions), in a single write,
+    /// so that a crash leaves at most that one line torn (see [`truncate_after`](Self::truncate_after)).
     pub fn append(&self, file: &str, line: &Value) -> Result<()> {
         use std::io::Write;
         let path = self.root.join(file);
@@ -187,7 +188,7 @@ impl RunDir {
             .append(true)
             .open(&path)
             .map_err(|e| GrpoError::io(&path, e))?;
-        writeln!(f, "{line}").map_err(|e| GrpoError::io(&path, e))
+        f.write_all(format!("{line}\n").as_bytes()).map_err(|e| GrpoError::io(&path, e))
     }
 
     /// Reads every line of a JSONL file of the run (missing file: no lines).
@@ -197,29 +198,37 @@ impl RunDir {
             return Ok(Vec::new());
         }
         let text = std::fs::read_to_string(&path).map_err(|e| GrpoError::io(&path, e))?;
-        text.lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| serde_json::from_str(l).map_err(|e| GrpoError::file(&path, format!("line {}: {e}", i + 1))))
-            .collect()
+        parse_lines(&path, text.lines())
     }
 
     /// Keeps only the lines of `file` whose `key` is at most `last` (the rest were logged after
-    /// the checkpoint being resumed), rewriting the file atomically.
+    /// the checkpoint being resumed), rewriting the file atomically. A last line without its
+    /// newline was torn by a crash while being appended, and is dropped.
     pub fn truncate_after(&self, file: &str, key: &str, last: u64) -> Result<()> {
         let path = self.root.join(file);
         if !path.exists() {
             return Ok(());
         }
-        let mut text = String::new();
-        for line in self.read_lines(file)? {
+        let text = std::fs::read_to_string(&path).map_err(|e| GrpoError::io(&path, e))?;
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        let mut kept = String::new();
+        for line in parse_lines(&path, complete.lines())? {
             if line.get(key).and_then(Value::as_u64).is_some_and(|s| s <= last) {
-                text.push_str(&Value::Object(line).to_string());
-                text.push('\n');
+                kept.push_str(&Value::Object(line).to_string());
+                kept.push('\n');
             }
         }
-        fsio::write_atomic(&path, text.as_bytes())
+        fsio::write_atomic(&path, kept.as_bytes())
     }
+}
+
+/// Parses the non-empty `lines` of the JSONL file `path` as objects; errors name the line.
+fn parse_lines<'a>(path: &Path, lines: impl Iterator<Item = &'a str>) -> Result<Vec<Map<String, Value>>> {
+    lines
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| GrpoError::file(path, format!("line {}: {e}", i + 1))))
+        .collect()
 }
 
 #[cfg(test)]
@@ -268,6 +277,23 @@ mod tests {
         let lines = run.read_lines(METRICS_FILE).unwrap();
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0]["step"], 1);
+    }
+
+    /// A line torn by a crash in the middle of an append is dropped on resume, not an error.
+    #[test]
+    fn truncation_drops_a_torn_last_line() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(dir.path(), &TrainConfig::tiny()).unwrap();
+        for step in 1..=2u64 {
+            run.append(METRICS_FILE, &serde_json::json!({"step": step, "loss": 0.5})).unwrap();
+        }
+        let path = dir.path().join(METRICS_FILE);
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"step\": 3, \"lo").unwrap();
+        assert!(run.read_lines(METRICS_FILE).is_err(), "a torn line is not valid JSON");
+        run.truncate_after(METRICS_FILE, "step", 2).unwrap();
+        let steps: Vec<u64> = run.read_lines(METRICS_FILE).unwrap().iter().map(|l| l["step"].as_u64().unwrap()).collect();
+        assert_eq!(steps, [1, 2]);
     }
 
     proptest! {
