@@ -177,6 +177,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             sc.samples,
             tasks.join(", ")
         );
+        if sc.episodes == 0 {
+            eprintln!(
+                "warning: the {split} split is empty: too few episodes per task for --val {} / --test {}",
+                args.val, args.test
+            );
+        }
     }
     Ok(())
 }

@@ -243,6 +243,12 @@ fn evaluate(args: &Args) -> anyhow::Result<()> {
     } else {
         let samples = read_split(&args.data, args.split)
             .with_context(|| format!("the dataset {} has no readable {} split", args.data.display(), args.split))?;
+        anyhow::ensure!(
+            !samples.is_empty(),
+            "the {} split of {} has no questions (see its data card); evaluate another --split or pass --no-qa",
+            args.split,
+            args.data.display()
+        );
         limited(samples, args.limit)
     };
     let bench = if args.no_bench {

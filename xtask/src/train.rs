@@ -66,6 +66,7 @@ pub struct Common {
     /// flex (CPU), cuda or wgpu.
     #[arg(long)]
     device: Option<String>,
+    /// Seed of every random draw (the tiny model's creation, sampling, data order).
     #[arg(long)]
     seed: Option<u64>,
 }
@@ -211,6 +212,7 @@ fn warm_up(mut sft: SftTrainer<QwenPolicy>, config: &mut TrainConfig) -> anyhow:
         bar.inc(1);
     })?;
     bar.finish();
+    r1_grpo::plot::plot_metrics(&sft.run.read_lines(METRICS_FILE)?, &sft.run.root.join("plots"))?;
     let (_, checkpoint) = sft.run.latest_checkpoint()?.context("the warm-up wrote no checkpoint")?;
     config.model.path = Some(checkpoint.join(MODEL_DIR));
     Ok(())

@@ -73,6 +73,8 @@ fn train_runs_resumes_exactly_and_its_checkpoint_generates() {
         "completions.jsonl",
         "checkpoint-2/model/model.safetensors",
         "plots/reward.png",
+        "plots/loss.png",
+        "warmup/plots/loss.png",
         "eval/before_after.md",
         "eval/before_after.json",
     ] {
@@ -134,4 +136,18 @@ fn bad_input_is_one_clear_line() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with("error: ") && stderr.contains("nowhere") && stderr.trim().lines().count() == 1, "{stderr}");
+}
+
+/// Too few episodes for a split: `data` warns that it is empty, and evaluating it is an error
+/// naming the split (not an all-empty report).
+#[test]
+fn empty_split_warns_and_cannot_be_evaluated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_xtask")).current_dir(tmp.path()).args(args).output().unwrap();
+    let data = run(&["data", "--sim", "--tasks", "push_button", "--episodes-per-task", "2", "--held-out", "none", "--out", "d"]);
+    assert!(data.status.success(), "{}", String::from_utf8_lossy(&data.stderr));
+    assert!(String::from_utf8_lossy(&data.stderr).contains("warning: the val split is empty"));
+    let eval = run(&["eval", "--answers", "none.jsonl", "--data", "d", "--split", "val", "--no-bench"]);
+    let stderr = String::from_utf8_lossy(&eval.stderr);
+    assert!(!eval.status.success() && stderr.contains("val split") && stderr.contains("no questions"), "{stderr}");
 }

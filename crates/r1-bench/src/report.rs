@@ -211,6 +211,9 @@ pub fn markdown(r: &Results) -> String {
             s += "\n";
         }
     }
+    if !m.keys().any(|k| k.starts_with("bench.")) {
+        return s; // the bench was not evaluated (--no-bench)
+    }
     let judged = m.contains_key("bench.judge.failed");
     s += "\n## Robot-R1 Bench (0-3)\n\n| category | rule-based | n | In | Out |";
     s += if judged { " judge | judged n |\n|---|---|---|---|---|---|---|\n" } else { "\n|---|---|---|---|---|\n" };

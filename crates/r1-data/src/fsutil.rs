@@ -60,7 +60,7 @@ impl StagedDir {
         let old = if self.target.exists() {
             if !replace {
                 return Err(DataError::Config(format!(
-                    "{}: already exists (remove it, choose another folder, or ask to overwrite)",
+                    "{}: already exists (remove it, choose another folder, or pass --overwrite to replace it)",
                     self.target.display()
                 )));
             }

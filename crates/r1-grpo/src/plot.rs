@@ -18,8 +18,10 @@ fn register_font() -> Result<()> {
     if ok { Ok(()) } else { Err(GrpoError::Invalid("the bundled DejaVuSans.ttf is not a valid font".into())) }
 }
 
-/// The plots drawn at the end of a run: file stem, metric key, y-axis label.
-pub const PLOTS: [(&str, &str, &str); 3] = [
+/// The plots drawn at the end of a run (those with data: an SFT run has only a loss): file
+/// stem, metric key, y-axis label.
+pub const PLOTS: [(&str, &str, &str); 4] = [
+    ("loss", "loss", "loss"),
     ("reward", "reward/mean", "mean reward"),
     ("length", "completions/mean_length", "mean completion length (tokens)"),
     ("kl", "kl", "KL to the reference"),
