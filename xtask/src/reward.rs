@@ -16,7 +16,7 @@ use crate::progress;
 /// otherwise unchanged, with a `rewards` object added: `{"format", "answer", "total"}`.
 ///
 /// Accepted lines: `{"id", "qa_type": "waypoint"|"current_state"|"movement", "completion",
-/// "options": {"A": text, ...}, "answer": "B"}`, `{"id", "qa_type": "waypoint_open",
+/// "options": {"A": text, ...} (or [text, ...], labelled A, B, ... in order), "answer": "B"}`, `{"id", "qa_type": "waypoint_open",
 /// "completion", "target": [x, y, z]}`, and QA-dataset lines (`cargo xtask data`) with a
 /// `completion` field added. Blank lines are skipped. The first malformed line stops the
 /// command with its file and line number.
@@ -68,7 +68,7 @@ fn score_lines(input: impl BufRead, out: &mut impl Write, path: &Path, reward: &
 struct Line {
     completion: String,
     qa_type: QaType,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "options_map")]
     options: Option<BTreeMap<String, String>>,
     /// A bare label (`"B"`, simple lines) or a typed answer (`{"label": "B"}`, QA-dataset lines).
     #[serde(default)]
@@ -78,6 +78,31 @@ struct Line {
     target: Option<[f64; 3]>,
     #[serde(default, rename = "rewards", deserialize_with = "present")]
     has_rewards: bool,
+}
+
+/// `options` as a map from label to text (`{"A": "move up", ...}`, the dataset's form) or as a
+/// list of texts, labelled `A`, `B`, ... in order.
+fn options_map<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Options {
+        Map(BTreeMap<String, String>),
+        List(Vec<String>),
+    }
+    let options = Option::<Options>::deserialize(deserializer)
+        .map_err(|_| serde::de::Error::custom("`options` must be {\"A\": text, ...} or [text, ...]"))?;
+    Ok(options.map(|o| match o {
+        Options::Map(map) => map,
+        Options::List(texts) => {
+            texts.into_iter().enumerate().map(|(i, text)| (option_label(i), text)).collect()
+        }
+    }))
+}
+
+/// `A`, `B`, ..., `Z`, then `AA`, `AB`, ...: the label of the `i`-th listed option.
+fn option_label(i: usize) -> String {
+    let letter = |k: usize| char::from(b'A' + (k % 26) as u8);
+    if i < 26 { letter(i).to_string() } else { format!("{}{}", letter(i / 26 - 1), letter(i)) }
 }
 
 fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
@@ -153,6 +178,22 @@ mod tests {
         let total = |i: usize| rewards[i]["total"].as_f64().unwrap();
         assert!((total(1) - 1.8).abs() < 1e-12, "{}", rewards[1]);
         assert_eq!(rewards[2], serde_json::json!({"format": 0.0, "answer": 0.0, "total": 0.0}));
+    }
+
+    /// Options listed without labels are labelled A, B, ... in order and score as the map form.
+    #[test]
+    fn listed_options_are_labelled_in_order() {
+        let listed = SIMPLE.lines().next().unwrap().replace(r#"{"A": "move up", "B": "move down"}"#, r#"["move up", "move down"]"#);
+        let scored = |line: &str| {
+            let out: serde_json::Value = serde_json::from_str(&score(line, RewardFn::default()).unwrap()[0]).unwrap();
+            out["rewards"].clone()
+        };
+        assert_eq!(scored(&listed), scored(SIMPLE.lines().next().unwrap()));
+        assert_eq!(scored(&listed)["answer"], 1.0);
+        assert_eq!((option_label(0), option_label(25), option_label(26), option_label(27)), ("A".into(), "Z".into(), "AA".into(), "AB".into()));
+        let bad = SIMPLE.lines().next().unwrap().replace(r#"{"A": "move up", "B": "move down"}"#, "3");
+        let err = format!("{:#}", score(&bad, RewardFn::default()).unwrap_err());
+        assert!(err.contains("in.jsonl:1") && err.contains("`options` must be"), "{err}");
     }
 
     #[test]
