@@ -50,19 +50,35 @@ pub fn line_chart(path: &Path, title: &str, y_label: &str, points: &[(f64, f64)]
             .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d(x0..x1, y0..y1)?;
-        chart.configure_mesh().x_desc("step").y_desc(y_label).label_style(("sans-serif", 14)).draw()?;
+        // Steps are whole numbers: no fractional tick labels.
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .y_desc(y_label)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .label_style(("sans-serif", 14))
+            .draw()?;
         let faint = BLUE.mix(0.35);
         chart.draw_series(LineSeries::new(points.iter().copied(), faint.stroke_width(1)))?.label("per step").legend(
             move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], faint.stroke_width(2)),
         );
         chart.draw_series(points.iter().map(|&p| Circle::new(p, 2, faint.filled())))?;
-        // Single steps of a small group are noisy; the trend is what a reader looks for.
+        // Single steps of a small group are noisy; the trend is what a reader looks for. A
+        // window of one would only redraw the points.
         let window = smoothing_window(points.len());
+        if window > 1 {
+            chart
+                .draw_series(LineSeries::new(rolling_mean(points, window), RED.stroke_width(3)))?
+                .label(format!("mean of the last {window}"))
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(3)));
+        }
         chart
-            .draw_series(LineSeries::new(rolling_mean(points, window), RED.stroke_width(3)))?
-            .label(format!("mean of the last {window}"))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(3)));
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 14)).draw()?;
+            .configure_series_labels()
+            .position(legend_corner(points, (y0 + y1) / 2.0))
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()?;
         root.present()?;
         Ok(())
     };
@@ -70,6 +86,14 @@ pub fn line_chart(path: &Path, title: &str, y_label: &str, points: &[(f64, f64)]
         draw(tmp).map_err(|e| std::io::Error::other(format!("cannot draw the plot: {e}")))
     })
     .map_err(|e| GrpoError::io(path, e))
+}
+
+/// Where the legend hides no data: the last quarter of the curve ends on the right, so the
+/// legend goes in the right-hand corner away from it (below a curve that ends high).
+fn legend_corner(points: &[(f64, f64)], middle: f64) -> SeriesLabelPosition {
+    let tail = &points[points.len() - points.len().div_ceil(4)..];
+    let tail_mean = tail.iter().map(|p| p.1).sum::<f64>() / tail.len().max(1) as f64;
+    if tail_mean > middle { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight }
 }
 
 /// The smoothing window for `n` points: a tenth of them, at least 1.
