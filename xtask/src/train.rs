@@ -291,6 +291,10 @@ fn before_after(config: &TrainConfig, run: &RunDir, per_task: usize) -> anyhow::
     let start = config.model.path.clone().context("the run records no starting model")?;
     let (_, last) = run.latest_checkpoint()?.context("the run wrote no checkpoint")?;
     let types: Vec<QaType> = config.data.qa_types.iter().copied().filter(|t| t.is_multiple_choice()).collect();
+    if !r1_data::dataset::split_path(root, Split::Test).is_file() {
+        eprintln!("{} has no test split: nothing to evaluate", root.display());
+        return Ok(());
+    }
     let test: Vec<QaSample> = read_split(root, Split::Test)?.into_iter().filter(|s| types.contains(&s.qa_type)).collect();
     let questions = evenly_per_group(test, per_task, |s| (s.task.clone(), s.qa_type));
     if questions.is_empty() {

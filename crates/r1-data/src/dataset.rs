@@ -206,7 +206,7 @@ pub fn write_dataset(
     create_dir(&qa_dir)?;
     let mut writers = BTreeMap::new();
     for split in Split::ALL {
-        let path = qa_dir.join(format!("{split}.jsonl"));
+        let path = split_path(staged.path(), split);
         let file = std::fs::File::create(&path).map_err(|e| DataError::io(&path, e))?;
         writers.insert(split, (path, BufWriter::new(file)));
     }
@@ -386,6 +386,11 @@ pub fn render_card(card: &DatasetCard) -> String {
     s
 }
 
+/// Where the dataset at `root` keeps `split`: `qa/<split>.jsonl`.
+pub fn split_path(root: &Path, split: Split) -> PathBuf {
+    root.join("qa").join(format!("{split}.jsonl"))
+}
+
 /// Reads the data card (`card.json`) of the dataset at `root`.
 pub fn read_card(root: &Path) -> Result<DatasetCard> {
     let path = root.join("card.json");
@@ -396,7 +401,7 @@ pub fn read_card(root: &Path) -> Result<DatasetCard> {
 /// Reads `qa/<split>.jsonl` of the dataset at `root`, checking that every image a sample
 /// shows exists. Errors name the file and the line.
 pub fn read_split(root: &Path, split: Split) -> Result<Vec<QaSample>> {
-    let path = root.join("qa").join(format!("{split}.jsonl"));
+    let path = split_path(root, split);
     let file = std::fs::File::open(&path).map_err(|e| DataError::io(&path, e))?;
     let at =
         |line: usize, message: String| DataError::invalid(&path, format!("line {line}: {message}"));
