@@ -306,8 +306,8 @@ fn before_after(config: &TrainConfig, run: &RunDir, per_task: usize) -> anyhow::
     let after = crate::eval::greedy_mcqa(&last.join(MODEL_DIR), &questions, root, &config.device, tokens, "eval final")?;
     let blind = crate::eval::split_blind(root, Split::Test);
     let table = before_after_table(&types, &before, &after, blind.as_ref());
+    // The atomic writer creates the folder.
     let out = run.root.join("eval");
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     r1_grpo::fsio::write_atomic(&out.join("before_after.md"), table.as_bytes())?;
     r1_grpo::fsio::write_json(&out.join("before_after.json"), &serde_json::json!({
         "start_model": start, "final_model": last.join(MODEL_DIR), "questions": questions.len(),
