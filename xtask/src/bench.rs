@@ -17,6 +17,7 @@ use r1_data::QaSample;
 use r1_grpo::config::{OldLogprobs, Preset, TrainConfig};
 use r1_grpo::grpo::Trainer;
 use r1_grpo::loss::{LossInputs, Normaliser, grpo_loss};
+use r1_grpo::metrics::HOST_RSS_KEY;
 use r1_grpo::policy::{Policy, ScoreRow, length_mask};
 use r1_grpo::qwen::QwenPolicy;
 use r1_model::Prompt;
@@ -33,6 +34,8 @@ enum Only {
     Generation,
     Training,
     Rendering,
+    /// Host memory over a long run (not part of the default set: minutes).
+    Soak,
 }
 
 #[derive(clap::Args)]
@@ -61,6 +64,9 @@ pub struct Args {
     /// Tokens generated per row by the decode figures (stop tokens are ignored).
     #[arg(long, value_name = "N", default_value_t = 32)]
     new_tokens: usize,
+    /// GRPO steps of `--only soak`.
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    soak_steps: u64,
     /// Run one group of figures only.
     #[arg(long, value_enum)]
     only: Option<Only>,
@@ -268,6 +274,17 @@ fn decode_without_cache(policy: &QwenPolicy, prompts: &[Prompt], n: usize, devic
 /// Removes a directory when dropped (the GRPO bench's temporary run).
 struct TempDir(PathBuf);
 
+impl TempDir {
+    /// A fresh run folder for the benchmark `name` in the system's temporary directory.
+    fn new(name: &str) -> anyhow::Result<Self> {
+        let dir = Self(std::env::temp_dir().join(format!("r1-bench-{name}-{}", std::process::id())));
+        if dir.0.exists() {
+            std::fs::remove_dir_all(&dir.0).with_context(|| format!("removing {}", dir.0.display()))?;
+        }
+        Ok(dir)
+    }
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         // Best effort: a leftover folder in the temp directory is harmless.
@@ -284,10 +301,7 @@ fn training(args: &Args, config: &TrainConfig, data: Vec<QaSample>) -> anyhow::R
     config.run.steps = args.repeats as u64 + 1;
     config.run.save_every = 0;
     config.run.log_completions = 0;
-    let out = TempDir(std::env::temp_dir().join(format!("r1-bench-grpo-{}", std::process::id())));
-    if out.0.exists() {
-        std::fs::remove_dir_all(&out.0).with_context(|| format!("removing {}", out.0.display()))?;
-    }
+    let out = TempDir::new("grpo")?;
     let device = r1_model::parse_device(&args.device)?.autodiff();
     let root = config.data.root.clone();
     let load = |dir: &Path| QwenPolicy::load(dir, &root, &device);
@@ -443,6 +457,80 @@ fn step_figures(lines: &[Map<String, Value>]) -> anyhow::Result<Vec<StepFigures>
         .collect()
 }
 
+/// Steps after the soak's first epoch needed for a slope worth reporting.
+const SOAK_MIN_STEADY_STEPS: u64 = 100;
+
+/// `--only soak`: `--soak-steps` GRPO steps of the tiny preset (checkpoints as configured), the
+/// resident host memory read after every step; the figure is the least-squares growth per 100
+/// steps after the first epoch, which a leak of anything kept per step (an autodiff graph, a
+/// cache entry, a log buffer) makes positive. The first epoch is left out because the policy
+/// caches every training prompt it encodes (pixels included, within a fixed budget) until it
+/// has seen them all, and the allocator and thread pool grow to their working size meanwhile.
+fn soak(args: &Args, config: &TrainConfig, data: Vec<QaSample>) -> anyhow::Result<Vec<Row>> {
+    let mut config = config.clone();
+    config.run.steps = args.soak_steps;
+    let epoch = data.len().div_ceil(config.rollout.prompts_per_rollout) as u64;
+    anyhow::ensure!(
+        args.soak_steps >= epoch + SOAK_MIN_STEADY_STEPS,
+        "--soak-steps {}: too few; the first epoch over the {} training prompts ({epoch} steps) fills the prompt cache and \
+         is left out of the figure, so run at least {} steps",
+        args.soak_steps,
+        data.len(),
+        epoch + SOAK_MIN_STEADY_STEPS
+    );
+    let out = TempDir::new("soak")?;
+    let device = r1_model::parse_device(&args.device)?.autodiff();
+    let root = config.data.root.clone();
+    let load = |dir: &Path| QwenPolicy::load(dir, &root, &device);
+    let mut trainer = Trainer::start(config.clone(), &out.0, data, &load)?;
+    let bar = crate::progress::bar(args.soak_steps, "soak");
+    let mut rss = Vec::new();
+    trainer.train(args.soak_steps, |summary| {
+        let last = summary.metrics.last().and_then(|l| l.get(HOST_RSS_KEY)?.as_f64());
+        if let Some(mib) = last {
+            rss.push((summary.step as f64, mib));
+            bar.set_message(format!("{mib:.0} MiB"));
+        }
+        bar.inc(1);
+    })?;
+    bar.finish();
+    drop(trainer);
+    anyhow::ensure!(!rss.is_empty(), "no memory figure was logged (it is read from /proc/self/status: Linux only)");
+    let steady: Vec<(f64, f64)> = rss.iter().copied().filter(|p| p.0 > epoch as f64).collect();
+    anyhow::ensure!(steady.len() >= 2, "fewer than two memory figures after the first epoch");
+    let peak = rss.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    let setup = format!(
+        "{} GRPO steps of the tiny preset (checkpoint every {}), {}; RSS {:.0} MiB after step {}, {:.0} MiB after step {}, \
+         peak {peak:.0} MiB; least-squares slope over steps {}..{} (the first epoch fills the prompt cache)",
+        args.soak_steps,
+        config.run.save_every,
+        args.device,
+        steady[0].1,
+        steady[0].0,
+        steady[steady.len() - 1].1,
+        steady[steady.len() - 1].0,
+        steady[0].0,
+        steady[steady.len() - 1].0,
+    );
+    Ok(vec![Row {
+        key: "soak_memory_growth",
+        figure: "host memory growth per 100 GRPO steps".into(),
+        value: slope(&steady) * 100.0,
+        unit: "MiB",
+        setup,
+    }])
+}
+
+/// Least-squares slope of `points` (`(x, y)`); 0 for fewer than two distinct `x`.
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    let mean_x = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
+    if sxx > 0.0 { sxy / sxx } else { 0.0 }
+}
+
 /// What the child process reports.
 #[derive(Serialize, serde::Deserialize, Debug, PartialEq)]
 struct PeakMemory {
@@ -452,16 +540,9 @@ struct PeakMemory {
     peak_kib: u64,
 }
 
-/// A `VmRSS:`/`VmHWM:`-style field of /proc/self/status, in KiB.
-fn proc_status_kib(status: &str, field: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok())
-}
-
 fn own_status_kib(field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status (Linux only)")?;
-    proc_status_kib(&status, field).with_context(|| format!("/proc/self/status has no {field} line"))
+    r1_grpo::metrics::proc_status_kib(&status, field).with_context(|| format!("/proc/self/status has no {field} line"))
 }
 
 /// In the child: one training micro-batch of the tiny preset (micro_batch_size completions of
@@ -552,10 +633,11 @@ fn peak_memory(args: &Args, config: &TrainConfig) -> anyhow::Result<Row> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(
-        args.repeats >= 1 && args.episodes_per_task >= 1,
-        "--repeats and --episodes-per-task must be at least 1"
+        args.repeats >= 1 && args.episodes_per_task >= 1 && args.soak_steps >= 1,
+        "--repeats, --episodes-per-task and --soak-steps must be at least 1"
     );
-    let wants = |group| args.only.is_none_or(|o| o == group);
+    // The soak runs only when asked for.
+    let wants = |group| args.only == Some(group) || (args.only.is_none() && group != Only::Soak);
     if args.peak_memory_child {
         let (config, data) = bench_config(&args)?;
         println!("{}", serde_json::to_string(&peak_memory_child(&config, &data)?)?);
@@ -571,6 +653,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             rows.extend(training(&args, &config, data)?);
             rows.push(peak_memory(&args, &config)?);
         }
+    }
+    if wants(Only::Soak) {
+        let (config, data) = bench_config(&args)?;
+        rows.extend(soak(&args, &config, data)?);
     }
     if wants(Only::Rendering) {
         rows.push(rendering(&args)?);
@@ -649,14 +735,14 @@ mod tests {
     }
 
     proptest! {
-        /// Every `Name: N kB` line is found by its name, and only by it.
+        /// A straight line's slope is found whatever its offset and sampling, and a constant
+        /// series has none.
         #[test]
-        fn proc_status_fields_parse(rss in 0u64..1 << 40, hwm in 0u64..1 << 40) {
-            let status = format!("Name:\txtask\nVmHWM:\t{hwm:>8} kB\nVmRSS:\t{rss:>8} kB\nThreads:\t3\n");
-            prop_assert_eq!(proc_status_kib(&status, "VmRSS"), Some(rss));
-            prop_assert_eq!(proc_status_kib(&status, "VmHWM"), Some(hwm));
-            prop_assert_eq!(proc_status_kib(&status, "Threads"), None);
-            prop_assert_eq!(proc_status_kib(&status, "VmPeak"), None);
+        fn slope_of_a_line(a in -1e3f64..1e3, b in -10f64..10.0, xs in proptest::collection::btree_set(0u32..2000, 2..50)) {
+            let points: Vec<(f64, f64)> = xs.iter().map(|&x| (x as f64, a + b * x as f64)).collect();
+            prop_assert!((slope(&points) - b).abs() < 1e-6 * (1.0 + b.abs()));
+            let flat: Vec<(f64, f64)> = points.iter().map(|p| (p.0, a)).collect();
+            prop_assert!(slope(&flat).abs() < 1e-9);
         }
 
         /// The median is an element with at least half of the values on either side.

@@ -3,58 +3,20 @@
 //! an uninterrupted run writes. `generate` and `score` then read the run's checkpoint and agree
 //! with each other.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
-use serde_json::{Map, Value};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Runs the command line in `cwd`; returns stdout, or panics with stderr.
-fn xtask(cwd: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask")).current_dir(cwd).args(args).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "xtask {args:?} failed: {stderr}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Metric lines without wall-clock fields.
-fn untimed(run: &Path) -> Vec<Map<String, Value>> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut m: Map<String, Value> = serde_json::from_str(l).unwrap();
-            m.retain(|k, _| !k.starts_with("timing/") && !k.starts_with("tokens_per_second/"));
-            m
-        })
-        .collect()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() { copy_dir(&entry.path(), &target) } else { std::fs::copy(entry.path(), target).map(drop).unwrap() }
-    }
-}
+use common::{copy_dir, repo, untimed, xtask};
+use serde_json::Value;
 
 #[test]
 fn train_runs_resumes_exactly_and_its_checkpoint_generates() {
     let tmp = tempfile::tempdir().unwrap();
     let cwd = tmp.path();
-    let data = repo().join("datasets/default");
-    let data = data.to_str().unwrap();
-    // A smaller run than the preset: 2 prompts x G 2, replies of at most 6 tokens, KL on.
-    std::fs::write(
-        cwd.join("small.toml"),
-        "preset = \"tiny\"\n[rollout]\ngroup_size = 2\nprompts_per_rollout = 2\nmax_response_tokens = 6\n\
-         [update]\nprompts_per_update = 2\nmicro_batch_size = 4\n[sft]\nbatch_size = 2\nmicro_batch_size = 2\n",
-    )
-    .unwrap();
+    let data = common::default_data();
+    let data = data.as_str();
+    std::fs::write(cwd.join("small.toml"), common::SMALL_CONFIG).unwrap();
     let common = ["--config", "small.toml", "--data", data, "--warmup-steps", "1", "--save-every", "1"];
     let run = |out: &str, extra: &[&str]| {
         let mut args = vec!["train"];

@@ -22,6 +22,13 @@ pub enum GrpoError {
     Reward(#[from] r1_reward::RewardError),
     #[error(transparent)]
     Data(#[from] r1_data::DataError),
+    /// A checkpoint could not be written (a full disk, a read-only folder): nothing of it
+    /// was left, and `last_good`, the newest complete checkpoint, is untouched.
+    #[error("could not write {} ({})", dir.display(), match last_good {
+        Some(d) => format!("the last complete checkpoint, {}, is intact", d.display()),
+        None => "no checkpoint was written before it".to_string(),
+    })]
+    Checkpoint { dir: PathBuf, last_good: Option<PathBuf>, source: Box<GrpoError> },
     /// The run stopped on purpose (for example after repeated non-finite losses).
     #[error("training stopped: {0}")]
     Stopped(String),

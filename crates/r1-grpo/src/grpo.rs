@@ -20,7 +20,7 @@ use crate::advantage::{self, Advantages, unbiased_std};
 use crate::config::{OldLogprobs, TrainConfig};
 use crate::error::{GrpoError, Result};
 use crate::loss::{LossInputs, Normaliser, grpo_loss};
-use crate::metrics::{RolloutMetrics, StepMetrics, UpdateMetrics};
+use crate::metrics::{self, RolloutMetrics, StepMetrics, UpdateMetrics};
 use crate::optim::AdamW;
 use crate::policy::{Completion, Policy, Sampling, ScoreRow, length_mask};
 use crate::run::{self, COMPLETIONS_FILE, METRICS_FILE, MODEL_DIR, OPTIMIZER_FILE, RunDir, TrainState};
@@ -159,10 +159,7 @@ impl<P: Policy> Trainer<P> {
 
     /// Writes `checkpoint-<step>/` (model, optimiser, state).
     pub fn checkpoint(&self) -> Result<std::path::PathBuf> {
-        self.run.write_checkpoint(&self.state, self.config.run.keep_last, |dir| {
-            self.policy.save(&dir.join(MODEL_DIR))?;
-            self.optim.save(&dir.join(OPTIMIZER_FILE))
-        })
+        self.run.save(&self.state, self.config.run.keep_last, &self.policy, &self.optim)
     }
 
     /// One rollout step and its optimiser steps.
@@ -183,8 +180,10 @@ impl<P: Policy> Trainer<P> {
             .into_iter()
             .enumerate()
             .map(|(i, update)| {
-                let step_s = (i + 1 == count).then(|| step_start.elapsed().as_secs_f64());
-                StepMetrics { rollout: rollout_metrics.clone(), update, step_s }.to_map()
+                let last = i + 1 == count;
+                let step_s = last.then(|| step_start.elapsed().as_secs_f64());
+                let host_rss_mib = if last { metrics::host_rss_mib() } else { None };
+                StepMetrics { rollout: rollout_metrics.clone(), update, step_s, host_rss_mib }.to_map()
             })
             .collect();
         for line in &lines {

@@ -9,12 +9,14 @@
 //! * [`qwen`]: the policy for r1-model's Qwen2.5-VL.
 //! * [`grpo`]: the GRPO trainer.
 //! * [`sft`]: the supervised trainer (Direct, CoT, format warm-up).
+//! * [`crash`]: crash points for the fault-injection tests.
 //! * [`run`]: the run directory, checkpoints, seeded data order for exact resume.
 //! * [`metrics`]: the typed lines of `metrics.jsonl`.
 //! * [`plot`]: PNG plots of the metrics.
 
 pub mod advantage;
 pub mod config;
+pub mod crash;
 pub mod error;
 pub mod fsio;
 pub mod grpo;

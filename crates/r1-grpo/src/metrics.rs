@@ -73,6 +73,26 @@ pub struct StepMetrics {
     /// Wall time of the whole step, on the step's last line only.
     #[serde(rename = "timing/step", skip_serializing_if = "Option::is_none")]
     pub step_s: Option<f64>,
+    /// Resident host memory at the end of the step ([`host_rss_mib`]), on its last line only.
+    #[serde(rename = "memory/host_rss_mib", skip_serializing_if = "Option::is_none")]
+    pub host_rss_mib: Option<f64>,
+}
+
+/// Key of [`StepMetrics::host_rss_mib`], also logged by the SFT trainer.
+pub const HOST_RSS_KEY: &str = "memory/host_rss_mib";
+
+/// Resident host memory of this process in MiB, where `/proc/self/status` tells it (Linux),
+/// as verl logs `perf/cpu_memory_used_gb`: a leak shows as a rising line in `plots/memory.png`.
+pub fn host_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    proc_status_kib(&status, "VmRSS").map(|kib| kib as f64 / 1024.0)
+}
+
+/// A `VmRSS:`/`VmHWM:`-style field of a `/proc/<pid>/status` text, in KiB.
+pub fn proc_status_kib(status: &str, field: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok())
 }
 
 impl StepMetrics {
@@ -123,6 +143,7 @@ mod tests {
                 training_tps: 50.0,
             },
             step_s: Some(4.0),
+            host_rss_mib: Some(100.0),
         };
         let map = line.to_map();
         let keys: Vec<&str> = map.keys().map(String::as_str).collect();
@@ -153,13 +174,26 @@ mod tests {
             "timing/update",
             "tokens_per_second/training",
             "timing/step",
+            "memory/host_rss_mib",
         ] {
             assert!(keys.contains(&key), "missing {key} in {keys:?}");
         }
-        assert_eq!(keys.len(), 26);
+        assert_eq!(keys.len(), 27);
         assert_eq!(map["grad_norm"], Value::Null);
         assert_eq!(map["completions/max_length"], Value::from(16));
-        let without = StepMetrics { step_s: None, ..line }.to_map();
-        assert!(!without.contains_key("timing/step"));
+        let without = StepMetrics { step_s: None, host_rss_mib: None, ..line }.to_map();
+        assert!(!without.contains_key("timing/step") && !without.contains_key(HOST_RSS_KEY));
+    }
+
+    proptest::proptest! {
+        /// Every `Name: N kB` line is found by its name, and only by it.
+        #[test]
+        fn proc_status_fields_parse(rss in 0u64..1 << 40, hwm in 0u64..1 << 40) {
+            let status = format!("Name:\txtask\nVmHWM:\t{hwm:>8} kB\nVmRSS:\t{rss:>8} kB\nThreads:\t3\n");
+            proptest::prop_assert_eq!(proc_status_kib(&status, "VmRSS"), Some(rss));
+            proptest::prop_assert_eq!(proc_status_kib(&status, "VmHWM"), Some(hwm));
+            proptest::prop_assert_eq!(proc_status_kib(&status, "Threads"), None);
+            proptest::prop_assert_eq!(proc_status_kib(&status, "VmPeak"), None);
+        }
     }
 }

@@ -20,11 +20,12 @@ fn register_font() -> Result<()> {
 
 /// The plots drawn at the end of a run (those with data: an SFT run has only a loss): file
 /// stem, metric key, y-axis label.
-pub const PLOTS: [(&str, &str, &str); 4] = [
+pub const PLOTS: [(&str, &str, &str); 5] = [
     ("loss", "loss", "loss"),
     ("reward", "reward/mean", "mean reward"),
     ("length", "completions/mean_length", "mean completion length (tokens)"),
     ("kl", "kl", "KL to the reference"),
+    ("memory", crate::metrics::HOST_RSS_KEY, "resident host memory (MiB)"),
 ];
 
 /// `(step, value)` of every line that holds a finite `key`.

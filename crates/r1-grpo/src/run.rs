@@ -23,8 +23,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::TrainConfig;
+use crate::crash;
 use crate::error::{GrpoError, Result};
 use crate::fsio;
+use crate::optim::AdamW;
+use crate::policy::Policy;
 
 pub const CONFIG_FILE: &str = "config.toml";
 pub const METRICS_FILE: &str = "metrics.jsonl";
@@ -148,7 +151,9 @@ impl RunDir {
 
     /// Writes a checkpoint atomically: `fill` writes everything into a temporary folder, which
     /// then gets `state.json` and is renamed to `checkpoint-<step>`. Older checkpoints beyond
-    /// `keep_last` are removed afterwards.
+    /// `keep_last` are removed afterwards. If any write fails (a full disk, a read-only
+    /// folder), the temporary folder is removed and the error names the newest complete
+    /// checkpoint, which is untouched.
     pub fn write_checkpoint(
         &self,
         state: &TrainState,
@@ -157,21 +162,43 @@ impl RunDir {
     ) -> Result<PathBuf> {
         let final_dir = self.checkpoint_dir(state.step);
         let tmp = self.root.join(format!(".{CHECKPOINT_PREFIX}{}.tmp", state.step));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| GrpoError::io(&tmp, e))?;
+        let staged = (|| {
+            if tmp.exists() {
+                std::fs::remove_dir_all(&tmp).map_err(|e| GrpoError::io(&tmp, e))?;
+            }
+            std::fs::create_dir_all(&tmp).map_err(|e| GrpoError::io(&tmp, e))?;
+            fill(&tmp)?;
+            fsio::write_json(&tmp.join(STATE_FILE), state)?;
+            crash::point(crash::BEFORE_RENAME);
+            if final_dir.exists() {
+                std::fs::remove_dir_all(&final_dir).map_err(|e| GrpoError::io(&final_dir, e))?;
+            }
+            std::fs::rename(&tmp, &final_dir).map_err(|e| GrpoError::io(&final_dir, e))?;
+            r1_data::fsutil::sync_dir(&self.root).map_err(|e| GrpoError::io(&self.root, e))
+        })();
+        if let Err(source) = staged {
+            // Best effort: what matters is the first error, and freeing the space it took.
+            let _ = std::fs::remove_dir_all(&tmp);
+            let last_good = self.latest_checkpoint().ok().flatten().map(|(_, dir)| dir);
+            return Err(GrpoError::Checkpoint { dir: final_dir, last_good, source: Box::new(source) });
         }
-        std::fs::create_dir_all(&tmp).map_err(|e| GrpoError::io(&tmp, e))?;
-        fill(&tmp)?;
-        fsio::write_json(&tmp.join(STATE_FILE), state)?;
-        if final_dir.exists() {
-            std::fs::remove_dir_all(&final_dir).map_err(|e| GrpoError::io(&final_dir, e))?;
-        }
-        std::fs::rename(&tmp, &final_dir).map_err(|e| GrpoError::io(&final_dir, e))?;
         let all = self.checkpoints()?;
         for (_, dir) in all.iter().take(all.len().saturating_sub(keep_last)) {
             std::fs::remove_dir_all(dir).map_err(|e| GrpoError::io(dir, e))?;
         }
         Ok(final_dir)
+    }
+
+    /// Checkpoints a trainer: `policy` as `model/` (Hugging Face layout), the optimiser state,
+    /// and `state`.
+    pub fn save<P: Policy>(&self, state: &TrainState, keep_last: usize, policy: &P, optim: &AdamW) -> Result<PathBuf> {
+        self.write_checkpoint(state, keep_last, |dir| {
+            policy.save(&dir.join(MODEL_DIR))?;
+            crash::point(crash::MODEL_SAVED);
+            optim.save(&dir.join(OPTIMIZER_FILE))?;
+            crash::point(crash::OPTIMIZER_SAVED);
+            Ok(())
+        })
     }
 
     pub fn read_state(checkpoint: &Path) -> Result<TrainState> {

@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use crate::config::TrainConfig;
 use crate::error::{GrpoError, Result};
 use crate::grpo::{Loader, adamw_config, initial_model, note_nonfinite};
+use crate::metrics;
 use crate::optim::AdamW;
 use crate::policy::{Policy, ScoreRow, length_mask};
 use crate::run::{self, METRICS_FILE, MODEL_DIR, OPTIMIZER_FILE, RunDir, TrainState};
@@ -175,10 +176,7 @@ impl<P: Policy> SftTrainer<P> {
     }
 
     pub fn checkpoint(&self) -> Result<std::path::PathBuf> {
-        self.run.write_checkpoint(&self.state, self.config.run.keep_last, |dir| {
-            self.policy.save(&dir.join(MODEL_DIR))?;
-            self.optim.save(&dir.join(OPTIMIZER_FILE))
-        })
+        self.run.save(&self.state, self.config.run.keep_last, &self.policy, &self.optim)
     }
 
     fn step(&mut self, target_steps: u64) -> Result<Map<String, Value>> {
@@ -227,6 +225,9 @@ impl<P: Policy> SftTrainer<P> {
         }
         note_nonfinite(&mut self.state, applied, self.config.run.max_nonfinite_steps, &self.run, step)?;
         line.insert("skipped_nonfinite".into(), json!(self.state.skipped_nonfinite));
+        if let Some(rss) = metrics::host_rss_mib() {
+            line.insert(metrics::HOST_RSS_KEY.into(), json!(rss));
+        }
         self.run.append(METRICS_FILE, &Value::Object(line.clone()))?;
         self.state.step = step;
         self.state.cursor += rows.len() as u64;

@@ -19,7 +19,7 @@ fn untimed(lines: Vec<Map<String, Value>>) -> Vec<Map<String, Value>> {
     lines
         .into_iter()
         .map(|mut l| {
-            l.retain(|k, _| !k.starts_with("timing/") && !k.starts_with("tokens_per_second/"));
+            l.retain(|k, _| !["timing/", "tokens_per_second/", "memory/"].iter().any(|p| k.starts_with(p)));
             l
         })
         .collect()
