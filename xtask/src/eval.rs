@@ -8,7 +8,7 @@ use anyhow::Context;
 use r1_bench::evaluate::{self, RecordedAnswers, Responder};
 use r1_bench::judge::{Judge, JudgeConfig};
 use r1_bench::question::read_bench;
-use r1_bench::report::{self, Results};
+use r1_bench::report::{self, Results, Source};
 use r1_bench::{charts, make};
 use r1_data::dataset::{Split, read_split};
 
@@ -58,8 +58,8 @@ pub struct Args {
     /// Completions per question; with more than one, metrics also report best of N.
     #[arg(long, value_name = "N", default_value_t = 1)]
     samples: usize,
-    /// Sampling temperature (0: greedy).
-    #[arg(long, value_name = "T", default_value_t = 0.0)]
+    /// Sampling temperature (0: greedy). Not with --answers, whose sampling r1 cannot know.
+    #[arg(long, value_name = "T", default_value_t = 0.0, conflicts_with = "answers")]
     temperature: f64,
     /// Longest completion, in tokens (default: the training run's `rollout.max_response_tokens`
     /// when --model is a run or one of its checkpoints, else 512).
@@ -151,7 +151,8 @@ fn limited<T>(items: Vec<T>, limit: Option<usize>) -> Vec<T> {
 
 /// What answers the questions, and how the results name it.
 struct Subject {
-    model_dir: String,
+    /// The model folder to load, or the answers file.
+    path: String,
     step: Option<u64>,
     run: Option<PathBuf>,
     out: PathBuf,
@@ -163,12 +164,12 @@ fn subject(args: &Args) -> anyhow::Result<Subject> {
         let mut out = file.clone().into_os_string();
         out.push(".eval");
         let out = args.out.clone().unwrap_or_else(|| PathBuf::from(out));
-        return Ok(Subject { model_dir: file.display().to_string(), step: None, run: None, out });
+        return Ok(Subject { path: file.display().to_string(), step: None, run: None, out });
     }
     let model = args.model.as_deref().expect("clap requires one mode");
     let resolved = report::resolve_model(model)?;
     let out = args.out.clone().unwrap_or_else(|| resolved.run.as_deref().unwrap_or(model).join("eval"));
-    Ok(Subject { model_dir: resolved.model_dir.display().to_string(), step: resolved.step, run: resolved.run, out })
+    Ok(Subject { path: resolved.model_dir.display().to_string(), step: resolved.step, run: resolved.run, out })
 }
 
 /// A checkpoint answering with r1-model's generation.
@@ -236,7 +237,7 @@ fn evaluate(args: &Args) -> anyhow::Result<()> {
         "--samples {} at temperature 0 would repeat one greedy completion: give --temperature",
         args.samples
     );
-    let Subject { model_dir, step, run, out } = subject(args)?;
+    let Subject { path, step, run, out } = subject(args)?;
     // Read every input before loading the model, so a missing split fails fast.
     let qa = if args.no_qa {
         Vec::new()
@@ -284,7 +285,7 @@ fn evaluate(args: &Args) -> anyhow::Result<()> {
                 top_p: 1.0,
                 top_k: 0,
             };
-            load_model(Path::new(&model_dir), &args.device, config)?
+            load_model(Path::new(&path), &args.device, config)?
         }
     };
     let bar = progress::bar((qa.len() + bench.len()) as u64, "answering");
@@ -297,12 +298,15 @@ fn evaluate(args: &Args) -> anyhow::Result<()> {
     let run = run.as_deref();
     let results = Results {
         model: name.display().to_string(),
-        group: run.and_then(report::config_group).unwrap_or_else(|| model_dir.clone()),
-        model_dir,
+        group: run.and_then(report::config_group).unwrap_or_else(|| path.clone()),
+        source: if args.answers.is_some() {
+            Source::Answers { answers: path }
+        } else {
+            Source::Model { model_dir: path, temperature: args.temperature }
+        },
         step,
         seed: run.and_then(report::config_seed),
         samples: args.samples,
-        temperature: args.temperature,
         metrics,
         // Blind baselines describe the whole split; a --limit subset would not match them.
         blind: if args.no_qa || args.limit.is_some() { None } else { split_blind(&args.data, args.split) },

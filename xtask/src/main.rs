@@ -1,6 +1,8 @@
 //! The r1 command line. Run through the cargo alias, which always builds optimised:
 //! `cargo xtask <command> --help`.
 
+use std::ffi::OsString;
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -62,7 +64,33 @@ impl Cli {
     }
 }
 
+/// Whether Mesa's Vulkan device-select layer should be turned off, given the environment.
+///
+/// The layer (an implicit layer of `mesa-vulkan-drivers`, on by default) asks the Wayland
+/// compositor which GPU drives the display every time devices are enumerated, since wgpu
+/// enables `VK_KHR_wayland_surface` wherever it exists. When libwayland has no socket to reach,
+/// because `XDG_RUNTIME_DIR` is unset or relative and neither `WAYLAND_DISPLAY` is an absolute
+/// path nor `WAYLAND_SOCKET` is given, it prints "error: XDG_RUNTIME_DIR is invalid or not set
+/// in the environment." to stderr, four times per wgpu device, and finds no compositor anyway.
+/// r1 computes and never presents to a display, so which GPU drives one is of no use to it
+/// (the adapter is wgpu's high-performance pick), and the layer's own switch, `NODEVICE_SELECT=1`
+/// in its manifest, turns it off. A user who steers it (`MESA_VK_DEVICE_SELECT`, `DRI_PRIME`, ...) or has set
+/// `NODEVICE_SELECT` keeps it as set.
+fn device_select_is_futile(var: impl Fn(&str) -> Option<OsString>) -> bool {
+    let absolute = |name: &str| var(name).is_some_and(|v| Path::new(&v).is_absolute());
+    let wayland_unreachable = var("WAYLAND_SOCKET").is_none() && !absolute("WAYLAND_DISPLAY") && !absolute("XDG_RUNTIME_DIR");
+    let steered = ["NODEVICE_SELECT", "MESA_VK_DEVICE_SELECT", "MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE", "DRI_PRIME"]
+        .into_iter()
+        .any(|name| var(name).is_some());
+    wayland_unreachable && !steered
+}
+
 fn main() -> ExitCode {
+    if device_select_is_futile(|name| std::env::var_os(name)) {
+        // SAFETY: the first statement of `main`, before any thread is spawned, so nothing can
+        // read the environment concurrently.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
     match Cli::parse().run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -70,5 +98,30 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn futile(vars: &[(&str, &str)]) -> bool {
+        device_select_is_futile(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| OsString::from(v)))
+    }
+
+    #[test]
+    fn device_select_is_turned_off_only_where_wayland_cannot_be_reached() {
+        // Unset, empty or relative XDG_RUNTIME_DIR: libwayland cannot form a socket path.
+        assert!(futile(&[]));
+        assert!(futile(&[("XDG_RUNTIME_DIR", "")]));
+        assert!(futile(&[("XDG_RUNTIME_DIR", "run/user/0"), ("WAYLAND_DISPLAY", "wayland-0")]));
+        // A runtime directory, an absolute display path or an inherited socket reach Wayland.
+        assert!(!futile(&[("XDG_RUNTIME_DIR", "/run/user/1000")]));
+        assert!(!futile(&[("WAYLAND_DISPLAY", "/tmp/wayland-1")]));
+        assert!(!futile(&[("WAYLAND_SOCKET", "3")]));
+        // The user's own device selection is left alone.
+        assert!(!futile(&[("MESA_VK_DEVICE_SELECT", "10de:2684")]));
+        assert!(!futile(&[("DRI_PRIME", "1")]));
+        assert!(!futile(&[("NODEVICE_SELECT", "0")]));
     }
 }

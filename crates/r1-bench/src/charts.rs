@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use plotters::prelude::*;
 use plotters::style::FontStyle;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::error::{BenchError, Result};
 use crate::question::Category;
@@ -17,6 +18,10 @@ pub const BENCH_CHART: &str = "bench.png";
 const SIZE: (u32, u32) = (900, 420);
 /// Bar colours for all / In / Out.
 const COLOURS: [RGBColor; 3] = [RGBColor(70, 110, 170), RGBColor(90, 170, 110), RGBColor(210, 130, 60)];
+/// Pixels between neighbouring bars, on each side of a bar.
+const BAR_MARGIN: u32 = 6;
+/// Height in pixels of the strip drawn at the foot of every bar that has a value.
+const BASELINE_STRIP: i32 = 3;
 
 /// The font r1-grpo ships for its plots, so that both crates' charts look alike and render on
 /// machines without system fonts.
@@ -53,7 +58,9 @@ fn bars(r: &Results, prefix: &str, names: &[&str], metric: &str) -> Vec<Bar> {
         .collect()
 }
 
-/// Draws a bar chart into an RGB buffer of [`SIZE`].
+/// Draws a bar chart into an RGB buffer of [`SIZE`]. Every bar carries its value above it
+/// ("n/a" where the metric is missing), and a strip of [`BASELINE_STRIP`] pixels in its colour
+/// at the axis, so a score of 0 reads as a bar of height 0 rather than as missing data.
 fn draw(title: &str, y_desc: &str, y_max: f64, bars: &[Bar]) -> std::result::Result<Vec<u8>, String> {
     let mut buffer = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
     {
@@ -64,7 +71,8 @@ fn draw(title: &str, y_desc: &str, y_max: f64, bars: &[Bar]) -> std::result::Res
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(56)
-            .build_cartesian_2d((0..bars.len()).into_segmented(), 0.0..y_max)
+            // Headroom above the scale for the labels of full-height bars.
+            .build_cartesian_2d((0..bars.len()).into_segmented(), 0.0..y_max * 1.08)
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
@@ -74,19 +82,36 @@ fn draw(title: &str, y_desc: &str, y_max: f64, bars: &[Bar]) -> std::result::Res
                 SegmentValue::CenterOf(i) => bars.get(*i).map_or(String::new(), |b| b.label.clone()),
                 _ => String::new(),
             })
+            .y_label_formatter(&|v| if *v <= y_max { format!("{v:.1}") } else { String::new() })
             .y_desc(y_desc)
             .draw()
             .map_err(|e| e.to_string())?;
         chart
             .draw_series(
                 Histogram::vertical(&chart)
-                    .margin(6)
+                    .margin(BAR_MARGIN)
                     .style_func(|x, _| match x {
                         SegmentValue::Exact(i) | SegmentValue::CenterOf(i) => bars.get(*i).map_or(BLACK, |b| b.colour).filled(),
                         SegmentValue::Last => BLACK.filled(),
                     })
                     .data(bars.iter().enumerate().filter_map(|(i, b)| b.value.map(|v| (i, v)))),
             )
+            .map_err(|e| e.to_string())?;
+        // The strip spans the bar: one segment's width in pixels less the margins.
+        let segment = chart.backend_coord(&(SegmentValue::Exact(1), 0.0)).0 - chart.backend_coord(&(SegmentValue::Exact(0), 0.0)).0;
+        let (left, right) = (BAR_MARGIN as i32, segment - BAR_MARGIN as i32);
+        chart
+            .draw_series(bars.iter().enumerate().filter(|(_, b)| b.value.is_some()).map(|(i, b)| {
+                EmptyElement::at((SegmentValue::Exact(i), 0.0))
+                    + Rectangle::new([(left, -BASELINE_STRIP), (right, 0)], b.colour.filled())
+            }))
+            .map_err(|e| e.to_string())?;
+        let text = ("sans-serif", 14).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Bottom));
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, b)| {
+                let (label, height) = b.value.map_or(("n/a".to_string(), 0.0), |v| (format!("{v:.2}"), v));
+                EmptyElement::at((SegmentValue::CenterOf(i), height)) + Text::new(label, (0, -BASELINE_STRIP - 3), text.clone())
+            }))
             .map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())?;
     }
@@ -126,12 +151,11 @@ mod tests {
     fn draws_both_charts() {
         let r = Results {
             model: "m".into(),
-            model_dir: "m".into(),
+            source: crate::report::Source::Model { model_dir: "m".into(), temperature: 0.0 },
             step: None,
             group: "g".into(),
             seed: None,
             samples: 1,
-            temperature: 0.0,
             metrics: BTreeMap::from([
                 ("mcqa.waypoint.accuracy".into(), 0.5),
                 ("mcqa.waypoint.in.accuracy".into(), 0.75),

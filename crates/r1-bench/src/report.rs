@@ -100,8 +100,9 @@ pub fn config_seed(run: &Path) -> Option<u64> {
 pub struct Results {
     /// The path given on the command line.
     pub model: String,
-    /// The model folder actually loaded.
-    pub model_dir: String,
+    /// What answered: a checkpoint, or answers recorded elsewhere.
+    #[serde(flatten)]
+    pub source: Source,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<u64>,
     /// Runs with the same group differ only by seed (see [`config_group`]); a path otherwise.
@@ -109,12 +110,23 @@ pub struct Results {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     pub samples: usize,
-    pub temperature: f64,
     pub metrics: BTreeMap<String, f64>,
     /// The blind baselines of the evaluated split, from its data card: what rules that see
     /// neither the image nor a model score on the same questions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blind: Option<r1_data::blind::BlindBaselines>,
+}
+
+/// What produced the evaluated completions. Flattened into [`Results`], so `results.json` holds
+/// either `model_dir` and `temperature` or `answers`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Source {
+    /// A checkpoint answered: the model folder actually loaded, sampled at `temperature`
+    /// (0: greedy).
+    Model { model_dir: String, temperature: f64 },
+    /// A file of answers produced elsewhere (`--answers`): how they were sampled is unknown.
+    Answers { answers: String },
 }
 
 /// One line of `records.jsonl`.
@@ -163,18 +175,26 @@ const MC_TYPES: [&str; 3] = ["waypoint", "current_state", "movement"];
 /// The Markdown report of one evaluation.
 pub fn markdown(r: &Results) -> String {
     let m = &r.metrics;
+    // With several completions per question every mean has a best-of-N companion
+    // (`<prefix>.best_of_n`): each table gets a column for it, the open-ended line a figure.
     let best = r.samples > 1;
-    let mut s = format!("# Evaluation of `{}`\n\nModel folder: `{}`", r.model, r.model_dir);
-    if let Some(step) = r.step {
-        s += &format!(" (step {step})");
+    let best_header = if best { " best of N |" } else { "" };
+    let best_rule = if best { "---|" } else { "" };
+    let best_cell = |prefix: &str| if best { format!(" {} |", cell(m, &format!("{prefix}.best_of_n"))) } else { String::new() };
+    let mut s = format!("# Evaluation of `{}`\n\n", r.model);
+    match &r.source {
+        Source::Model { model_dir, temperature } => {
+            s += &format!("Model folder: `{model_dir}`");
+            if let Some(step) = r.step {
+                s += &format!(" (step {step})");
+            }
+            s += &format!("; {} completion(s) per question at temperature {temperature}.", r.samples);
+        }
+        Source::Answers { answers } => {
+            s += &format!("Answers file: `{answers}`; {} completion(s) per question.", r.samples);
+        }
     }
-    s += &format!(
-        "; {} completion(s) per question at temperature {}.\n\n## Multiple choice\n\n| question | accuracy | n | In | Out |{}\n|---|---|---|---|---|{}\n",
-        r.samples,
-        r.temperature,
-        if best { " best of N |" } else { "" },
-        if best { "---|" } else { "" }
-    );
+    s += &format!("\n\n## Multiple choice\n\n| question | accuracy | n | In | Out |{best_header}\n|---|---|---|---|---|{best_rule}\n");
     for t in MC_TYPES {
         s += &format!(
             "| {t} | {} | {} | {} | {} |{}\n",
@@ -182,15 +202,16 @@ pub fn markdown(r: &Results) -> String {
             count(m, &format!("mcqa.{t}.n")),
             cell(m, &format!("mcqa.{t}.in.accuracy")),
             cell(m, &format!("mcqa.{t}.out.accuracy")),
-            if best { format!(" {} |", cell(m, &format!("mcqa.{t}.best_of_n"))) } else { String::new() }
+            best_cell(&format!("mcqa.{t}")),
         );
     }
     s += &format!(
-        "\nFormat rate {}; mean completion length {} tokens; the most common answer is {} of the multiple-choice answers.\n\nOpen-ended waypoint: reward {}, L1 error {} m (n = {}, positions parsed {}).\n",
+        "\nFormat rate {}; mean completion length {} tokens; the most common answer is {} of the multiple-choice answers.\n\nOpen-ended waypoint: reward {}{}, L1 error {} m (n = {}, positions parsed {}).\n",
         cell(m, "mcqa.format_rate"),
         m.get("mcqa.completion_tokens.mean").map_or("–".into(), |v| format!("{v:.1}")),
         cell(m, "mcqa.modal_answer_share"),
         cell(m, "open.waypoint.reward"),
+        if best { format!(" (best of N {})", cell(m, "open.waypoint.best_of_n")) } else { String::new() },
         cell(m, "open.waypoint.l1"),
         count(m, "open.waypoint.n"),
         cell(m, "open.waypoint.parsed_rate"),
@@ -215,16 +236,18 @@ pub fn markdown(r: &Results) -> String {
         return s; // the bench was not evaluated (--no-bench)
     }
     let judged = m.contains_key("bench.judge.failed");
-    s += "\n## Robot-R1 Bench (0-3)\n\n| category | rule-based | n | In | Out |";
-    s += if judged { " judge | judged n |\n|---|---|---|---|---|---|---|\n" } else { "\n|---|---|---|---|---|\n" };
+    s += &format!("\n## Robot-R1 Bench (0-3)\n\n| category | rule-based | n | In | Out |{best_header}");
+    s += if judged { " judge | judged n |" } else { "" };
+    s += &format!("\n|---|---|---|---|---|{best_rule}{}\n", if judged { "---|---|" } else { "" });
     let names: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).chain(["overall"]).collect();
     for c in names {
         s += &format!(
-            "| {c} | {} | {} | {} | {} |",
+            "| {c} | {} | {} | {} | {} |{}",
             cell(m, &format!("bench.{c}.score")),
             count(m, &format!("bench.{c}.n")),
             cell(m, &format!("bench.{c}.in.score")),
             cell(m, &format!("bench.{c}.out.score")),
+            best_cell(&format!("bench.{c}")),
         );
         if judged {
             s += &format!(" {} | {} |", cell(m, &format!("bench.judge.{c}.score")), count(m, &format!("bench.judge.{c}.n")));
@@ -299,12 +322,11 @@ mod tests {
     fn results(group: &str, waypoint: f64) -> Results {
         Results {
             model: "m".into(),
-            model_dir: "m".into(),
+            source: Source::Model { model_dir: "m".into(), temperature: 0.0 },
             step: None,
             group: group.into(),
             seed: None,
             samples: 1,
-            temperature: 0.0,
             metrics: BTreeMap::from([("mcqa.waypoint.accuracy".into(), waypoint), ("bench.spatial.score".into(), 1.5)]),
             blind: None,
         }
