@@ -94,16 +94,42 @@ fn main() -> ExitCode {
     match Cli::parse().run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the chain of causes, outermost first, each of which names its file.
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(e.chain().map(ToString::to_string)));
             ExitCode::FAILURE
         }
     }
 }
 
+/// The chain of causes, outermost first, on one line. The library errors print their cause
+/// in their own message (`path: reason`) and also return it as their source, so a cause whose
+/// text the line already holds is left out rather than printed twice.
+fn one_line(chain: impl Iterator<Item = String>) -> String {
+    let mut line = String::new();
+    for cause in chain {
+        if line.contains(&cause) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&cause);
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn causes_already_in_the_line_are_not_repeated() {
+        let chain = ["could not write run/checkpoint-3", "run/x: File too large (os error 27)", "File too large (os error 27)"];
+        assert_eq!(
+            one_line(chain.iter().map(|s| s.to_string())),
+            "could not write run/checkpoint-3: run/x: File too large (os error 27)"
+        );
+        assert_eq!(one_line(["context", "cause"].iter().map(|s| s.to_string())), "context: cause");
+    }
 
     fn futile(vars: &[(&str, &str)]) -> bool {
         device_select_is_futile(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| OsString::from(v)))

@@ -191,6 +191,7 @@ fn a_checkpoint_that_cannot_be_written_stops_the_run_and_keeps_the_last_one() {
     for part in ["run/checkpoint-2", "optimizer.safetensors", "the last complete checkpoint, run/checkpoint-1, is intact"] {
         assert!(message.contains(part), "`{part}` not in: {message}");
     }
+    assert_eq!(message.matches("File too large").count(), 1, "the reason once: {message}");
     let left: Vec<_> = std::fs::read_dir(cwd.join("run")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.iter().all(|n| !n.to_string_lossy().starts_with('.')), "temporary files left: {left:?}");
     assert!(!cwd.join("run/checkpoint-2").exists());
@@ -218,4 +219,56 @@ fn a_checkpoint_that_cannot_be_written_stops_the_run_and_keeps_the_last_one() {
 fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Every value of every f32 tensor in the safetensors files under `dir`, checked finite;
+/// returns how many files were read.
+fn assert_finite_safetensors(dir: &Path) -> usize {
+    let mut files = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files += assert_finite_safetensors(&path);
+        } else if path.extension().is_some_and(|e| e == "safetensors") {
+            let bytes = std::fs::read(&path).unwrap();
+            for (name, view) in safetensors::SafeTensors::deserialize(&bytes).unwrap().tensors() {
+                assert_eq!(view.dtype(), safetensors::Dtype::F32, "{}: {name}", path.display());
+                let finite = view.data().chunks_exact(4).all(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite());
+                assert!(finite, "{}: {name} holds a non-finite value", path.display());
+            }
+            files += 1;
+        }
+    }
+    files
+}
+
+/// An absurd GRPO learning rate: at 1e30 the first update leaves huge but finite weights, the
+/// next losses are not finite, those steps are skipped and counted, and the third in a row
+/// stops the run; at 1e38 the first update itself overflows, and the run stops before that
+/// model can be kept. Either way every checkpoint written holds finite tensors only.
+#[test]
+fn absurd_learning_rates_stop_the_run_and_never_reach_a_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let data = default_data();
+    for (lr, expected) in [("1e30", "3 consecutive optimiser steps had a non-finite loss"), ("1e38", "made weights non-finite")] {
+        std::fs::write(cwd.join("small.toml"), format!("{}[optim]\nlr = {lr}\n", common::SMALL_CONFIG)).unwrap();
+        let out = format!("lr-{lr}");
+        let mut args = train_args(&data, &out);
+        let steps = args.iter().position(|a| a == "--steps").unwrap() + 1;
+        args[steps] = "6".into();
+        let run = spawn(cwd, &args, Stdio::piped()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success() && stderr.contains(expected), "lr {lr}: {stderr}");
+        let lines = untimed(&cwd.join(&out).join("warmup"));
+        assert_eq!(lines.len() as u64, WARMUP_STEPS, "lr {lr}: the warm-up ran normally");
+        if lr == "1e30" {
+            let grpo = untimed(&cwd.join(&out));
+            let skipped: Vec<u64> = grpo.iter().map(|l| l["skipped_nonfinite"].as_u64().unwrap()).collect();
+            // The third skipped step stops the run: the message reports it, no line logs it.
+            assert_eq!(skipped, [0, 1, 2], "lr {lr}: skipped steps counted");
+        }
+        // The warm-up's checkpoints, and GRPO's if any: model and optimiser state.
+        assert!(assert_finite_safetensors(&cwd.join(&out)) >= 2, "lr {lr}: no checkpoint was read");
+    }
 }

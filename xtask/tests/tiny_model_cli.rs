@@ -1,14 +1,13 @@
 //! The command line on a tiny model created here: a quiet `--device wgpu` run, and the README's
 //! check of a checkpoint against transformers.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::repo;
 use r1_data::dataset::{Split, read_split};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// A tiny model (as `cargo xtask train` creates it) in `dir`, and the image of the dataset's
 /// first training question.
@@ -50,14 +49,13 @@ fn python_with_transformers() -> Option<PathBuf> {
 }
 
 /// `python crates/r1-model/scripts/check_tiny_with_transformers.py DIR`, as the README gives
-/// it, prints how far r1's log-probs are from transformers' and passes. CI has no Python: there
-/// the test says so and checks nothing.
+/// it, prints how far r1's log-probs are from transformers' and passes. Ignored by default
+/// because CI installs no torch (`-- --ignored` runs it).
 #[test]
+#[ignore = "needs a Python with torch and transformers ($R1_PYTHON or .venv)"]
 fn transformers_check_prints_the_comparison() {
-    let Some(python) = python_with_transformers() else {
-        eprintln!("skipped: no Python with torch and transformers (set R1_PYTHON or create .venv, see README)");
-        return;
-    };
+    let python = python_with_transformers()
+        .expect("no Python with torch and transformers: set R1_PYTHON or create .venv (see README)");
     let tmp = tempfile::tempdir().unwrap();
     let (model, _) = tiny_model(tmp.path());
     let out = Command::new(python)

@@ -98,6 +98,11 @@ fn bad_input_is_one_clear_line() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with("error: ") && stderr.contains("nowhere") && stderr.trim().lines().count() == 1, "{stderr}");
+    // An I/O error names the file and gives the system's reason once.
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask")).current_dir(tmp.path()).args(["train", "--config", "nope.toml"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("nope.toml"), "{stderr}");
+    assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
 }
 
 /// Too few episodes for a split: `data` warns that it is empty, and evaluating it is an error

@@ -378,7 +378,7 @@ impl<P: Policy> Trainer<P> {
                 let lr = c.optim.schedule.lr(c.optim.lr, self.state.optimizer_step, total_optimizer_steps);
                 let mut grad_norm = f64::NAN;
                 let applied = if sums.loss.is_finite() {
-                    let (policy, report) = self.optim.step(lr, self.policy.clone(), acc.grads());
+                    let (policy, report) = self.optim.step(lr, self.policy.clone(), acc.grads())?;
                     self.policy = policy;
                     grad_norm = report.grad_norm;
                     report.applied

@@ -82,21 +82,30 @@ impl AdamW {
     }
 
     /// Applies one update with learning rate `lr`. A non-finite gradient norm updates nothing
-    /// (the caller counts the skipped step).
-    pub fn step<M: Module>(&mut self, lr: f64, model: M, grads: GradientsParams) -> (M, StepReport) {
+    /// (the caller counts the skipped step). With a finite norm the moments stay finite, so an
+    /// update can only make a weight non-finite through an absurd rate or weight decay; that is
+    /// an error, and the caller keeps its model from before the step (so no checkpoint ever
+    /// holds such a weight).
+    pub fn step<M: Module>(&mut self, lr: f64, model: M, grads: GradientsParams) -> Result<(M, StepReport)> {
         let mut norm = NormVisitor { grads: &grads, frozen: &self.config.frozen_prefixes, path: Vec::new(), total: None };
         model.visit(&mut norm);
         let grad_norm = norm.total.map_or(0.0, |t| t.into_scalar::<f32>() as f64).sqrt();
         if !grad_norm.is_finite() {
-            return (model, StepReport { grad_norm, applied: false });
+            return Ok((model, StepReport { grad_norm, applied: false }));
         }
         let scale = match self.config.max_grad_norm {
             Some(max) => (max / (grad_norm + CLIP_EPS)).min(1.0),
             None => 1.0,
         };
-        let mut mapper = UpdateMapper { optim: self, grads, lr, scale, path: Vec::new() };
+        let mut mapper = UpdateMapper { optim: self, grads, lr, scale, path: Vec::new(), poison: None };
         let model = model.map(&mut mapper);
-        (model, StepReport { grad_norm, applied: true })
+        if mapper.poison.is_some_and(|p| !p.into_scalar::<f32>().is_finite()) {
+            return Err(GrpoError::Stopped(format!(
+                "the update at learning rate {lr:e} made weights non-finite (gradient norm {grad_norm:.3e}); \
+                 lower the learning rate or the weight decay"
+            )));
+        }
+        Ok((model, StepReport { grad_norm, applied: true }))
     }
 
     /// Writes the moments and per-parameter step counts as safetensors, atomically.
@@ -200,6 +209,9 @@ struct UpdateMapper<'a> {
     lr: f64,
     scale: f64,
     path: Vec<String>,
+    /// Sum of `0 x w` over the updated weights: 0 when all are finite, NaN as soon as one is
+    /// not (`0 x inf` is NaN), and unlike a sum of the weights it cannot overflow.
+    poison: Option<Tensor<1>>,
 }
 
 impl UpdateMapper<'_> {
@@ -245,6 +257,11 @@ impl ModuleMapper for UpdateMapper<'_> {
                 let dims = tensor.dims();
                 let n = tensor.shape().num_elements();
                 let flat = self.update(path, tensor.inner().reshape([n]), grad.inner().reshape([n]));
+                let zero = (flat.clone() * 0.0).sum();
+                self.poison = Some(match self.poison.take() {
+                    Some(p) => p + zero,
+                    None => zero,
+                });
                 let updated: Tensor<D> = flat.reshape(dims);
                 let updated = if autodiff { updated.autodiff() } else { updated };
                 if require_grad { updated.require_grad() } else { updated }

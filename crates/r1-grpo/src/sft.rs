@@ -207,7 +207,7 @@ impl<P: Policy> SftTrainer<P> {
         let lr = s.schedule.lr(s.lr, self.state.optimizer_step, target_steps);
         let mut grad_norm = f64::NAN;
         let applied = loss_sum.is_finite() && {
-            let (policy, report) = self.optim.step(lr, self.policy.clone(), acc.grads());
+            let (policy, report) = self.optim.step(lr, self.policy.clone(), acc.grads())?;
             self.policy = policy;
             grad_norm = report.grad_norm;
             report.applied

@@ -149,7 +149,7 @@ fn run(g: &Golden, optim: &mut AdamW, mut net: Net, range: Range<usize>, device:
         // Both sides evaluate the schedule in float64: only the last bits may differ.
         assert!((lr - step.lr).abs() <= 1e-12 * g.peak_lr, "step {i}: lr {lr} vs torch {}", step.lr);
         let grads = net.gradients(&step.grads, device);
-        let (next, report) = optim.step(lr, net, grads);
+        let (next, report) = optim.step(lr, net, grads).unwrap();
         net = next;
         assert!(report.applied, "step {i} skipped");
         worst = worst.max(check(&[report.grad_norm], &[step.grad_norm], &format!("step {i} grad_norm")));
