@@ -62,7 +62,7 @@ fn frozen_vision_tower_does_not_move() {
     let loss = policy.logprobs(&[sample], &[ScoreRow { prompt: 0, ids: &reply }], 1.0).unwrap().sum();
     let grads = GradientsParams::from_grads(loss.backward(), &policy);
     let frozen = AdamWConfig { frozen_prefixes: vec![VISION_PREFIX.into()], ..AdamWConfig::default() };
-    let (policy, report) = AdamW::new(frozen).step(1e-2, policy, grads);
+    let (policy, report) = AdamW::new(frozen).step(1e-2, policy, grads).unwrap();
     assert!(report.applied);
 
     let after = weights(&policy);
