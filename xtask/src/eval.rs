@@ -289,7 +289,7 @@ fn evaluate(args: &Args) -> anyhow::Result<()> {
         }
     };
     let bar = progress::bar((qa.len() + bench.len()) as u64, "answering");
-    let mut tick = || bar.inc(1);
+    let mut tick = progress::estimating_tick(&bar, "question");
     let qa_records = evaluate::run_qa(&qa, &args.data, responder.as_mut(), args.samples, &r1_sim::is_held_out, &mut tick)?;
     let bench_records = evaluate::run_bench(&bench, &args.bench, responder.as_mut(), args.samples, judge.as_ref(), &mut tick)?;
     bar.finish_and_clear();

@@ -29,6 +29,29 @@ pub fn bar(len: u64, message: impl Into<String>) -> ProgressBar {
     bar
 }
 
+/// A tick for `bar` that, once the first item is done, says how long all of them will take at
+/// its pace: a long job (an evaluation whose model never stops talking) tells its user up front,
+/// not only through the ETA of a bar they may not be watching.
+pub fn estimating_tick<'a>(bar: &'a ProgressBar, item: &'static str) -> impl FnMut() + 'a {
+    let start = Instant::now();
+    let mut first = true;
+    move || {
+        bar.inc(1);
+        if std::mem::take(&mut first) {
+            let pace = start.elapsed();
+            let count = bar.length().unwrap_or(1);
+            let total = pace.mul_f64(count as f64);
+            bar.suspend(|| {
+                eprintln!(
+                    "the first {item} took {:.2} s: about {} for all {count} at that pace",
+                    pace.as_secs_f64(),
+                    indicatif::HumanDuration(total)
+                )
+            });
+        }
+    }
+}
+
 /// A [`TermLike`] that turns redraws into occasional lines on standard error: cursor moves and
 /// clears are ignored, and each redraw's text becomes one line when [`PLAIN_INTERVAL`] has
 /// passed since the last one; the newest text not yet printed is printed when the bar goes.

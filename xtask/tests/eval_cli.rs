@@ -46,7 +46,10 @@ fn answers_are_reported_as_a_file_with_best_of_n() {
         out.to_str().unwrap(),
     ];
     let run = eval(&args);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    // How long the whole takes is said once the first question is answered.
+    assert!(stderr.contains("the first question took") && stderr.contains("for all 6 at that pace"), "{stderr}");
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains(&format!("Answers file: `{}`; 2 completion(s) per question.", answers.display())), "{report}");
     assert!(!report.contains("Model folder") && !report.contains("temperature"), "{report}");
