@@ -83,6 +83,61 @@ pub struct Args {
     /// questions per task and multiple-choice type (0: no evaluation).
     #[arg(long, value_name = "N", default_value_t = 30)]
     eval_questions: usize,
+    /// Print the run's memory plan (weights, reference, gradients, AdamW, KV cache,
+    /// activations) and stop.
+    #[arg(long)]
+    dry_run: bool,
+    /// Memory of the training device in GiB, which the plan must fit (default: the host's
+    /// available memory with flex; with a GPU backend, unchecked unless given).
+    #[arg(long, value_name = "GIB")]
+    device_memory: Option<f64>,
+}
+
+/// Prompts encoded to size the plan's KV cache and activations.
+const PLAN_SAMPLED_PROMPTS: usize = 64;
+
+/// The memory plan of `config` on `data`: printed whole with `--dry-run`, else summed up in
+/// one line; a plan larger than the device's memory stops the run before anything is loaded.
+fn check_memory(config: &TrainConfig, data: &[QaSample], args: &Args) -> anyhow::Result<()> {
+    let model = config.model.path.as_deref().context("the configuration names no model")?;
+    let shape = r1_grpo::qwen::model_shape(model)?;
+    let prompt = r1_grpo::qwen::longest_prompt(model, data, &config.data.root, PLAN_SAMPLED_PROMPTS)?
+        .context("the training split is empty")?;
+    let plan = r1_grpo::plan::memory_plan(config, &shape, prompt);
+    let available = match args.device_memory {
+        Some(gib) => Some(gib),
+        None if config.device.parse::<r1_model::DeviceKind>()? == r1_model::DeviceKind::Flex => host_available_gib(),
+        None => None,
+    };
+    let total = r1_grpo::plan::gib(plan.total());
+    if args.dry_run {
+        print!("{}", plan.table());
+        match available {
+            Some(a) => println!("available: {a:.2} GiB"),
+            None => println!("available: unknown (pass --device-memory GIB to check)"),
+        }
+    } else {
+        let of = available.map_or_else(String::new, |a| format!(" of {a:.2} available"));
+        eprintln!("memory plan: about {total:.2} GiB{of} (--dry-run shows it)");
+    }
+    if let Some(a) = available.filter(|&a| total > a) {
+        let mut rows = plan.rows.clone();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.bytes));
+        let largest: Vec<String> =
+            rows.iter().take(3).map(|r| format!("{} {}", r.what, r1_grpo::plan::human(r.bytes))).collect();
+        anyhow::bail!(
+            "the run needs about {total:.2} GiB and the device has {a:.2} GiB (largest: {}); lower \
+             rollout.generation_batch_prompts or update.micro_batch_size, or set model.freeze_vision",
+            largest.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `MemAvailable` of /proc/meminfo in GiB (Linux; `None` elsewhere).
+fn host_available_gib() -> Option<f64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    r1_grpo::metrics::proc_status_kib(&meminfo, "MemAvailable").map(|kib| kib as f64 / (1u64 << 20) as f64)
 }
 
 #[derive(clap::Args)]
@@ -187,6 +242,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut config = resolve_config(c)?;
     let data = training_data(&config)?;
     initial_model(&mut config, &data)?;
+    check_memory(&config, &data, &args)?;
+    if args.dry_run {
+        return Ok(());
+    }
     let device = device(&config.device)?;
     let out = c.out.clone().unwrap_or_else(|| default_out("train"));
     let root = config.data.root.clone();

@@ -105,6 +105,27 @@ fn bad_input_is_one_clear_line() {
     assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
 }
 
+/// `--dry-run` prints the memory plan and starts nothing; a plan larger than the device stops
+/// the run with the numbers, before anything is loaded.
+#[test]
+fn the_memory_plan_is_printed_and_enforced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = common::default_data();
+    let plan = xtask(tmp.path(), &["train", "--dry-run", "--data", &data, "--out", "run"]);
+    for row in ["| weights |", "| reference model |", "| AdamW moments |", "| generation KV cache |", "| training activations |", "| total |"] {
+        assert!(plan.contains(row), "{row} missing from:\n{plan}");
+    }
+    assert!(!tmp.path().join("run").exists(), "a dry run wrote a run folder");
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .current_dir(tmp.path())
+        .args(["train", "--data", &data, "--out", "run", "--device-memory", "0.01"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("the device has 0.01 GiB") && stderr.contains("training activations"), "{stderr}");
+    assert!(!tmp.path().join("run").exists());
+}
+
 /// Too few episodes for a split: `data` warns that it is empty, and evaluating it is an error
 /// naming the split (not an all-empty report).
 #[test]

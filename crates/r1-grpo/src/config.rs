@@ -119,6 +119,20 @@ pub struct RolloutSection {
     pub temperature: f64,
     pub top_p: f64,
     pub max_response_tokens: usize,
+    /// Prompts generated together (their G completions each, one KV cache): bounds the
+    /// generation memory whatever `prompts_per_rollout` is. Absent: all of the rollout's
+    /// prompts at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation_batch_prompts: Option<usize>,
+}
+
+impl RolloutSection {
+    /// The rollout's prompts `0..prompts_per_rollout` in the chunks generated together.
+    pub fn generation_chunks(&self) -> Vec<std::ops::Range<usize>> {
+        let n = self.prompts_per_rollout;
+        let size = self.generation_batch_prompts.unwrap_or(n).clamp(1, n.max(1));
+        (0..n).step_by(size).map(|start| start..(start + size).min(n)).collect()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -206,6 +220,9 @@ impl TrainConfig {
                 temperature: 1.0,
                 top_p: 0.99,
                 max_response_tokens: 2048,
+                // 160 sequences of up to ~2,650 tokens: a 7B model's KV cache in f32 then
+                // takes about 49 GB (see the memory plan); all 512 prompts at once, 780 GB.
+                generation_batch_prompts: Some(32),
             },
             update: UpdateSection { prompts_per_update: 128, micro_batch_size: 8, epochs: 1 },
             algorithm: AlgorithmSection {
@@ -248,6 +265,7 @@ impl TrainConfig {
             temperature: 1.0,
             top_p: 1.0,
             max_response_tokens: 32,
+            generation_batch_prompts: None,
         };
         // One optimiser step per rollout: the ratio is 1 and no old log-probs are computed,
         // which keeps a step at a few seconds on 2 cores.
@@ -374,6 +392,10 @@ impl TrainConfig {
         check(r.top_p > 0.0 && r.top_p <= 1.0, format!("rollout.top_p = {} must be in (0, 1]", r.top_p));
         check(r.max_response_tokens >= 1, "rollout.max_response_tokens must be at least 1".into());
         check(
+            r.generation_batch_prompts != Some(0),
+            "rollout.generation_batch_prompts must be at least 1 (leave it out to generate all prompts at once)".into(),
+        );
+        check(
             l.clip_low > 0.0 && l.clip_low < 1.0,
             format!("algorithm.loss.clip_low = {} must be in (0, 1)", l.clip_low),
         );
@@ -425,6 +447,20 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The chunks cover the rollout's prompts once, in order, none larger than asked.
+        #[test]
+        fn generation_chunks_cover_the_prompts(n in 1usize..600, size in proptest::option::of(1usize..100)) {
+            let mut r = TrainConfig::tiny().rollout;
+            r.prompts_per_rollout = n;
+            r.generation_batch_prompts = size;
+            let chunks = r.generation_chunks();
+            let flat: Vec<usize> = chunks.iter().flat_map(|c| c.clone()).collect();
+            proptest::prop_assert_eq!(flat, (0..n).collect::<Vec<_>>());
+            proptest::prop_assert!(chunks.iter().all(|c| c.len() <= size.unwrap_or(n)));
+        }
+    }
 
     #[test]
     fn presets_are_valid_and_paper_matches_easyr1() {

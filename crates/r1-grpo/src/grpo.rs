@@ -202,7 +202,11 @@ impl<P: Policy> Trainer<P> {
         let indices = run::take_prompts(self.state.seed, data.len(), self.state.cursor, c.rollout.prompts_per_rollout);
         let prompts: Vec<&QaSample> = indices.iter().map(|&i| &data[i]).collect();
         let t = Instant::now();
-        let completions = self.policy.valid().sample(&prompts, group, &self.sampling(), rng)?;
+        let infer = self.policy.valid();
+        let mut completions = Vec::with_capacity(prompts.len() * group);
+        for chunk in c.rollout.generation_chunks() {
+            completions.extend(infer.sample(&prompts[chunk], group, &self.sampling(), rng)?);
+        }
         let seconds = t.elapsed().as_secs_f64();
         if completions.len() != prompts.len() * group {
             return Err(GrpoError::Invalid(format!(

@@ -4,6 +4,7 @@
 //! * [`loss`]: clipped policy loss, dual clip, KL estimators and aggregations on burn tensors.
 //! * [`optim`]: AdamW with PyTorch semantics, global gradient-norm clipping, path-keyed state.
 //! * [`schedule`]: learning-rate schedules.
+//! * [`plan`]: the memory plan of a run, before it starts.
 //! * [`config`]: the TOML configuration, its presets and validation.
 //! * [`policy`]: what the trainers need from a model.
 //! * [`qwen`]: the policy for r1-model's Qwen2.5-VL.
@@ -23,6 +24,7 @@ pub mod grpo;
 pub mod loss;
 pub mod metrics;
 pub mod optim;
+pub mod plan;
 pub mod plot;
 pub mod policy;
 pub mod qwen;

@@ -20,6 +20,7 @@ use r1_model::generate::SamplingConfig;
 use rand::rngs::StdRng;
 
 use crate::error::Result;
+use crate::plan::{ModelShape, PromptShape};
 use crate::policy::{Completion, Policy, Sampling, ScoreRow};
 
 /// Bytes of encoded prompts kept (a 448x448 image is about 3 MiB of pixel values).
@@ -116,6 +117,48 @@ impl Policy for QwenPolicy {
     fn save(&self, dir: &Path) -> Result<()> {
         Ok(checkpoint::save(&self.model, &self.assets, dir)?)
     }
+}
+
+/// The [`ModelShape`] of the checkpoint in `dir`, from its `config.json` and the headers of its
+/// weight files (no weight is loaded).
+pub fn model_shape(dir: &Path) -> Result<ModelShape> {
+    let config = r1_model::Qwen2_5VlConfig::from_file(dir)?;
+    let counts = r1_model::weights::parameter_counts(dir)?;
+    let (t, v) = (&config.text, &config.vision);
+    let n = |x: usize| x as u64;
+    Ok(ModelShape {
+        text_params: counts.text,
+        vision_params: counts.vision,
+        layers: n(t.num_hidden_layers),
+        hidden: n(t.hidden_size),
+        intermediate: n(t.intermediate_size),
+        heads: n(t.num_attention_heads),
+        kv_heads: n(t.num_key_value_heads),
+        head_dim: n(t.head_dim()),
+        vocab: n(t.vocab_size),
+        vision_layers: n(v.depth),
+        vision_hidden: n(v.hidden_size),
+        vision_intermediate: n(v.intermediate_size),
+        vision_heads: n(v.num_heads),
+    })
+}
+
+/// The longest of up to `sampled` prompts of `samples` (spread evenly over them), encoded with
+/// the checkpoint's template, tokenizer and image processor as training will encode them;
+/// `None` without samples.
+pub fn longest_prompt(dir: &Path, samples: &[QaSample], image_root: &Path, sampled: usize) -> Result<Option<PromptShape>> {
+    let assets = Assets::from_dir(dir)?;
+    let stride = samples.len().div_ceil(sampled.max(1)).max(1);
+    let mut longest: Option<PromptShape> = None;
+    for sample in samples.iter().step_by(stride) {
+        let prompt = assets.encode_prompt(r1_data::qa::prompt_turns(&sample.messages), image_root)?;
+        let patches = prompt.images.iter().map(|im| im.grid_thw.iter().product::<usize>()).sum::<usize>() as u64;
+        let shape = PromptShape { tokens: prompt.ids.len() as u64, patches };
+        if longest.is_none_or(|l| shape.tokens > l.tokens) {
+            longest = Some(shape);
+        }
+    }
+    Ok(longest)
 }
 
 /// Encoded prompts by sample id; the least recently used go once their bytes pass the budget.

@@ -279,6 +279,56 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
     ))
 }
 
+/// Parameters of a checkpoint, from its weight files' headers (no tensor is read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParameterCounts {
+    /// The decoder, its embedding and LM head.
+    pub text: u64,
+    /// The vision tower and its merger (`visual.*`).
+    pub vision: u64,
+}
+
+/// Counts the parameters of the checkpoint in `dir` by reading only the safetensors headers,
+/// so a memory plan for a 7B model costs kilobytes of reading. A tied checkpoint that also
+/// stores `lm_head.weight` (some exporters copy the embedding) counts it once.
+pub fn parameter_counts(dir: &Path) -> Result<ParameterCounts, ModelError> {
+    use std::io::Read;
+    let config = Qwen2_5VlConfig::from_file(&dir.join(CONFIG_FILE))?;
+    let mut counts = ParameterCounts { text: 0, vision: 0 };
+    for file in weight_files(dir)? {
+        let bad = |message: String| ModelError::Safetensors { path: file.clone(), message };
+        let mut f = std::fs::File::open(&file).map_err(|e| ModelError::io(&file, e))?;
+        let mut len = [0u8; 8];
+        f.read_exact(&mut len).map_err(|e| ModelError::io(&file, e))?;
+        let len = usize::try_from(u64::from_le_bytes(len)).map_err(|_| bad("header length out of range".into()))?;
+        // The header is JSON; a multi-gigabyte one is a corrupt file, not a checkpoint.
+        if len > 100 << 20 {
+            return Err(bad(format!("header of {len} bytes")));
+        }
+        let mut header = vec![0u8; len];
+        f.read_exact(&mut header).map_err(|e| ModelError::io(&file, e))?;
+        let header: BTreeMap<String, Value> =
+            serde_json::from_slice(&header).map_err(|source| ModelError::Json { path: file.clone(), source })?;
+        for (name, entry) in header.iter().filter(|(name, _)| *name != "__metadata__") {
+            if config.tie_word_embeddings && name == "lm_head.weight" {
+                continue;
+            }
+            let shape = entry
+                .get("shape")
+                .and_then(Value::as_array)
+                .and_then(|dims| dims.iter().map(Value::as_u64).collect::<Option<Vec<u64>>>())
+                .ok_or_else(|| bad(format!("tensor {name}: no shape")))?;
+            let n: u64 = shape.iter().product();
+            if name.starts_with("visual.") || name.starts_with("model.visual.") {
+                counts.vision += n;
+            } else {
+                counts.text += n;
+            }
+        }
+    }
+    Ok(counts)
+}
+
 fn conv_shape(config: &Qwen2_5VlConfig) -> Vec<usize> {
     let v = &config.vision;
     vec![v.hidden_size, v.in_channels, v.temporal_patch_size, v.patch_size, v.patch_size]

@@ -147,6 +147,11 @@ fn created_tiny_loads_back_and_runs() {
 
     let (assets, model) = checkpoint::load(&dir, &device).unwrap();
     assert_eq!(assets.tokenizer.vocab_size(), model.vocab_size());
+    // The parameter counts read from the headers alone (what a memory plan uses, without loading
+    // a model) are the loaded model's, split between the vision tower and the rest.
+    let counts = r1_model::weights::parameter_counts(&dir).unwrap();
+    assert_eq!(counts.vision, burn::module::Module::num_params(&model.visual) as u64);
+    assert_eq!(counts.text + counts.vision, burn::module::Module::num_params(&model) as u64);
     // Saved and loaded weights are equal: save the loaded model again and compare bytes.
     let again = tmp.path().join("again");
     checkpoint::save(&model, &assets, &again).unwrap();

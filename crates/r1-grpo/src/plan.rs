@@ -1,0 +1,212 @@
+//! The memory plan of a GRPO run: what the configuration will hold on its device, estimated
+//! from the model's shape and the configuration before anything is loaded, so a run that
+//! cannot fit is refused with the numbers instead of dying hours in (`cargo xtask train
+//! --dry-run` prints it and stops).
+//!
+//! Everything is f32, as r1 trains today. Weights, gradients, AdamW's two moments and the
+//! reference model are exact counts. The generation KV cache is exact for the longest prompt
+//! given. Training activations are an estimate of what autodiff keeps for one micro-batch:
+//! per token and layer about `10 hidden + 4 intermediate` values (the inputs of every
+//! projection, the MLP's gate, up and activation, the residual stream), the attention
+//! probabilities (materialised under autodiff: scores and softmax, per head), the vision
+//! tower's blocks the same way when it is trained, and the micro-batch's logits with their
+//! log-softmax and its gradient (12 bytes per position and vocabulary entry, measured).
+
+use serde::Serialize;
+
+use crate::config::TrainConfig;
+
+const F32: u64 = 4;
+/// Values autodiff keeps per token and layer, in units of the hidden width and of the MLP
+/// width (see the module documentation).
+const HIDDEN_VALUES: u64 = 10;
+const MLP_VALUES: u64 = 4;
+/// Bytes per logit position and vocabulary entry under autodiff: logits, log-softmax, gradient.
+const LOGIT_BYTES: u64 = 12;
+
+/// What the plan needs to know of the model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelShape {
+    pub text_params: u64,
+    pub vision_params: u64,
+    pub layers: u64,
+    pub hidden: u64,
+    pub intermediate: u64,
+    pub heads: u64,
+    pub kv_heads: u64,
+    pub head_dim: u64,
+    pub vocab: u64,
+    pub vision_layers: u64,
+    pub vision_hidden: u64,
+    pub vision_intermediate: u64,
+    pub vision_heads: u64,
+}
+
+/// The prompts the plan is sized for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PromptShape {
+    /// Tokens of the longest prompt, image tokens included.
+    pub tokens: u64,
+    /// Vision patches of that prompt's images (before merging).
+    pub patches: u64,
+}
+
+/// One line of the plan.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PlanRow {
+    pub what: &'static str,
+    pub bytes: u64,
+    /// How the figure was reached.
+    pub how: String,
+}
+
+/// Memory per device, by what holds it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MemoryPlan {
+    pub rows: Vec<PlanRow>,
+}
+
+impl MemoryPlan {
+    pub fn total(&self) -> u64 {
+        self.rows.iter().map(|r| r.bytes).sum()
+    }
+
+    /// The plan as a Markdown table, with the total.
+    pub fn table(&self) -> String {
+        let mut out = String::from("| memory | size | how |\n|---|---|---|\n");
+        for r in &self.rows {
+            out.push_str(&format!("| {} | {} | {} |\n", r.what, human(r.bytes), r.how));
+        }
+        out.push_str(&format!("| total | {} | |\n", human(self.total())));
+        out
+    }
+}
+
+pub fn gib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}
+
+/// `bytes` in MiB below a GiB, else in GiB: the tiny model's rows and a 7B model's both read.
+pub fn human(bytes: u64) -> String {
+    if bytes < 1 << 30 { format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64) } else { format!("{:.2} GiB", gib(bytes)) }
+}
+
+/// The plan of `config` for `model` and prompts up to `prompt`: weights, the reference copy
+/// (with a KL term), gradients and AdamW moments of the trained parameters, the KV cache of
+/// one generation batch, and the activations of one training micro-batch.
+pub fn memory_plan(config: &TrainConfig, model: &ModelShape, prompt: PromptShape) -> MemoryPlan {
+    let params = model.text_params + model.vision_params;
+    let trainable = if config.model.freeze_vision { model.text_params } else { params };
+    let mut rows = vec![PlanRow { what: "weights", bytes: params * F32, how: format!("{params} parameters, f32") }];
+    if config.algorithm.loss.kl_coef > 0.0 {
+        rows.push(PlanRow { what: "reference model", bytes: params * F32, how: "a second copy (kl_coef > 0)".into() });
+    }
+    rows.push(PlanRow { what: "gradients", bytes: trainable * F32, how: format!("{trainable} trained parameters") });
+    rows.push(PlanRow { what: "AdamW moments", bytes: 2 * trainable * F32, how: "two per trained parameter".into() });
+
+    let r = &config.rollout;
+    let group = r.group_size as u64;
+    let chunk = r.generation_chunks().iter().map(|c| c.len() as u64).max().unwrap_or(0);
+    let sequences = chunk * group;
+    let length = prompt.tokens + r.max_response_tokens as u64;
+    let kv = sequences * length * model.layers * 2 * model.kv_heads * model.head_dim * F32;
+    rows.push(PlanRow {
+        what: "generation KV cache",
+        bytes: kv,
+        how: format!("{chunk} prompts x G {group} = {sequences} sequences x {length} tokens"),
+    });
+
+    let micro = config.update.micro_batch_size as u64;
+    let t = r.max_response_tokens as u64;
+    // Completions of one prompt share its forward (shared-prefix scoring).
+    let prompts = micro.div_ceil(group);
+    let tokens = prompts * prompt.tokens + micro * t;
+    let per_token = HIDDEN_VALUES * model.hidden + MLP_VALUES * model.intermediate;
+    let attention = model.heads * (prompts * prompt.tokens.pow(2) + micro * t * (prompt.tokens + t));
+    let decoder = model.layers * (tokens * per_token + 2 * attention) * F32;
+    let logits = micro * t * model.vocab * LOGIT_BYTES;
+    let vision = if config.model.freeze_vision {
+        0
+    } else {
+        let patches = prompts * prompt.patches;
+        let per_patch = HIDDEN_VALUES * model.vision_hidden + MLP_VALUES * model.vision_intermediate;
+        // Full attention over each image: the window blocks hold less, so this is an upper bound.
+        let attention = model.vision_heads * prompts * prompt.patches.pow(2);
+        model.vision_layers * (patches * per_patch + 2 * attention) * F32
+    };
+    rows.push(PlanRow {
+        what: "training activations",
+        bytes: decoder + logits + vision,
+        how: format!(
+            "one micro-batch ({micro} completions of {t} tokens after {prompts} prompts): decoder {}, logits {}, \
+             vision {} (estimate)",
+            human(decoder),
+            human(logits),
+            human(vision)
+        ),
+    });
+    MemoryPlan { rows }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape() -> ModelShape {
+        ModelShape {
+            text_params: 1000,
+            vision_params: 200,
+            layers: 2,
+            hidden: 8,
+            intermediate: 16,
+            heads: 2,
+            kv_heads: 1,
+            head_dim: 4,
+            vocab: 50,
+            vision_layers: 1,
+            vision_hidden: 4,
+            vision_intermediate: 8,
+            vision_heads: 1,
+        }
+    }
+
+    fn bytes(plan: &MemoryPlan, what: &str) -> u64 {
+        plan.rows.iter().find(|r| r.what == what).map_or(0, |r| r.bytes)
+    }
+
+    #[test]
+    fn exact_rows_follow_the_configuration() {
+        let mut c = TrainConfig::tiny();
+        let prompt = PromptShape { tokens: 10, patches: 16 };
+        let plan = memory_plan(&c, &shape(), prompt);
+        assert_eq!(bytes(&plan, "weights"), 1200 * 4);
+        assert_eq!(bytes(&plan, "reference model"), 1200 * 4);
+        assert_eq!(bytes(&plan, "AdamW moments"), 2 * 1200 * 4);
+        // 4 prompts x G 4 x (10 + 32) tokens x 2 layers x (k, v) x 1 head x 4 wide x 4 bytes.
+        assert_eq!(bytes(&plan, "generation KV cache"), 16 * 42 * 2 * 2 * 4 * 4);
+
+        c.model.freeze_vision = true;
+        c.algorithm.loss.kl_coef = 0.0;
+        c.rollout.generation_batch_prompts = Some(1);
+        let plan = memory_plan(&c, &shape(), prompt);
+        assert_eq!(bytes(&plan, "reference model"), 0);
+        assert_eq!(bytes(&plan, "gradients"), 1000 * 4);
+        assert_eq!(bytes(&plan, "generation KV cache"), 4 * 42 * 2 * 2 * 4 * 4);
+        assert_eq!(plan.total(), plan.rows.iter().map(|r| r.bytes).sum::<u64>());
+    }
+
+    #[test]
+    fn activations_grow_with_the_micro_batch_and_the_vocabulary() {
+        let c = TrainConfig::tiny();
+        let prompt = PromptShape { tokens: 10, patches: 16 };
+        let base = bytes(&memory_plan(&c, &shape(), prompt), "training activations");
+        let mut wide = shape();
+        wide.vocab *= 10;
+        assert!(bytes(&memory_plan(&c, &wide, prompt), "training activations") > base);
+        let mut bigger = c.clone();
+        bigger.update.micro_batch_size *= 2;
+        bigger.update.prompts_per_update *= 2;
+        bigger.rollout.prompts_per_rollout *= 2;
+        assert!(bytes(&memory_plan(&bigger, &shape(), prompt), "training activations") > base);
+    }
+}
