@@ -15,6 +15,7 @@ mod keypoints;
 mod progress;
 mod reward;
 mod score;
+mod serve;
 mod train;
 
 /// r1: post-train vision-language models with reinforcement learning (Robot-R1) so that they
@@ -46,6 +47,8 @@ enum Command {
     Eval(eval::Args),
     /// End-to-end throughput figures (generation, training step, rendering) as a table.
     Bench(bench::Args),
+    /// Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models).
+    Serve(serve::Args),
 }
 
 impl Cli {
@@ -60,6 +63,7 @@ impl Cli {
             Command::Train(a) => train::run(a),
             Command::Eval(a) => eval::run(a),
             Command::Bench(a) => bench::run(a),
+            Command::Serve(a) => serve::run(a),
         }
     }
 }

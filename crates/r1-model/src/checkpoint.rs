@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::chat::ChatTemplate;
 use crate::config::Qwen2_5VlConfig;
 use crate::error::ModelError;
-use crate::generate::{Generation, SamplingConfig, generate};
+use crate::generate::{Generation, SamplingConfig, generate_with};
 use crate::model::Qwen2_5VlModel;
 use crate::processor::{ImageProcessor, ImageProcessorConfig, ProcessedImage};
 use crate::score::completion_logprobs;
@@ -102,8 +102,6 @@ impl Assets {
     /// text, processes the images (paths relative to `image_root`) and expands each image's
     /// placeholder to one `<|image_pad|>` per image feature.
     pub fn encode_prompt(&self, messages: &[Message], image_root: &Path) -> Result<Prompt, ModelError> {
-        let text = self.template.render(messages, true)?;
-        let ids = self.tokenizer.encode(&text, false)?;
         let images = messages
             .iter()
             .flat_map(|m| &m.content)
@@ -112,6 +110,15 @@ impl Assets {
                 ContentPart::Text { .. } => None,
             })
             .collect::<Result<Vec<_>, _>>()?;
+        self.encode_prompt_with_images(messages, images)
+    }
+
+    /// [`Self::encode_prompt`] with the images already processed, one per image part of
+    /// `messages` in order (their `image` strings are not read): for images that do not come
+    /// from files, such as a server's data URLs.
+    pub fn encode_prompt_with_images(&self, messages: &[Message], images: Vec<ProcessedImage>) -> Result<Prompt, ModelError> {
+        let text = self.template.render(messages, true)?;
+        let ids = self.tokenizer.encode(&text, false)?;
         let merge = self.config.vision.spatial_merge_size;
         let counts: Vec<usize> = images.iter().map(|i| i.num_tokens(merge)).collect();
         let ids = expand_image_pads(&ids, self.tokenizer.special().image_pad, &counts)?;
@@ -137,8 +144,7 @@ impl Assets {
         config: &SamplingConfig,
         rng: &mut impl Rng,
     ) -> Result<Vec<(Generation, String)>, ModelError> {
-        let pad = self.tokenizer.special().endoftext;
-        let generations = generate(model, &self.processor, prompts, group, config, &self.tokenizer.stop_ids(), pad, rng)?;
+        let generations = self.generate_with(model, prompts, group, config, rng, |_, _| true)?;
         generations
             .into_iter()
             .map(|g| {
@@ -147,6 +153,22 @@ impl Assets {
                 Ok((g, text))
             })
             .collect()
+    }
+
+    /// [`generate_with`] with this checkpoint's stop and padding tokens: `on_token(row, token)`
+    /// hears every token as it is drawn and may end its row. Run it on the inference view of
+    /// the model (`valid()`).
+    pub fn generate_with(
+        &self,
+        model: &Qwen2_5VlModel,
+        prompts: &[&Prompt],
+        group: usize,
+        config: &SamplingConfig,
+        rng: &mut impl Rng,
+        on_token: impl FnMut(usize, u32) -> bool,
+    ) -> Result<Vec<Generation>, ModelError> {
+        let pad = self.tokenizer.special().endoftext;
+        generate_with(model, &self.processor, prompts, group, config, &self.tokenizer.stop_ids(), pad, rng, on_token)
     }
 
     /// Teacher-forced log-probs `[B, T]` of `completions` after `prompts` (see

@@ -147,6 +147,27 @@ pub fn generate(
     pad: u32,
     rng: &mut impl Rng,
 ) -> Result<Vec<Generation>, ModelError> {
+    generate_with(model, processor, prompts, group, config, stop, pad, rng, |_, _| true)
+}
+
+/// [`generate`], telling `on_token(row, token)` about every token as soon as it is drawn
+/// (`row` indexes the prompt-major output; a stop token is reported too, and ends its row
+/// whatever the answer), so that a caller can stream replies while the batch decodes.
+/// Returning `false` ends that row after this token, its `stopped` flag unset unless the
+/// token is a stop token: a caller's own ending rule (a per-row length limit below
+/// `config.max_new_tokens`, a stop string, a reader gone). The other rows decode on, and
+/// the batch ends when every row has ended.
+pub fn generate_with(
+    model: &Qwen2_5VlModel,
+    processor: &ImageProcessor,
+    prompts: &[&Prompt],
+    group: usize,
+    config: &SamplingConfig,
+    stop: &[u32],
+    pad: u32,
+    rng: &mut impl Rng,
+    mut on_token: impl FnMut(usize, u32) -> bool,
+) -> Result<Vec<Generation>, ModelError> {
     config.validate()?;
     if prompts.is_empty() || group == 0 {
         return Ok(Vec::new());
@@ -174,6 +195,8 @@ pub fn generate(
     let n = b * group;
     let vocab = logits.dims()[2];
     let mut out = vec![Generation { ids: Vec::new(), logprobs: Vec::new(), stopped: false }; n];
+    // A row ends at a stop token or when `on_token` declines more of it.
+    let mut ended = vec![false; n];
     let mut allowed: Vec<f32> = Vec::with_capacity(vocab);
     let scoring_temperature = if config.temperature == 0.0 { 1.0 } else { config.temperature };
     for step in 0..config.max_new_tokens {
@@ -183,7 +206,7 @@ pub fn generate(
             .map_err(|e| ModelError::Input(format!("cannot read the logits: {e:?}")))?;
         let mut next = Vec::with_capacity(n);
         for (row, generation) in out.iter_mut().enumerate() {
-            if generation.stopped {
+            if ended[row] {
                 next.push(pad as i64);
                 continue;
             }
@@ -194,9 +217,11 @@ pub fn generate(
             generation.ids.push(token);
             generation.logprobs.push(log_softmax_at(row_logits, token as usize, scoring_temperature));
             generation.stopped = stop.contains(&token);
+            let wanted = on_token(row, token);
+            ended[row] = generation.stopped || !wanted;
             next.push(token as i64);
         }
-        if step + 1 == config.max_new_tokens || out.iter().all(|g| g.stopped) {
+        if step + 1 == config.max_new_tokens || ended.iter().all(|&e| e) {
             break;
         }
         let ids = Tensor::<2, Int>::from_data(TensorData::new(next, [n, 1]), &device);

@@ -285,6 +285,14 @@ impl ImageProcessor {
         self.process(&image).map_err(|e| ModelError::Image { path: path.to_path_buf(), message: e.to_string() })
     }
 
+    /// Decodes an image held in memory (PNG or JPEG, told apart by its bytes), converts it to
+    /// RGB and processes it; errors name it by `name` (say, where in a request it came from).
+    pub fn process_encoded(&self, bytes: &[u8], name: &str) -> Result<ProcessedImage, ModelError> {
+        let error = |message: String| ModelError::Image { path: name.into(), message };
+        let image = image::load_from_memory(bytes).map_err(|e| error(e.to_string()))?.to_rgb8();
+        self.process(&image).map_err(|e| error(e.to_string()))
+    }
+
     /// Resizes (bicubic), rescales, normalises and patchifies one RGB image.
     pub fn process(&self, image: &RgbImage) -> Result<ProcessedImage, ModelError> {
         let c = &self.config;
@@ -453,6 +461,17 @@ mod tests {
         assert!((out.pixel_values[2 * 196] - expect(1, 0.0)).abs() < 1e-6);
         assert!((out.pixel_values[4 * 196] - expect(2, 128.0)).abs() < 1e-6);
         assert_eq!(out.num_tokens(2), 1);
+    }
+
+    #[test]
+    fn encoded_images_are_decoded_from_their_bytes() {
+        let processor = ImageProcessor::default();
+        let image = RgbImage::from_fn(56, 84, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let mut png = Vec::new();
+        image.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        assert_eq!(processor.process_encoded(&png, "upload").unwrap(), processor.process(&image).unwrap());
+        let err = processor.process_encoded(b"not an image", "messages[0].content[1]").unwrap_err().to_string();
+        assert!(err.starts_with("messages[0].content[1]: "), "{err}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use r1_data::dataset::{Split, read_split};
 use r1_model::checkpoint::{self, Assets, Prompt};
-use r1_model::generate::{SamplingConfig, generate};
+use r1_model::generate::{SamplingConfig, generate, generate_with};
 use r1_model::tiny::{create_tiny, dataset_texts};
 use r1_model::{Qwen2_5VlModel, completion_logprobs};
 use rand::SeedableRng;
@@ -120,5 +120,33 @@ fn generation_logprobs_are_the_scoring_logprobs() {
             assert_eq!(g.ids.len(), 8);
             assert_close(&g.logprobs, &scored[i][..g.ids.len()], &format!("row {i} at temperature {temperature}"));
         }
+    }
+}
+
+/// `generate_with` reports every row's tokens in order as they are drawn, and a row its
+/// caller ends stops there, unstopped, while the other rows decode exactly as without it.
+#[test]
+fn generate_with_reports_tokens_and_ends_rows_on_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let (assets, model, prompts) = setup(&tmp.path().join("tiny"), &device);
+    let refs: Vec<&Prompt> = prompts.iter().collect();
+    let pad = assets.tokenizer.special().endoftext;
+    // Greedy and no stop token: every row runs the full 6 tokens unless it is ended.
+    let config = SamplingConfig::greedy(6);
+    let full = generate(&model, &assets.processor, &refs, 2, &config, &[], pad, &mut StdRng::seed_from_u64(0)).unwrap();
+    let mut seen = vec![Vec::new(); full.len()];
+    let cut = generate_with(&model, &assets.processor, &refs, 2, &config, &[], pad, &mut StdRng::seed_from_u64(0), |row, token| {
+        seen[row].push(token);
+        !(row == 1 && seen[row].len() == 2)
+    })
+    .unwrap();
+    assert_eq!(cut.len(), 4);
+    for (row, (f, c)) in full.iter().zip(&cut).enumerate() {
+        assert_eq!(seen[row], c.ids, "row {row}: the callback saw each token once, in order");
+        assert!(!c.stopped, "row {row}");
+        let want = if row == 1 { &f.ids[..2] } else { &f.ids[..] };
+        assert_eq!(c.ids, want, "row {row}");
+        assert_eq!(c.logprobs.len(), c.ids.len(), "row {row}");
     }
 }
