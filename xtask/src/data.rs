@@ -1,10 +1,12 @@
 //! `cargo xtask data`: import demonstrations (or simulate them) and write a Robot-R1 QA
-//! dataset.
+//! dataset; `--export easyr1 DIR` also writes it for EasyR1, and with `--dataset` exports an
+//! existing one.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use r1_data::dataset::{DatasetConfig, SplitConfig, write_dataset};
+use r1_data::export::export_easyr1;
 use r1_data::keypoints::KeypointConfig;
 use r1_data::movement::NEGLIGIBLE_M;
 use r1_data::prompts::{PromptOptions, Template};
@@ -15,7 +17,7 @@ use r1_data::{Episode, QaType};
 use crate::progress;
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("input").required(true).args(["from", "sim"])))]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["from", "sim", "dataset"])))]
 pub struct Args {
     /// Demonstrations to import: a native episode folder, an RLBench or LeRobot dataset, a
     /// task folder, or any folder above them.
@@ -24,10 +26,18 @@ pub struct Args {
     /// Simulate the demonstrations with r1-sim instead of importing them.
     #[arg(long)]
     sim: bool,
+    /// An existing QA dataset (written by this command) to export with --export, instead of
+    /// building one.
+    #[arg(long, value_name = "DIR", requires = "export", conflicts_with = "out")]
+    dataset: Option<PathBuf>,
     /// Output dataset folder (must not exist unless --overwrite).
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
-    /// Replace an existing output folder (only once the new dataset is complete).
+    #[arg(long, value_name = "DIR", required_unless_present = "dataset")]
+    out: Option<PathBuf>,
+    /// Also write the dataset for another trainer: `easyr1` (parquet splits, a reward function
+    /// applying r1's rules, a README with the EasyR1 settings) to the folder DIR.
+    #[arg(long, num_args = 2, value_names = ["FORMAT", "DIR"])]
+    export: Option<Vec<String>>,
+    /// Replace existing output folders (only once the new ones are complete).
     #[arg(long)]
     overwrite: bool,
 
@@ -124,7 +134,33 @@ fn qa_types(s: &str) -> anyhow::Result<Vec<QaType>> {
         .collect()
 }
 
+/// The folder of `--export FORMAT DIR`, once FORMAT is known.
+fn export_dir(export: &[String]) -> anyhow::Result<&Path> {
+    match export {
+        [format, dir] if format == "easyr1" => Ok(Path::new(dir)),
+        [format, _] => anyhow::bail!("--export: unknown format {format:?} (expected easyr1)"),
+        _ => anyhow::bail!("--export takes a format and a folder"),
+    }
+}
+
+/// Writes the EasyR1 export of the dataset at `dataset` to `out` and says what it wrote.
+fn export(dataset: &Path, out: &Path, overwrite: bool) -> anyhow::Result<()> {
+    let summary = export_easyr1(dataset, out, overwrite)?;
+    println!("wrote {} (EasyR1; settings in its README.md)", out.display());
+    for (split, rows) in &summary.rows {
+        println!("  {split:>5}: {rows:>7} rows  {split}.parquet");
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
+    // Checked before anything is built, so that a typo costs nothing.
+    let export_to = args.export.as_deref().map(export_dir).transpose()?;
+    if let Some(dataset) = &args.dataset {
+        let out = export_to.context("--dataset needs --export")?;
+        return export(dataset, out, args.overwrite);
+    }
+    let out = args.out.as_deref().context("--out is required with --from or --sim")?;
     let types = qa_types(&args.types).context("--types")?;
     let (episodes, source, default_held_out) = if args.sim {
         simulate(&args)?
@@ -166,9 +202,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         overwrite: args.overwrite,
     };
     let bar = progress::bar(episodes.len() as u64, "questions");
-    let card = write_dataset(&episodes, &args.out, &config, || bar.inc(1))?;
+    let card = write_dataset(&episodes, out, &config, || bar.inc(1))?;
     bar.finish_and_clear();
-    println!("wrote {}", args.out.display());
+    println!("wrote {}", out.display());
     for (split, sc) in &card.splits {
         let tasks: Vec<&str> = sc.tasks.keys().map(String::as_str).collect();
         println!(
@@ -183,6 +219,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 args.val, args.test
             );
         }
+    }
+    if let Some(dir) = export_to {
+        export(out, dir, args.overwrite)?;
     }
     Ok(())
 }
@@ -344,5 +383,32 @@ mod tests {
         assert!(run(&["--sim", "--from", &episodes, "--out", &p("x")]).is_err());
         assert!(run(&["--sim", "--types", "waypoint,bogus", "--out", &p("x")]).is_err());
         assert!(!tmp.path().join("x").exists());
+    }
+
+    #[test]
+    fn exports_for_easyr1_when_building_or_from_an_existing_dataset() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = |name: &str| tmp.path().join(name).to_string_lossy().into_owned();
+        let sim = ["--sim", "--tasks", "pick_up_cup,stack_blocks", "--episodes-per-task", "3", "--image-size", "32"];
+        let (dataset, built, exported) = (p("ds"), p("built"), p("exported"));
+        run(&[&sim[..], &["--out", &dataset, "--export", "easyr1", &built]].concat()).unwrap();
+        run(&["--dataset", &dataset, "--export", "easyr1", &exported]).unwrap();
+        // Three episodes per task leave val empty: it gets no file.
+        for name in ["train.parquet", "test.parquet", "reward_function/r1.py", "README.md"] {
+            let read = |dir: &str| std::fs::read(std::path::Path::new(dir).join(name)).unwrap();
+            assert!(read(&built) == read(&exported), "{name} differs");
+        }
+        assert!(!std::path::Path::new(&built).join("val.parquet").exists());
+
+        let err = run(&["--dataset", &dataset, "--export", "easyr1", &exported]).unwrap_err().to_string();
+        assert!(err.contains("already exists"), "{err}");
+        run(&["--dataset", &dataset, "--export", "easyr1", &exported, "--overwrite"]).unwrap();
+        // An unknown format fails before anything is simulated or written.
+        let err = run(&[&sim[..], &["--out", &p("x"), "--export", "easyr2", &p("y")]].concat()).unwrap_err().to_string();
+        assert!(err.contains("\"easyr2\"") && err.contains("expected easyr1"), "{err}");
+        // --dataset only exports: it needs --export and takes no --out.
+        assert!(run(&["--dataset", &dataset]).is_err());
+        assert!(run(&["--dataset", &dataset, "--out", &p("x"), "--export", "easyr1", &p("y")]).is_err());
+        assert!(!tmp.path().join("x").exists() && !tmp.path().join("y").exists());
     }
 }

@@ -7,13 +7,15 @@
 //!   (Hugging Face chat `messages`, options, typed answer, ground-truth states).
 //!
 //! Further modules (native format, RLBench and LeRobot readers, keypoint discovery, QA
-//! builders and their distractors, blind baselines, dataset writer) build on these two.
+//! builders and their distractors, blind baselines, dataset writer, export for EasyR1) build on
+//! these two.
 
 pub mod blind;
 pub mod dataset;
 pub mod distractors;
 pub mod episode;
 pub mod error;
+pub mod export;
 pub mod fsutil;
 pub mod keypoints;
 pub mod lerobot;
