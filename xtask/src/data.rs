@@ -404,7 +404,8 @@ mod tests {
         assert!(err.contains("already exists"), "{err}");
         run(&["--dataset", &dataset, "--export", "easyr1", &exported, "--overwrite"]).unwrap();
         // An unknown format fails before anything is simulated or written.
-        let err = run(&[&sim[..], &["--out", &p("x"), "--export", "easyr2", &p("y")]].concat()).unwrap_err().to_string();
+        let err =
+            run(&[&sim[..], &["--out", &p("x"), "--export", "easyr2", &p("y")]].concat()).unwrap_err().to_string();
         assert!(err.contains("\"easyr2\"") && err.contains("expected easyr1"), "{err}");
         // --dataset only exports: it needs --export and takes no --out.
         assert!(run(&["--dataset", &dataset]).is_err());

@@ -268,7 +268,8 @@ fn rows(root: &Path, samples: &[QaSample], schema: &SchemaRef, out: &Path) -> Re
         strings(|s| s.qa_type.to_string()),
         Arc::new(options),
     ];
-    RecordBatch::try_new(schema.clone(), columns).map_err(|source| ExportError::Arrow { path: out.to_path_buf(), source })
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|source| ExportError::Arrow { path: out.to_path_buf(), source })
 }
 
 /// The export's README: files, columns and the EasyR1 settings.

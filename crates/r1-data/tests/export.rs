@@ -65,8 +65,10 @@ fn check_split(root: &Path, out: &Path, split: Split, decode_every: usize) -> us
     let (batches, features, row_groups) = read_parquet(&out.join(format!("{split}.parquet")));
     let names: Vec<String> = batches[0].schema().fields().iter().map(|f| f.name().clone()).collect();
     assert_eq!(names, COLUMNS);
-    assert_eq!(features["info"]["features"]["images"], serde_json::json!({"feature": {"_type": "Image"}, "_type": "Sequence"}));
-    let rows: Vec<(&RecordBatch, usize)> = batches.iter().flat_map(|b| (0..b.num_rows()).map(move |r| (b, r))).collect();
+    let image_feature = serde_json::json!({"feature": {"_type": "Image"}, "_type": "Sequence"});
+    assert_eq!(features["info"]["features"]["images"], image_feature);
+    let rows: Vec<(&RecordBatch, usize)> =
+        batches.iter().flat_map(|b| (0..b.num_rows()).map(move |r| (b, r))).collect();
     assert_eq!(rows.len(), samples.len(), "{split}");
     // Row groups of 100: a reader streams about 100 images at a time.
     assert_eq!(row_groups, samples.len().div_ceil(100));
@@ -84,7 +86,9 @@ fn check_split(root: &Path, out: &Path, split: Split, decode_every: usize) -> us
         };
         assert_eq!(string(batch, "problem", row).unwrap(), format!("<image>{text}"));
         let truth: Truth = serde_json::from_str(string(batch, "answer", row).unwrap()).unwrap();
-        assert_eq!(truth, Truth { qa_type: sample.qa_type, options: sample.options.clone(), answer: sample.answer.clone() });
+        let (options, answer) = (sample.options.clone(), sample.answer.clone());
+        let expected = Truth { qa_type: sample.qa_type, options, answer };
+        assert_eq!(truth, expected);
         let options = string(batch, "options", row).map(|o| serde_json::from_str(o).unwrap());
         assert_eq!(options, sample.options);
         let [(bytes, path)] = images(batch, row).try_into().unwrap_or_else(|_| panic!("{}: one image", sample.id));
@@ -114,10 +118,17 @@ fn exports_the_embedded_dataset_and_reads_it_back() {
     assert_eq!(reward, EASYR1_REWARD_FUNCTION);
     assert!(reward.contains("def compute_score(") && reward.contains("REWARD_TYPE = \"batch\""));
     let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
-    for needle in ["| `test.parquet` | 3240 |", "val_files: <this folder>/val.parquet", "r1.py:compute_score", "format_prompt: null"] {
+    let needles = [
+        "| `test.parquet` | 3240 |",
+        "val_files: <this folder>/val.parquet",
+        "r1.py:compute_score",
+        "format_prompt: null",
+    ];
+    for needle in needles {
         assert!(readme.contains(needle), "{needle:?} not in\n{readme}");
     }
-    let mut files: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut files: Vec<String> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     files.sort();
     assert_eq!(files, ["README.md", "reward_function", "test.parquet", "train.parquet", "val.parquet"]);
     // The staging folder was renamed into place: nothing else is left.
