@@ -302,7 +302,7 @@ fn training(args: &Args, config: &TrainConfig, data: Vec<QaSample>) -> anyhow::R
     config.run.save_every = 0;
     config.run.log_completions = 0;
     let out = TempDir::new("grpo")?;
-    let device = r1_model::parse_device(&args.device)?.autodiff();
+    let device = config.training_device(None)?;
     let root = config.data.root.clone();
     let load = |dir: &Path| QwenPolicy::load(dir, &root, &device);
     let mut trainer = Trainer::start(config.clone(), &out.0, data.clone(), &load)?;
@@ -479,7 +479,7 @@ fn soak(args: &Args, config: &TrainConfig, data: Vec<QaSample>) -> anyhow::Resul
         epoch + SOAK_MIN_STEADY_STEPS
     );
     let out = TempDir::new("soak")?;
-    let device = r1_model::parse_device(&args.device)?.autodiff();
+    let device = config.training_device(None)?;
     let root = config.data.root.clone();
     let load = |dir: &Path| QwenPolicy::load(dir, &root, &device);
     let mut trainer = Trainer::start(config.clone(), &out.0, data, &load)?;
@@ -549,7 +549,7 @@ fn own_status_kib(field: &str) -> anyhow::Result<u64> {
 /// max_response_tokens each, `group_size` per prompt) through the teacher-forced forward, the
 /// GRPO loss and the backward, on a freshly loaded model.
 fn peak_memory_child(config: &TrainConfig, data: &[QaSample]) -> anyhow::Result<PeakMemory> {
-    let device = r1_model::parse_device(&config.device)?.autodiff();
+    let device = config.training_device(None)?;
     let policy = QwenPolicy::load(model_dir(config)?, &config.data.root, &device)?;
     let micro = config.update.micro_batch_size;
     let group = config.rollout.group_size;
@@ -594,17 +594,13 @@ fn peak_memory_child(config: &TrainConfig, data: &[QaSample]) -> anyhow::Result<
 fn peak_memory(args: &Args, config: &TrainConfig) -> anyhow::Result<Row> {
     let exe = std::env::current_exe().context("locating the xtask executable")?;
     let model = model_dir(config)?;
-    let output = Command::new(&exe)
-        .arg("bench")
-        .arg("--peak-memory-child")
-        .arg("--model")
-        .arg(model)
-        .arg("--data")
-        .arg(&config.data.root)
-        .arg("--device")
-        .arg(&args.device)
-        .output()
-        .with_context(|| format!("running {}", exe.display()))?;
+    let mut child = Command::new(&exe);
+    child.arg("bench").arg("--peak-memory-child").arg("--model").arg(model).arg("--data").arg(&config.data.root);
+    child.arg("--device").arg(&args.device);
+    if let Some(path) = &args.config {
+        child.arg("--config").arg(path);
+    }
+    let output = child.output().with_context(|| format!("running {}", exe.display()))?;
     anyhow::ensure!(
         output.status.success(),
         "the peak-memory child failed ({}): {}",
@@ -622,11 +618,12 @@ fn peak_memory(args: &Args, config: &TrainConfig) -> anyhow::Result<Row> {
         value: m.peak_kib as f64 / 1024.0,
         unit: "MiB",
         setup: format!(
-            "VmHWM of a child process: model loaded ({:.0} MiB RSS) + {} completions x {} tokens; host memory only, {}",
+            "VmHWM of a child process: model loaded ({:.0} MiB RSS) + {} completions x {} tokens; host memory only, {}{}",
             m.before_kib as f64 / 1024.0,
             c.micro_batch_size,
             config.rollout.max_response_tokens,
-            args.device
+            args.device,
+            if config.model.gradient_checkpointing { ", gradient checkpointing" } else { "" }
         ),
     })
 }

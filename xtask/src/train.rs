@@ -194,11 +194,6 @@ fn default_out(command: &str) -> PathBuf {
     PathBuf::from(format!("runs/{command}-{secs}"))
 }
 
-/// The training device (with gradients).
-fn device(name: &str) -> anyhow::Result<Device> {
-    Ok(r1_model::parse_device(name)?.autodiff())
-}
-
 /// Reads the training split, regenerating the shipped default dataset when it is absent.
 pub(crate) fn training_data(config: &TrainConfig) -> anyhow::Result<Vec<QaSample>> {
     let root = &config.data.root;
@@ -246,7 +241,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.dry_run {
         return Ok(());
     }
-    let device = device(&config.device)?;
+    let device = config.training_device(None)?;
     let out = c.out.clone().unwrap_or_else(|| default_out("train"));
     let root = config.data.root.clone();
     let load = loader(&root, &device);
@@ -289,7 +284,7 @@ fn resume(dir: &Path, c: &Common, eval_questions: usize) -> anyhow::Result<()> {
     }
     let (run, mut config) = resumed_config(&recorded, c)?;
     let data = training_data(&config)?;
-    let device = device(c.device.as_deref().unwrap_or(&config.device))?;
+    let device = config.training_device(c.device.as_deref())?;
     let root = config.data.root.clone();
     let load = loader(&root, &device);
     let checkpointed = run.latest_checkpoint()?.is_some();
@@ -465,7 +460,7 @@ pub fn run_sft(args: SftArgs) -> anyhow::Result<()> {
     let (mut trainer, steps) = if let Some(dir) = &c.resume {
         let (_, config) = resumed_config(dir, c)?;
         let data = training_data(&config)?;
-        let device = device(c.device.as_deref().unwrap_or(&config.device))?;
+        let device = config.training_device(c.device.as_deref())?;
         let trainer = SftTrainer::resume(dir, data, &loader(&config.data.root, &device))?;
         let steps = c.steps.unwrap_or_else(|| trainer.steps_for_epochs(trainer.config.sft.epochs));
         (trainer, steps)
@@ -473,7 +468,7 @@ pub fn run_sft(args: SftArgs) -> anyhow::Result<()> {
         let mut config = resolve_config(c)?;
         let data = training_data(&config)?;
         initial_model(&mut config, &data)?;
-        let device = device(&config.device)?;
+        let device = config.training_device(None)?;
         let out = c.out.clone().unwrap_or_else(|| default_out("sft"));
         let root = config.data.root.clone();
         let trainer = SftTrainer::start(config, &out, data, mode, &loader(&root, &device))?;

@@ -84,6 +84,12 @@ pub struct ModelSection {
     pub path: Option<PathBuf>,
     /// Excludes the vision tower from the updates.
     pub freeze_vision: bool,
+    /// burn's gradient checkpointing on the training device: memory-bound operations
+    /// (elementwise, normalisation, softmax) are recomputed in the backward pass instead of
+    /// kept, compute-bound ones (matmuls) still cached. burn applies it to the whole graph, so
+    /// it covers every decoder and vision block at once.
+    #[serde(default)]
+    pub gradient_checkpointing: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -208,7 +214,11 @@ impl TrainConfig {
             preset: Preset::Paper,
             seed: 1,
             device: "cuda".into(),
-            model: ModelSection { path: Some(PathBuf::from("models/Qwen2.5-VL-7B-Instruct")), freeze_vision: false },
+            model: ModelSection {
+                path: Some(PathBuf::from("models/Qwen2.5-VL-7B-Instruct")),
+                freeze_vision: false,
+                gradient_checkpointing: false,
+            },
             data: DataSection {
                 root: PathBuf::from("datasets/default"),
                 split: "train".into(),
@@ -292,6 +302,13 @@ impl TrainConfig {
             Preset::Paper => Self::paper(),
             Preset::Tiny => Self::tiny(),
         }
+    }
+
+    /// The training device: `name` (a `--device` override) or the configured one, with
+    /// autodiff, and gradient checkpointing when `model.gradient_checkpointing` asks for it.
+    pub fn training_device(&self, name: Option<&str>) -> Result<burn::tensor::Device> {
+        let device = r1_model::parse_device(name.unwrap_or(&self.device))?.autodiff();
+        Ok(if self.model.gradient_checkpointing { device.gradient_checkpointing() } else { device })
     }
 
     /// Parses TOML text layered over a preset: the text's own `preset` key if present, else

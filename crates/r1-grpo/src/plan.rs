@@ -10,19 +10,30 @@
 //! projection, the MLP's gate, up and activation, the residual stream), the attention
 //! probabilities (materialised under autodiff: scores and softmax, per head), the vision
 //! tower's blocks the same way when it is trained, and the micro-batch's logits with their
-//! log-softmax and its gradient (12 bytes per position and vocabulary entry, measured).
+//! log-softmax and its gradient (12 bytes per position and vocabulary entry, measured); less
+//! with `model.gradient_checkpointing`, which recomputes the memory-bound ones.
 
 use serde::Serialize;
 
 use crate::config::TrainConfig;
 
 const F32: u64 = 4;
-/// Values autodiff keeps per token and layer, in units of the hidden width and of the MLP
-/// width (see the module documentation).
-const HIDDEN_VALUES: u64 = 10;
-const MLP_VALUES: u64 = 4;
-/// Bytes per logit position and vocabulary entry under autodiff: logits, log-softmax, gradient.
-const LOGIT_BYTES: u64 = 12;
+
+/// What autodiff keeps, per token and layer in units of the hidden and the MLP width, and per
+/// attention score and logit (see the module documentation).
+struct Kept {
+    hidden: u64,
+    mlp: u64,
+    /// Copies of the attention matrix: scores and probabilities.
+    attention: u64,
+    /// Bytes per logit position and vocabulary entry: logits, log-softmax, gradient.
+    logit_bytes: u64,
+}
+
+const PLAIN: Kept = Kept { hidden: 10, mlp: 4, attention: 2, logit_bytes: 12 };
+/// With burn's gradient checkpointing the outputs of memory-bound operations (norms,
+/// activations, softmax, log-softmax) are recomputed, the matmuls' kept.
+const CHECKPOINTED: Kept = Kept { hidden: 6, mlp: 2, attention: 1, logit_bytes: 8 };
 
 /// What the plan needs to know of the model.
 #[derive(Clone, Debug, PartialEq)]
@@ -116,23 +127,24 @@ pub fn memory_plan(config: &TrainConfig, model: &ModelShape, prompt: PromptShape
         how: format!("{chunk} prompts x G {group} = {sequences} sequences x {length} tokens"),
     });
 
+    let kept = if config.model.gradient_checkpointing { CHECKPOINTED } else { PLAIN };
     let micro = config.update.micro_batch_size as u64;
     let t = r.max_response_tokens as u64;
     // Completions of one prompt share its forward (shared-prefix scoring).
     let prompts = micro.div_ceil(group);
     let tokens = prompts * prompt.tokens + micro * t;
-    let per_token = HIDDEN_VALUES * model.hidden + MLP_VALUES * model.intermediate;
+    let per_token = kept.hidden * model.hidden + kept.mlp * model.intermediate;
     let attention = model.heads * (prompts * prompt.tokens.pow(2) + micro * t * (prompt.tokens + t));
-    let decoder = model.layers * (tokens * per_token + 2 * attention) * F32;
-    let logits = micro * t * model.vocab * LOGIT_BYTES;
+    let decoder = model.layers * (tokens * per_token + kept.attention * attention) * F32;
+    let logits = micro * t * model.vocab * kept.logit_bytes;
     let vision = if config.model.freeze_vision {
         0
     } else {
         let patches = prompts * prompt.patches;
-        let per_patch = HIDDEN_VALUES * model.vision_hidden + MLP_VALUES * model.vision_intermediate;
+        let per_patch = kept.hidden * model.vision_hidden + kept.mlp * model.vision_intermediate;
         // Full attention over each image: the window blocks hold less, so this is an upper bound.
         let attention = model.vision_heads * prompts * prompt.patches.pow(2);
-        model.vision_layers * (patches * per_patch + 2 * attention) * F32
+        model.vision_layers * (patches * per_patch + kept.attention * attention) * F32
     };
     rows.push(PlanRow {
         what: "training activations",
@@ -193,6 +205,22 @@ mod tests {
         assert_eq!(bytes(&plan, "gradients"), 1000 * 4);
         assert_eq!(bytes(&plan, "generation KV cache"), 4 * 42 * 2 * 2 * 4 * 4);
         assert_eq!(plan.total(), plan.rows.iter().map(|r| r.bytes).sum::<u64>());
+    }
+
+    #[test]
+    fn checkpointing_lowers_the_activations_only() {
+        let mut c = TrainConfig::tiny();
+        let prompt = PromptShape { tokens: 10, patches: 16 };
+        let plain = memory_plan(&c, &shape(), prompt);
+        c.model.gradient_checkpointing = true;
+        let checkpointed = memory_plan(&c, &shape(), prompt);
+        for (a, b) in plain.rows.iter().zip(&checkpointed.rows) {
+            if a.what == "training activations" {
+                assert!(b.bytes < a.bytes);
+            } else {
+                assert_eq!(a.bytes, b.bytes, "{}", a.what);
+            }
+        }
     }
 
     #[test]
