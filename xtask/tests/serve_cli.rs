@@ -363,62 +363,69 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
 }
 
 /// Requests/s and latency percentiles under 1, 4 and 16 concurrent clients on the tiny model,
-/// as a Markdown table (the README's). Each request: a 224x224 dataset frame as a data URL and
-/// its question, greedy, `max_tokens` 16.
+/// as a Markdown table (the README's), with the mean batch the server formed. Each request: a
+/// 224x224 dataset frame as a data URL and its question, greedy, a fixed `max_tokens`.
 #[test]
 #[ignore = "a benchmark: run with --ignored --nocapture"]
 fn bench_serve() {
-    const MAX_TOKENS: u64 = 16;
     let tmp = tempfile::tempdir().unwrap();
     let (model, samples) = tiny_model(tmp.path());
     let server = Server::start(&model, &["--max-batch", "16"]);
-    let requests: Vec<Value> = (0..16)
-        .map(|i| {
-            let sample = &samples[i * 5];
-            let text = sample.messages.last().unwrap().joined_text();
-            question(&data_url(&image_of(sample)), &text, json!({"temperature": 0, "max_tokens": MAX_TOKENS}))
-        })
-        .collect();
+    let requests = |max_tokens: u64| -> Vec<Value> {
+        (0..16)
+            .map(|i| {
+                let sample = &samples[i * 5];
+                let text = sample.messages.last().unwrap().joined_text();
+                question(&data_url(&image_of(sample)), &text, json!({"temperature": 0, "max_tokens": max_tokens}))
+            })
+            .collect()
+    };
     // Warm-up: first-use allocations are not what is measured.
-    for r in &requests[..2] {
+    for r in &requests(16)[..2] {
         assert_eq!(server.chat(r).0, 200);
     }
-    println!("| concurrent clients | requests | requests/s | completion tokens/s | p50 latency (ms) | p90 (ms) | p99 (ms) |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
-    for (clients, per_client) in [(1usize, 24usize), (4, 12), (16, 6)] {
-        let start = Instant::now();
-        let results: Vec<(Duration, u64)> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..clients)
-                .map(|c| {
-                    let (server, requests) = (&server, &requests);
-                    s.spawn(move || {
-                        (0..per_client)
-                            .map(|k| {
-                                let t = Instant::now();
-                                let (status, reply) = server.chat(&requests[(c + k * clients) % requests.len()]);
-                                assert_eq!(status, 200, "{reply}");
-                                (t.elapsed(), reply["usage"]["completion_tokens"].as_u64().unwrap())
-                            })
-                            .collect::<Vec<_>>()
+    println!("| max_tokens | concurrent clients | requests | requests/s | completion tokens/s | p50 latency (ms) | p90 (ms) | p99 (ms) | mean batch |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for max_tokens in [16, 64] {
+        let requests = requests(max_tokens);
+        for (clients, per_client) in [(1usize, 24usize), (4, 12), (16, 6)] {
+            let batches_before = server.log().matches("batch of ").count();
+            let start = Instant::now();
+            let results: Vec<(Duration, u64)> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..clients)
+                    .map(|c| {
+                        let (server, requests) = (&server, &requests);
+                        s.spawn(move || {
+                            (0..per_client)
+                                .map(|k| {
+                                    let t = Instant::now();
+                                    let (status, reply) = server.chat(&requests[(c + k * clients) % requests.len()]);
+                                    assert_eq!(status, 200, "{reply}");
+                                    (t.elapsed(), reply["usage"]["completion_tokens"].as_u64().unwrap())
+                                })
+                                .collect::<Vec<_>>()
+                        })
                     })
-                })
-                .collect();
-            handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
-        });
-        let wall = start.elapsed().as_secs_f64();
-        let mut latencies: Vec<f64> = results.iter().map(|(d, _)| d.as_secs_f64() * 1e3).collect();
-        latencies.sort_by(f64::total_cmp);
-        // Nearest rank.
-        let pct = |p: f64| latencies[((p / 100.0 * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len()) - 1];
-        let tokens: u64 = results.iter().map(|(_, t)| t).sum();
-        println!(
-            "| {clients} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} |",
-            results.len(),
-            results.len() as f64 / wall,
-            tokens as f64 / wall,
-            pct(50.0),
-            pct(90.0),
-            pct(99.0)
-        );
+                    .collect();
+                handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+            });
+            let wall = start.elapsed().as_secs_f64();
+            let batches = server.log().matches("batch of ").count() - batches_before;
+            let mut latencies: Vec<f64> = results.iter().map(|(d, _)| d.as_secs_f64() * 1e3).collect();
+            latencies.sort_by(f64::total_cmp);
+            // Nearest rank.
+            let pct = |p: f64| latencies[((p / 100.0 * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len()) - 1];
+            let tokens: u64 = results.iter().map(|(_, t)| t).sum();
+            println!(
+                "| {max_tokens} | {clients} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} |",
+                results.len(),
+                results.len() as f64 / wall,
+                tokens as f64 / wall,
+                pct(50.0),
+                pct(90.0),
+                pct(99.0),
+                results.len() as f64 / batches.max(1) as f64
+            );
+        }
     }
 }
