@@ -187,10 +187,10 @@ impl Responder for ModelResponder {
         messages: &[r1_data::Message],
         root: &Path,
         samples: usize,
-    ) -> r1_bench::Result<Vec<evaluate::Completion>> {
+    ) -> r1_bench::Result<Vec<evaluate::Response>> {
         let prompt = self.assets.encode_prompt(r1_data::qa::prompt_turns(messages), root)?;
         let out = self.assets.sample(&self.model, &[&prompt], samples, &self.config, &mut self.rng)?;
-        Ok(out.into_iter().map(|(g, text)| evaluate::Completion { text, tokens: Some(g.ids.len()) }).collect())
+        Ok(out.into_iter().map(|(g, text)| evaluate::Response { text, tokens: Some(g.ids.len()) }).collect())
     }
 }
 

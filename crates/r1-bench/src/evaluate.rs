@@ -20,13 +20,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{BenchError, Result};
 use crate::judge::{Judge, JudgeScore};
-use crate::question::{BenchQuestion, Category, Split};
+use crate::question::{BenchQuestion, Category, TaskSet};
 use crate::rubric;
 use crate::stats::{self, Agreement};
 
-/// One completion of a model.
+/// One reply of a model (a completion) to an evaluation question.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Completion {
+pub struct Response {
     pub text: String,
     /// Generated tokens; unknown for answers recorded elsewhere ([`RecordedAnswers`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -36,7 +36,7 @@ pub struct Completion {
 /// Anything that answers a chat: `samples` completions for question `id` asked as
 /// `messages`, whose image paths are relative to `root`.
 pub trait Responder {
-    fn respond(&mut self, id: &str, messages: &[Message], root: &Path, samples: usize) -> Result<Vec<Completion>>;
+    fn respond(&mut self, id: &str, messages: &[Message], root: &Path, samples: usize) -> Result<Vec<Response>>;
 }
 
 /// Answers produced elsewhere (another model, an API, a person), read from a JSONL file with
@@ -82,17 +82,17 @@ impl RecordedAnswers {
     }
 
     /// The recorded completions of question `id`; exactly `samples` are required.
-    fn get(&self, id: &str, samples: usize) -> Result<Vec<Completion>> {
+    fn get(&self, id: &str, samples: usize) -> Result<Vec<Response>> {
         let list = self.answers.get(id).ok_or_else(|| BenchError::invalid(&self.path, format!("no answer for question {id}")))?;
         if list.len() != samples {
             return Err(BenchError::invalid(&self.path, format!("question {id} has {} completions, expected {samples}", list.len())));
         }
-        Ok(list.iter().map(|t| Completion { text: t.clone(), tokens: None }).collect())
+        Ok(list.iter().map(|t| Response { text: t.clone(), tokens: None }).collect())
     }
 }
 
 impl Responder for RecordedAnswers {
-    fn respond(&mut self, id: &str, _messages: &[Message], _root: &Path, samples: usize) -> Result<Vec<Completion>> {
+    fn respond(&mut self, id: &str, _messages: &[Message], _root: &Path, samples: usize) -> Result<Vec<Response>> {
         self.get(id, samples)
     }
 }
@@ -100,7 +100,7 @@ impl Responder for RecordedAnswers {
 /// A scored completion of a QA sample.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QaScore {
-    pub completion: Completion,
+    pub completion: Response,
     pub format: f64,
     /// The answer reward: 0 or 1 for multiple choice, `clip(1 - L1, 0, 1)` open ended.
     pub answer: f64,
@@ -114,7 +114,7 @@ pub struct QaScore {
 pub struct QaRecord {
     pub id: String,
     pub task: String,
-    pub split: Split,
+    pub split: TaskSet,
     pub qa_type: QaType,
     pub scores: Vec<QaScore>,
 }
@@ -122,7 +122,7 @@ pub struct QaRecord {
 /// A scored completion of a bench question.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BenchScore {
-    pub completion: Completion,
+    pub completion: Response,
     /// The judged text ([`rubric::judged_text`]).
     pub answer: String,
     pub rule: u8,
@@ -138,12 +138,12 @@ pub struct BenchScore {
 pub struct BenchRecord {
     pub id: String,
     pub task: String,
-    pub split: Split,
+    pub split: TaskSet,
     pub category: Category,
     pub scores: Vec<BenchScore>,
 }
 
-fn checked(completions: Vec<Completion>, samples: usize, id: &str) -> Result<Vec<Completion>> {
+fn checked(completions: Vec<Response>, samples: usize, id: &str) -> Result<Vec<Response>> {
     if completions.len() != samples {
         return Err(BenchError::Config(format!("{id}: the model returned {} completions, expected {samples}", completions.len())));
     }
@@ -177,7 +177,7 @@ pub fn run_qa(
                 })
                 .collect::<Result<Vec<_>>>()?;
             on_done();
-            let split = if held_out(&s.task) { Split::Out } else { Split::In };
+            let split = if held_out(&s.task) { TaskSet::Out } else { TaskSet::In };
             Ok(QaRecord { id: s.id.clone(), task: s.task.clone(), split, qa_type: s.qa_type, scores })
         })
         .collect()
@@ -271,7 +271,7 @@ pub fn summarise(qa: &[QaRecord], bench: &[BenchRecord], n: usize) -> BTreeMap<S
     for t in QaType::ALL.into_iter().filter(|t| t.is_multiple_choice()) {
         let of_type: Vec<&QaRecord> = mc.iter().copied().filter(|r| r.qa_type == t).collect();
         put_group(&mut out, &format!("mcqa.{t}"), "accuracy", &of_type, answers, n);
-        for split in [Split::In, Split::Out] {
+        for split in [TaskSet::In, TaskSet::Out] {
             let part: Vec<&QaRecord> = of_type.iter().copied().filter(|r| r.split == split).collect();
             put_group(&mut out, &format!("mcqa.{t}.{}", split.as_str()), "accuracy", &part, answers, n);
         }
@@ -281,7 +281,7 @@ pub fn summarise(qa: &[QaRecord], bench: &[BenchRecord], n: usize) -> BTreeMap<S
             put_group(&mut out, &format!("mcqa.{t}.task.{task}"), "accuracy", &part, answers, n);
         }
     }
-    for split in [Split::In, Split::Out] {
+    for split in [TaskSet::In, TaskSet::Out] {
         let part: Vec<&QaRecord> = mc.iter().copied().filter(|r| r.split == split).collect();
         put_group(&mut out, &format!("mcqa.{}", split.as_str()), "accuracy", &part, answers, n);
     }
@@ -320,7 +320,7 @@ pub fn summarise(qa: &[QaRecord], bench: &[BenchRecord], n: usize) -> BTreeMap<S
     for c in Category::ALL {
         let of_cat: Vec<&BenchRecord> = bench.iter().filter(|r| r.category == c).collect();
         put_group(&mut out, &format!("bench.{c}"), "score", &of_cat, rules, n);
-        for split in [Split::In, Split::Out] {
+        for split in [TaskSet::In, TaskSet::Out] {
             let part: Vec<&BenchRecord> = of_cat.iter().copied().filter(|r| r.split == split).collect();
             put_group(&mut out, &format!("bench.{c}.{}", split.as_str()), "score", &part, rules, n);
         }
@@ -331,7 +331,7 @@ pub fn summarise(qa: &[QaRecord], bench: &[BenchRecord], n: usize) -> BTreeMap<S
     }
     let every: Vec<&BenchRecord> = bench.iter().collect();
     put_group(&mut out, "bench.overall", "score", &every, rules, n);
-    for split in [Split::In, Split::Out] {
+    for split in [TaskSet::In, TaskSet::Out] {
         let part: Vec<&BenchRecord> = every.iter().copied().filter(|r| r.split == split).collect();
         put_group(&mut out, &format!("bench.overall.{}", split.as_str()), "score", &part, rules, n);
     }
@@ -365,10 +365,10 @@ mod tests {
     struct Script(Vec<(&'static str, &'static str)>);
 
     impl Responder for Script {
-        fn respond(&mut self, _id: &str, messages: &[Message], _root: &Path, samples: usize) -> Result<Vec<Completion>> {
+        fn respond(&mut self, _id: &str, messages: &[Message], _root: &Path, samples: usize) -> Result<Vec<Response>> {
             let text = messages.last().unwrap().joined_text();
             let reply = self.0.iter().find(|(k, _)| text.starts_with(k)).map_or("", |(_, v)| v);
-            Ok((0..samples).map(|i| Completion { text: if i == 0 { reply.into() } else { String::new() }, tokens: Some(10) }).collect())
+            Ok((0..samples).map(|i| Response { text: if i == 0 { reply.into() } else { String::new() }, tokens: Some(10) }).collect())
         }
     }
 
@@ -434,7 +434,7 @@ mod tests {
         BenchQuestion {
             id: id.into(),
             task: "stack_blocks".into(),
-            split: Split::Out,
+            split: TaskSet::Out,
             episode: 0,
             frame: 0,
             category: Category::Movement,
@@ -508,7 +508,7 @@ mod tests {
     fn a_responder_returning_too_few_completions_is_an_error() {
         struct Short;
         impl Responder for Short {
-            fn respond(&mut self, _: &str, _: &[Message], _: &Path, _: usize) -> Result<Vec<Completion>> {
+            fn respond(&mut self, _: &str, _: &[Message], _: &Path, _: usize) -> Result<Vec<Response>> {
                 Ok(vec![])
             }
         }

@@ -28,7 +28,7 @@ use r1_data::movement::Movement;
 use r1_data::{Episode, ImageRef, Message, SceneObject};
 
 use crate::error::{BenchError, Result};
-use crate::question::{BENCH_FILE, BenchQuestion, Category, SYSTEM_PROMPT, Split, Truth};
+use crate::question::{BENCH_FILE, BenchQuestion, Category, SYSTEM_PROMPT, TaskSet, Truth};
 
 /// Seed of the bench's episodes (the training data uses small seeds).
 pub const DEFAULT_SEED: u64 = 20_250_600;
@@ -124,7 +124,7 @@ pub fn build(episodes: &[Episode], held_out: impl Fn(&str) -> bool) -> Result<Be
     }
     let (mut questions, mut images) = (Vec::new(), BTreeMap::new());
     for (task, list) in by_task {
-        let split = if held_out(task) { Split::Out } else { Split::In };
+        let split = if held_out(task) { TaskSet::Out } else { TaskSet::In };
         let usable: Vec<(&Episode, Frame)> = list
             .iter()
             .enumerate()
@@ -213,11 +213,11 @@ pub fn build(episodes: &[Episode], held_out: impl Fn(&str) -> bool) -> Result<Be
 
 /// The bench's data card: counts per category and split, and how to regenerate it.
 pub fn card(bench: &Bench, command: &str) -> String {
-    let mut counts: BTreeMap<(Category, Split), usize> = BTreeMap::new();
+    let mut counts: BTreeMap<(Category, TaskSet), usize> = BTreeMap::new();
     for q in &bench.questions {
         *counts.entry((q.category, q.split)).or_default() += 1;
     }
-    let mut tasks: Vec<(&str, Split)> = bench.questions.iter().map(|q| (q.task.as_str(), q.split)).collect();
+    let mut tasks: Vec<(&str, TaskSet)> = bench.questions.iter().map(|q| (q.task.as_str(), q.split)).collect();
     tasks.dedup();
     let mut s = String::from("# Robot-R1 Bench (simulator)\n\n");
     s += "Open-ended questions about frames of r1-sim demonstrations, in the four categories of the \
@@ -227,7 +227,7 @@ pub fn card(bench: &Bench, command: &str) -> String {
     s += &format!("Regenerate (byte for byte): `{command}`\n\n");
     s += &format!("{} questions, {} images.\n\n| category | In | Out | total |\n|---|---|---|---|\n", bench.questions.len(), bench.images.len());
     for c in Category::ALL {
-        let (i, o) = (counts.get(&(c, Split::In)).copied().unwrap_or(0), counts.get(&(c, Split::Out)).copied().unwrap_or(0));
+        let (i, o) = (counts.get(&(c, TaskSet::In)).copied().unwrap_or(0), counts.get(&(c, TaskSet::Out)).copied().unwrap_or(0));
         s += &format!("| {c} | {i} | {o} | {} |\n", i + o);
     }
     s += "\nTasks: ";
@@ -307,8 +307,8 @@ mod tests {
         assert_eq!(per(Category::HighLevelAction), 2 * FRAMES_PER_TASK);
         assert_eq!(per(Category::Movement), 2 * FRAMES_PER_TASK);
         assert!(per(Category::Spatial) >= FRAMES_PER_TASK);
-        assert!(bench.questions.iter().any(|q| q.split == Split::Out && q.task == "stack_blocks"));
-        assert!(bench.questions.iter().all(|q| q.split == Split::In || q.task == "stack_blocks"));
+        assert!(bench.questions.iter().any(|q| q.split == TaskSet::Out && q.task == "stack_blocks"));
+        assert!(bench.questions.iter().all(|q| q.split == TaskSet::In || q.task == "stack_blocks"));
         for q in &bench.questions {
             assert_eq!(rubric::score(&q.reference, &q.truth), 3, "{} {:?}", q.id, q.reference);
         }

@@ -58,12 +58,12 @@ impl std::fmt::Display for Category {
 /// Whether the question's task is one the model trained on ("In") or a held-out one ("Out").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Split {
+pub enum TaskSet {
     In,
     Out,
 }
 
-impl Split {
+impl TaskSet {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::In => "in",
@@ -109,7 +109,7 @@ impl Truth {
 pub struct BenchQuestion {
     pub id: String,
     pub task: String,
-    pub split: Split,
+    pub split: TaskSet,
     pub episode: u32,
     pub frame: usize,
     pub category: Category,

@@ -27,7 +27,7 @@ impl std::fmt::Display for Axis {
 
 /// The movement along one axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Step {
+pub struct AxisMove {
     /// Toward the axis's positive end (forward, right, up).
     pub positive: bool,
     /// Qualified by "slightly".
@@ -37,11 +37,11 @@ pub struct Step {
 /// A movement: a step or nothing along each axis, indexed x, y, z.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Movement {
-    pub steps: [Option<Step>; 3],
+    pub steps: [Option<AxisMove>; 3],
 }
 
 impl Movement {
-    pub fn step(&self, axis: Axis) -> Option<Step> {
+    pub fn step(&self, axis: Axis) -> Option<AxisMove> {
         self.steps[axis as usize]
     }
 }
@@ -87,7 +87,7 @@ pub fn parse_movement(text: &str) -> Result<Movement, MovementError> {
         } else if word.eq_ignore_ascii_case("still") {
             still = true;
         } else if let Some((axis, positive)) = direction(word) {
-            let step = Step { positive, slight };
+            let step = AxisMove { positive, slight };
             let slot = &mut movement.steps[axis as usize];
             match slot {
                 Some(previous) if *previous != step => return Err(MovementError::Contradiction(axis)),
@@ -136,8 +136,8 @@ pub fn movement_reward(answer: &str, reference: &Movement) -> f64 {
 mod tests {
     use super::*;
 
-    fn step(positive: bool, slight: bool) -> Option<Step> {
-        Some(Step { positive, slight })
+    fn step(positive: bool, slight: bool) -> Option<AxisMove> {
+        Some(AxisMove { positive, slight })
     }
 
     #[test]
