@@ -35,7 +35,7 @@ impl ApiError {
         Self { status: 400, kind: "invalid_request_error", message: message.into(), param: param.map(str::to_string), code: None }
     }
 
-    /// 404 for a path or method the API does not have.
+    /// 404 for a path the API does not have; 405 for one of its paths with another method.
     pub fn no_route(method: &str, path: &str) -> Self {
         let status = if matches!(path, "/v1/models" | "/v1/chat/completions") { 405 } else { 404 };
         Self { status, ..Self::invalid(None, format!("Invalid URL ({method} {path})")) }
@@ -322,7 +322,8 @@ fn percent_decode(text: &str) -> Result<String, String> {
     let mut rest = text.as_bytes();
     while let Some((&b, tail)) = rest.split_first() {
         if b == b'%' {
-            let hex = tail.get(..2).and_then(|h| std::str::from_utf8(h).ok()).ok_or_else(bad)?;
+            let hex = tail.get(..2).filter(|h| h.iter().all(u8::is_ascii_hexdigit)).ok_or_else(bad)?;
+            let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
             bytes.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
             rest = &tail[2..];
         } else {
@@ -484,7 +485,8 @@ mod tests {
         assert_eq!(param_of(json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]})).as_deref(), Some("messages[0].role"));
         let part = |p: Value| json!({"model": "m", "messages": [{"role": "user", "content": [p]}]});
         assert_eq!(param_of(part(json!({"type": "input_audio"}))).as_deref(), Some("messages[0].content[0].type"));
-        for url in ["https://example.com/a.png", "data:text/plain;base64,aGk=", "data:image/png;base64,***", "data:image/png,raw"] {
+        let urls = ["https://example.com/a.png", "data:text/plain;base64,aGk=", "data:image/png;base64,***", "data:image/png,raw", "file:///a%+1.png"];
+        for url in urls {
             let err = parse(part(json!({"type": "image_url", "image_url": {"url": url}}))).unwrap_err();
             assert_eq!(err.param.as_deref(), Some("messages[0].content[0].image_url"), "{url}");
         }
