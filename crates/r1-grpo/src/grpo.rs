@@ -23,7 +23,7 @@ use crate::loss::{LossInputs, Normaliser, grpo_loss};
 use crate::metrics::{self, RolloutMetrics, StepMetrics, UpdateMetrics};
 use crate::optim::AdamW;
 use crate::policy::{Completion, Policy, Sampling, ScoreRow, length_mask};
-use crate::run::{self, COMPLETIONS_FILE, METRICS_FILE, MODEL_DIR, OPTIMIZER_FILE, RunDir, TrainState};
+use crate::run::{self, COMPLETIONS_FILE, METRICS_FILE, MODEL_DIR, OPTIMIZER_FILE, Phase, RunDir, TrainState};
 
 /// Loads a policy from a model directory onto the training device.
 pub type Loader<'a, P> = &'a dyn Fn(&Path) -> Result<P>;
@@ -102,7 +102,7 @@ impl<P: Policy> Trainer<P> {
         let reference = load_reference(&config, load)?;
         let run = RunDir::create(out, &config)?;
         let state = TrainState {
-            phase: "grpo".into(),
+            phase: Phase::Grpo,
             step: 0,
             optimizer_step: 0,
             cursor: 0,
@@ -123,7 +123,7 @@ impl<P: Policy> Trainer<P> {
         let (_, checkpoint) =
             run.latest_checkpoint()?.ok_or_else(|| GrpoError::file(dir, "has no checkpoint to resume from"))?;
         let state = RunDir::read_state(&checkpoint)?;
-        if state.phase != "grpo" {
+        if state.phase != Phase::Grpo {
             return Err(GrpoError::file(&checkpoint, format!("is a {} checkpoint, not a GRPO one", state.phase)));
         }
         let policy = load(&checkpoint.join(MODEL_DIR))?;

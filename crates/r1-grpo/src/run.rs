@@ -28,6 +28,7 @@ use crate::error::{GrpoError, Result};
 use crate::fsio;
 use crate::optim::AdamW;
 use crate::policy::Policy;
+use crate::sft::SftMode;
 
 pub const CONFIG_FILE: &str = "config.toml";
 pub const METRICS_FILE: &str = "metrics.jsonl";
@@ -76,11 +77,46 @@ pub fn take_prompts(seed: u64, n: usize, cursor: u64, count: usize) -> Vec<usize
     out
 }
 
+/// What a run trains, as `state.json` records it: `grpo`, or `sft-<mode>` (`sft-format`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Phase {
+    Grpo,
+    Sft(SftMode),
+}
+
+impl From<Phase> for String {
+    fn from(phase: Phase) -> Self {
+        match phase {
+            Phase::Grpo => "grpo".into(),
+            Phase::Sft(mode) => format!("sft-{}", mode.as_str()),
+        }
+    }
+}
+
+impl TryFrom<String> for Phase {
+    type Error = GrpoError;
+    fn try_from(name: String) -> Result<Self> {
+        if name == "grpo" {
+            return Ok(Phase::Grpo);
+        }
+        match name.strip_prefix("sft-") {
+            Some(mode) => Ok(Phase::Sft(mode.parse()?)),
+            None => Err(GrpoError::Invalid(format!("unknown phase {name:?} (expected grpo or sft-<mode>)"))),
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from(*self))
+    }
+}
+
 /// What a checkpoint needs besides the model and the optimiser moments.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
-    /// `grpo` or `sft`.
-    pub phase: String,
+    pub phase: Phase,
     /// Steps completed (rollout steps for GRPO, optimiser steps for SFT).
     pub step: u64,
     /// Optimiser steps completed (drives the learning-rate schedule).
@@ -263,13 +299,28 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Every phase reads back as itself from the name `state.json` holds, including the SFT
+    /// modes added after the first ones (a grounded warm-up could not be resumed when the names
+    /// were matched by hand).
+    #[test]
+    fn phases_round_trip_through_their_names() {
+        let phases = std::iter::once(Phase::Grpo).chain(SftMode::ALL.map(Phase::Sft));
+        for phase in phases {
+            let json = serde_json::to_string(&phase).unwrap();
+            assert_eq!(serde_json::from_str::<Phase>(&json).unwrap(), phase, "{json}");
+        }
+        assert_eq!(serde_json::to_string(&Phase::Sft(SftMode::Format)).unwrap(), "\"sft-format\"");
+        assert!(serde_json::from_str::<Phase>("\"sft-magic\"").is_err());
+        assert!(serde_json::from_str::<Phase>("\"ppo\"").is_err());
+    }
+
     #[test]
     fn checkpoints_are_atomic_and_pruned() {
         let dir = tempfile::tempdir().unwrap();
         let run = RunDir::create(dir.path(), &TrainConfig::tiny()).unwrap();
         assert!(RunDir::create(dir.path(), &TrainConfig::tiny()).is_err());
         let mut state = TrainState {
-            phase: "grpo".into(),
+            phase: Phase::Grpo,
             step: 0,
             optimizer_step: 0,
             cursor: 0,

@@ -18,7 +18,7 @@ use crate::grpo::{Loader, adamw_config, initial_model, note_nonfinite};
 use crate::metrics;
 use crate::optim::AdamW;
 use crate::policy::{Policy, ScoreRow, length_mask};
-use crate::run::{self, METRICS_FILE, MODEL_DIR, OPTIMIZER_FILE, RunDir, TrainState};
+use crate::run::{self, METRICS_FILE, MODEL_DIR, OPTIMIZER_FILE, Phase, RunDir, TrainState};
 
 /// What the model is taught to reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,16 +38,26 @@ pub enum SftMode {
     Grounded,
 }
 
+impl SftMode {
+    pub const ALL: [SftMode; 4] = [SftMode::Direct, SftMode::Cot, SftMode::Format, SftMode::Grounded];
+
+    /// The name configs, the command line and checkpoints use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SftMode::Direct => "direct",
+            SftMode::Cot => "cot",
+            SftMode::Format => "format",
+            SftMode::Grounded => "grounded",
+        }
+    }
+}
+
 impl std::str::FromStr for SftMode {
     type Err = GrpoError;
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "direct" => Ok(Self::Direct),
-            "cot" => Ok(Self::Cot),
-            "format" => Ok(Self::Format),
-            "grounded" => Ok(Self::Grounded),
-            _ => Err(GrpoError::Invalid(format!("unknown SFT mode {s:?} (expected direct, cot, format or grounded)"))),
-        }
+        Self::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
+            GrpoError::Invalid(format!("unknown SFT mode {s:?} (expected direct, cot, format or grounded)"))
+        })
     }
 }
 
@@ -117,7 +127,7 @@ impl<P: Policy> SftTrainer<P> {
         let (samples, targets) = encode(&policy, data, mode)?;
         let run = RunDir::create(out, &config)?;
         let state = TrainState {
-            phase: phase(mode),
+            phase: Phase::Sft(mode),
             step: 0,
             optimizer_step: 0,
             cursor: 0,
@@ -135,13 +145,8 @@ impl<P: Policy> SftTrainer<P> {
         let (_, checkpoint) =
             run.latest_checkpoint()?.ok_or_else(|| GrpoError::file(dir, "has no checkpoint to resume from"))?;
         let state = RunDir::read_state(&checkpoint)?;
-        let mode = match state.phase.as_str() {
-            "sft-direct" => SftMode::Direct,
-            "sft-cot" => SftMode::Cot,
-            "sft-format" => SftMode::Format,
-            other => {
-                return Err(GrpoError::file(&checkpoint, format!("is a {other} checkpoint, not an SFT one")));
-            }
+        let Phase::Sft(mode) = state.phase else {
+            return Err(GrpoError::file(&checkpoint, format!("is a {} checkpoint, not an SFT one", state.phase)));
         };
         let policy = load(&checkpoint.join(MODEL_DIR))?;
         let device =
@@ -233,16 +238,6 @@ impl<P: Policy> SftTrainer<P> {
         self.state.cursor += rows.len() as u64;
         Ok(line)
     }
-}
-
-fn phase(mode: SftMode) -> String {
-    match mode {
-        SftMode::Direct => "sft-direct",
-        SftMode::Cot => "sft-cot",
-        SftMode::Format => "sft-format",
-        SftMode::Grounded => "sft-grounded",
-    }
-    .into()
 }
 
 /// Keeps the samples that have a target in `mode`, with the target's token ids.
