@@ -126,93 +126,126 @@ fn source_path(path: Option<&Path>) -> PathBuf {
     path.map_or_else(|| PathBuf::from("<memory>"), Path::to_path_buf)
 }
 
-/// Field lookup over the two layouts: a text field is searched in `text_config` first, then at
-/// the top level, so both layouts (and hybrids written by intermediate versions) are read.
-struct Fields<'a> {
-    top: &'a Map<String, Value>,
-    text: Option<&'a Map<String, Value>>,
-    vision: &'a Map<String, Value>,
-    path: PathBuf,
+/// A `config.json` as written, with the text fields of both layouts merged (see
+/// [`Qwen2_5VlConfig::parse`]); defaults are the released checkpoints'. Fields that the two
+/// layouts name differently (and that r1 itself writes under both names) are kept apart
+/// rather than aliased, since serde refuses an alias whose two names are both present.
+#[derive(Deserialize)]
+struct RawConfig {
+    vocab_size: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: usize,
+    #[serde(default = "default_rms_norm_eps")]
+    rms_norm_eps: f64,
+    rope_theta: Option<f64>,
+    #[serde(default = "default_max_position_embeddings")]
+    max_position_embeddings: usize,
+    #[serde(default = "silu")]
+    hidden_act: String,
+    /// The original release's name.
+    rope_scaling: Option<RawRope>,
+    /// transformers 5's name.
+    rope_parameters: Option<RawRope>,
+    #[serde(default)]
+    tie_word_embeddings: bool,
+    #[serde(default = "default_image_token_id")]
+    image_token_id: u32,
+    #[serde(default = "default_video_token_id")]
+    video_token_id: u32,
+    #[serde(default = "default_vision_start_token_id")]
+    vision_start_token_id: u32,
+    #[serde(default = "default_vision_end_token_id")]
+    vision_end_token_id: u32,
+    bos_token_id: Option<u32>,
+    #[serde(default)]
+    eos_token_id: Option<TokenIds>,
+    #[serde(default)]
+    vision_config: RawVision,
 }
 
-impl Fields<'_> {
-    fn err(&self, message: impl Into<String>) -> ModelError {
-        ModelError::Config { path: self.path.clone(), message: message.into() }
-    }
+/// `rope_scaling` / `rope_parameters`: its kind is `type` (original) or `rope_type`.
+#[derive(Deserialize)]
+struct RawRope {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    rope_type: Option<String>,
+    mrope_section: Option<[usize; 3]>,
+    rope_theta: Option<f64>,
+}
 
-    fn text_value(&self, key: &str) -> Option<&Value> {
-        self.text.and_then(|t| t.get(key)).or_else(|| self.top.get(key))
-    }
+/// `eos_token_id`: one id or a list.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TokenIds {
+    One(u32),
+    Many(Vec<u32>),
+}
 
-    fn usize_in(&self, value: Option<&Value>, key: &str) -> Result<Option<usize>, ModelError> {
-        match value {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .and_then(|n| usize::try_from(n).ok())
-                .map(Some)
-                .ok_or_else(|| self.err(format!("{key} must be a non-negative integer, got {v}"))),
+#[derive(Deserialize)]
+#[serde(default)]
+struct RawVision {
+    depth: Option<usize>,
+    hidden_size: Option<usize>,
+    intermediate_size: Option<usize>,
+    num_heads: Option<usize>,
+    /// transformers 5's name.
+    in_channels: Option<usize>,
+    /// The original release's name.
+    in_chans: Option<usize>,
+    out_hidden_size: Option<usize>,
+    patch_size: usize,
+    spatial_merge_size: usize,
+    temporal_patch_size: usize,
+    window_size: usize,
+    fullatt_block_indexes: Vec<usize>,
+    tokens_per_second: f64,
+    hidden_act: String,
+}
+
+impl Default for RawVision {
+    fn default() -> Self {
+        Self {
+            depth: None,
+            hidden_size: None,
+            intermediate_size: None,
+            num_heads: None,
+            in_channels: None,
+            in_chans: None,
+            out_hidden_size: None,
+            patch_size: 14,
+            spatial_merge_size: 2,
+            temporal_patch_size: 2,
+            window_size: 112,
+            fullatt_block_indexes: Vec::new(),
+            tokens_per_second: 2.0,
+            hidden_act: silu(),
         }
     }
+}
 
-    fn f64_in(&self, value: Option<&Value>, key: &str) -> Result<Option<f64>, ModelError> {
-        match value {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => {
-                v.as_f64().map(Some).ok_or_else(|| self.err(format!("{key} must be a number, got {v}")))
-            }
-        }
-    }
-
-    fn text_usize(&self, key: &str) -> Result<usize, ModelError> {
-        self.usize_in(self.text_value(key), key)?
-            .ok_or_else(|| self.err(format!("missing field {key}")))
-    }
-
-    fn vision_usize(&self, key: &str) -> Result<usize, ModelError> {
-        self.usize_in(self.vision.get(key), key)?
-            .ok_or_else(|| self.err(format!("missing field vision_config.{key}")))
-    }
-
-    fn token_id(&self, key: &str, default: u32) -> Result<u32, ModelError> {
-        let value = self.top.get(key).or_else(|| self.text.and_then(|t| t.get(key)));
-        match self.usize_in(value, key)? {
-            None => Ok(default),
-            Some(n) => u32::try_from(n).map_err(|_| self.err(format!("{key} {n} is out of range"))),
-        }
-    }
-
-    /// `rope_scaling` (original) or `rope_parameters` (transformers 5), in `text_config` or at
-    /// the top level; its kind is `type` or `rope_type`. transformers rewrites `mrope` to
-    /// `default` when it keeps `mrope_section`, so both kinds are accepted.
-    fn rope(&self) -> Result<([usize; 3], Option<f64>), ModelError> {
-        let rope = ["rope_parameters", "rope_scaling"]
-            .iter()
-            .find_map(|k| self.text_value(k).filter(|v| !v.is_null()))
-            .ok_or_else(|| self.err("missing rope_scaling / rope_parameters with mrope_section"))?;
-        let rope = rope.as_object().ok_or_else(|| self.err("rope_scaling must be an object"))?;
-        let kind = rope.get("rope_type").or_else(|| rope.get("type")).and_then(Value::as_str);
-        if let Some(kind) = kind
-            && kind != "mrope"
-            && kind != "default"
-        {
-            return Err(self.err(format!("rope type {kind:?} is not supported (expected mrope)")));
-        }
-        let section = rope
-            .get("mrope_section")
-            .and_then(Value::as_array)
-            .ok_or_else(|| self.err("rope_scaling has no mrope_section"))?;
-        let section: Vec<usize> = section
-            .iter()
-            .map(|v| v.as_u64().and_then(|n| usize::try_from(n).ok()))
-            .collect::<Option<_>>()
-            .ok_or_else(|| self.err("mrope_section must hold non-negative integers"))?;
-        let section: [usize; 3] = section
-            .try_into()
-            .map_err(|s: Vec<usize>| self.err(format!("mrope_section must have 3 entries, has {}", s.len())))?;
-        let theta = self.f64_in(rope.get("rope_theta"), "rope_parameters.rope_theta")?;
-        Ok((section, theta))
-    }
+fn default_rms_norm_eps() -> f64 {
+    1e-6
+}
+fn default_max_position_embeddings() -> usize {
+    128_000
+}
+fn silu() -> String {
+    "silu".into()
+}
+fn default_image_token_id() -> u32 {
+    151_655
+}
+fn default_video_token_id() -> u32 {
+    151_656
+}
+fn default_vision_start_token_id() -> u32 {
+    151_652
+}
+fn default_vision_end_token_id() -> u32 {
+    151_653
 }
 
 impl Qwen2_5VlConfig {
@@ -224,108 +257,91 @@ impl Qwen2_5VlConfig {
     }
 
     /// Parses a `config.json` text in either layout; `path` only labels errors.
+    ///
+    /// The entries of `text_config` (transformers 5) are laid over the top-level ones (the
+    /// original release), so both layouts, and hybrids written by intermediate versions, read
+    /// as one flat object.
     pub fn parse(text: &str, path: Option<&Path>) -> Result<Self, ModelError> {
         let label = source_path(path);
+        let err = |message: String| ModelError::Config { path: label.clone(), message };
         let value: Value = serde_json::from_str(text)
             .map_err(|source| ModelError::Json { path: label.clone(), source })?;
-        let top = value.as_object().ok_or_else(|| ModelError::Config {
-            path: label.clone(),
-            message: "config.json must hold a JSON object".into(),
-        })?;
-        check_architecture(top, &label)?;
-        let empty = Map::new();
-        let fields = Fields {
-            top,
-            text: top.get("text_config").and_then(Value::as_object),
-            vision: top.get("vision_config").and_then(Value::as_object).unwrap_or(&empty),
-            path: label,
+        let Value::Object(mut top) = value else {
+            return Err(err("config.json must hold a JSON object".into()));
         };
-        let config = Self::from_fields(&fields)?;
-        config.validate().map_err(|m| fields.err(m))?;
+        check_architecture(&top, &label)?;
+        if let Some(Value::Object(text)) = top.remove("text_config") {
+            top.extend(text);
+        }
+        // transformers writes `null` for what a config does not set: the default applies.
+        top.retain(|_, v| !v.is_null());
+        if let Some(Value::Object(vision)) = top.get_mut("vision_config") {
+            vision.retain(|_, v| !v.is_null());
+        }
+        let raw: RawConfig = serde_path_to_error::deserialize(Value::Object(top))
+            .map_err(|e| err(format!("{}: {}", e.path(), e.inner())))?;
+        let config = Self::from_raw(raw).map_err(err)?;
+        config.validate().map_err(err)?;
         Ok(config)
     }
 
-    fn from_fields(f: &Fields<'_>) -> Result<Self, ModelError> {
-        let (mrope_section, theta_in_rope) = f.rope()?;
-        let rope_theta = match theta_in_rope {
-            Some(t) => t,
-            None => f.f64_in(f.text_value("rope_theta"), "rope_theta")?.unwrap_or(1_000_000.0),
-        };
-        let act = f.text_value("hidden_act").and_then(Value::as_str).unwrap_or("silu");
-        if act != "silu" {
-            return Err(f.err(format!("hidden_act {act:?} is not supported (expected silu)")));
+    /// The normalised config; what the model cannot run is an error.
+    fn from_raw(raw: RawConfig) -> Result<Self, String> {
+        // transformers 5 writes `rope_parameters` and may keep a stale `rope_scaling`.
+        let rope = raw.rope_parameters.or(raw.rope_scaling).ok_or("missing rope_scaling / rope_parameters with mrope_section")?;
+        // transformers rewrites `mrope` to `default` when it keeps `mrope_section`.
+        if let Some(kind) = rope.rope_type.as_deref().or(rope.kind.as_deref()).filter(|k| !["mrope", "default"].contains(k)) {
+            return Err(format!("rope type {kind:?} is not supported (expected mrope)"));
         }
+        let mrope_section = rope.mrope_section.ok_or("rope_scaling has no mrope_section")?;
+        if raw.hidden_act != "silu" {
+            return Err(format!("hidden_act {:?} is not supported (expected silu)", raw.hidden_act));
+        }
+        let v = raw.vision_config;
+        if v.hidden_act != "silu" {
+            return Err(format!("vision_config.hidden_act {:?} is not supported", v.hidden_act));
+        }
+        let required = |value: Option<usize>, name: &str| value.ok_or(format!("missing field vision_config.{name}"));
         let text = TextConfig {
-            vocab_size: f.text_usize("vocab_size")?,
-            hidden_size: f.text_usize("hidden_size")?,
-            intermediate_size: f.text_usize("intermediate_size")?,
-            num_hidden_layers: f.text_usize("num_hidden_layers")?,
-            num_attention_heads: f.text_usize("num_attention_heads")?,
-            num_key_value_heads: f.text_usize("num_key_value_heads")?,
-            rms_norm_eps: f.f64_in(f.text_value("rms_norm_eps"), "rms_norm_eps")?.unwrap_or(1e-6),
-            rope_theta,
+            vocab_size: raw.vocab_size,
+            hidden_size: raw.hidden_size,
+            intermediate_size: raw.intermediate_size,
+            num_hidden_layers: raw.num_hidden_layers,
+            num_attention_heads: raw.num_attention_heads,
+            num_key_value_heads: raw.num_key_value_heads,
+            rms_norm_eps: raw.rms_norm_eps,
+            rope_theta: rope.rope_theta.or(raw.rope_theta).unwrap_or(1_000_000.0),
             mrope_section,
-            max_position_embeddings: f
-                .usize_in(f.text_value("max_position_embeddings"), "max_position_embeddings")?
-                .unwrap_or(128_000),
-        };
-        let v = f.vision;
-        let vision_act = v.get("hidden_act").and_then(Value::as_str).unwrap_or("silu");
-        if vision_act != "silu" {
-            return Err(f.err(format!("vision_config.hidden_act {vision_act:?} is not supported")));
-        }
-        let in_channels = match f.usize_in(v.get("in_channels"), "in_channels")? {
-            Some(c) => c,
-            None => f.usize_in(v.get("in_chans"), "in_chans")?.unwrap_or(3),
-        };
-        let fullatt_block_indexes = match v.get("fullatt_block_indexes") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(list) => list
-                .as_array()
-                .and_then(|a| {
-                    a.iter().map(|x| x.as_u64().and_then(|n| usize::try_from(n).ok())).collect()
-                })
-                .ok_or_else(|| f.err("vision_config.fullatt_block_indexes must hold integers"))?,
+            max_position_embeddings: raw.max_position_embeddings,
         };
         let vision = VisionConfig {
-            depth: f.vision_usize("depth")?,
-            hidden_size: f.vision_usize("hidden_size")?,
-            intermediate_size: f.vision_usize("intermediate_size")?,
-            num_heads: f.vision_usize("num_heads")?,
-            in_channels,
-            out_hidden_size: f.usize_in(v.get("out_hidden_size"), "out_hidden_size")?.unwrap_or(text.hidden_size),
-            patch_size: f.usize_in(v.get("patch_size"), "patch_size")?.unwrap_or(14),
-            spatial_merge_size: f.usize_in(v.get("spatial_merge_size"), "spatial_merge_size")?.unwrap_or(2),
-            temporal_patch_size: f.usize_in(v.get("temporal_patch_size"), "temporal_patch_size")?.unwrap_or(2),
-            window_size: f.usize_in(v.get("window_size"), "window_size")?.unwrap_or(112),
-            fullatt_block_indexes,
-            tokens_per_second: f.f64_in(v.get("tokens_per_second"), "tokens_per_second")?.unwrap_or(2.0),
+            depth: required(v.depth, "depth")?,
+            hidden_size: required(v.hidden_size, "hidden_size")?,
+            intermediate_size: required(v.intermediate_size, "intermediate_size")?,
+            num_heads: required(v.num_heads, "num_heads")?,
+            in_channels: v.in_channels.or(v.in_chans).unwrap_or(3),
+            out_hidden_size: v.out_hidden_size.unwrap_or(text.hidden_size),
+            patch_size: v.patch_size,
+            spatial_merge_size: v.spatial_merge_size,
+            temporal_patch_size: v.temporal_patch_size,
+            window_size: v.window_size,
+            fullatt_block_indexes: v.fullatt_block_indexes,
+            tokens_per_second: v.tokens_per_second,
         };
-        let tie = f.top.get("tie_word_embeddings").or_else(|| f.text.and_then(|t| t.get("tie_word_embeddings")));
-        let eos_token_id = match f.top.get("eos_token_id").or_else(|| f.text.and_then(|t| t.get("eos_token_id"))) {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|x| x.as_u64().and_then(|n| u32::try_from(n).ok()))
-                .collect::<Option<_>>()
-                .ok_or_else(|| f.err("eos_token_id must hold token ids"))?,
-            Some(x) => vec![
-                x.as_u64()
-                    .and_then(|n| u32::try_from(n).ok())
-                    .ok_or_else(|| f.err("eos_token_id must be a token id"))?,
-            ],
-        };
-        let bos = f.top.get("bos_token_id").or_else(|| f.text.and_then(|t| t.get("bos_token_id")));
         Ok(Self {
             text,
             vision,
-            tie_word_embeddings: tie.and_then(Value::as_bool).unwrap_or(false),
-            image_token_id: f.token_id("image_token_id", 151_655)?,
-            video_token_id: f.token_id("video_token_id", 151_656)?,
-            vision_start_token_id: f.token_id("vision_start_token_id", 151_652)?,
-            vision_end_token_id: f.token_id("vision_end_token_id", 151_653)?,
-            bos_token_id: f.usize_in(bos, "bos_token_id")?.and_then(|n| u32::try_from(n).ok()),
-            eos_token_id,
+            tie_word_embeddings: raw.tie_word_embeddings,
+            image_token_id: raw.image_token_id,
+            video_token_id: raw.video_token_id,
+            vision_start_token_id: raw.vision_start_token_id,
+            vision_end_token_id: raw.vision_end_token_id,
+            bos_token_id: raw.bos_token_id,
+            eos_token_id: match raw.eos_token_id {
+                None => Vec::new(),
+                Some(TokenIds::One(id)) => vec![id],
+                Some(TokenIds::Many(ids)) => ids,
+            },
         })
     }
 
@@ -558,5 +574,31 @@ mod tests {
         }
         let err = Qwen2_5VlConfig::parse("[1, 2]", None).unwrap_err().to_string();
         assert!(err.contains("JSON object"), "{err}");
+    }
+
+    /// transformers 5's layout: text fields under `text_config` (with the `null`s it writes),
+    /// `rope_parameters`, `in_channels`. It reads as the flat one does, and its errors name
+    /// the field.
+    #[test]
+    fn nested_layout_reads_as_the_flat_one() {
+        let flat = flat();
+        let mut nested = json!({
+            "architectures": [ARCHITECTURE], "model_type": "qwen2_5_vl", "image_token_id": 300,
+            "video_token_id": 301, "vision_start_token_id": 302, "vision_end_token_id": 303,
+            "text_config": {"bos_token_id": null, "eos_token_id": [304, 305], "pad_token_id": null,
+                "rope_parameters": {"mrope_section": [2, 3, 3], "rope_theta": 1e6, "rope_type": "default"}},
+            "vision_config": {"depth": 2, "hidden_size": 32, "intermediate_size": 48, "num_heads": 2,
+                "in_channels": 3, "out_hidden_size": 64, "fullatt_block_indexes": [1]}
+        });
+        for key in ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "rms_norm_eps"] {
+            nested["text_config"][key] = flat[key].clone();
+        }
+        assert_eq!(parse(&nested).unwrap(), parse(&flat).unwrap());
+        nested["text_config"]["hidden_size"] = json!("big");
+        let err = parse(&nested).unwrap_err().to_string();
+        assert!(err.contains("hidden_size") && err.contains("big"), "{err}");
+        nested["text_config"].as_object_mut().unwrap().remove("hidden_size");
+        let err = parse(&nested).unwrap_err().to_string();
+        assert!(err.contains("hidden_size"), "{err}");
     }
 }
