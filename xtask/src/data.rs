@@ -117,21 +117,14 @@ pub struct Args {
 }
 
 fn list(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(String::from)
-        .collect()
+    s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect()
 }
 
 fn qa_types(s: &str) -> anyhow::Result<Vec<QaType>> {
     if s == "all" {
         return Ok(QaType::ALL.to_vec());
     }
-    list(s)
-        .iter()
-        .map(|t| t.parse::<QaType>().map_err(anyhow::Error::msg))
-        .collect()
+    list(s).iter().map(|t| t.parse::<QaType>().map_err(anyhow::Error::msg)).collect()
 }
 
 /// The folder of `--export FORMAT DIR`, once FORMAT is known.
@@ -162,11 +155,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let out = args.out.as_deref().context("--out is required with --from or --sim")?;
     let types = qa_types(&args.types).context("--types")?;
-    let (episodes, source, default_held_out) = if args.sim {
-        simulate(&args)?
-    } else {
-        import(&args)?
-    };
+    let (episodes, source, default_held_out) = if args.sim { simulate(&args)? } else { import(&args)? };
     let held_out = match args.held_out.as_deref() {
         Some("none") => Vec::new(),
         Some(l) => list(l),
@@ -187,10 +176,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 include_rotation: args.include_rotation,
                 include_gripper: args.include_gripper,
             },
-            keypoints: KeypointConfig {
-                velocity_threshold: args.velocity_threshold,
-                refractory: args.refractory,
-            },
+            keypoints: KeypointConfig { velocity_threshold: args.velocity_threshold, refractory: args.refractory },
             seed: args.seed,
         },
         split: SplitConfig {
@@ -207,12 +193,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("wrote {}", out.display());
     for (split, sc) in &card.splits {
         let tasks: Vec<&str> = sc.tasks.keys().map(String::as_str).collect();
-        println!(
-            "  {split:>5}: {:>5} episodes {:>7} questions  tasks: {}",
-            sc.episodes,
-            sc.samples,
-            tasks.join(", ")
-        );
+        println!("  {split:>5}: {:>5} episodes {:>7} questions  tasks: {}", sc.episodes, sc.samples, tasks.join(", "));
         if sc.episodes == 0 {
             eprintln!(
                 "warning: the {split} split is empty: too few episodes per task for --val {} / --test {}",
@@ -229,10 +210,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// Loads `--from`, reporting skipped episodes: `(episodes, source description, no default
 /// held-out tasks)`.
 fn import(args: &Args) -> anyhow::Result<(Vec<Episode>, String, Vec<String>)> {
-    let from = args
-        .from
-        .as_deref()
-        .context("--from or --sim is required")?;
+    let from = args.from.as_deref().context("--from or --sim is required")?;
     let opts = LoadOptions {
         strict: args.strict,
         cameras: args.camera.iter().cloned().collect(),
@@ -243,26 +221,14 @@ fn import(args: &Args) -> anyhow::Result<(Vec<Episode>, String, Vec<String>)> {
     for (path, error) in &loaded.skipped {
         eprintln!("warning: skipped {}: {error}", path.display());
     }
-    eprintln!(
-        "loaded {} episodes, skipped {} broken ones",
-        loaded.episodes.len(),
-        loaded.skipped.len()
-    );
+    eprintln!("loaded {} episodes, skipped {} broken ones", loaded.episodes.len(), loaded.skipped.len());
     let episodes = loaded.episodes.into_iter().map(|(_, e)| e).collect();
-    Ok((
-        episodes,
-        format!("imported from {}", from.display()),
-        Vec::new(),
-    ))
+    Ok((episodes, format!("imported from {}", from.display()), Vec::new()))
 }
 
 /// Runs the simulator: `(episodes, source description, the simulator's held-out tasks)`.
 fn simulate(args: &Args) -> anyhow::Result<(Vec<Episode>, String, Vec<String>)> {
-    let tasks = if args.tasks == "all" {
-        Vec::new()
-    } else {
-        list(&args.tasks)
-    };
+    let tasks = if args.tasks == "all" { Vec::new() } else { list(&args.tasks) };
     let cfg = r1_sim::SimConfig {
         tasks,
         episodes_per_task: args.episodes_per_task,
@@ -299,10 +265,7 @@ fn simulate(args: &Args) -> anyhow::Result<(Vec<Episode>, String, Vec<String>)> 
 fn write_native(episodes: &[Episode], dir: &Path) -> anyhow::Result<()> {
     let bar = progress::bar(episodes.len() as u64, "episodes");
     for e in episodes {
-        let path = dir
-            .join(&e.task)
-            .join(format!("v{}", e.variation))
-            .join(format!("e{}", e.episode));
+        let path = dir.join(&e.task).join(format!("v{}", e.variation)).join(format!("e{}", e.episode));
         r1_data::native::write_episode(e, &path)?;
         bar.inc(1);
     }
@@ -349,22 +312,9 @@ mod tests {
         // stack_blocks is one of the simulator's held-out tasks: test split only.
         let train = read_split(sim.as_ref(), Split::Train).unwrap();
         assert!(!train.is_empty() && train.iter().all(|s| s.task == "pick_up_cup"));
-        assert!(
-            read_split(sim.as_ref(), Split::Test)
-                .unwrap()
-                .iter()
-                .any(|s| s.task == "stack_blocks")
-        );
+        assert!(read_split(sim.as_ref(), Split::Test).unwrap().iter().any(|s| s.task == "stack_blocks"));
 
-        run(&[
-            "--from",
-            &episodes,
-            "--out",
-            &imported,
-            "--held-out",
-            "stack_blocks",
-        ])
-        .unwrap();
+        run(&["--from", &episodes, "--out", &imported, "--held-out", "stack_blocks"]).unwrap();
         for split in Split::ALL {
             assert_eq!(
                 read_split(sim.as_ref(), split).unwrap(),
@@ -372,13 +322,9 @@ mod tests {
                 "{split}"
             );
         }
-        let err = run(&["--from", &episodes, "--out", &imported])
-            .unwrap_err()
-            .to_string();
+        let err = run(&["--from", &episodes, "--out", &imported]).unwrap_err().to_string();
         assert!(err.contains("already exists"), "{err}");
-        let err = run(&["--from", &p("nowhere"), "--out", &p("x")])
-            .unwrap_err()
-            .to_string();
+        let err = run(&["--from", &p("nowhere"), "--out", &p("x")]).unwrap_err().to_string();
         assert!(err.contains("nowhere"), "{err}");
         assert!(run(&["--sim", "--from", &episodes, "--out", &p("x")]).is_err());
         assert!(run(&["--sim", "--types", "waypoint,bogus", "--out", &p("x")]).is_err());

@@ -117,7 +117,8 @@ fn make_bench(args: &Args) -> anyhow::Result<()> {
         image_size: 224,
     };
     let bar = progress::bar((r1_sim::task_names().len() * make::FRAMES_PER_TASK) as u64, "simulating");
-    let episodes = r1_sim::simulate(&cfg, |done, _| bar.set_position(done as u64)).context("simulating the bench episodes")?;
+    let episodes =
+        r1_sim::simulate(&cfg, |done, _| bar.set_position(done as u64)).context("simulating the bench episodes")?;
     bar.finish_and_clear();
     let bench = make::build(&episodes, r1_sim::is_held_out)?;
     let mut command = format!("cargo xtask eval --make-bench --out {}", out.display());
@@ -255,8 +256,9 @@ fn evaluate(args: &Args) -> anyhow::Result<()> {
     let bench = if args.no_bench {
         Vec::new()
     } else {
-        let questions = read_bench(&args.bench)
-            .with_context(|| format!("{} is not a Robot-R1 Bench folder (build one with --make-bench)", args.bench.display()))?;
+        let questions = read_bench(&args.bench).with_context(|| {
+            format!("{} is not a Robot-R1 Bench folder (build one with --make-bench)", args.bench.display())
+        })?;
         limited(questions, args.limit)
     };
     let judge = JudgeConfig::resolve(
@@ -279,19 +281,17 @@ fn evaluate(args: &Args) -> anyhow::Result<()> {
                 "answering {} questions with up to {max_new_tokens} new tokens each (--max-new-tokens)",
                 qa.len() + bench.len()
             );
-            let config = r1_model::SamplingConfig {
-                max_new_tokens,
-                temperature: args.temperature,
-                top_p: 1.0,
-                top_k: 0,
-            };
+            let config =
+                r1_model::SamplingConfig { max_new_tokens, temperature: args.temperature, top_p: 1.0, top_k: 0 };
             load_model(Path::new(&path), &args.device, config)?
         }
     };
     let bar = progress::bar((qa.len() + bench.len()) as u64, "answering");
     let mut tick = progress::estimating_tick(&bar, "question");
-    let qa_records = evaluate::run_qa(&qa, &args.data, responder.as_mut(), args.samples, &r1_sim::is_held_out, &mut tick)?;
-    let bench_records = evaluate::run_bench(&bench, &args.bench, responder.as_mut(), args.samples, judge.as_ref(), &mut tick)?;
+    let qa_records =
+        evaluate::run_qa(&qa, &args.data, responder.as_mut(), args.samples, &r1_sim::is_held_out, &mut tick)?;
+    let bench_records =
+        evaluate::run_bench(&bench, &args.bench, responder.as_mut(), args.samples, judge.as_ref(), &mut tick)?;
     bar.finish_and_clear();
 
     let metrics = evaluate::summarise(&qa_records, &bench_records, args.samples);

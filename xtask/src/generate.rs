@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use burn::module::Module;
 use r1_data::Message;
-use r1_model::checkpoint::{self, Assets, Prompt};
 use r1_model::Qwen2_5VlModel;
+use r1_model::checkpoint::{self, Assets, Prompt};
 use r1_model::generate::SamplingConfig;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -34,7 +34,8 @@ impl Input {
     /// and the text second, rendered with the generation prompt.
     pub fn load(&self) -> anyhow::Result<(Assets, Qwen2_5VlModel, Prompt)> {
         let (assets, model) = load(&self.model, &self.device)?;
-        let image = self.image.to_str().with_context(|| format!("{}: the path is not valid UTF-8", self.image.display()))?;
+        let image =
+            self.image.to_str().with_context(|| format!("{}: the path is not valid UTF-8", self.image.display()))?;
         let prompt = assets.encode_prompt(&[Message::user_with_image(image, &self.prompt)], Path::new("."))?;
         Ok((assets, model.valid(), prompt))
     }
@@ -70,10 +71,15 @@ pub fn load(path: &Path, device: &str) -> anyhow::Result<(Assets, Qwen2_5VlModel
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (assets, model, prompt) = args.input.load()?;
-    let config =
-        SamplingConfig { max_new_tokens: args.max_new_tokens, temperature: args.temperature, top_p: args.top_p, top_k: args.top_k };
+    let config = SamplingConfig {
+        max_new_tokens: args.max_new_tokens,
+        temperature: args.temperature,
+        top_p: args.top_p,
+        top_k: args.top_k,
+    };
     let mut rng = StdRng::seed_from_u64(args.seed);
-    let (out, text) = assets.sample(&model, &[&prompt], 1, &config, &mut rng)?.pop().context("generation returned nothing")?;
+    let (out, text) =
+        assets.sample(&model, &[&prompt], 1, &config, &mut rng)?.pop().context("generation returned nothing")?;
     if args.json {
         let value = serde_json::json!({
             "text": text,

@@ -47,13 +47,7 @@ fn join(v: &[usize]) -> String {
 /// Loads the demonstrations below `path` and finds their keypoints; broken episodes are
 /// reported on standard error (or stop everything with `strict`).
 fn report(path: &std::path::Path, strict: bool, config: &KeypointConfig) -> anyhow::Result<Report> {
-    let loaded = load_episodes(
-        path,
-        &LoadOptions {
-            strict,
-            ..Default::default()
-        },
-    )?;
+    let loaded = load_episodes(path, &LoadOptions { strict, ..Default::default() })?;
     for (path, error) in &loaded.skipped {
         eprintln!("warning: skipped {}: {error}", path.display());
     }
@@ -76,32 +70,18 @@ fn report(path: &std::path::Path, strict: bool, config: &KeypointConfig) -> anyh
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let config = KeypointConfig {
-        velocity_threshold: args.velocity_threshold,
-        refractory: args.refractory,
-    };
+    let config = KeypointConfig { velocity_threshold: args.velocity_threshold, refractory: args.refractory };
     let report = report(&args.path, args.strict, &config)?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
-    let width = report
-        .episodes
-        .iter()
-        .map(|r| r.id.len())
-        .max()
-        .unwrap_or(2)
-        .max(2);
+    let width = report.episodes.iter().map(|r| r.id.len()).max().unwrap_or(2).max(2);
     println!("{:<width$}  {:>6}  keypoints", "id", "frames");
     for r in &report.episodes {
         println!("{:<width$}  {:>6}  {}", r.id, r.frames, join(&r.keypoints));
         if let Some(w) = &r.waypoints {
-            println!(
-                "{:<width$}  {:>6}  {} (recorded waypoints)",
-                "",
-                "",
-                join(w)
-            );
+            println!("{:<width$}  {:>6}  {} (recorded waypoints)", "", "", join(w));
         }
     }
     Ok(())
@@ -114,15 +94,10 @@ mod tests {
     #[test]
     fn json_report_lists_keypoints_and_recorded_waypoints() {
         let tmp = tempfile::tempdir().unwrap();
-        let sim = r1_sim::SimConfig {
-            tasks: vec!["push_button".into()],
-            episodes_per_task: 2,
-            seed: 3,
-            image_size: 32,
-        };
+        let sim =
+            r1_sim::SimConfig { tasks: vec!["push_button".into()], episodes_per_task: 2, seed: 3, image_size: 32 };
         for e in r1_sim::simulate(&sim, |_, _| {}).unwrap() {
-            r1_data::native::write_episode(&e, &tmp.path().join(format!("e{}", e.episode)))
-                .unwrap();
+            r1_data::native::write_episode(&e, &tmp.path().join(format!("e{}", e.episode))).unwrap();
         }
         let found = report(tmp.path(), true, &KeypointConfig::default()).unwrap();
         let json: serde_json::Value = serde_json::to_value(&found).unwrap();
@@ -131,12 +106,7 @@ mod tests {
         for e in episodes {
             assert_eq!(e["task"], "push_button");
             let frames = e["frames"].as_u64().unwrap();
-            let kps: Vec<u64> = e["keypoints"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|k| k.as_u64().unwrap())
-                .collect();
+            let kps: Vec<u64> = e["keypoints"].as_array().unwrap().iter().map(|k| k.as_u64().unwrap()).collect();
             assert_eq!(kps.last(), Some(&(frames - 1)));
             // The simulator's experts dwell at every waypoint: the heuristic finds them.
             assert_eq!(e["waypoints"], e["keypoints"], "{e}");

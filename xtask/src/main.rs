@@ -82,10 +82,12 @@ impl Cli {
 /// `NODEVICE_SELECT` keeps it as set.
 fn device_select_is_futile(var: impl Fn(&str) -> Option<OsString>) -> bool {
     let absolute = |name: &str| var(name).is_some_and(|v| Path::new(&v).is_absolute());
-    let wayland_unreachable = var("WAYLAND_SOCKET").is_none() && !absolute("WAYLAND_DISPLAY") && !absolute("XDG_RUNTIME_DIR");
-    let steered = ["NODEVICE_SELECT", "MESA_VK_DEVICE_SELECT", "MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE", "DRI_PRIME"]
-        .into_iter()
-        .any(|name| var(name).is_some());
+    let wayland_unreachable =
+        var("WAYLAND_SOCKET").is_none() && !absolute("WAYLAND_DISPLAY") && !absolute("XDG_RUNTIME_DIR");
+    let steered =
+        ["NODEVICE_SELECT", "MESA_VK_DEVICE_SELECT", "MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE", "DRI_PRIME"]
+            .into_iter()
+            .any(|name| var(name).is_some());
     wayland_unreachable && !steered
 }
 
@@ -127,7 +129,8 @@ mod tests {
 
     #[test]
     fn causes_already_in_the_line_are_not_repeated() {
-        let chain = ["could not write run/checkpoint-3", "run/x: File too large (os error 27)", "File too large (os error 27)"];
+        let chain =
+            ["could not write run/checkpoint-3", "run/x: File too large (os error 27)", "File too large (os error 27)"];
         assert_eq!(
             one_line(chain.iter().map(|s| s.to_string())),
             "could not write run/checkpoint-3: run/x: File too large (os error 27)"

@@ -93,9 +93,7 @@ fn options_map<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<BTre
         .map_err(|_| serde::de::Error::custom("`options` must be {\"A\": text, ...} or [text, ...]"))?;
     Ok(options.map(|o| match o {
         Options::Map(map) => map,
-        Options::List(texts) => {
-            texts.into_iter().enumerate().map(|(i, text)| (option_label(i), text)).collect()
-        }
+        Options::List(texts) => texts.into_iter().enumerate().map(|(i, text)| (option_label(i), text)).collect(),
     }))
 }
 
@@ -183,14 +181,21 @@ mod tests {
     /// Options listed without labels are labelled A, B, ... in order and score as the map form.
     #[test]
     fn listed_options_are_labelled_in_order() {
-        let listed = SIMPLE.lines().next().unwrap().replace(r#"{"A": "move up", "B": "move down"}"#, r#"["move up", "move down"]"#);
+        let listed = SIMPLE
+            .lines()
+            .next()
+            .unwrap()
+            .replace(r#"{"A": "move up", "B": "move down"}"#, r#"["move up", "move down"]"#);
         let scored = |line: &str| {
             let out: serde_json::Value = serde_json::from_str(&score(line, RewardFn::default()).unwrap()[0]).unwrap();
             out["rewards"].clone()
         };
         assert_eq!(scored(&listed), scored(SIMPLE.lines().next().unwrap()));
         assert_eq!(scored(&listed)["answer"], 1.0);
-        assert_eq!((option_label(0), option_label(25), option_label(26), option_label(27)), ("A".into(), "Z".into(), "AA".into(), "AB".into()));
+        assert_eq!(
+            (option_label(0), option_label(25), option_label(26), option_label(27)),
+            ("A".into(), "Z".into(), "AA".into(), "AB".into())
+        );
         let bad = SIMPLE.lines().next().unwrap().replace(r#"{"A": "move up", "B": "move down"}"#, "3");
         let err = format!("{:#}", score(&bad, RewardFn::default()).unwrap_err());
         assert!(err.contains("in.jsonl:1") && err.contains("`options` must be"), "{err}");

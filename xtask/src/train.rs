@@ -29,8 +29,20 @@ const TINY_MODEL_DIR: &str = "models/r1-tiny";
 /// The dataset that ships with the repository, and how to regenerate it (datasets/README.md).
 const DEFAULT_DATA: &str = "datasets/default";
 const REGENERATE_DEFAULT_DATA: [&str; 14] = [
-    "data", "--sim", "--tasks", "all", "--episodes-per-task", "20", "--seed", "0", "--image-size", "224", "--test", "0.25",
-    "--out", DEFAULT_DATA,
+    "data",
+    "--sim",
+    "--tasks",
+    "all",
+    "--episodes-per-task",
+    "20",
+    "--seed",
+    "0",
+    "--image-size",
+    "224",
+    "--test",
+    "0.25",
+    "--out",
+    DEFAULT_DATA,
 ];
 
 /// Settings shared by `train` and `sft`.
@@ -249,7 +261,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let warmup = args.warmup_steps.unwrap_or(config.sft.warmup_steps);
     config.sft.warmup_steps = warmup;
     if warmup > 0 {
-        let sft = SftTrainer::start(config.clone(), &out.join(WARMUP_DIR), data.clone(), config.sft.warmup_mode, &load)?;
+        let sft =
+            SftTrainer::start(config.clone(), &out.join(WARMUP_DIR), data.clone(), config.sft.warmup_mode, &load)?;
         warm_up(sft, &mut config)?;
     }
     let trainer = Trainer::start(config.clone(), &out, data, &load)?;
@@ -280,7 +293,10 @@ fn resume(dir: &Path, c: &Common, eval_questions: usize) -> anyhow::Result<()> {
     let grpo_started = dir.join(CONFIG_FILE).is_file();
     let recorded = if grpo_started { dir.to_path_buf() } else { dir.join(WARMUP_DIR) };
     if !recorded.join(CONFIG_FILE).is_file() {
-        anyhow::bail!("{}: not a training run (no config.toml here nor in {WARMUP_DIR}/): nothing to resume", dir.display());
+        anyhow::bail!(
+            "{}: not a training run (no config.toml here nor in {WARMUP_DIR}/): nothing to resume",
+            dir.display()
+        );
     }
     let (run, mut config) = resumed_config(&recorded, c)?;
     let data = training_data(&config)?;
@@ -314,7 +330,9 @@ fn resume(dir: &Path, c: &Common, eval_questions: usize) -> anyhow::Result<()> {
 
 fn remove_if_present(path: &Path) -> anyhow::Result<()> {
     match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("removing {}", path.display())),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
         _ => Ok(()),
     }
 }
@@ -349,7 +367,8 @@ fn before_after(config: &TrainConfig, run: &RunDir, per_task: usize) -> anyhow::
         eprintln!("{} has no test split: nothing to evaluate", root.display());
         return Ok(());
     }
-    let test: Vec<QaSample> = read_split(root, Split::Test)?.into_iter().filter(|s| types.contains(&s.qa_type)).collect();
+    let test: Vec<QaSample> =
+        read_split(root, Split::Test)?.into_iter().filter(|s| types.contains(&s.qa_type)).collect();
     let questions = evenly_per_group(test, per_task, |s| (s.task.clone(), s.qa_type));
     if questions.is_empty() {
         eprintln!("no multiple-choice test questions in {}: nothing to evaluate", root.display());
@@ -357,16 +376,20 @@ fn before_after(config: &TrainConfig, run: &RunDir, per_task: usize) -> anyhow::
     }
     let tokens = config.rollout.max_response_tokens;
     let before = crate::eval::greedy_mcqa(&start, &questions, root, &config.device, tokens, "eval start")?;
-    let after = crate::eval::greedy_mcqa(&last.join(MODEL_DIR), &questions, root, &config.device, tokens, "eval final")?;
+    let after =
+        crate::eval::greedy_mcqa(&last.join(MODEL_DIR), &questions, root, &config.device, tokens, "eval final")?;
     let blind = crate::eval::split_blind(root, Split::Test);
     let table = before_after_table(&types, &before, &after, blind.as_ref());
     // The atomic writer creates the folder.
     let out = run.root.join("eval");
     r1_grpo::fsio::write_atomic(&out.join("before_after.md"), table.as_bytes())?;
-    r1_grpo::fsio::write_json(&out.join("before_after.json"), &serde_json::json!({
-        "start_model": start, "final_model": last.join(MODEL_DIR), "questions": questions.len(),
-        "before": before, "after": after,
-    }))?;
+    r1_grpo::fsio::write_json(
+        &out.join("before_after.json"),
+        &serde_json::json!({
+            "start_model": start, "final_model": last.join(MODEL_DIR), "questions": questions.len(),
+            "before": before, "after": after,
+        }),
+    )?;
     println!("\n{table}");
     Ok(())
 }
@@ -408,14 +431,15 @@ fn before_after_table(
         let (mut sum_before, mut sum_after, mut k) = (0.0, 0.0, 0);
         for t in types {
             let key = format!("mcqa.{t}.{split}");
-            let (b, a) = (before.get(&format!("{key}.accuracy")).copied(), after.get(&format!("{key}.accuracy")).copied());
+            let (b, a) =
+                (before.get(&format!("{key}.accuracy")).copied(), after.get(&format!("{key}.accuracy")).copied());
             let Some(n) = before.get(&format!("{key}.n")) else { continue };
             if let (Some(b), Some(a)) = (b, a) {
                 (sum_before, sum_after, k) = (sum_before + b, sum_after + a, k + 1);
             }
-            let best = blind.and_then(|bl| bl.best(*t)).map_or("-".into(), |(rule, score)| {
-                format!("{} ({rule})", pct(Some(score.accuracy)))
-            });
+            let best = blind
+                .and_then(|bl| bl.best(*t))
+                .map_or("-".into(), |(rule, score)| format!("{} ({rule})", pct(Some(score.accuracy))));
             let change = b.zip(a).map_or("-".into(), |(b, a)| format!("{:+.1}", 100.0 * (a - b)));
             s += &format!("| {t} | {split} | {n} | {} | {} | {change} | {best} |\n", pct(b), pct(a));
         }

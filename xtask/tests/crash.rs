@@ -28,8 +28,21 @@ const RANDOM_KILLS: u64 = 20;
 fn train_args(data: &str, out: &str) -> Vec<String> {
     let (warmup, steps) = (WARMUP_STEPS.to_string(), GRPO_STEPS.to_string());
     [
-        "train", "--config", "small.toml", "--data", data, "--warmup-steps", &warmup, "--steps", &steps,
-        "--save-every", "1", "--eval-questions", "0", "--out", out,
+        "train",
+        "--config",
+        "small.toml",
+        "--data",
+        data,
+        "--warmup-steps",
+        &warmup,
+        "--steps",
+        &steps,
+        "--save-every",
+        "1",
+        "--eval-questions",
+        "0",
+        "--out",
+        out,
     ]
     .map(String::from)
     .to_vec()
@@ -45,9 +58,11 @@ fn spawn(cwd: &Path, args: &[String], stderr: Stdio) -> Command {
     command
 }
 
+type Lines = Vec<serde_json::Map<String, serde_json::Value>>;
+
 /// What a finished run logged, without wall-clock fields: warm-up metrics, GRPO metrics, and
 /// the completions.
-fn outcome(run: &Path) -> (Vec<serde_json::Map<String, serde_json::Value>>, Vec<serde_json::Map<String, serde_json::Value>>, String) {
+fn outcome(run: &Path) -> (Lines, Lines, String) {
     (untimed(&run.join("warmup")), untimed(run), std::fs::read_to_string(run.join("completions.jsonl")).unwrap())
 }
 
@@ -188,7 +203,9 @@ fn a_checkpoint_that_cannot_be_written_stops_the_run_and_keeps_the_last_one() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     let message = stderr.lines().last().unwrap_or_default();
-    for part in ["run/checkpoint-2", "optimizer.safetensors", "the last complete checkpoint, run/checkpoint-1, is intact"] {
+    for part in
+        ["run/checkpoint-2", "optimizer.safetensors", "the last complete checkpoint, run/checkpoint-1, is intact"]
+    {
         assert!(message.contains(part), "`{part}` not in: {message}");
     }
     assert_eq!(message.matches("File too large").count(), 1, "the reason once: {message}");
@@ -233,7 +250,8 @@ fn assert_finite_safetensors(dir: &Path) -> usize {
             let bytes = std::fs::read(&path).unwrap();
             for (name, view) in safetensors::SafeTensors::deserialize(&bytes).unwrap().tensors() {
                 assert_eq!(view.dtype(), safetensors::Dtype::F32, "{}: {name}", path.display());
-                let finite = view.data().chunks_exact(4).all(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite());
+                let finite =
+                    view.data().chunks_exact(4).all(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite());
                 assert!(finite, "{}: {name} holds a non-finite value", path.display());
             }
             files += 1;
@@ -251,7 +269,9 @@ fn absurd_learning_rates_stop_the_run_and_never_reach_a_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
     let cwd = tmp.path();
     let data = default_data();
-    for (lr, expected) in [("1e30", "3 consecutive optimiser steps had a non-finite loss"), ("1e38", "made weights non-finite")] {
+    for (lr, expected) in
+        [("1e30", "3 consecutive optimiser steps had a non-finite loss"), ("1e38", "made weights non-finite")]
+    {
         std::fs::write(cwd.join("small.toml"), format!("{}[optim]\nlr = {lr}\n", common::SMALL_CONFIG)).unwrap();
         let out = format!("lr-{lr}");
         let mut args = train_args(&data, &out);

@@ -22,11 +22,19 @@ fn first_ids(path: &Path, n: usize) -> Vec<serde_json::Value> {
 fn answers_are_reported_as_a_file_with_best_of_n() {
     let tmp = tempfile::tempdir().unwrap();
     let answers = tmp.path().join("answers.jsonl");
-    let ids = [first_ids(&repo().join("datasets/default/qa/test.jsonl"), 3), first_ids(&repo().join("datasets/bench/bench.jsonl"), 3)];
+    let ids = [
+        first_ids(&repo().join("datasets/default/qa/test.jsonl"), 3),
+        first_ids(&repo().join("datasets/bench/bench.jsonl"), 3),
+    ];
     let lines: String = ids
         .iter()
         .flatten()
-        .map(|id| format!("{}\n", serde_json::json!({"id": id, "completions": ["<think>a</think> <answer>[[A]]</answer>", "no"]})))
+        .map(|id| {
+            format!(
+                "{}\n",
+                serde_json::json!({"id": id, "completions": ["<think>a</think> <answer>[[A]]</answer>", "no"]})
+            )
+        })
         .collect();
     std::fs::write(&answers, lines).unwrap();
     let out = tmp.path().join("eval");
@@ -51,7 +59,10 @@ fn answers_are_reported_as_a_file_with_best_of_n() {
     // How long the whole takes is said once the first question is answered.
     assert!(stderr.contains("the first question took") && stderr.contains("for all 6 at that pace"), "{stderr}");
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(report.contains(&format!("Answers file: `{}`; 2 completion(s) per question.", answers.display())), "{report}");
+    assert!(
+        report.contains(&format!("Answers file: `{}`; 2 completion(s) per question.", answers.display())),
+        "{report}"
+    );
     assert!(!report.contains("Model folder") && !report.contains("temperature"), "{report}");
     assert!(report.contains("| question | accuracy | n | In | Out | best of N |"), "{report}");
     assert!(report.contains("| category | rule-based | n | In | Out | best of N |"), "{report}");

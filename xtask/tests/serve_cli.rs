@@ -27,10 +27,16 @@ const MODEL: &str = "tiny";
 
 /// A tiny model (as `cargo xtask train` creates it) in `dir`, and dataset questions.
 fn tiny_model(dir: &Path) -> (PathBuf, Vec<QaSample>) {
-    let samples = read_split(&repo().join("datasets/default"), Split::Train).expect("the default dataset is part of the repository");
+    let samples = read_split(&repo().join("datasets/default"), Split::Train)
+        .expect("the default dataset is part of the repository");
     let model = dir.join("tiny");
-    r1_model::tiny::create_tiny(&model, &r1_model::tiny::dataset_texts(&samples), 0, &r1_model::parse_device("flex").unwrap())
-        .unwrap();
+    r1_model::tiny::create_tiny(
+        &model,
+        &r1_model::tiny::dataset_texts(&samples),
+        0,
+        &r1_model::parse_device("flex").unwrap(),
+    )
+    .unwrap();
     (model, samples)
 }
 
@@ -124,7 +130,11 @@ impl Server {
     fn chat_stream(&self, request: &Value) -> Vec<String> {
         let (status, body) = self.send("POST", "/v1/chat/completions", request.to_string().as_bytes());
         assert_eq!(status, 200, "{body}");
-        let events: Vec<String> = body.split("\n\n").filter(|e| !e.is_empty()).map(|e| e.strip_prefix("data: ").unwrap_or_else(|| panic!("{e:?}")).to_string()).collect();
+        let events: Vec<String> = body
+            .split("\n\n")
+            .filter(|e| !e.is_empty())
+            .map(|e| e.strip_prefix("data: ").unwrap_or_else(|| panic!("{e:?}")).to_string())
+            .collect();
         events
     }
 }
@@ -231,7 +241,8 @@ fn serves_the_judge_client_and_openai_shapes() {
     }
 
     // Streaming: role first, the same text in pieces per choice, finish reasons, usage, [DONE].
-    let streamed = json!({"temperature": 0, "n": 2, "max_tokens": 5, "stream": true, "stream_options": {"include_usage": true}});
+    let streamed =
+        json!({"temperature": 0, "n": 2, "max_tokens": 5, "stream": true, "stream_options": {"include_usage": true}});
     let events = server.chat_stream(&question(&data_url(&image), &text, streamed));
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
     let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
@@ -269,7 +280,11 @@ fn serves_the_judge_client_and_openai_shapes() {
     let full = contents(&long).remove(0);
     if let Some((i, c)) = full.char_indices().nth(1) {
         let stop = full[i..i + c.len_utf8()].to_string();
-        let (_, cut) = server.chat(&question(&data_url(&image), &text, json!({"temperature": 0, "max_tokens": 8, "stop": [stop]})));
+        let (_, cut) = server.chat(&question(
+            &data_url(&image),
+            &text,
+            json!({"temperature": 0, "max_tokens": 8, "stop": [stop]}),
+        ));
         assert_eq!(contents(&cut), [&full[..full.find(&stop).unwrap()]]);
         assert_eq!(cut["choices"][0]["finish_reason"], "stop");
     }
@@ -319,20 +334,76 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
         request
     };
     let image_param = Some("messages[0].content[0].image_url");
-    let cases: Vec<(&str, Vec<u8>, u16, Option<&str>, Option<&str>)> = vec![
+    // What is sent, the status expected, and the error's `param` and `code`.
+    type Case<'a> = (&'a str, Vec<u8>, u16, Option<&'a str>, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         ("invalid JSON", b"{\"model\": ".to_vec(), 400, None, None),
         ("no messages", json!({"model": MODEL}).to_string().into_bytes(), 400, Some("messages"), None),
-        ("missing image file", question(missing.to_str().unwrap(), "x", json!({})).to_string().into_bytes(), 400, image_param, None),
-        ("a file that is not an image", question(not_an_image.to_str().unwrap(), "x", json!({})).to_string().into_bytes(), 400, image_param, None),
-        ("a data URL that is not an image", question("data:image/png;base64,aGVsbG8=", "x", json!({})).to_string().into_bytes(), 400, image_param, None),
-        ("a remote URL", question("https://example.com/a.png", "x", json!({})).to_string().into_bytes(), 400, image_param, None),
+        (
+            "missing image file",
+            question(missing.to_str().unwrap(), "x", json!({})).to_string().into_bytes(),
+            400,
+            image_param,
+            None,
+        ),
+        (
+            "a file that is not an image",
+            question(not_an_image.to_str().unwrap(), "x", json!({})).to_string().into_bytes(),
+            400,
+            image_param,
+            None,
+        ),
+        (
+            "a data URL that is not an image",
+            question("data:image/png;base64,aGVsbG8=", "x", json!({})).to_string().into_bytes(),
+            400,
+            image_param,
+            None,
+        ),
+        (
+            "a remote URL",
+            question("https://example.com/a.png", "x", json!({})).to_string().into_bytes(),
+            400,
+            image_param,
+            None,
+        ),
         ("max_tokens 0", with(json!({"max_tokens": 0})).to_string().into_bytes(), 400, Some("max_tokens"), None),
-        ("max_tokens past the context", with(json!({"max_tokens": 1_000_000_000u64})).to_string().into_bytes(), 400, Some("messages"), Some("context_length_exceeded")),
+        (
+            "max_tokens past the context",
+            with(json!({"max_tokens": 1_000_000_000u64})).to_string().into_bytes(),
+            400,
+            Some("messages"),
+            Some("context_length_exceeded"),
+        ),
         ("n above the batch", with(json!({"n": 100})).to_string().into_bytes(), 400, Some("n"), None),
-        ("tools", with(json!({"tools": [{"type": "function", "function": {"name": "f"}}]})).to_string().into_bytes(), 400, Some("tools"), None),
-        ("a tool turn", json!({"model": MODEL, "messages": [{"role": "tool", "content": "42"}]}).to_string().into_bytes(), 400, Some("messages[0].role"), None),
-        ("an unknown model", with(json!({"model": "gpt-4o"})).to_string().into_bytes(), 404, Some("model"), Some("model_not_found")),
-        ("a stream with a bad image", question(missing.to_str().unwrap(), "x", json!({"stream": true})).to_string().into_bytes(), 400, image_param, None),
+        (
+            "tools",
+            with(json!({"tools": [{"type": "function", "function": {"name": "f"}}]})).to_string().into_bytes(),
+            400,
+            Some("tools"),
+            None,
+        ),
+        (
+            "a tool turn",
+            json!({"model": MODEL, "messages": [{"role": "tool", "content": "42"}]}).to_string().into_bytes(),
+            400,
+            Some("messages[0].role"),
+            None,
+        ),
+        (
+            "an unknown model",
+            with(json!({"model": "gpt-4o"})).to_string().into_bytes(),
+            404,
+            Some("model"),
+            Some("model_not_found"),
+        ),
+        (
+            "a stream with a bad image",
+            question(missing.to_str().unwrap(), "x", json!({"stream": true})).to_string().into_bytes(),
+            400,
+            image_param,
+            None,
+        ),
     ];
     for (what, body, status, param, code) in cases {
         let (got, text) = server.send("POST", "/v1/chat/completions", &body);
@@ -344,7 +415,9 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
         assert_eq!(error["param"].as_str(), param, "{what}: {reply}");
         assert_eq!(error["code"].as_str(), code, "{what}: {reply}");
     }
-    for (method, path, status) in [("GET", "/v1/nothing", 404), ("POST", "/v1/completions", 404), ("GET", "/v1/chat/completions", 405)] {
+    for (method, path, status) in
+        [("GET", "/v1/nothing", 404), ("POST", "/v1/completions", 404), ("GET", "/v1/chat/completions", 405)]
+    {
         let (got, text) = server.send(method, path, b"");
         assert_eq!(got, status, "{method} {path}: {text}");
         let reply: Value = serde_json::from_str(&text).unwrap();
@@ -353,7 +426,11 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
     }
     // Not HTTP at all, and a connection closed halfway through a request.
     assert_eq!(server.request("GARBAGE\r\n\r\n", b"").0, 400);
-    drop(TcpStream::connect(&server.address).unwrap().write_all(b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 100\r\n\r\n{"));
+    drop(
+        TcpStream::connect(&server.address)
+            .unwrap()
+            .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 100\r\n\r\n{"),
+    );
 
     // Still serving, and the process is alive.
     let (status, reply) = server.chat(&ok);
@@ -384,7 +461,9 @@ fn bench_serve() {
     for r in &requests(16)[..2] {
         assert_eq!(server.chat(r).0, 200);
     }
-    println!("| max_tokens | concurrent clients | requests | requests/s | completion tokens/s | p50 latency (ms) | p90 (ms) | p99 (ms) | mean batch |");
+    println!(
+        "| max_tokens | concurrent clients | requests | requests/s | completion tokens/s | p50 latency (ms) | p90 (ms) | p99 (ms) | mean batch |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for max_tokens in [16, 64] {
         let requests = requests(max_tokens);
@@ -414,7 +493,9 @@ fn bench_serve() {
             let mut latencies: Vec<f64> = results.iter().map(|(d, _)| d.as_secs_f64() * 1e3).collect();
             latencies.sort_by(f64::total_cmp);
             // Nearest rank.
-            let pct = |p: f64| latencies[((p / 100.0 * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len()) - 1];
+            let pct = |p: f64| {
+                latencies[((p / 100.0 * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len()) - 1]
+            };
             let tokens: u64 = results.iter().map(|(_, t)| t).sum();
             println!(
                 "| {max_tokens} | {clients} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} |",

@@ -32,7 +32,14 @@ fn wgpu_run_without_a_runtime_dir_prints_no_wayland_errors() {
     let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
     command.args(["generate", "--device", "wgpu", "--max-new-tokens", "2", "--prompt", "Where is the gripper?"]);
     command.arg("--model").arg(&model).arg("--image").arg(&image);
-    for name in ["XDG_RUNTIME_DIR", "WAYLAND_DISPLAY", "WAYLAND_SOCKET", "NODEVICE_SELECT", "MESA_VK_DEVICE_SELECT", "DRI_PRIME"] {
+    for name in [
+        "XDG_RUNTIME_DIR",
+        "WAYLAND_DISPLAY",
+        "WAYLAND_SOCKET",
+        "NODEVICE_SELECT",
+        "MESA_VK_DEVICE_SELECT",
+        "DRI_PRIME",
+    ] {
         command.env_remove(name);
     }
     let out = command.output().expect("the xtask binary runs");
@@ -44,7 +51,8 @@ fn wgpu_run_without_a_runtime_dir_prints_no_wayland_errors() {
 /// The Python that has torch and transformers: `$R1_PYTHON`, else the README's `.venv`.
 fn python_with_transformers() -> Option<PathBuf> {
     let python = std::env::var_os("R1_PYTHON").map_or_else(|| repo().join(".venv/bin/python"), PathBuf::from);
-    let ok = Command::new(&python).args(["-c", "import torch, transformers"]).output().is_ok_and(|o| o.status.success());
+    let ok =
+        Command::new(&python).args(["-c", "import torch, transformers"]).output().is_ok_and(|o| o.status.success());
     ok.then_some(python)
 }
 
@@ -67,7 +75,11 @@ fn transformers_check_prints_the_comparison() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("token ids: identical in r1 and transformers"), "{stdout}");
-    let line = stdout.lines().find(|l| l.starts_with("reply log-probs, r1 vs transformers")).unwrap_or_else(|| panic!("{stdout}"));
-    let max: f64 = line.split("max |difference| ").nth(1).and_then(|s| s.split(',').next()).and_then(|s| s.parse().ok()).unwrap();
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("reply log-probs, r1 vs transformers"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let max: f64 =
+        line.split("max |difference| ").nth(1).and_then(|s| s.split(',').next()).and_then(|s| s.parse().ok()).unwrap();
     assert!(max < 1e-5, "{line}");
 }

@@ -68,15 +68,30 @@ fn train_runs_resumes_exactly_and_its_checkpoint_generates() {
     let image = repo().join("datasets/default/images/pick_up_cup/v0/e0/front_0.png");
     let image = image.to_str().unwrap();
     // A checkpoint folder is taken wherever a model is, as a run is.
-    xtask(cwd, &["generate", "--model", "whole/checkpoint-2", "--image", image, "--prompt", "Where next?", "--max-new-tokens", "2"]);
+    xtask(
+        cwd,
+        &[
+            "generate",
+            "--model",
+            "whole/checkpoint-2",
+            "--image",
+            image,
+            "--prompt",
+            "Where next?",
+            "--max-new-tokens",
+            "2",
+        ],
+    );
     let model = ["--model", "whole", "--image", image, "--prompt", "Where next?"];
     let generated: Value =
-        serde_json::from_str(&xtask(cwd, &[&["generate"], &model[..], &["--max-new-tokens", "5", "--json"]].concat())).unwrap();
+        serde_json::from_str(&xtask(cwd, &[&["generate"], &model[..], &["--max-new-tokens", "5", "--json"]].concat()))
+            .unwrap();
     let text = generated["text"].as_str().unwrap();
     let ids: Vec<u64> = serde_json::from_value(generated["ids"].clone()).unwrap();
     if !text.is_empty() && generated["stopped"] == false {
         let scored: Value =
-            serde_json::from_str(&xtask(cwd, &[&["score"], &model[..], &["--completion", text, "--json"]].concat())).unwrap();
+            serde_json::from_str(&xtask(cwd, &[&["score"], &model[..], &["--completion", text, "--json"]].concat()))
+                .unwrap();
         assert_eq!(scored["prompt_tokens"], generated["prompt_tokens"]);
         // Re-tokenising decoded text may split differently; compare only when it does not.
         if serde_json::from_value::<Vec<u64>>(scored["completion_ids"].clone()).unwrap() == ids {
@@ -97,9 +112,16 @@ fn bad_input_is_one_clear_line() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with("error: ") && stderr.contains("nowhere") && stderr.trim().lines().count() == 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("nowhere") && stderr.trim().lines().count() == 1,
+        "{stderr}"
+    );
     // An I/O error names the file and gives the system's reason once.
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask")).current_dir(tmp.path()).args(["train", "--config", "nope.toml"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .current_dir(tmp.path())
+        .args(["train", "--config", "nope.toml"])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("nope.toml"), "{stderr}");
     assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
@@ -112,7 +134,14 @@ fn the_memory_plan_is_printed_and_enforced() {
     let tmp = tempfile::tempdir().unwrap();
     let data = common::default_data();
     let plan = xtask(tmp.path(), &["train", "--dry-run", "--data", &data, "--out", "run"]);
-    for row in ["| weights |", "| reference model |", "| AdamW moments |", "| generation KV cache |", "| training activations |", "| total |"] {
+    for row in [
+        "| weights |",
+        "| reference model |",
+        "| AdamW moments |",
+        "| generation KV cache |",
+        "| training activations |",
+        "| total |",
+    ] {
         assert!(plan.contains(row), "{row} missing from:\n{plan}");
     }
     assert!(!tmp.path().join("run").exists(), "a dry run wrote a run folder");
@@ -122,7 +151,10 @@ fn the_memory_plan_is_printed_and_enforced() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("the device has 0.01 GiB") && stderr.contains("training activations"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("the device has 0.01 GiB") && stderr.contains("training activations"),
+        "{stderr}"
+    );
     assert!(!tmp.path().join("run").exists());
 }
 
@@ -131,8 +163,20 @@ fn the_memory_plan_is_printed_and_enforced() {
 #[test]
 fn empty_split_warns_and_cannot_be_evaluated() {
     let tmp = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_xtask")).current_dir(tmp.path()).args(args).output().unwrap();
-    let data = run(&["data", "--sim", "--tasks", "push_button", "--episodes-per-task", "2", "--held-out", "none", "--out", "d"]);
+    let run =
+        |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_xtask")).current_dir(tmp.path()).args(args).output().unwrap();
+    let data = run(&[
+        "data",
+        "--sim",
+        "--tasks",
+        "push_button",
+        "--episodes-per-task",
+        "2",
+        "--held-out",
+        "none",
+        "--out",
+        "d",
+    ]);
     assert!(data.status.success(), "{}", String::from_utf8_lossy(&data.stderr));
     assert!(String::from_utf8_lossy(&data.stderr).contains("warning: the val split is empty"));
     let eval = run(&["eval", "--answers", "none.jsonl", "--data", "d", "--split", "val", "--no-bench"]);

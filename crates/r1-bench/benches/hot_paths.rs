@@ -11,10 +11,14 @@ use r1_model::processor::ImageProcessor;
 
 fn image(c: &mut Criterion) {
     let processor = ImageProcessor::default();
-    let frame = image::RgbImage::from_fn(224, 224, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8]));
+    let frame = image::RgbImage::from_fn(224, 224, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+    });
     let mut g = c.benchmark_group("image");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("qwen2.5-vl preprocess 224x224", |b| b.iter(|| processor.process(&frame).expect("valid image").grid_thw));
+    g.bench_function("qwen2.5-vl preprocess 224x224", |b| {
+        b.iter(|| processor.process(&frame).expect("valid image").grid_thw)
+    });
     g.finish();
 }
 

@@ -5,7 +5,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use r1_bench::{make, rubric};
 
 fn episodes() -> Vec<r1_data::Episode> {
-    let cfg = r1_sim::SimConfig { tasks: Vec::new(), episodes_per_task: make::FRAMES_PER_TASK, seed: 1, image_size: 64 };
+    let cfg =
+        r1_sim::SimConfig { tasks: Vec::new(), episodes_per_task: make::FRAMES_PER_TASK, seed: 1, image_size: 64 };
     r1_sim::simulate(&cfg, |_, _| {}).expect("the simulator runs")
 }
 

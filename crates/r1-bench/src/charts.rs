@@ -33,7 +33,10 @@ fn register_font(dir: &Path) -> Result<()> {
     if *REGISTERED.get_or_init(|| plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()) {
         Ok(())
     } else {
-        Err(BenchError::Plot { path: dir.to_path_buf(), message: "the bundled DejaVuSans.ttf is not a valid font".into() })
+        Err(BenchError::Plot {
+            path: dir.to_path_buf(),
+            message: "the bundled DejaVuSans.ttf is not a valid font".into(),
+        })
     }
 }
 
@@ -91,14 +94,17 @@ fn draw(title: &str, y_desc: &str, y_max: f64, bars: &[Bar]) -> std::result::Res
                 Histogram::vertical(&chart)
                     .margin(BAR_MARGIN)
                     .style_func(|x, _| match x {
-                        SegmentValue::Exact(i) | SegmentValue::CenterOf(i) => bars.get(*i).map_or(BLACK, |b| b.colour).filled(),
+                        SegmentValue::Exact(i) | SegmentValue::CenterOf(i) => {
+                            bars.get(*i).map_or(BLACK, |b| b.colour).filled()
+                        }
                         SegmentValue::Last => BLACK.filled(),
                     })
                     .data(bars.iter().enumerate().filter_map(|(i, b)| b.value.map(|v| (i, v)))),
             )
             .map_err(|e| e.to_string())?;
         // The strip spans the bar: one segment's width in pixels less the margins.
-        let segment = chart.backend_coord(&(SegmentValue::Exact(1), 0.0)).0 - chart.backend_coord(&(SegmentValue::Exact(0), 0.0)).0;
+        let segment = chart.backend_coord(&(SegmentValue::Exact(1), 0.0)).0
+            - chart.backend_coord(&(SegmentValue::Exact(0), 0.0)).0;
         let (left, right) = (BAR_MARGIN as i32, segment - BAR_MARGIN as i32);
         chart
             .draw_series(bars.iter().enumerate().filter(|(_, b)| b.value.is_some()).map(|(i, b)| {
@@ -110,7 +116,8 @@ fn draw(title: &str, y_desc: &str, y_max: f64, bars: &[Bar]) -> std::result::Res
         chart
             .draw_series(bars.iter().enumerate().map(|(i, b)| {
                 let (label, height) = b.value.map_or(("n/a".to_string(), 0.0), |v| (format!("{v:.2}"), v));
-                EmptyElement::at((SegmentValue::CenterOf(i), height)) + Text::new(label, (0, -BASELINE_STRIP - 3), text.clone())
+                EmptyElement::at((SegmentValue::CenterOf(i), height))
+                    + Text::new(label, (0, -BASELINE_STRIP - 3), text.clone())
             }))
             .map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())?;
@@ -134,11 +141,13 @@ pub fn write(dir: &Path, r: &Results) -> Result<()> {
     register_font(dir)?;
     let plot_err = |name: &'static str| move |message: String| BenchError::Plot { path: dir.join(name), message };
     let mcqa = bars(r, "mcqa", &["waypoint", "current_state", "movement"], "accuracy");
-    let png = draw("Multiple choice accuracy (all / In / Out)", "accuracy", 1.0, &mcqa).map_err(plot_err(MCQA_CHART))?;
+    let png =
+        draw("Multiple choice accuracy (all / In / Out)", "accuracy", 1.0, &mcqa).map_err(plot_err(MCQA_CHART))?;
     save(dir, MCQA_CHART, png)?;
     let names: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
     let bench = bars(r, "bench", &names, "score");
-    let png = draw("Robot-R1 Bench, rule-based score (all / In / Out)", "score (0-3)", 3.0, &bench).map_err(plot_err(BENCH_CHART))?;
+    let png = draw("Robot-R1 Bench, rule-based score (all / In / Out)", "score (0-3)", 3.0, &bench)
+        .map_err(plot_err(BENCH_CHART))?;
     save(dir, BENCH_CHART, png)
 }
 

@@ -62,8 +62,11 @@ impl RecordedAnswers {
         let text = std::fs::read_to_string(path).map_err(|e| BenchError::io(path, e))?;
         let mut answers = BTreeMap::new();
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let parsed: RecordedLine = serde_json::from_str(line)
-                .map_err(|source| BenchError::Json { path: path.to_path_buf(), line: Some(i + 1), source })?;
+            let parsed: RecordedLine = serde_json::from_str(line).map_err(|source| BenchError::Json {
+                path: path.to_path_buf(),
+                line: Some(i + 1),
+                source,
+            })?;
             let list = match (parsed.completion, parsed.completions) {
                 (Some(c), None) => vec![c],
                 (None, Some(list)) if !list.is_empty() => list,
@@ -75,7 +78,10 @@ impl RecordedAnswers {
                 }
             };
             if answers.insert(parsed.id.clone(), list).is_some() {
-                return Err(BenchError::invalid(path, format!("line {}: question {} is answered twice", i + 1, parsed.id)));
+                return Err(BenchError::invalid(
+                    path,
+                    format!("line {}: question {} is answered twice", i + 1, parsed.id),
+                ));
             }
         }
         Ok(Self { path: path.to_path_buf(), answers })
@@ -83,9 +89,15 @@ impl RecordedAnswers {
 
     /// The recorded completions of question `id`; exactly `samples` are required.
     fn get(&self, id: &str, samples: usize) -> Result<Vec<Response>> {
-        let list = self.answers.get(id).ok_or_else(|| BenchError::invalid(&self.path, format!("no answer for question {id}")))?;
+        let list = self
+            .answers
+            .get(id)
+            .ok_or_else(|| BenchError::invalid(&self.path, format!("no answer for question {id}")))?;
         if list.len() != samples {
-            return Err(BenchError::invalid(&self.path, format!("question {id} has {} completions, expected {samples}", list.len())));
+            return Err(BenchError::invalid(
+                &self.path,
+                format!("question {id} has {} completions, expected {samples}", list.len()),
+            ));
         }
         Ok(list.iter().map(|t| Response { text: t.clone(), tokens: None }).collect())
     }
@@ -145,7 +157,10 @@ pub struct BenchRecord {
 
 fn checked(completions: Vec<Response>, samples: usize, id: &str) -> Result<Vec<Response>> {
     if completions.len() != samples {
-        return Err(BenchError::Config(format!("{id}: the model returned {} completions, expected {samples}", completions.len())));
+        return Err(BenchError::Config(format!(
+            "{id}: the model returned {} completions, expected {samples}",
+            completions.len()
+        )));
     }
     Ok(completions)
 }
@@ -242,10 +257,10 @@ fn put_group<R>(
     if let Some((m, count)) = mean_of(records, |r| mean_and_best(per(r).into_iter()).0) {
         out.insert(format!("{prefix}.{metric}"), m);
         out.insert(format!("{prefix}.n"), count as f64);
-        if n > 1 {
-            if let Some((b, _)) = mean_of(records, |r| mean_and_best(per(r).into_iter()).1) {
-                out.insert(format!("{prefix}.best_of_n"), b);
-            }
+        if n > 1
+            && let Some((b, _)) = mean_of(records, |r| mean_and_best(per(r).into_iter()).1)
+        {
+            out.insert(format!("{prefix}.best_of_n"), b);
         }
     }
 }
@@ -368,7 +383,9 @@ mod tests {
         fn respond(&mut self, _id: &str, messages: &[Message], _root: &Path, samples: usize) -> Result<Vec<Response>> {
             let text = messages.last().unwrap().joined_text();
             let reply = self.0.iter().find(|(k, _)| text.starts_with(k)).map_or("", |(_, v)| v);
-            Ok((0..samples).map(|i| Response { text: if i == 0 { reply.into() } else { String::new() }, tokens: Some(10) }).collect())
+            Ok((0..samples)
+                .map(|i| Response { text: if i == 0 { reply.into() } else { String::new() }, tokens: Some(10) })
+                .collect())
         }
     }
 
@@ -390,7 +407,13 @@ mod tests {
             messages: vec![Message::user_with_image("img.png", text)],
             options,
             answer,
-            state: GroundTruth { current: [0.0; 3], target: [0.3, 0.1, 0.8], movement: "move down".into(), gripper_open: true, target_gripper_open: true },
+            state: GroundTruth {
+                current: [0.0; 3],
+                target: [0.3, 0.1, 0.8],
+                movement: "move down".into(),
+                gripper_open: true,
+                target_gripper_open: true,
+            },
             sft: None,
         }
     }
@@ -449,7 +472,8 @@ mod tests {
         use crate::judge::JudgeConfig;
         use crate::test_http::{completion, serve};
         // The judge answers the first question and fails on the second.
-        let (url, _requests) = serve(|n| if n == 0 { (200, completion("Same. Score: 2")) } else { (200, completion("no idea")) });
+        let (url, _requests) =
+            serve(|n| if n == 0 { (200, completion("Same. Score: 2")) } else { (200, completion("no idea")) });
         let judge = Judge::new(JudgeConfig {
             base_url: url,
             model: "m".into(),
@@ -489,7 +513,8 @@ mod tests {
         std::fs::write(&path, "{\"id\": \"1\"}\n").unwrap();
         let err = RecordedAnswers::read(&path).err().unwrap().to_string();
         assert!(err.contains("line 1"), "{err}");
-        std::fs::write(&path, "{\"id\": \"1\", \"completion\": \"a\"}\n{\"id\": \"1\", \"completion\": \"b\"}\n").unwrap();
+        std::fs::write(&path, "{\"id\": \"1\", \"completion\": \"a\"}\n{\"id\": \"1\", \"completion\": \"b\"}\n")
+            .unwrap();
         assert!(RecordedAnswers::read(&path).is_err(), "answered twice");
     }
 

@@ -56,11 +56,15 @@ impl JudgeConfig {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<Self>, JudgeError> {
         let pick = |flag: Option<String>, name: &str| {
-            flag.or_else(|| env(&format!("R1_JUDGE_{name}"))).or_else(|| env(&format!("OPENAI_{name}"))).filter(|v| !v.is_empty())
+            flag.or_else(|| env(&format!("R1_JUDGE_{name}")))
+                .or_else(|| env(&format!("OPENAI_{name}")))
+                .filter(|v| !v.is_empty())
         };
         let Some(base_url) = pick(base_url, "BASE_URL") else { return Ok(None) };
         let model = pick(model, "MODEL").ok_or_else(|| {
-            JudgeError::Config(format!("a judge endpoint ({base_url}) is set but no model: pass --judge-model or set R1_JUDGE_MODEL"))
+            JudgeError::Config(format!(
+                "a judge endpoint ({base_url}) is set but no model: pass --judge-model or set R1_JUDGE_MODEL"
+            ))
         })?;
         if samples == 0 {
             return Err(JudgeError::Config("--judge-samples must be at least 1".into()));
@@ -106,8 +110,11 @@ pub fn parse_score(reply: &str) -> Result<u8, JudgeError> {
         let digit = rest.chars().next()?.to_digit(10)?;
         // "Score: 10" or "Score: 2.5" are not a 0..=3 score.
         let after = rest.chars().nth(1);
-        (digit <= 3 && !after.is_some_and(|c| c.is_ascii_digit() || c == '.' && rest.chars().nth(2).is_some_and(|d| d.is_ascii_digit())))
-            .then_some(digit as u8)
+        (digit <= 3
+            && !after.is_some_and(|c| {
+                c.is_ascii_digit() || c == '.' && rest.chars().nth(2).is_some_and(|d| d.is_ascii_digit())
+            }))
+        .then_some(digit as u8)
     });
     found.last().ok_or_else(|| JudgeError::NoScore { reply: truncate(reply, 300) })
 }
@@ -195,8 +202,10 @@ impl Judge {
         if !(200..300).contains(&status) {
             return Err(JudgeError::Status { url, status, body: truncate(&text, 300) });
         }
-        let parsed: ChatResponse = serde_json::from_str(&text)
-            .map_err(|e| JudgeError::Malformed { url: url.clone(), message: format!("{e}: {}", truncate(&text, 200)) })?;
+        let parsed: ChatResponse = serde_json::from_str(&text).map_err(|e| JudgeError::Malformed {
+            url: url.clone(),
+            message: format!("{e}: {}", truncate(&text, 200)),
+        })?;
         parsed
             .choices
             .into_iter()
@@ -224,7 +233,13 @@ mod tests {
     use std::net::TcpListener;
 
     fn config(base_url: String, samples: u32) -> JudgeConfig {
-        JudgeConfig { base_url, model: "judge-model".into(), api_key: Some("sk-test".into()), samples, timeout: Duration::from_secs(10) }
+        JudgeConfig {
+            base_url,
+            model: "judge-model".into(),
+            api_key: Some("sk-test".into()),
+            samples,
+            timeout: Duration::from_secs(10),
+        }
     }
 
     #[test]
@@ -291,7 +306,10 @@ mod tests {
             _ => None,
         };
         let c = JudgeConfig::resolve(None, None, None, 3, env).unwrap().unwrap();
-        assert_eq!((c.base_url.as_str(), c.model.as_str(), c.api_key.as_deref()), ("https://api.example/v1", "gpt-4o", Some("sk-env")));
+        assert_eq!(
+            (c.base_url.as_str(), c.model.as_str(), c.api_key.as_deref()),
+            ("https://api.example/v1", "gpt-4o", Some("sk-env"))
+        );
         let c = JudgeConfig::resolve(Some("http://x".into()), Some("m".into()), None, 1, env).unwrap().unwrap();
         assert_eq!((c.base_url.as_str(), c.model.as_str()), ("http://x", "m"));
         assert_eq!(JudgeConfig::resolve(None, None, None, 1, |_| None).unwrap(), None);

@@ -62,7 +62,8 @@ fn pick_frame(e: &Episode, fraction: f64) -> Option<Frame> {
     (0..e.steps.len())
         .filter_map(|t| {
             let next = waypoints.iter().position(|&w| w > t)?;
-            let moves = Movement::between(e.steps[t].pose.position, e.steps[waypoints[next]].pose.position) != Movement::STILL;
+            let moves =
+                Movement::between(e.steps[t].pose.position, e.steps[waypoints[next]].pose.position) != Movement::STILL;
             moves.then_some(Frame { t, next })
         })
         .min_by(|a, b| (a.t as f64 - goal).abs().total_cmp(&(b.t as f64 - goal).abs()))
@@ -90,8 +91,10 @@ pub fn relation_phrase(rel: [i8; 3]) -> String {
     parts.join(" and ")
 }
 
-/// The superlatives of object questions: the question's wording and the key to maximise.
-const SUPERLATIVES: [(&str, fn(&SceneObject) -> f64); 5] = [
+/// A superlative of object questions: the question's wording and the key to maximise.
+type Superlative = (&'static str, fn(&SceneObject) -> f64);
+
+const SUPERLATIVES: [Superlative; 5] = [
     ("furthest to the left, as seen from the camera", |o| -o.position[1]),
     ("furthest to the right, as seen from the camera", |o| o.position[1]),
     ("closest to the camera", |o| o.position[0]),
@@ -140,7 +143,10 @@ pub fn build(episodes: &[Episode], held_out: impl Fn(&str) -> bool) -> Result<Be
         }
         for (k, (e, frame)) in usable.into_iter().enumerate() {
             let step = &e.steps[frame.t];
-            let camera = e.cameras.first().ok_or_else(|| BenchError::Config(format!("{}: the episode has no camera", e.id())))?;
+            let camera = e
+                .cameras
+                .first()
+                .ok_or_else(|| BenchError::Config(format!("{}: the episode has no camera", e.id())))?;
             let image = step.images.get(&camera.name).ok_or_else(|| {
                 BenchError::Config(format!("{}: step {} has no {:?} image", e.id(), frame.t, camera.name))
             })?;
@@ -165,7 +171,9 @@ pub fn build(episodes: &[Episode], held_out: impl Fn(&str) -> bool) -> Result<Be
             let remaining = plan[frame.next..].to_vec();
             push(
                 "planning",
-                format!("The robot's task: {description}. What steps remain to finish the task from the current state? List them in order."),
+                format!(
+                    "The robot's task: {description}. What steps remain to finish the task from the current state? List them in order."
+                ),
                 remaining.iter().enumerate().map(|(i, s)| format!("{}. {s}", i + 1)).collect::<Vec<_>>().join("\n"),
                 Truth::Planning { steps: remaining },
             );
@@ -175,7 +183,8 @@ pub fn build(episodes: &[Episode], held_out: impl Fn(&str) -> bool) -> Result<Be
                 plan[frame.next].clone(),
                 Truth::HighLevelAction { plan: plan.clone(), next: frame.next },
             );
-            let phrase = Movement::between(step.pose.position, e.steps[waypoints[frame.next]].pose.position).phrase(&e.metadata.axes);
+            let phrase = Movement::between(step.pose.position, e.steps[waypoints[frame.next]].pose.position)
+                .phrase(&e.metadata.axes);
             push(
                 "movement",
                 format!("The robot's task: {description}. What is the gripper's next movement?"),
@@ -225,9 +234,14 @@ pub fn card(bench: &Bench, command: &str) -> String {
           truth. Built by `r1_bench::make` (the module documents every rule); scored 0-3 by \
           `r1_bench::rubric` and optionally by an LLM judge.\n\n";
     s += &format!("Regenerate (byte for byte): `{command}`\n\n");
-    s += &format!("{} questions, {} images.\n\n| category | In | Out | total |\n|---|---|---|---|\n", bench.questions.len(), bench.images.len());
+    s += &format!(
+        "{} questions, {} images.\n\n| category | In | Out | total |\n|---|---|---|---|\n",
+        bench.questions.len(),
+        bench.images.len()
+    );
     for c in Category::ALL {
-        let (i, o) = (counts.get(&(c, TaskSet::In)).copied().unwrap_or(0), counts.get(&(c, TaskSet::Out)).copied().unwrap_or(0));
+        let (i, o) =
+            (counts.get(&(c, TaskSet::In)).copied().unwrap_or(0), counts.get(&(c, TaskSet::Out)).copied().unwrap_or(0));
         s += &format!("| {c} | {i} | {o} | {} |\n", i + o);
     }
     s += "\nTasks: ";
@@ -250,7 +264,8 @@ pub fn write(bench: &Bench, dir: &Path, command: &str, replace: bool) -> Result<
     let path = root.join(BENCH_FILE);
     let mut out = std::io::BufWriter::new(std::fs::File::create(&path).map_err(|e| BenchError::io(&path, e))?);
     for q in &bench.questions {
-        let line = serde_json::to_string(q).map_err(|source| BenchError::Json { path: path.clone(), line: None, source })?;
+        let line =
+            serde_json::to_string(q).map_err(|source| BenchError::Json { path: path.clone(), line: None, source })?;
         writeln!(out, "{line}").map_err(|e| BenchError::io(&path, e))?;
     }
     out.flush().map_err(|e| BenchError::io(&path, e))?;
@@ -325,7 +340,7 @@ mod tests {
         assert_eq!(read_bench(&dir).unwrap(), bench.questions);
         assert!(write(&bench, &dir, "x", false).is_err(), "no silent overwrite");
         write(&bench, &dir, "x", true).unwrap();
-        std::fs::remove_file(dir.join(&bench.questions[0].messages[1].images().next().unwrap().to_string())).unwrap();
+        std::fs::remove_file(dir.join(bench.questions[0].messages[1].images().next().unwrap())).unwrap();
         let err = read_bench(&dir).unwrap_err().to_string();
         assert!(err.contains("does not exist") && err.contains("bench.jsonl"), "{err}");
     }

@@ -150,8 +150,11 @@ pub fn read_bench(dir: &Path) -> Result<Vec<BenchQuestion>> {
         if line.trim().is_empty() {
             continue;
         }
-        let q: BenchQuestion = serde_json::from_str(&line)
-            .map_err(|source| BenchError::Json { path: path.clone(), line: Some(i + 1), source })?;
+        let q: BenchQuestion = serde_json::from_str(&line).map_err(|source| BenchError::Json {
+            path: path.clone(),
+            line: Some(i + 1),
+            source,
+        })?;
         if q.truth.category() != q.category {
             return Err(BenchError::invalid(
                 &path,

@@ -60,10 +60,10 @@ pub fn resolve_model(path: &Path) -> Result<Resolved> {
             "neither a model folder (no config.json) nor a training run (no checkpoint-<step> folder)",
         ));
     };
-    let model_dir = [dir.clone(), dir.join("model")]
-        .into_iter()
-        .find(|d| d.join("config.json").is_file())
-        .ok_or_else(|| BenchError::invalid(&dir, "the latest checkpoint holds no model (no config.json, nor model/config.json)"))?;
+    let model_dir =
+        [dir.clone(), dir.join("model")].into_iter().find(|d| d.join("config.json").is_file()).ok_or_else(|| {
+            BenchError::invalid(&dir, "the latest checkpoint holds no model (no config.json, nor model/config.json)")
+        })?;
     Ok(Resolved { model_dir, run: Some(path.to_path_buf()), step: Some(step) })
 }
 
@@ -78,7 +78,8 @@ pub fn config_group(run: &Path) -> Option<String> {
     if let Some(model) = table.get_mut("model").and_then(toml::Value::as_table_mut) {
         let own = |p: &str| {
             let p = Path::new(p);
-            p.starts_with(run) || p.canonicalize().ok().zip(run.canonicalize().ok()).is_some_and(|(p, r)| p.starts_with(r))
+            p.starts_with(run)
+                || p.canonicalize().ok().zip(run.canonicalize().ok()).is_some_and(|(p, r)| p.starts_with(r))
         };
         if model.get("path").and_then(toml::Value::as_str).is_some_and(own) {
             model.remove("path");
@@ -154,10 +155,10 @@ pub fn write(dir: &Path, results: &Results, qa: &[QaRecord], bench: &[BenchRecor
 /// Reads the results of an evaluation folder, or of a run whose evaluation went to its
 /// default place (`<run>/eval/`).
 pub fn read_results(path: &Path) -> Result<Results> {
-    let file = [path.join(RESULTS_FILE), path.join("eval").join(RESULTS_FILE)]
-        .into_iter()
-        .find(|p| p.is_file())
-        .ok_or_else(|| BenchError::invalid(path, format!("no {RESULTS_FILE} here nor in eval/ (run `cargo xtask eval` first)")))?;
+    let file =
+        [path.join(RESULTS_FILE), path.join("eval").join(RESULTS_FILE)].into_iter().find(|p| p.is_file()).ok_or_else(
+            || BenchError::invalid(path, format!("no {RESULTS_FILE} here nor in eval/ (run `cargo xtask eval` first)")),
+        )?;
     let text = std::fs::read_to_string(&file).map_err(|e| BenchError::io(&file, e))?;
     serde_json::from_str(&text).map_err(|source| BenchError::Json { path: file, line: None, source })
 }
@@ -180,7 +181,8 @@ pub fn markdown(r: &Results) -> String {
     let best = r.samples > 1;
     let best_header = if best { " best of N |" } else { "" };
     let best_rule = if best { "---|" } else { "" };
-    let best_cell = |prefix: &str| if best { format!(" {} |", cell(m, &format!("{prefix}.best_of_n"))) } else { String::new() };
+    let best_cell =
+        |prefix: &str| if best { format!(" {} |", cell(m, &format!("{prefix}.best_of_n"))) } else { String::new() };
     let mut s = format!("# Evaluation of `{}`\n\n", r.model);
     match &r.source {
         Source::Model { model_dir, temperature } => {
@@ -194,7 +196,9 @@ pub fn markdown(r: &Results) -> String {
             s += &format!("Answers file: `{answers}`; {} completion(s) per question.", r.samples);
         }
     }
-    s += &format!("\n\n## Multiple choice\n\n| question | accuracy | n | In | Out |{best_header}\n|---|---|---|---|---|{best_rule}\n");
+    s += &format!(
+        "\n\n## Multiple choice\n\n| question | accuracy | n | In | Out |{best_header}\n|---|---|---|---|---|{best_rule}\n"
+    );
     for t in MC_TYPES {
         s += &format!(
             "| {t} | {} | {} | {} | {} |{}\n",
@@ -228,7 +232,10 @@ pub fn markdown(r: &Results) -> String {
         s += "\n|---|---|---|---|\n";
         for task in tasks {
             s += &format!("| {task} |");
-            s += &MC_TYPES.iter().map(|t| format!(" {} |", cell(m, &format!("mcqa.{t}.task.{task}.accuracy")))).collect::<String>();
+            s += &MC_TYPES
+                .iter()
+                .map(|t| format!(" {} |", cell(m, &format!("mcqa.{t}.task.{task}.accuracy"))))
+                .collect::<String>();
             s += "\n";
         }
     }
@@ -250,7 +257,11 @@ pub fn markdown(r: &Results) -> String {
             best_cell(&format!("bench.{c}")),
         );
         if judged {
-            s += &format!(" {} | {} |", cell(m, &format!("bench.judge.{c}.score")), count(m, &format!("bench.judge.{c}.n")));
+            s += &format!(
+                " {} | {} |",
+                cell(m, &format!("bench.judge.{c}.score")),
+                count(m, &format!("bench.judge.{c}.n"))
+            );
         }
         s += "\n";
     }
@@ -306,7 +317,9 @@ pub fn compare(runs: &[(String, Results)], seeds: bool) -> String {
             let values: Vec<f64> = group.iter().filter_map(|r| r.metrics.get(key).copied()).collect();
             s += &match (stats::mean(&values), stats::std_dev(&values), values.len()) {
                 (Some(m), _, 1) => format!(" {m:.3} |"),
-                (Some(m), Some(sd), k) => format!(" {m:.3} ± {sd:.3}{} |", if k < group.len() { format!(" ({k})") } else { String::new() }),
+                (Some(m), Some(sd), k) => {
+                    format!(" {m:.3} ± {sd:.3}{} |", if k < group.len() { format!(" ({k})") } else { String::new() })
+                }
                 _ => " – |".into(),
             };
         }
@@ -370,18 +383,27 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         for (name, seed, lr) in [("a", 1, "1e-6"), ("b", 2, "1e-6"), ("c", 1, "1e-5")] {
             std::fs::create_dir_all(tmp.path().join(name)).unwrap();
-            std::fs::write(tmp.path().join(name).join("config.toml"), format!("seed = {seed}\n[optim]\nlr = {lr}\n")).unwrap();
+            std::fs::write(tmp.path().join(name).join("config.toml"), format!("seed = {seed}\n[optim]\nlr = {lr}\n"))
+                .unwrap();
         }
         let g = |n: &str| config_group(&tmp.path().join(n)).unwrap();
         assert_eq!(g("a"), g("b"));
         assert_ne!(g("a"), g("c"));
         // Each run's own warm-up checkpoint is derived, not chosen: it does not split the group;
         // a model chosen from elsewhere does.
-        for (name, seed, model) in [("w1", 1, "w1/warmup/checkpoint-60/model"), ("w2", 2, "w2/warmup/checkpoint-60/model"), ("x", 3, "models/x")] {
+        for (name, seed, model) in [
+            ("w1", 1, "w1/warmup/checkpoint-60/model"),
+            ("w2", 2, "w2/warmup/checkpoint-60/model"),
+            ("x", 3, "models/x"),
+        ] {
             let dir = tmp.path().join(name);
             std::fs::create_dir_all(&dir).unwrap();
             let model = tmp.path().join(model);
-            std::fs::write(dir.join("config.toml"), format!("seed = {seed}\n[model]\npath = {:?}\n", model.to_str().unwrap())).unwrap();
+            std::fs::write(
+                dir.join("config.toml"),
+                format!("seed = {seed}\n[model]\npath = {:?}\n", model.to_str().unwrap()),
+            )
+            .unwrap();
         }
         assert_eq!(g("w1"), g("w2"));
         assert_ne!(g("w1"), g("x"));

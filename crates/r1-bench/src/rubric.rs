@@ -26,8 +26,8 @@ use crate::question::Truth;
 /// Words that carry no content for matching subtasks and plan steps.
 const STOP_WORDS: &[&str] = &[
     "a", "an", "the", "to", "of", "and", "then", "next", "is", "it", "its", "this", "that", "should", "be", "will",
-    "would", "robot", "subtask", "step", "steps", "now", "first", "i", "we", "you", "answer", "please", "must", "needs",
-    "need", "has", "have", "s", "by", "with", "from", "for", "so", "as", "at", "which", "there", "here",
+    "would", "robot", "subtask", "step", "steps", "now", "first", "i", "we", "you", "answer", "please", "must",
+    "needs", "need", "has", "have", "s", "by", "with", "from", "for", "so", "as", "at", "which", "there", "here",
 ];
 
 /// Content words of `text` in order of appearance: lower-cased alphanumeric runs that are not
@@ -198,7 +198,12 @@ pub fn score_object(answer: &str, truth: &str, objects: &[String]) -> u8 {
 pub fn score_subtask(answer: &str, plan: &[String], next: usize) -> u8 {
     let Some(truth) = plan.get(next) else { return 0 };
     let f = word_f1(answer, truth);
-    let best_other = plan.iter().enumerate().filter(|&(i, s)| i != next && s != truth).map(|(_, s)| word_f1(answer, s)).fold(0.0, f64::max);
+    let best_other = plan
+        .iter()
+        .enumerate()
+        .filter(|&(i, s)| i != next && s != truth)
+        .map(|(_, s)| word_f1(answer, s))
+        .fold(0.0, f64::max);
     if f == 0.0 || best_other > f {
         0
     } else if best_other == f || f < 1.0 / 3.0 {
@@ -225,13 +230,7 @@ pub fn split_steps(answer: &str) -> Vec<String> {
     if lines.len() != 1 {
         return lines;
     }
-    lines[0]
-        .replace(", then ", ";")
-        .replace(" then ", ";")
-        .split(';')
-        .map(strip)
-        .filter(|l| !l.is_empty())
-        .collect()
+    lines[0].replace(", then ", ";").replace(" then ", ";").split(';').map(strip).filter(|l| !l.is_empty()).collect()
 }
 
 /// Scores a plan answer against the reference steps by *ordered step overlap*: an answer
@@ -276,7 +275,11 @@ pub fn score_plan(answer: &str, reference: &[String]) -> u8 {
 /// `<answer>` tag) the content of its one answer block by r1-reward's rule, or nothing when
 /// that block is missing or ambiguous; otherwise the whole completion. Trimmed.
 pub fn judged_text(completion: &str) -> &str {
-    if completion.contains("<answer>") { r1_reward::extract_answer(completion).unwrap_or("").trim() } else { completion.trim() }
+    if completion.contains("<answer>") {
+        r1_reward::extract_answer(completion).unwrap_or("").trim()
+    } else {
+        completion.trim()
+    }
 }
 
 /// Scores an answer (already reduced to the `<answer>` content for reasoning models) against
@@ -292,7 +295,8 @@ pub fn score(answer: &str, truth: &Truth) -> u8 {
             for name in [subject, object] {
                 text = text.replace(&name.to_lowercase(), " ");
             }
-            let reference = relation.map(|s| if s == 0 { AxisClaim::None } else { AxisClaim::Dir { sign: s.signum(), slight: false } });
+            let reference = relation
+                .map(|s| if s == 0 { AxisClaim::None } else { AxisClaim::Dir { sign: s.signum(), slight: false } });
             score_axes(&parse_relation(&text), &reference, false)
         }
         Truth::SpatialObject { answer: truth, objects } => score_object(answer, truth, objects),
@@ -321,7 +325,10 @@ mod tests {
         );
         assert_eq!(parse_movement("up and down"), [None, None, Conflict]);
         assert_eq!(parse_movement(""), [None; 3]);
-        assert_eq!(parse_relation("The cup is in front of and above the box"), [Dir { sign: 1, slight: false }, None, Dir { sign: 1, slight: false }]);
+        assert_eq!(
+            parse_relation("The cup is in front of and above the box"),
+            [Dir { sign: 1, slight: false }, None, Dir { sign: 1, slight: false }]
+        );
         assert_eq!(parse_relation("left of it, or maybe right"), [None, Conflict, None]);
     }
 
@@ -343,14 +350,16 @@ mod tests {
 
     #[test]
     fn spatial_relation_rubric() {
-        let truth = Truth::SpatialRelation { subject: "red cup".into(), object: "blue box".into(), relation: [1, -1, 0] };
+        let truth =
+            Truth::SpatialRelation { subject: "red cup".into(), object: "blue box".into(), relation: [1, -1, 0] };
         assert_eq!(score("The red cup is in front of the blue box and to its left.", &truth), 3);
         assert_eq!(score("To the left of it.", &truth), 1, "an unqualified axis is missing");
         assert_eq!(score("Left, in front, and above.", &truth), 1, "an extra unqualified axis");
         assert_eq!(score("It is behind the blue box.", &truth), 0);
         assert_eq!(score("It is above, below, left, right, in front of and behind it.", &truth), 0);
         assert_eq!(score("", &truth), 0);
-        let named = Truth::SpatialRelation { subject: "top drawer".into(), object: "blue box".into(), relation: [0, 1, 0] };
+        let named =
+            Truth::SpatialRelation { subject: "top drawer".into(), object: "blue box".into(), relation: [0, 1, 0] };
         assert_eq!(score("The top drawer is to the right of the blue box.", &named), 3, "names are not claims");
     }
 
@@ -364,7 +373,8 @@ mod tests {
         assert_eq!(score("The box.", &truth), 0, "the colour is part of the name");
         assert_eq!(score("The red cup, the blue box or the green plate.", &truth), 1, "everything listed");
         assert_eq!(score("", &truth), 0);
-        let nested = |answer: &str| Truth::SpatialObject { answer: answer.into(), objects: s(&["phone", "phone base"]) };
+        let nested =
+            |answer: &str| Truth::SpatialObject { answer: answer.into(), objects: s(&["phone", "phone base"]) };
         assert_eq!(score("The phone base.", &nested("phone base")), 3, "the longer name wins");
         assert_eq!(score("The phone base.", &nested("phone")), 0);
         assert_eq!(score("The phone.", &nested("phone")), 3);
@@ -375,10 +385,17 @@ mod tests {
         let plan = s(&["reach the lid", "grasp the lid", "lift the lid", "place the lid on the table"]);
         let truth = Truth::HighLevelAction { plan: plan.clone(), next: 1 };
         assert_eq!(score("Grasp the lid.", &truth), 3);
-        assert_eq!(score("The next subtask is to grasp the red lid firmly with both fingers.", &truth), 2, "extra words lower F1");
+        assert_eq!(
+            score("The next subtask is to grasp the red lid firmly with both fingers.", &truth),
+            2,
+            "extra words lower F1"
+        );
         assert_eq!(score("Lift the lid.", &truth), 0, "another subtask");
         assert_eq!(score("The lid.", &truth), 1, "ties with every step");
-        assert!(score("reach the lid, grasp the lid, lift the lid, place the lid on the table", &truth) <= 1, "everything listed");
+        assert!(
+            score("reach the lid, grasp the lid, lift the lid, place the lid on the table", &truth) <= 1,
+            "everything listed"
+        );
         assert_eq!(score("", &truth), 0);
         assert_eq!(score("Open the drawer.", &truth), 0);
     }
@@ -397,7 +414,11 @@ mod tests {
                           6. stack the block\n7. slide the block\n8. place the phone\n9. grasp the lid\n10. lift the lid";
         assert!(score(everything, &truth) <= 1, "everything listed");
         let repeated = s(&["move above the cup", "grasp the cup", "move above the cup"]);
-        assert_eq!(score_plan("1. move above the cup\n2. grasp the cup\n3. move above the cup", &repeated), 3, "repeated steps");
+        assert_eq!(
+            score_plan("1. move above the cup\n2. grasp the cup\n3. move above the cup", &repeated),
+            3,
+            "repeated steps"
+        );
     }
 
     #[test]

@@ -41,7 +41,6 @@ pub fn serve(reply: impl Fn(usize) -> (u16, String) + Send + 'static) -> (String
     (url, rx)
 }
 
-
 /// A chat-completions response body whose first choice says `content`.
 pub fn completion(content: &str) -> String {
     serde_json::json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}).to_string()

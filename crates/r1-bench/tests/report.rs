@@ -64,7 +64,9 @@ fn answers_file_header_names_the_file_without_temperature() {
 
     let report = markdown(&Results { step: Some(200), ..results(model(), 1, BTreeMap::new()) });
     assert!(
-        report.contains("Model folder: `runs/a/checkpoint-200/model` (step 200); 1 completion(s) per question at temperature 1."),
+        report.contains(
+            "Model folder: `runs/a/checkpoint-200/model` (step 200); 1 completion(s) per question at temperature 1."
+        ),
         "{report}"
     );
 }
@@ -88,7 +90,9 @@ fn several_samples_add_best_of_n_to_every_table() {
     }
     metrics.insert("open.waypoint.reward".into(), 0.25);
     let report = markdown(&results(model(), 5, metrics.clone()));
-    let row = |name: &str| report.lines().find(|l| l.starts_with(&format!("| {name} |"))).unwrap_or_else(|| panic!("{report}"));
+    let row = |name: &str| {
+        report.lines().find(|l| l.starts_with(&format!("| {name} |"))).unwrap_or_else(|| panic!("{report}"))
+    };
     assert!(report.contains("| question | accuracy | n | In | Out | best of N |"), "{report}");
     assert!(report.contains("| category | rule-based | n | In | Out | best of N |"), "{report}");
     assert!(row("waypoint").ends_with("| 0.500 |"), "{report}");

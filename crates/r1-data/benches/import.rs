@@ -17,15 +17,9 @@ fn load(path: &Path) -> usize {
 }
 
 fn fixtures(c: &mut Criterion) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("fixtures");
-    c.bench_function("load rlbench stock fixtures (4 episodes)", |b| {
-        b.iter(|| load(&root.join("rlbench/stock")))
-    });
-    c.bench_function("load lerobot v3.0 fixture (3 episodes)", |b| {
-        b.iter(|| load(&root.join("lerobot/v30")))
-    });
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures");
+    c.bench_function("load rlbench stock fixtures (4 episodes)", |b| b.iter(|| load(&root.join("rlbench/stock"))));
+    c.bench_function("load lerobot v3.0 fixture (3 episodes)", |b| b.iter(|| load(&root.join("lerobot/v30"))));
 }
 
 fn rlbench_sized(c: &mut Criterion) {

@@ -44,20 +44,13 @@ fn frame_png(k: u32) -> Vec<u8> {
         }
     });
     let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .expect("encoding to memory succeeds");
+    img.write_to(&mut out, image::ImageFormat::Png).expect("encoding to memory succeeds");
     out.into_inner()
 }
 
 /// A demonstration with RLBench's shape: four moves with dwells, one gripper close.
 fn episode(task: usize, index: u32, images: &[Arc<[u8]>]) -> Episode {
-    let waypoints = [
-        [0.3, 0.0, 1.2],
-        [0.25, 0.1, 0.9],
-        [0.25, 0.1, 0.8],
-        [0.3, -0.1, 1.0],
-        [0.1, -0.2, 0.95],
-    ];
+    let waypoints = [[0.3, 0.0, 1.2], [0.25, 0.1, 0.9], [0.25, 0.1, 0.8], [0.3, -0.1, 1.0], [0.1, -0.2, 0.95]];
     let per = STEPS / (waypoints.len() - 1);
     let steps = (0..STEPS)
         .map(|i| {
@@ -68,18 +61,12 @@ fn episode(task: usize, index: u32, images: &[Arc<[u8]>]) -> Episode {
             let moving = t < 1.0;
             Step {
                 pose: Pose {
-                    position: std::array::from_fn(|k| {
-                        a[k] + (b[k] - a[k]) * t + 0.001 * index as f64
-                    }),
+                    position: std::array::from_fn(|k| a[k] + (b[k] - a[k]) * t + 0.001 * index as f64),
                     orientation: [0.0, 1.0, 0.0, 0.0],
                 },
                 gripper_open: i < 2 * per,
                 joint_velocities: Some(vec![if moving { 0.5 } else { 0.0 }; 7]),
-                images: [(
-                    "front".to_string(),
-                    ImageRef::Encoded(images[i % images.len()].clone()),
-                )]
-                .into(),
+                images: [("front".to_string(), ImageRef::Encoded(images[i % images.len()].clone()))].into(),
                 subtask: None,
                 scene: vec![],
             }
@@ -91,13 +78,7 @@ fn episode(task: usize, index: u32, images: &[Arc<[u8]>]) -> Episode {
         episode: index,
         descriptions: vec![format!("do task {task}")],
         metadata: EnvMetadata::default(),
-        cameras: vec![Camera {
-            name: "front".into(),
-            width: SIZE,
-            height: SIZE,
-            intrinsics: None,
-            extrinsics: None,
-        }],
+        cameras: vec![Camera { name: "front".into(), width: SIZE, height: SIZE, intrinsics: None, extrinsics: None }],
         steps,
         waypoints: None,
         plan: None,
@@ -118,17 +99,12 @@ fn criterion_part(c: &mut Criterion) {
         })
     });
     let mut no_velocities = ep.clone();
-    no_velocities
-        .steps
-        .iter_mut()
-        .for_each(|s| s.joint_velocities = None);
+    no_velocities.steps.iter_mut().for_each(|s| s.joint_velocities = None);
     c.bench_function("keypoints/finite_differences_150_steps", |b| {
         b.iter(|| episode_keypoints(black_box(&no_velocities), &KeypointConfig::default()))
     });
     let config = QaConfig::default();
-    c.bench_function("qa/build_episode_150_steps_all_types", |b| {
-        b.iter(|| build_episode(black_box(&ep), &config))
-    });
+    c.bench_function("qa/build_episode_150_steps_all_types", |b| b.iter(|| build_episode(black_box(&ep), &config)));
 }
 
 /// Writes a native-format set of the benchmark's size under `root`.
@@ -149,15 +125,9 @@ fn generate_native_set(root: &Path) -> r1_data::Result<()> {
         for e in 0..EPISODES {
             let mut ep = episode(task, e, &[Arc::from(&[][..])]);
             for (i, step) in ep.steps.iter_mut().enumerate() {
-                step.images.insert(
-                    "front".into(),
-                    frames[(i + e as usize) % frames.len()].clone(),
-                );
+                step.images.insert("front".into(), frames[(i + e as usize) % frames.len()].clone());
             }
-            r1_data::native::write_episode(
-                &ep,
-                &root.join("set").join(&ep.task).join(format!("episode{e}")),
-            )?;
+            r1_data::native::write_episode(&ep, &root.join("set").join(&ep.task).join(format!("episode{e}")))?;
         }
     }
     Ok(())
@@ -166,14 +136,9 @@ fn generate_native_set(root: &Path) -> r1_data::Result<()> {
 fn import_part() -> r1_data::Result<()> {
     let tmp = tempfile::tempdir().map_err(|e| r1_data::DataError::io(std::env::temp_dir(), e))?;
     let (set, kind) = match std::env::var_os("R1_BENCH_RLBENCH") {
-        Some(dir) => (
-            std::path::PathBuf::from(dir),
-            "RLBench pickles (R1_BENCH_RLBENCH)",
-        ),
+        Some(dir) => (std::path::PathBuf::from(dir), "RLBench pickles (R1_BENCH_RLBENCH)"),
         None => {
-            eprintln!(
-                "generating a native-format set of {TASKS} x {EPISODES} x {STEPS} steps (not timed) ..."
-            );
+            eprintln!("generating a native-format set of {TASKS} x {EPISODES} x {STEPS} steps (not timed) ...");
             generate_native_set(tmp.path())?;
             (tmp.path().join("set"), "native format (generated)")
         }
@@ -184,12 +149,7 @@ fn import_part() -> r1_data::Result<()> {
     let episodes: Vec<Episode> = loaded.episodes.into_iter().map(|(_, e)| e).collect();
     let steps: usize = episodes.iter().map(|e| e.steps.len()).sum();
     let write_start = Instant::now();
-    let card = write_dataset(
-        &episodes,
-        &tmp.path().join("qa-dataset"),
-        &DatasetConfig::default(),
-        || {},
-    )?;
+    let card = write_dataset(&episodes, &tmp.path().join("qa-dataset"), &DatasetConfig::default(), || {})?;
     let write_s = write_start.elapsed().as_secs_f64();
     let questions: usize = card.splits.values().map(|s| s.samples).sum();
     println!();

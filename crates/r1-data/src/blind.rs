@@ -45,13 +45,8 @@ pub enum Baseline {
 }
 
 impl Baseline {
-    pub const ALL: [Baseline; 5] = [
-        Self::NearestCurrent,
-        Self::Medoid,
-        Self::NearestWorkspaceCentre,
-        Self::NearestOrigin,
-        Self::MajorityLabel,
-    ];
+    pub const ALL: [Baseline; 5] =
+        [Self::NearestCurrent, Self::Medoid, Self::NearestWorkspaceCentre, Self::NearestOrigin, Self::MajorityLabel];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -95,11 +90,7 @@ pub struct Score {
 impl Score {
     fn new(correct: f64, n: usize) -> Self {
         let accuracy = if n == 0 { 0.0 } else { correct / n as f64 };
-        Self {
-            correct,
-            n,
-            accuracy,
-        }
+        Self { correct, n, accuracy }
     }
 }
 
@@ -125,10 +116,8 @@ impl BlindBaselines {
     /// A Markdown table: one row per rule, one column per question type, cells
     /// `accuracy% (correct/n)`; `-` where the rule does not apply.
     pub fn to_markdown(&self) -> String {
-        let types: Vec<QaType> = QaType::ALL
-            .into_iter()
-            .filter(|t| self.scores.values().any(|per| per.contains_key(t)))
-            .collect();
+        let types: Vec<QaType> =
+            QaType::ALL.into_iter().filter(|t| self.scores.values().any(|per| per.contains_key(t))).collect();
         let mut s = String::from("| blind rule |");
         for t in &types {
             s += &format!(" {t} |");
@@ -140,12 +129,7 @@ impl BlindBaselines {
             s += &format!("| {baseline} |");
             for t in &types {
                 s += &match per.get(t) {
-                    Some(sc) => format!(
-                        " {:.1}% ({:.1}/{}) |",
-                        100.0 * sc.accuracy,
-                        sc.correct,
-                        sc.n
-                    ),
+                    Some(sc) => format!(" {:.1}% ({:.1}/{}) |", 100.0 * sc.accuracy, sc.correct, sc.n),
                     None => " - |".to_string(),
                 };
             }
@@ -158,11 +142,7 @@ impl BlindBaselines {
 /// Reads an option printed as `[x, y, z]`.
 pub fn parse_position(text: &str) -> Option<[f64; 3]> {
     let inner = text.trim().strip_prefix('[')?.strip_suffix(']')?;
-    let values: Vec<f64> = inner
-        .split(',')
-        .map(|v| v.trim().parse::<f64>())
-        .collect::<Result<_, _>>()
-        .ok()?;
+    let values: Vec<f64> = inner.split(',').map(|v| v.trim().parse::<f64>()).collect::<Result<_, _>>().ok()?;
     match values[..] {
         [x, y, z] if values.iter().all(|v| v.is_finite()) => Some([x, y, z]),
         _ => None,
@@ -184,10 +164,7 @@ pub fn credit(costs: &[f64], answer: usize) -> f64 {
 
 /// Per option, the summed distance to the other options.
 pub fn medoid_costs<T: Copy>(options: &[T], dist: impl Fn(T, T) -> f64) -> Vec<f64> {
-    options
-        .iter()
-        .map(|&a| options.iter().map(|&b| dist(a, b)).sum())
-        .collect()
+    options.iter().map(|&a| options.iter().map(|&b| dist(a, b)).sum()).collect()
 }
 
 /// Accumulates the blind baselines of one split (see the module docs).
@@ -206,18 +183,11 @@ impl BlindTally {
         if !qa_type.is_multiple_choice() {
             return Ok(());
         }
-        let bad = |message: String| DataError::Sample {
-            id: sample.id.clone(),
-            message,
-        };
-        let options = sample
-            .options
-            .as_ref()
-            .ok_or_else(|| bad("a multiple-choice question without options".into()))?;
+        let bad = |message: String| DataError::Sample { id: sample.id.clone(), message };
+        let options =
+            sample.options.as_ref().ok_or_else(|| bad("a multiple-choice question without options".into()))?;
         let Answer::Label(label) = &sample.answer else {
-            return Err(bad(
-                "a multiple-choice answer must be an option label".into()
-            ));
+            return Err(bad("a multiple-choice answer must be an option label".into()));
         };
         let answer = options
             .keys()
@@ -228,8 +198,7 @@ impl BlindTally {
             let moves = options
                 .values()
                 .map(|t| {
-                    Movement::parse(t, &metadata.axes)
-                        .ok_or_else(|| bad(format!("option {t:?} is not a movement")))
+                    Movement::parse(t, &metadata.axes).ok_or_else(|| bad(format!("option {t:?} is not a movement")))
                 })
                 .collect::<Result<Vec<_>>>()?;
             let costs = medoid_costs(&moves, |a, b| f64::from(a.edit_distance(b)));
@@ -237,9 +206,7 @@ impl BlindTally {
         } else {
             let points = options
                 .values()
-                .map(|t| {
-                    parse_position(t).ok_or_else(|| bad(format!("option {t:?} is not a position")))
-                })
+                .map(|t| parse_position(t).ok_or_else(|| bad(format!("option {t:?} is not a position"))))
                 .collect::<Result<Vec<_>>>()?;
             let nearest = |to: [f64; 3]| {
                 let costs: Vec<f64> = points.iter().map(|&p| distance(p, to)).collect();
@@ -247,17 +214,11 @@ impl BlindTally {
             };
             let ws = &metadata.workspace;
             let centre = std::array::from_fn(|a| (ws.min[a] + ws.max[a]) / 2.0);
-            scores.push((
-                Baseline::Medoid,
-                credit(&medoid_costs(&points, distance), answer),
-            ));
+            scores.push((Baseline::Medoid, credit(&medoid_costs(&points, distance), answer)));
             scores.push((Baseline::NearestWorkspaceCentre, nearest(centre)));
             scores.push((Baseline::NearestOrigin, nearest(metadata.origin)));
             if Baseline::NearestCurrent.applies_to(qa_type) {
-                scores.push((
-                    Baseline::NearestCurrent,
-                    nearest(round3(sample.state.current)),
-                ));
+                scores.push((Baseline::NearestCurrent, nearest(round3(sample.state.current))));
             }
         }
         for (baseline, c) in scores {
@@ -265,12 +226,7 @@ impl BlindTally {
             entry.0 += c;
             entry.1 += 1;
         }
-        *self
-            .labels
-            .entry(qa_type)
-            .or_default()
-            .entry(label.clone())
-            .or_default() += 1;
+        *self.labels.entry(qa_type).or_default().entry(label.clone()).or_default() += 1;
         Ok(())
     }
 
@@ -291,26 +247,17 @@ impl BlindTally {
     pub fn finish(&self, train: &BlindTally) -> BlindBaselines {
         let mut scores: BTreeMap<Baseline, BTreeMap<QaType, Score>> = BTreeMap::new();
         for (&(baseline, t), &(c, n)) in &self.credit {
-            scores
-                .entry(baseline)
-                .or_default()
-                .insert(t, Score::new(c, n));
+            scores.entry(baseline).or_default().insert(t, Score::new(c, n));
         }
         let majority_labels = train.majority_labels();
         for (t, counts) in &self.labels {
             if let Some(label) = majority_labels.get(t) {
                 let n = counts.values().sum();
                 let c = counts.get(label).copied().unwrap_or(0);
-                scores
-                    .entry(Baseline::MajorityLabel)
-                    .or_default()
-                    .insert(*t, Score::new(c as f64, n));
+                scores.entry(Baseline::MajorityLabel).or_default().insert(*t, Score::new(c as f64, n));
             }
         }
-        BlindBaselines {
-            scores,
-            majority_labels,
-        }
+        BlindBaselines { scores, majority_labels }
     }
 }
 
@@ -348,11 +295,7 @@ mod tests {
             qa_type,
             messages: vec![Message::text("user", "q")],
             options: Some(
-                ["A", "B", "C", "D"]
-                    .iter()
-                    .zip(options)
-                    .map(|(l, o)| (l.to_string(), o.to_string()))
-                    .collect(),
+                ["A", "B", "C", "D"].iter().zip(options).map(|(l, o)| (l.to_string(), o.to_string())).collect(),
             ),
             answer: Answer::Label(answer.into()),
             state: GroundTruth {
@@ -371,17 +314,11 @@ mod tests {
         let meta = EnvMetadata::default();
         // B is nearest to the current position, C to the workspace centre [0.2, 0, 1.1], D to
         // the origin [0.25, 0, 0.752]; A is far from everything.
-        let opts = [
-            "[-0.3, 0.5, 1.6]",
-            "[0.5, 0.4, 1.4]",
-            "[0.2, 0.0, 1.05]",
-            "[0.25, 0.0, 0.8]",
-        ];
+        let opts = ["[-0.3, 0.5, 1.6]", "[0.5, 0.4, 1.4]", "[0.2, 0.0, 1.05]", "[0.25, 0.0, 0.8]"];
         let current = [0.5, 0.41, 1.4];
         let metadata = |_: &QaSample| &meta;
-        let for_answer = |l: &str| {
-            blind_baselines(&[], &[sample(QaType::Waypoint, opts, l, current)], metadata).unwrap()
-        };
+        let for_answer =
+            |l: &str| blind_baselines(&[], &[sample(QaType::Waypoint, opts, l, current)], metadata).unwrap();
         let acc = |b: &BlindBaselines, r: Baseline| b.scores[&r][&QaType::Waypoint].accuracy;
         assert_eq!(acc(&for_answer("B"), Baseline::NearestCurrent), 1.0);
         assert_eq!(acc(&for_answer("A"), Baseline::NearestCurrent), 0.0);
@@ -390,30 +327,17 @@ mod tests {
         // C lies between the others.
         assert_eq!(acc(&for_answer("C"), Baseline::Medoid), 1.0);
         // No training samples: no majority label to score.
-        assert!(
-            !for_answer("C")
-                .scores
-                .contains_key(&Baseline::MajorityLabel)
-        );
+        assert!(!for_answer("C").scores.contains_key(&Baseline::MajorityLabel));
     }
 
     #[test]
     fn majority_label_is_fitted_on_train_and_rules_apply_per_type() {
         let meta = EnvMetadata::default();
-        let opts = [
-            "[0.0, 0.0, 1.0]",
-            "[0.1, 0.0, 1.0]",
-            "[0.2, 0.0, 1.0]",
-            "[0.3, 0.0, 1.0]",
-        ];
-        let train: Vec<QaSample> = ["C", "C", "A", "B"]
-            .iter()
-            .map(|l| sample(QaType::CurrentState, opts, l, [0.0; 3]))
-            .collect();
-        let test: Vec<QaSample> = ["C", "D", "D", "A"]
-            .iter()
-            .map(|l| sample(QaType::CurrentState, opts, l, [0.0; 3]))
-            .collect();
+        let opts = ["[0.0, 0.0, 1.0]", "[0.1, 0.0, 1.0]", "[0.2, 0.0, 1.0]", "[0.3, 0.0, 1.0]"];
+        let train: Vec<QaSample> =
+            ["C", "C", "A", "B"].iter().map(|l| sample(QaType::CurrentState, opts, l, [0.0; 3])).collect();
+        let test: Vec<QaSample> =
+            ["C", "D", "D", "A"].iter().map(|l| sample(QaType::CurrentState, opts, l, [0.0; 3])).collect();
         let b = blind_baselines(&train, &test, |_| &meta).unwrap();
         assert_eq!(b.majority_labels[&QaType::CurrentState], "C");
         let s = b.scores[&Baseline::MajorityLabel][&QaType::CurrentState];
@@ -432,72 +356,27 @@ mod tests {
     fn movement_medoid_uses_edit_distance_and_shares_ties() {
         let meta = EnvMetadata::default();
         // "move down" is one edit from each of the others, which are two apart: the medoid.
-        let star = [
-            "move down",
-            "move left and move down",
-            "move right and move down",
-            "move front and move down",
-        ];
-        let b = blind_baselines(
-            &[],
-            &[sample(QaType::Movement, star, "A", [0.0; 3])],
-            |_| &meta,
-        )
-        .unwrap();
+        let star = ["move down", "move left and move down", "move right and move down", "move front and move down"];
+        let b = blind_baselines(&[], &[sample(QaType::Movement, star, "A", [0.0; 3])], |_| &meta).unwrap();
         assert_eq!(b.scores[&Baseline::Medoid][&QaType::Movement].correct, 1.0);
         // A path of four labels, each one edit from the next: the two inner ones tie.
-        let path = [
-            "move up",
-            "move front and move up",
-            "move front",
-            "move back",
-        ];
-        let b = blind_baselines(
-            &[],
-            &[sample(QaType::Movement, path, "B", [0.0; 3])],
-            |_| &meta,
-        )
-        .unwrap();
+        let path = ["move up", "move front and move up", "move front", "move back"];
+        let b = blind_baselines(&[], &[sample(QaType::Movement, path, "B", [0.0; 3])], |_| &meta).unwrap();
         assert_eq!(b.scores[&Baseline::Medoid][&QaType::Movement].correct, 0.5);
-        assert_eq!(
-            b.scores.len(),
-            1,
-            "only the medoid applies without training data"
-        );
+        assert_eq!(b.scores.len(), 1, "only the medoid applies without training data");
     }
 
     #[test]
     fn unreadable_samples_are_errors_naming_them() {
         let meta = EnvMetadata::default();
-        let bad_pos = sample(
-            QaType::Waypoint,
-            ["[0, 0]", "[0, 0, 1]", "[1, 0, 1]", "[2, 0, 1]"],
-            "A",
-            [0.0; 3],
-        );
-        let err = blind_baselines(&[], &[bad_pos], |_| &meta)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("t/v0/e0/f0/waypoint") && err.contains("[0, 0]"),
-            "{err}"
-        );
-        let bad_move = sample(
-            QaType::Movement,
-            ["jump", "move up", "move down", "move left"],
-            "A",
-            [0.0; 3],
-        );
+        let bad_pos = sample(QaType::Waypoint, ["[0, 0]", "[0, 0, 1]", "[1, 0, 1]", "[2, 0, 1]"], "A", [0.0; 3]);
+        let err = blind_baselines(&[], &[bad_pos], |_| &meta).unwrap_err().to_string();
+        assert!(err.contains("t/v0/e0/f0/waypoint") && err.contains("[0, 0]"), "{err}");
+        let bad_move = sample(QaType::Movement, ["jump", "move up", "move down", "move left"], "A", [0.0; 3]);
         assert!(blind_baselines(&[], &[bad_move], |_| &meta).is_err());
-        let mut bad_label = sample(
-            QaType::Movement,
-            ["move up", "move down", "move left", "move right"],
-            "E",
-            [0.0; 3],
-        );
-        let err = blind_baselines(&[], std::slice::from_ref(&bad_label), |_| &meta)
-            .unwrap_err()
-            .to_string();
+        let mut bad_label =
+            sample(QaType::Movement, ["move up", "move down", "move left", "move right"], "E", [0.0; 3]);
+        let err = blind_baselines(&[], std::slice::from_ref(&bad_label), |_| &meta).unwrap_err().to_string();
         assert!(err.contains("\"E\" is not an option"), "{err}");
         bad_label.answer = Answer::Position([0.0; 3]);
         assert!(blind_baselines(&[], &[bad_label], |_| &meta).is_err());
@@ -505,19 +384,9 @@ mod tests {
 
     #[test]
     fn positions_parse_as_printed() {
-        assert_eq!(
-            parse_position("[0.254, -0.197, 0.894]"),
-            Some([0.254, -0.197, 0.894])
-        );
+        assert_eq!(parse_position("[0.254, -0.197, 0.894]"), Some([0.254, -0.197, 0.894]));
         assert_eq!(parse_position(" [1,2,3] "), Some([1.0, 2.0, 3.0]));
-        for bad in [
-            "",
-            "[1, 2]",
-            "[1, 2, 3, 4]",
-            "1, 2, 3",
-            "[a, 2, 3]",
-            "[NaN, 1, 1]",
-        ] {
+        for bad in ["", "[1, 2]", "[1, 2, 3, 4]", "1, 2, 3", "[a, 2, 3]", "[NaN, 1, 1]"] {
             assert_eq!(parse_position(bad), None, "{bad}");
         }
     }

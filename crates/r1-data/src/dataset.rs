@@ -86,12 +86,7 @@ pub struct SplitConfig {
 
 impl Default for SplitConfig {
     fn default() -> Self {
-        Self {
-            val_fraction: 0.1,
-            test_fraction: 0.1,
-            held_out_tasks: Vec::new(),
-            seed: 0,
-        }
+        Self { val_fraction: 0.1, test_fraction: 0.1, held_out_tasks: Vec::new(), seed: 0 }
     }
 }
 
@@ -148,11 +143,7 @@ pub fn assign_splits(episodes: &[Episode], config: &SplitConfig) -> Result<Vec<S
     for (i, e) in episodes.iter().enumerate() {
         by_task.entry(&e.task).or_default().push(i);
     }
-    if let Some(missing) = config
-        .held_out_tasks
-        .iter()
-        .find(|t| !by_task.contains_key(t.as_str()))
-    {
+    if let Some(missing) = config.held_out_tasks.iter().find(|t| !by_task.contains_key(t.as_str())) {
         let known: Vec<&str> = by_task.keys().copied().collect();
         return Err(DataError::Config(format!(
             "held-out task {missing:?} is not among the tasks: {}",
@@ -196,10 +187,7 @@ pub fn write_dataset(
     let splits = assign_splits(episodes, &config.split)?;
     let mut ids = BTreeSet::new();
     if let Some(dup) = episodes.iter().find(|e| !ids.insert(e.id())) {
-        return Err(DataError::Config(format!(
-            "episode {} appears twice",
-            dup.id()
-        )));
+        return Err(DataError::Config(format!("episode {} appears twice", dup.id())));
     }
     let staged = StagedDir::new(out)?;
     let qa_dir = staged.path().join("qa");
@@ -210,14 +198,9 @@ pub fn write_dataset(
         let file = std::fs::File::create(&path).map_err(|e| DataError::io(&path, e))?;
         writers.insert(split, (path, BufWriter::new(file)));
     }
-    let mut card: BTreeMap<String, SplitCard> = Split::ALL
-        .iter()
-        .map(|s| (s.to_string(), SplitCard::default()))
-        .collect();
-    let mut blind: BTreeMap<Split, BlindTally> = Split::ALL
-        .iter()
-        .map(|&s| (s, BlindTally::default()))
-        .collect();
+    let mut card: BTreeMap<String, SplitCard> =
+        Split::ALL.iter().map(|s| (s.to_string(), SplitCard::default())).collect();
+    let mut blind: BTreeMap<Split, BlindTally> = Split::ALL.iter().map(|&s| (s, BlindTally::default())).collect();
     // Lines go in (task, variation, episode) order, so the same episodes listed in another
     // order (simulated, or read back from disk) give the same files.
     let mut order: Vec<usize> = (0..episodes.len()).collect();
@@ -232,20 +215,14 @@ pub fn write_dataset(
             if let Some(parent) = dest.parent() {
                 create_dir(parent)?;
             }
-            write_png(
-                &episode.steps[*frame].images[&qa.camera],
-                Path::new(""),
-                &dest,
-            )?;
+            write_png(&episode.steps[*frame].images[&qa.camera], Path::new(""), &dest)?;
         }
         let (path, writer) = writers.get_mut(&split).expect("a writer per split");
         let tally = blind.get_mut(&split).expect("a tally per split");
         for sample in &qa.samples {
             tally.add(sample, &episode.metadata)?;
-            let line = serde_json::to_string(sample).map_err(|source| DataError::Json {
-                path: path.clone(),
-                source,
-            })?;
+            let line =
+                serde_json::to_string(sample).map_err(|source| DataError::Json { path: path.clone(), source })?;
             writeln!(writer, "{line}").map_err(|e| DataError::io(&*path, e))?;
         }
         let split_card = card.get_mut(split.as_str()).expect("a card per split");
@@ -262,19 +239,12 @@ pub fn write_dataset(
         writer.flush().map_err(|e| DataError::io(&path, e))?;
     }
     for (split, tally) in &blind {
-        card.get_mut(split.as_str())
-            .expect("a card per split")
-            .blind = tally.finish(&blind[&Split::Train]);
+        card.get_mut(split.as_str()).expect("a card per split").blind = tally.finish(&blind[&Split::Train]);
     }
-    let card = DatasetCard {
-        config: config.clone(),
-        splits: card,
-    };
+    let card = DatasetCard { config: config.clone(), splits: card };
     let card_path = staged.path().join("card.json");
-    let json = serde_json::to_string_pretty(&card).map_err(|source| DataError::Json {
-        path: card_path.clone(),
-        source,
-    })?;
+    let json =
+        serde_json::to_string_pretty(&card).map_err(|source| DataError::Json { path: card_path.clone(), source })?;
     std::fs::write(&card_path, json + "\n").map_err(|e| DataError::io(&card_path, e))?;
     let readme = staged.path().join("README.md");
     std::fs::write(&readme, render_card(&card)).map_err(|e| DataError::io(&readme, e))?;
@@ -286,44 +256,21 @@ pub fn write_dataset(
 pub fn render_card(card: &DatasetCard) -> String {
     let c = &card.config;
     let mut s = String::from("# Robot-R1 QA dataset\n\n");
-    s += &format!(
-        "Source: {}\n\n",
-        if c.source.is_empty() {
-            "(not recorded)"
-        } else {
-            &c.source
-        }
-    );
+    s += &format!("Source: {}\n\n", if c.source.is_empty() { "(not recorded)" } else { &c.source });
     s += "Layout: `qa/{train,val,test}.jsonl` (one question per line, Hugging Face chat `messages` with the \
           image first; image paths relative to this folder), `images/`, `card.json` (this card, machine readable).\n\n";
     s += "## Settings\n\n";
     let types: Vec<&str> = c.qa.qa_types.iter().map(|t| t.as_str()).collect();
-    let held_out = if c.split.held_out_tasks.is_empty() {
-        "none".to_string()
-    } else {
-        c.split.held_out_tasks.join(", ")
-    };
+    let held_out =
+        if c.split.held_out_tasks.is_empty() { "none".to_string() } else { c.split.held_out_tasks.join(", ") };
     for (k, v) in [
         ("question types", types.join(", ")),
         ("current frame every", format!("{} steps", c.qa.every)),
-        (
-            "prompt template",
-            format!("{:?}", c.qa.prompt.template).to_lowercase(),
-        ),
+        ("prompt template", format!("{:?}", c.qa.prompt.template).to_lowercase()),
         ("distractors", c.qa.distractors.to_string()),
-        (
-            "minimum distractor distance",
-            format!("{} m", c.qa.min_distractor_distance),
-        ),
-        (
-            "maximum distractor distance",
-            c.qa.max_distractor_distance
-                .map_or("none".into(), |m| format!("{m} m")),
-        ),
-        (
-            "negligible movement",
-            format!("{} m", c.qa.negligible_movement),
-        ),
+        ("minimum distractor distance", format!("{} m", c.qa.min_distractor_distance)),
+        ("maximum distractor distance", c.qa.max_distractor_distance.map_or("none".into(), |m| format!("{m} m"))),
+        ("negligible movement", format!("{} m", c.qa.negligible_movement)),
         (
             "keypoints",
             format!(
@@ -331,18 +278,9 @@ pub fn render_card(card: &DatasetCard) -> String {
                 c.qa.keypoints.velocity_threshold, c.qa.keypoints.refractory
             ),
         ),
-        (
-            "split",
-            format!(
-                "val {}, test {} of each task's episodes",
-                c.split.val_fraction, c.split.test_fraction
-            ),
-        ),
+        ("split", format!("val {}, test {} of each task's episodes", c.split.val_fraction, c.split.test_fraction)),
         ("held-out tasks (test only)", held_out),
-        (
-            "seeds",
-            format!("questions {}, split {}", c.qa.seed, c.split.seed),
-        ),
+        ("seeds", format!("questions {}, split {}", c.qa.seed, c.split.seed)),
     ] {
         s += &format!("- {k}: {v}\n");
     }
@@ -354,10 +292,7 @@ pub fn render_card(card: &DatasetCard) -> String {
         let Some(sc) = card.splits.get(split.as_str()) else {
             continue;
         };
-        s += &format!(
-            "\n## {split}: {} episodes, {} questions\n\n",
-            sc.episodes, sc.samples
-        );
+        s += &format!("\n## {split}: {} episodes, {} questions\n\n", sc.episodes, sc.samples);
         if sc.tasks.is_empty() {
             continue;
         }
@@ -375,10 +310,7 @@ pub fn render_card(card: &DatasetCard) -> String {
         for (task, counts) in &sc.tasks {
             s += &format!("| {task} | {} |", counts.episodes);
             for t in QaType::ALL {
-                s += &format!(
-                    " {} |",
-                    counts.samples.get(t.as_str()).copied().unwrap_or(0)
-                );
+                s += &format!(" {} |", counts.samples.get(t.as_str()).copied().unwrap_or(0));
             }
             s += "\n";
         }
@@ -403,8 +335,7 @@ pub fn read_card(root: &Path) -> Result<DatasetCard> {
 pub fn read_split(root: &Path, split: Split) -> Result<Vec<QaSample>> {
     let path = split_path(root, split);
     let file = std::fs::File::open(&path).map_err(|e| DataError::io(&path, e))?;
-    let at =
-        |line: usize, message: String| DataError::invalid(&path, format!("line {line}: {message}"));
+    let at = |line: usize, message: String| DataError::invalid(&path, format!("line {line}: {message}"));
     let mut samples = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|e| DataError::io(&path, e))?;
@@ -415,10 +346,7 @@ pub fn read_split(root: &Path, split: Split) -> Result<Vec<QaSample>> {
         for image in sample.messages.iter().flat_map(|m| m.images()) {
             let image_path: PathBuf = root.join(image);
             if !image_path.is_file() {
-                return Err(at(
-                    i + 1,
-                    format!("image {} does not exist", image_path.display()),
-                ));
+                return Err(at(i + 1, format!("image {} does not exist", image_path.display())));
             }
         }
         samples.push(sample);
@@ -447,19 +375,10 @@ mod tests {
             episode: index,
             descriptions: vec![format!("do {task}")],
             metadata: EnvMetadata::default(),
-            cameras: vec![Camera {
-                name: "front".into(),
-                width: 4,
-                height: 4,
-                intrinsics: None,
-                extrinsics: None,
-            }],
+            cameras: vec![Camera { name: "front".into(), width: 4, height: 4, intrinsics: None, extrinsics: None }],
             steps: (0..25)
                 .map(|i| Step {
-                    pose: Pose {
-                        position: [0.01 * i.min(12) as f64, 0.0, 1.0],
-                        orientation: [0.0, 0.0, 0.0, 1.0],
-                    },
+                    pose: Pose { position: [0.01 * i.min(12) as f64, 0.0, 1.0], orientation: [0.0, 0.0, 0.0, 1.0] },
                     gripper_open: i < 20,
                     joint_velocities: None,
                     images: [("front".to_string(), ImageRef::Encoded(png.clone()))].into(),
@@ -474,11 +393,7 @@ mod tests {
 
     fn episodes(tasks: &[(&str, u32)]) -> Vec<Episode> {
         let png = tiny_png();
-        tasks
-            .iter()
-            .flat_map(|&(t, n)| (0..n).map(move |i| (t, i)))
-            .map(|(t, i)| episode(t, i, &png))
-            .collect()
+        tasks.iter().flat_map(|&(t, n)| (0..n).map(move |i| (t, i))).map(|(t, i)| episode(t, i, &png)).collect()
     }
 
     #[test]
@@ -488,10 +403,7 @@ mod tests {
         let eps = episodes(&[("a", 10), ("b", 10), ("out", 3)]);
         let config = DatasetConfig {
             source: "unit test".into(),
-            split: SplitConfig {
-                held_out_tasks: vec!["out".into()],
-                ..Default::default()
-            },
+            split: SplitConfig { held_out_tasks: vec!["out".into()], ..Default::default() },
             ..Default::default()
         };
         let mut calls = 0;
@@ -517,10 +429,7 @@ mod tests {
         let on_disk = read_card(&out).unwrap();
         assert_eq!(on_disk.splits, card.splits);
         let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
-        assert!(
-            readme.contains("Source: unit test") && readme.contains("| out | 3 |"),
-            "{readme}"
-        );
+        assert!(readme.contains("Source: unit test") && readme.contains("| out | 3 |"), "{readme}");
         // Blind baselines per split, with the majority label fitted on train.
         for split in Split::ALL {
             let sc = &card.splits[split.as_str()];
@@ -528,15 +437,9 @@ mod tests {
             for t in [QaType::Waypoint, QaType::CurrentState, QaType::Movement] {
                 assert_eq!(medoid[&t].n, sc.samples / 4, "{split} {t}");
             }
-            assert_eq!(
-                sc.blind.majority_labels,
-                card.splits["train"].blind.majority_labels
-            );
+            assert_eq!(sc.blind.majority_labels, card.splits["train"].blind.majority_labels);
         }
-        assert!(
-            readme.contains("distractors: balanced") && readme.contains("| nearest_current |"),
-            "{readme}"
-        );
+        assert!(readme.contains("distractors: balanced") && readme.contains("| nearest_current |"), "{readme}");
         // Nothing but the dataset folder remains.
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
     }
@@ -548,27 +451,17 @@ mod tests {
         let eps = episodes(&[("a", 4)]);
         write_dataset(&eps, &out, &DatasetConfig::default(), || {}).unwrap();
         let before = read_split(&out, Split::Train).unwrap();
-        let err = write_dataset(&eps, &out, &DatasetConfig::default(), || {})
-            .unwrap_err()
-            .to_string();
+        let err = write_dataset(&eps, &out, &DatasetConfig::default(), || {}).unwrap_err().to_string();
         assert!(err.contains("already exists"), "{err}");
         // A failure half-way (an undecodable image in the last episode) keeps the old dataset.
         let mut broken = eps.clone();
-        broken[3].steps[0]
-            .images
-            .insert("front".into(), ImageRef::Encoded(Arc::from(&b"junk"[..])));
-        let overwrite = DatasetConfig {
-            overwrite: true,
-            ..Default::default()
-        };
+        broken[3].steps[0].images.insert("front".into(), ImageRef::Encoded(Arc::from(&b"junk"[..])));
+        let overwrite = DatasetConfig { overwrite: true, ..Default::default() };
         assert!(write_dataset(&broken, &out, &overwrite, || {}).is_err());
         assert_eq!(read_split(&out, Split::Train).unwrap(), before);
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
         let card = write_dataset(&eps[..3], &out, &overwrite, || {}).unwrap();
-        assert_eq!(
-            read_split(&out, Split::Train).unwrap().len(),
-            card.splits["train"].samples
-        );
+        assert_eq!(read_split(&out, Split::Train).unwrap().len(), card.splits["train"].samples);
         assert_ne!(card.splits["train"].samples, before.len());
     }
 
@@ -580,11 +473,7 @@ mod tests {
             &episodes(&[("a", 2)]),
             &out,
             &DatasetConfig {
-                split: SplitConfig {
-                    val_fraction: 0.0,
-                    test_fraction: 0.0,
-                    ..Default::default()
-                },
+                split: SplitConfig { val_fraction: 0.0, test_fraction: 0.0, ..Default::default() },
                 ..Default::default()
             },
             || {},
@@ -595,49 +484,22 @@ mod tests {
         std::fs::write(&path, format!("{text}{{\"id\": 3}}\n")).unwrap();
         let lines = text.lines().count();
         let err = read_split(&out, Split::Train).unwrap_err().to_string();
-        assert!(
-            err.contains("qa/train.jsonl") && err.contains(&format!("line {}:", lines + 1)),
-            "{err}"
-        );
+        assert!(err.contains("qa/train.jsonl") && err.contains(&format!("line {}:", lines + 1)), "{err}");
         std::fs::write(&path, &text).unwrap();
-        let first_image = read_split(&out, Split::Train).unwrap()[0].messages[0]
-            .images()
-            .next()
-            .unwrap()
-            .to_string();
+        let first_image = read_split(&out, Split::Train).unwrap()[0].messages[0].images().next().unwrap().to_string();
         std::fs::remove_file(out.join(&first_image)).unwrap();
         let err = read_split(&out, Split::Train).unwrap_err().to_string();
-        assert!(
-            err.contains("line 1:") && err.contains("does not exist"),
-            "{err}"
-        );
-        assert!(
-            read_split(&tmp.path().join("nothing"), Split::Val)
-                .unwrap_err()
-                .to_string()
-                .contains("val.jsonl")
-        );
+        assert!(err.contains("line 1:") && err.contains("does not exist"), "{err}");
+        assert!(read_split(&tmp.path().join("nothing"), Split::Val).unwrap_err().to_string().contains("val.jsonl"));
     }
 
     #[test]
     fn split_configuration_errors() {
         let eps = episodes(&[("a", 2)]);
-        let bad = SplitConfig {
-            val_fraction: 0.6,
-            test_fraction: 0.6,
-            ..Default::default()
-        };
+        let bad = SplitConfig { val_fraction: 0.6, test_fraction: 0.6, ..Default::default() };
         assert!(assign_splits(&eps, &bad).is_err());
-        let typo = SplitConfig {
-            held_out_tasks: vec!["b".into()],
-            ..Default::default()
-        };
-        assert!(
-            assign_splits(&eps, &typo)
-                .unwrap_err()
-                .to_string()
-                .contains("held-out task \"b\"")
-        );
+        let typo = SplitConfig { held_out_tasks: vec!["b".into()], ..Default::default() };
+        assert!(assign_splits(&eps, &typo).unwrap_err().to_string().contains("held-out task \"b\""));
     }
 
     proptest! {

@@ -118,18 +118,14 @@ impl PositionRules {
             && d >= self.min_distance
             && p != answer
             && self.max_distance.is_none_or(|m| d <= m)
-            && chosen
-                .iter()
-                .all(|&c| c != p && distance(c, p) >= self.min_distance)
+            && chosen.iter().all(|&c| c != p && distance(c, p) >= self.min_distance)
     }
 
     fn unplaceable(&self, answer: [f64; 3]) -> DataError {
         DataError::Config(format!(
             "cannot place 3 distractors {} m apart{} around {} inside the workspace {:?}..{:?}",
             self.min_distance,
-            self.max_distance
-                .map(|m| format!(" and within {m} m"))
-                .unwrap_or_default(),
+            self.max_distance.map(|m| format!(" and within {m} m")).unwrap_or_default(),
             format_position(answer),
             self.workspace.min,
             self.workspace.max
@@ -173,11 +169,7 @@ fn take(
 /// A uniform point of `region`, rounded (a flat side gives its one value).
 fn uniform_in(region: &Bounds, rng: &mut impl Rng) -> [f64; 3] {
     round3(std::array::from_fn(|a| {
-        if region.min[a] < region.max[a] {
-            rng.random_range(region.min[a]..=region.max[a])
-        } else {
-            region.min[a]
-        }
+        if region.min[a] < region.max[a] { rng.random_range(region.min[a]..=region.max[a]) } else { region.min[a] }
     }))
 }
 
@@ -192,19 +184,11 @@ pub fn position_distractors(
     max_distance: Option<f64>,
     rng: &mut impl Rng,
 ) -> Result<[[f64; 3]; 3]> {
-    let rules = PositionRules {
-        workspace: *workspace,
-        min_distance,
-        max_distance,
-    };
+    let rules = PositionRules { workspace: *workspace, min_distance, max_distance };
     uniform_distractors(round3(answer), &rules, rng)
 }
 
-fn uniform_distractors(
-    answer: [f64; 3],
-    rules: &PositionRules,
-    rng: &mut impl Rng,
-) -> Result<[[f64; 3]; 3]> {
+fn uniform_distractors(answer: [f64; 3], rules: &PositionRules, rng: &mut impl Rng) -> Result<[[f64; 3]; 3]> {
     let reach = rules.max_distance.unwrap_or(f64::INFINITY);
     let ws = &rules.workspace;
     let clipped = Bounds {
@@ -219,13 +203,7 @@ fn uniform_distractors(
     // third), so start over a few times rather than drawing forever.
     for _round in 0..50 {
         chosen.clear();
-        take(
-            &mut chosen,
-            3,
-            (0..200).map(|_| uniform_in(&clipped, rng)),
-            answer,
-            rules,
-        );
+        take(&mut chosen, 3, (0..200).map(|_| uniform_in(&clipped, rng)), answer, rules);
         if let [a, b, c] = chosen[..] {
             return Ok([a, b, c]);
         }
@@ -263,14 +241,9 @@ impl EpisodePool {
                 (k < raw.len()).then_some((f, k))
             })
             .collect();
-        let delta = |p: &[[f64; 3]], (f, k): (usize, usize)| -> [f64; 3] {
-            std::array::from_fn(|a| p[k][a] - p[f][a])
-        };
+        let delta = |p: &[[f64; 3]], (f, k): (usize, usize)| -> [f64; 3] { std::array::from_fn(|a| p[k][a] - p[f][a]) };
         let moves = pairs.iter().map(|&fk| round3(delta(&states, fk))).collect();
-        let movements = pairs
-            .iter()
-            .map(|&fk| Movement::from_delta(delta(&raw, fk), negligible))
-            .collect();
+        let movements = pairs.iter().map(|&fk| Movement::from_delta(delta(&raw, fk), negligible)).collect();
         let ws = &episode.metadata.workspace;
         let mut lo = [f64::INFINITY; 3];
         let mut hi = [f64::NEG_INFINITY; 3];
@@ -290,12 +263,7 @@ impl EpisodePool {
                 max: std::array::from_fn(|a| grown_hi[a].clamp(ws.min[a], ws.max[a])),
             }
         };
-        Self {
-            states,
-            moves,
-            movements,
-            region,
-        }
+        Self { states, moves, movements, region }
     }
 }
 
@@ -336,15 +304,9 @@ impl Band {
     /// non-zero vector), rounded.
     fn sample(&self, side: Side, direction: [f64; 3], rng: &mut impl Rng) -> [f64; 3] {
         let (lo, hi) = self.interval(side);
-        let d = if lo < hi {
-            rng.random_range(lo..hi)
-        } else {
-            lo
-        };
+        let d = if lo < hi { rng.random_range(lo..hi) } else { lo };
         let norm = distance(direction, [0.0; 3]);
-        round3(std::array::from_fn(|a| {
-            self.current[a] + d * direction[a] / norm
-        }))
+        round3(std::array::from_fn(|a| self.current[a] + d * direction[a] / norm))
     }
 }
 
@@ -369,13 +331,7 @@ fn fill_side(
     rng: &mut impl Rng,
 ) {
     let fits = |p: &[f64; 3]| at.region.contains(*p) && band.holds(side, *p);
-    take(
-        chosen,
-        want,
-        candidates.iter().copied().filter(fits),
-        at.answer,
-        at.rules,
-    );
+    take(chosen, want, candidates.iter().copied().filter(fits), at.answer, at.rules);
     for _ in 0..SAMPLE_TRIES * want.saturating_sub(chosen.len()) {
         let direction = match directions.choose(rng) {
             Some(&v) => v,
@@ -405,35 +361,21 @@ pub fn waypoint_distractors(
 ) -> Result<[[f64; 3]; 3]> {
     let (answer, current) = (round3(answer), round3(current));
     let r = distance(answer, current);
-    let mut candidates: Vec<[f64; 3]> = moves
-        .iter()
-        .map(|v| round3(std::array::from_fn(|a| current[a] + v[a])))
-        .collect();
+    let mut candidates: Vec<[f64; 3]> =
+        moves.iter().map(|v| round3(std::array::from_fn(|a| current[a] + v[a]))).collect();
     candidates.shuffle(rng);
     let directions: Vec<[f64; 3]> = moves.iter().copied().filter(|v| *v != [0.0; 3]).collect();
-    let at = Placement {
-        answer,
-        region,
-        rules,
-    };
+    let at = Placement { answer, region, rules };
     let nearer = rng.random_range(0..=3usize);
     // Directions of the demonstration's moves keep the answer's shape: any direction only
     // when no band works with those (none, or all leave the region from here).
-    let passes: &[&[[f64; 3]]] = if directions.is_empty() {
-        &[&[]]
-    } else {
-        &[&directions, &[]]
-    };
+    let passes: &[&[[f64; 3]]] = if directions.is_empty() { &[&[]] } else { &[&directions, &[]] };
     // Keep the drawn rank whenever some band allows it; give up nearer places only when the
     // target is too close to the current position for any point to fit on the near side.
     for n_near in (0..=nearer).rev() {
         for &directions in passes {
             for widen in WIDENINGS {
-                let band = Band {
-                    current,
-                    r,
-                    tol: widen * (MATCH_REL * r + MATCH_ABS),
-                };
+                let band = Band { current, r, tol: widen * (MATCH_REL * r + MATCH_ABS) };
                 let mut chosen = Vec::with_capacity(3);
                 let near = (Side::Nearer, &band);
                 fill_side(&mut chosen, n_near, near, &candidates, directions, &at, rng);
@@ -466,13 +408,7 @@ pub fn state_distractors(
     candidates.shuffle(rng);
     let mut chosen = Vec::with_capacity(3);
     take(&mut chosen, 3, candidates, answer, rules);
-    take(
-        &mut chosen,
-        3,
-        (0..SAMPLE_TRIES * 3).map(|_| uniform_in(region, rng)),
-        answer,
-        rules,
-    );
+    take(&mut chosen, 3, (0..SAMPLE_TRIES * 3).map(|_| uniform_in(region, rng)), answer, rules);
     match chosen[..] {
         [a, b, c] => Ok([a, b, c]),
         _ => uniform_distractors(answer, rules, rng),
@@ -481,21 +417,14 @@ pub fn state_distractors(
 
 /// Three distinct movements adjacent to `answer`, drawn uniformly (the paper's style).
 pub fn movement_distractors(answer: Movement, rng: &mut impl Rng) -> [Movement; 3] {
-    answer
-        .adjacent()
-        .sample_array(rng)
-        .expect("every movement has at least six neighbours (see `movement`)")
+    answer.adjacent().sample_array(rng).expect("every movement has at least six neighbours (see `movement`)")
 }
 
 /// Three balanced movement distractors for `answer` (see the module docs): labels of the
 /// episode's other moves (`observed`, one per frame), drawn without replacement with
 /// probability proportional to their frame counts, then star labels when the episode offers
 /// fewer than three other labels.
-pub fn balanced_movement_distractors(
-    answer: Movement,
-    observed: &[Movement],
-    rng: &mut impl Rng,
-) -> [Movement; 3] {
+pub fn balanced_movement_distractors(answer: Movement, observed: &[Movement], rng: &mut impl Rng) -> [Movement; 3] {
     let mut pool: Vec<Movement> = observed.iter().copied().filter(|&m| m != answer).collect();
     // The first occurrences in a shuffled list with repeats are a draw without replacement
     // weighted by the repeats.
@@ -506,8 +435,7 @@ pub fn balanced_movement_distractors(
             out.push(m);
         }
     }
-    out.try_into()
-        .expect("the star alone holds three distinct labels other than the answer")
+    out.try_into().expect("the star alone holds three distinct labels other than the answer")
 }
 
 /// Three distractors that make a star of the four options with the answer at a uniformly
@@ -516,18 +444,9 @@ pub fn star_distractors(answer: Movement, rng: &mut impl Rng) -> [Movement; 3] {
     if rng.random_range(0..4) == 0 {
         return movement_distractors(answer, rng);
     }
-    let centre = *answer
-        .adjacent()
-        .choose(rng)
-        .expect("every movement has at least six neighbours (see `movement`)");
-    let leaves: Vec<Movement> = centre
-        .adjacent()
-        .into_iter()
-        .filter(|&m| m != answer)
-        .collect();
-    let [a, b] = leaves
-        .sample_array(rng)
-        .expect("the centre keeps at least five neighbours besides the answer");
+    let centre = *answer.adjacent().choose(rng).expect("every movement has at least six neighbours (see `movement`)");
+    let leaves: Vec<Movement> = centre.adjacent().into_iter().filter(|&m| m != answer).collect();
+    let [a, b] = leaves.sample_array(rng).expect("the centre keeps at least five neighbours besides the answer");
     [centre, a, b]
 }
 
@@ -537,29 +456,22 @@ mod tests {
     use crate::qa_build::keyed_rng;
     use proptest::prelude::*;
 
-    const WS: Bounds = Bounds {
-        min: [-0.3, -0.5, 0.6],
-        max: [0.7, 0.5, 1.6],
-    };
+    const WS: Bounds = Bounds { min: [-0.3, -0.5, 0.6], max: [0.7, 0.5, 1.6] };
 
     fn in_ws(u: [f64; 3]) -> [f64; 3] {
         [u[0] - 0.3, u[1] - 0.5, u[2] + 0.6]
     }
 
     fn rules(min: f64, max: Option<f64>) -> PositionRules {
-        PositionRules {
-            workspace: WS,
-            min_distance: min,
-            max_distance: max,
-        }
+        PositionRules { workspace: WS, min_distance: min, max_distance: max }
     }
 
     /// The hard rules, checked on a result.
     fn obeys(d: &[[f64; 3]; 3], answer: [f64; 3], rules: &PositionRules) -> bool {
         let a = round3(answer);
-        d.iter().enumerate().all(|(i, &p)| {
-            round3(p) == p && rules.admits(p, a, &d[..i]) && rules.admits(p, a, &d[i + 1..])
-        })
+        d.iter()
+            .enumerate()
+            .all(|(i, &p)| round3(p) == p && rules.admits(p, a, &d[..i]) && rules.admits(p, a, &d[i + 1..]))
     }
 
     /// A gripper path: a line from `start` to `end` in `n` steps.
@@ -576,10 +488,7 @@ mod tests {
     fn styles_parse_and_print() {
         for s in DistractorStyle::ALL {
             assert_eq!(s.as_str().parse::<DistractorStyle>(), Ok(s));
-            assert_eq!(
-                serde_json::to_string(&s).unwrap(),
-                format!("\"{}\"", s.as_str())
-            );
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
         }
         assert_eq!(DistractorStyle::default(), DistractorStyle::Balanced);
         assert!("hard".parse::<DistractorStyle>().is_err());
@@ -613,22 +522,12 @@ mod tests {
         let mut ranks = [0usize; 4];
         for k in 0..400 {
             let rules = rules(0.05, None);
-            let d = waypoint_distractors(
-                (answer, current),
-                &moves,
-                &WS,
-                &rules,
-                &mut keyed_rng(k, "w"),
-            )
-            .unwrap();
+            let d = waypoint_distractors((answer, current), &moves, &WS, &rules, &mut keyed_rng(k, "w")).unwrap();
             assert!(obeys(&d, answer, &rules));
             ranks[d.iter().filter(|&&p| distance(p, current) < r).count()] += 1;
             for p in d {
                 let dp = distance(p, current);
-                assert!(
-                    (dp - r).abs() <= MATCH_REL * r + MATCH_ABS + 1e-9,
-                    "{dp} vs {r}"
-                );
+                assert!((dp - r).abs() <= MATCH_REL * r + MATCH_ABS + 1e-9, "{dp} vs {r}");
                 let v = round3(std::array::from_fn(|a| p[a] - current[a]));
                 assert!(moves.contains(&v), "{p:?} is no move from {current:?}");
             }
@@ -640,10 +539,7 @@ mod tests {
     fn distractors_stay_in_the_region() {
         let current = [0.2, 0.0, 0.8];
         let answer = [0.2, 0.0, 1.0];
-        let region = Bounds {
-            min: [0.0, -0.2, 0.78],
-            max: [0.4, 0.2, 1.2],
-        };
+        let region = Bounds { min: [0.0, -0.2, 0.78], max: [0.4, 0.2, 1.2] };
         for k in 0..100 {
             let d = waypoint_distractors(
                 (answer, current),
@@ -660,59 +556,33 @@ mod tests {
     #[test]
     fn a_target_at_the_current_position_still_gets_distractors() {
         let p = [0.25, 0.0, 0.9];
-        let region = Bounds {
-            min: [0.1, -0.2, 0.8],
-            max: [0.4, 0.2, 1.1],
-        };
+        let region = Bounds { min: [0.1, -0.2, 0.8], max: [0.4, 0.2, 1.1] };
         let rules = rules(0.05, None);
         for moves in [varied_moves(), vec![], vec![[0.0; 3]; 3]] {
-            let d = waypoint_distractors((p, p), &moves, &region, &rules, &mut keyed_rng(1, "x"))
-                .unwrap();
+            let d = waypoint_distractors((p, p), &moves, &region, &rules, &mut keyed_rng(1, "x")).unwrap();
             assert!(obeys(&d, p, &rules));
             // Nothing is nearer than a distance of zero: all three are just farther, within
             // the widest band.
-            assert!(
-                d.iter().all(|&q| distance(q, p) <= 8.0 * MATCH_ABS),
-                "{d:?}"
-            );
+            assert!(d.iter().all(|&q| distance(q, p) <= 8.0 * MATCH_ABS), "{d:?}");
         }
     }
 
     #[test]
     fn state_distractors_come_from_the_episode_when_it_offers_them() {
         let states = path([0.0, -0.3, 0.8], [0.4, 0.3, 1.2], 60);
-        let region = Bounds {
-            min: [0.0, -0.3, 0.8],
-            max: [0.4, 0.3, 1.2],
-        };
+        let region = Bounds { min: [0.0, -0.3, 0.8], max: [0.4, 0.3, 1.2] };
         for k in 0..50 {
             let answer = states[(k * 7) % 60];
-            let d = state_distractors(
-                answer,
-                &states,
-                &region,
-                &rules(0.05, None),
-                &mut keyed_rng(k as u64, "s"),
-            )
-            .unwrap();
+            let d =
+                state_distractors(answer, &states, &region, &rules(0.05, None), &mut keyed_rng(k as u64, "s")).unwrap();
             assert!(obeys(&d, answer, &rules(0.05, None)));
             assert!(d.iter().all(|p| states.contains(p)), "{d:?}");
         }
         // An episode that barely moves: points sampled in its (tiny) region, then the
         // workspace.
         let still = vec![[0.2, 0.0, 1.0]; 30];
-        let tiny = Bounds {
-            min: [0.19, -0.01, 1.0],
-            max: [0.21, 0.01, 1.01],
-        };
-        let d = state_distractors(
-            still[0],
-            &still,
-            &tiny,
-            &rules(0.05, None),
-            &mut keyed_rng(0, "s"),
-        )
-        .unwrap();
+        let tiny = Bounds { min: [0.19, -0.01, 1.0], max: [0.21, 0.01, 1.01] };
+        let d = state_distractors(still[0], &still, &tiny, &rules(0.05, None), &mut keyed_rng(0, "s")).unwrap();
         assert!(obeys(&d, still[0], &rules(0.05, None)));
     }
 
@@ -729,22 +599,12 @@ mod tests {
             let k = keypoints[keypoints.partition_point(|&k| k <= f)];
             let (a, b) = (ep.steps[f].pose.position, ep.steps[k].pose.position);
             assert_eq!(pool.movements[f], Movement::between(a, b));
-            let v = round3(std::array::from_fn(|i| {
-                pool.states[k][i] - pool.states[f][i]
-            }));
+            let v = round3(std::array::from_fn(|i| pool.states[k][i] - pool.states[f][i]));
             assert_eq!(pool.moves[f], v);
         }
-        let lowest = pool
-            .states
-            .iter()
-            .map(|p| p[2])
-            .fold(f64::INFINITY, f64::min);
+        let lowest = pool.states.iter().map(|p| p[2]).fold(f64::INFINITY, f64::min);
         assert_eq!(pool.region.min[2], lowest);
-        let west = pool
-            .states
-            .iter()
-            .map(|p| p[0])
-            .fold(f64::INFINITY, f64::min);
+        let west = pool.states.iter().map(|p| p[0]).fold(f64::INFINITY, f64::min);
         assert!((pool.region.min[0] - (west - 0.05)).abs() < 1e-9);
         assert!(pool.states.iter().all(|&p| pool.region.contains(p)));
     }
@@ -752,34 +612,19 @@ mod tests {
     #[test]
     fn impossible_rules_are_configuration_errors() {
         let p = [0.2, 0.0, 1.0];
-        let err = waypoint_distractors(
-            (p, p),
-            &varied_moves(),
-            &WS,
-            &rules(5.0, None),
-            &mut keyed_rng(0, "e"),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = waypoint_distractors((p, p), &varied_moves(), &WS, &rules(5.0, None), &mut keyed_rng(0, "e"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cannot place 3 distractors"), "{err}");
-        assert!(
-            state_distractors(p, &[p; 5], &WS, &rules(5.0, None), &mut keyed_rng(0, "e")).is_err()
-        );
+        assert!(state_distractors(p, &[p; 5], &WS, &rules(5.0, None), &mut keyed_rng(0, "e")).is_err());
     }
 
     /// The medoid credit of option 0 (ties share it).
     fn answer_medoid_credit(options: &[Movement; 4]) -> f64 {
-        let sums: Vec<u32> = options
-            .iter()
-            .map(|a| options.iter().map(|b| a.edit_distance(*b)).sum())
-            .collect();
+        let sums: Vec<u32> = options.iter().map(|a| options.iter().map(|b| a.edit_distance(*b)).sum()).collect();
         let best = *sums.iter().min().unwrap();
         let tied = sums.iter().filter(|&&s| s == best).count();
-        if sums[0] == best {
-            1.0 / tied as f64
-        } else {
-            0.0
-        }
+        if sums[0] == best { 1.0 / tied as f64 } else { 0.0 }
     }
 
     #[test]
@@ -817,10 +662,7 @@ mod tests {
         let mut picked = std::collections::BTreeMap::<Movement, usize>::new();
         for k in 0..1000 {
             let d = balanced_movement_distractors(down, &observed, &mut keyed_rng(k, "f"));
-            assert!(
-                d.iter().all(|x| *x != down && observed.contains(x)),
-                "{d:?}"
-            );
+            assert!(d.iter().all(|x| *x != down && observed.contains(x)), "{d:?}");
             assert!(d[0] != d[1] && d[1] != d[2] && d[0] != d[2]);
             for x in d {
                 *picked.entry(x).or_default() += 1;
@@ -829,12 +671,7 @@ mod tests {
         // The frequent "move up" is nearly always among the options; the rarer ones share
         // the other two places.
         assert!(picked[&up] > 900, "{picked:?}");
-        assert!(
-            [still, right, front]
-                .iter()
-                .all(|l| (500..=800).contains(&picked[l])),
-            "{picked:?}"
-        );
+        assert!([still, right, front].iter().all(|l| (500..=800).contains(&picked[l])), "{picked:?}");
         // Too few other labels in the episode: the star fills the rest.
         let d = balanced_movement_distractors(down, &[down, down, up], &mut keyed_rng(0, "f"));
         assert!(d.contains(&up) && !d.contains(&down), "{d:?}");

@@ -44,9 +44,7 @@ impl ImageRef {
             ImageRef::Path(p) => {
                 let path = base.join(p);
                 let bytes = std::fs::read(&path).map_err(|e| DataError::io(&path, e))?;
-                image::load_from_memory(&bytes)
-                    .map(|i| i.to_rgb8())
-                    .map_err(|source| DataError::Image { path, source })
+                image::load_from_memory(&bytes).map(|i| i.to_rgb8()).map_err(|source| DataError::Image { path, source })
             }
             ImageRef::Encoded(bytes) => image::load_from_memory(bytes)
                 .map(|i| i.to_rgb8())
@@ -131,15 +129,11 @@ impl Camera {
         let (e, k) = (self.extrinsics.as_ref()?, self.intrinsics.as_ref()?);
         let d = [world[0] - e[0][3], world[1] - e[1][3], world[2] - e[2][3]];
         // The inverse of a rotation is its transpose.
-        let cam: [f64; 3] =
-            std::array::from_fn(|c| e[0][c] * d[0] + e[1][c] * d[1] + e[2][c] * d[2]);
+        let cam: [f64; 3] = std::array::from_fn(|c| e[0][c] * d[0] + e[1][c] * d[1] + e[2][c] * d[2]);
         if cam[2] <= 0.0 {
             return None;
         }
-        Some([
-            k[0][0] * cam[0] / cam[2] + k[0][1] * cam[1] / cam[2] + k[0][2],
-            k[1][1] * cam[1] / cam[2] + k[1][2],
-        ])
+        Some([k[0][0] * cam[0] / cam[2] + k[0][1] * cam[1] / cam[2] + k[0][2], k[1][1] * cam[1] / cam[2] + k[1][2]])
     }
 }
 
@@ -276,10 +270,10 @@ impl Episode {
                 return Err(DataError::invalid_step(path, i, format!("image for unknown camera {extra:?}")));
             }
         }
-        if let Some(w) = &self.waypoints {
-            if w.windows(2).any(|p| p[0] >= p[1]) || w.last().is_some_and(|&l| l >= self.steps.len()) {
-                return Err(DataError::invalid(path, "waypoints must increase strictly and lie within the episode"));
-            }
+        if let Some(w) = &self.waypoints
+            && (w.windows(2).any(|p| p[0] >= p[1]) || w.last().is_some_and(|&l| l >= self.steps.len()))
+        {
+            return Err(DataError::invalid(path, "waypoints must increase strictly and lie within the episode"));
         }
         Ok(())
     }

@@ -123,7 +123,9 @@ pub fn easyr1_prompt(sample: &QaSample) -> Result<(String, Vec<&str>), ExportErr
                 images.push(image.as_str());
             }
             ContentPart::Text { text: t } if t.contains(IMAGE_PLACEHOLDER) => {
-                return Err(unsupported("the prompt text holds `<image>`, which EasyR1 would take for an image".into()));
+                return Err(unsupported(
+                    "the prompt text holds `<image>`, which EasyR1 would take for an image".into(),
+                ));
             }
             ContentPart::Text { text: t } => text.push_str(t),
         }
@@ -205,10 +207,8 @@ fn schema() -> SchemaRef {
 fn write_split(root: &Path, samples: &[QaSample], path: &Path) -> Result<(), ExportError> {
     let schema = schema();
     let file = std::fs::File::create(path).map_err(|e| DataError::io(path, e))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_size(ROWS_PER_GROUP)
-        .build();
+    let props =
+        WriterProperties::builder().set_compression(Compression::SNAPPY).set_max_row_group_size(ROWS_PER_GROUP).build();
     let parquet_error = |source| ExportError::Parquet { path: path.to_path_buf(), source };
     let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(parquet_error)?;
     for chunk in samples.chunks(ROWS_PER_GROUP) {
@@ -275,16 +275,6 @@ fn rows(root: &Path, samples: &[QaSample], schema: &SchemaRef, out: &Path) -> Re
 /// The export's README: files, columns and the EasyR1 settings.
 fn easyr1_readme(dataset: &Path, summary: &ExportSummary) -> String {
     let rows: String = summary.rows.iter().map(|(split, n)| format!("| `{split}.parquet` | {n} |\n")).collect();
-    let val = summary
-        .rows
-        .iter()
-        .map(|(s, _)| *s)
-        .find(|&s| s != Split::Train)
-        .unwrap_or(Split::Train);
-    format!(
-        include_str!("../easyr1/README.md.in"),
-        dataset = dataset.display(),
-        rows = rows,
-        val = val,
-    )
+    let val = summary.rows.iter().map(|(s, _)| *s).find(|&s| s != Split::Train).unwrap_or(Split::Train);
+    format!(include_str!("../easyr1/README.md.in"), dataset = dataset.display(), rows = rows, val = val,)
 }

@@ -26,9 +26,8 @@ impl StagedDir {
     /// Creates the temporary sibling of `target` (and `target`'s parent if needed).
     pub fn new(target: &Path) -> Result<Self> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let name = target
-            .file_name()
-            .ok_or_else(|| DataError::Config(format!("{}: not a folder name", target.display())))?;
+        let name =
+            target.file_name().ok_or_else(|| DataError::Config(format!("{}: not a folder name", target.display())))?;
         let parent = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -42,11 +41,7 @@ impl StagedDir {
         );
         let tmp = parent.join(unique);
         std::fs::create_dir(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-        Ok(Self {
-            tmp,
-            target: target.to_path_buf(),
-            committed: false,
-        })
+        Ok(Self { tmp, target: target.to_path_buf(), committed: false })
     }
 
     /// Where to write the content.
@@ -105,17 +100,12 @@ pub fn write_png(image: &ImageRef, base: &Path, dest: &Path) -> Result<()> {
         }
         ImageRef::Path(p) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) => {
             let src = base.join(p);
-            std::fs::copy(&src, dest)
-                .map(drop)
-                .map_err(|e| DataError::io(&src, e))
+            std::fs::copy(&src, dest).map(drop).map_err(|e| DataError::io(&src, e))
         }
         other => {
             let rgb = other.load_rgb(base)?;
             rgb.save_with_format(dest, image::ImageFormat::Png)
-                .map_err(|source| DataError::Image {
-                    path: dest.to_path_buf(),
-                    source,
-                })
+                .map_err(|source| DataError::Image { path: dest.to_path_buf(), source })
         }
     }
 }
@@ -132,9 +122,8 @@ pub fn write_file_atomic(path: &Path, write: impl FnOnce(&Path) -> std::io::Resu
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     // Ends with the final name, so writers that pick a format by extension see the right one.
     let tmp = dir.join(format!(".tmp-{}-{}-{name}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
-    let result = write(&tmp)
-        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, path));
+    let result =
+        write(&tmp).and_then(|()| std::fs::File::open(&tmp)?.sync_all()).and_then(|()| std::fs::rename(&tmp, path));
     if result.is_err() {
         // Best effort: the temporary file may not exist, and the first error is the one worth
         // reporting.

@@ -37,10 +37,7 @@ pub struct KeypointConfig {
 impl Default for KeypointConfig {
     /// The reference values: `0.1` and `4`.
     fn default() -> Self {
-        Self {
-            velocity_threshold: 0.1,
-            refractory: 4,
-        }
+        Self { velocity_threshold: 0.1, refractory: 4 }
     }
 }
 
@@ -62,17 +59,10 @@ pub fn discover<'a>(
     let mut buffer: i32 = 0;
     let mut prev = gripper_open.first().copied().unwrap_or(true);
     for (i, &g) in gripper_open.iter().enumerate() {
-        let at_rest = velocities(i)
-            .iter()
-            .all(|v| v.abs() <= config.velocity_threshold);
-        let gripper_steady =
-            i + 2 < n && g == gripper_open[i + 1] && g == back(i, 1) && back(i, 2) == back(i, 1);
+        let at_rest = velocities(i).iter().all(|v| v.abs() <= config.velocity_threshold);
+        let gripper_steady = i + 2 < n && g == gripper_open[i + 1] && g == back(i, 1) && back(i, 2) == back(i, 1);
         let stopped = buffer <= 0 && at_rest && gripper_steady;
-        buffer = if stopped {
-            config.refractory
-        } else {
-            buffer - 1
-        };
+        buffer = if stopped { config.refractory } else { buffer - 1 };
         if i != 0 && (g != prev || i == n - 1 || stopped) {
             keypoints.push(i);
         }
@@ -105,9 +95,7 @@ pub fn velocities_from_positions(positions: &[[f64; 3]]) -> Vec<[f64; 3]> {
         .map(|i| {
             let (lo, hi) = (i.saturating_sub(1), (i + 1).min(n - 1));
             let span = (hi - lo).max(1) as f64;
-            std::array::from_fn(|a| {
-                CENTIMETRES_PER_METRE * (positions[hi][a] - positions[lo][a]) / span
-            })
+            std::array::from_fn(|a| CENTIMETRES_PER_METRE * (positions[hi][a] - positions[lo][a]) / span)
         })
         .collect()
 }
@@ -117,11 +105,7 @@ pub fn velocities_from_positions(positions: &[[f64; 3]]) -> Vec<[f64; 3]> {
 pub fn episode_keypoints(episode: &Episode, config: &KeypointConfig) -> Vec<usize> {
     let gripper = episode.gripper_open();
     if episode.steps.iter().all(|s| s.joint_velocities.is_some()) {
-        discover(
-            &gripper,
-            |i| episode.steps[i].joint_velocities.as_deref().unwrap_or(&[]),
-            config,
-        )
+        discover(&gripper, |i| episode.steps[i].joint_velocities.as_deref().unwrap_or(&[]), config)
     } else {
         let positions: Vec<[f64; 3]> = episode.steps.iter().map(|s| s.pose.position).collect();
         let velocities = velocities_from_positions(&positions);
@@ -142,9 +126,7 @@ mod tests {
     #[test]
     fn dwell_and_gripper_change_are_keypoints() {
         // Moving frames 1-5, dwell at 6-7, moving 8-11 with a gripper close at 9.
-        let vel = [
-            0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0,
-        ];
+        let vel = [0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
         let mut g = vec![true; vel.len()];
         g[9..].iter_mut().for_each(|x| *x = false);
         assert_eq!(run(&g, &vel), vec![6, 9, 13]);
@@ -190,10 +172,7 @@ mod tests {
         let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
         assert!(close(v[0][0], 1.0) && close(v[1][0], 1.5) && close(v[2][0], 2.0));
         assert!(close(v[1][2], -1.0) && close(v[2][2], -2.0));
-        assert_eq!(
-            velocities_from_positions(&[[1.0, 2.0, 3.0]]),
-            vec![[0.0; 3]]
-        );
+        assert_eq!(velocities_from_positions(&[[1.0, 2.0, 3.0]]), vec![[0.0; 3]]);
         assert!(velocities_from_positions(&[]).is_empty());
     }
 

@@ -62,9 +62,7 @@ pub const DEFAULT_GRIPPER_THRESHOLD: f64 = 0.5;
 pub const WORKSPACE_PADDING: f64 = 0.1;
 const CAMERA_PREFIX: &str = "observation.images.";
 /// The state-entry roles a name or a state-map key can take.
-const ROLES: [&str; 11] = [
-    "x", "y", "z", "qx", "qy", "qz", "qw", "roll", "pitch", "yaw", "gripper",
-];
+const ROLES: [&str; 11] = ["x", "y", "z", "qx", "qy", "qz", "qw", "roll", "pitch", "yaw", "gripper"];
 
 /// True when `dir` is the root of a LeRobot dataset.
 pub fn is_dataset_root(dir: &Path) -> bool {
@@ -124,17 +122,13 @@ impl FromStr for StateMap {
                 .ok_or_else(|| bad(format!("{pair:?} is not key=value")))?;
             match key {
                 _ if ROLES.contains(&key) => {
-                    let entry = value
-                        .parse()
-                        .map(Entry::Index)
-                        .unwrap_or_else(|_| Entry::Name(value.to_owned()));
+                    let entry = value.parse().map(Entry::Index).unwrap_or_else(|_| Entry::Name(value.to_owned()));
                     map.entries.insert(key.to_owned(), entry);
                 }
                 "state" => map.feature = Some(value.to_owned()),
                 "threshold" => {
                     let t = value.parse::<f64>().ok().filter(|t| t.is_finite());
-                    map.gripper_threshold =
-                        Some(t.ok_or_else(|| bad(format!("threshold {value:?} is not a number")))?);
+                    map.gripper_threshold = Some(t.ok_or_else(|| bad(format!("threshold {value:?} is not a number")))?);
                 }
                 "open" => {
                     map.open_below = match value {
@@ -144,11 +138,8 @@ impl FromStr for StateMap {
                     }
                 }
                 "velocities" => {
-                    map.velocities = if value == "none" {
-                        Velocities::Off
-                    } else {
-                        Velocities::Feature(value.to_owned())
-                    }
+                    map.velocities =
+                        if value == "none" { Velocities::Off } else { Velocities::Feature(value.to_owned()) }
                 }
                 _ => {
                     return Err(bad(format!(
@@ -183,13 +174,7 @@ struct Layout {
 impl Layout {
     /// Resolves roles from the feature's entry `names` (may be empty when `info.json` gives
     /// none) and the state map's explicit entries. `len` is the state vector's length.
-    fn resolve(
-        map: &StateMap,
-        names: &[String],
-        len: usize,
-        feature: &str,
-        info: &Path,
-    ) -> Result<Self> {
+    fn resolve(map: &StateMap, names: &[String], len: usize, feature: &str, info: &Path) -> Result<Self> {
         let mut roles: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, name) in names.iter().enumerate() {
             if let Some(role) = ROLES.iter().find(|r| name.trim().eq_ignore_ascii_case(r)) {
@@ -213,22 +198,11 @@ impl Layout {
             }
             roles.insert(role.as_str(), index);
         }
-        let get = |keys: &[&str]| {
-            keys.iter()
-                .map(|k| roles.get(k).copied())
-                .collect::<Option<Vec<usize>>>()
-        };
-        let orientation = match (
-            get(&["qx", "qy", "qz", "qw"]),
-            get(&["roll", "pitch", "yaw"]),
-        ) {
+        let get = |keys: &[&str]| keys.iter().map(|k| roles.get(k).copied()).collect::<Option<Vec<usize>>>();
+        let orientation = match (get(&["qx", "qy", "qz", "qw"]), get(&["roll", "pitch", "yaw"])) {
             (Some(q), _) => Some(Orientation::Quaternion([q[0], q[1], q[2], q[3]])),
             (None, Some(e)) => Some(Orientation::Euler([e[0], e[1], e[2]])),
-            (None, None)
-                if ["qx", "qy", "qz", "qw", "roll", "pitch", "yaw"]
-                    .iter()
-                    .any(|k| roles.contains_key(k)) =>
-            {
+            (None, None) if ["qx", "qy", "qz", "qw", "roll", "pitch", "yaw"].iter().any(|k| roles.contains_key(k)) => {
                 None
             }
             (None, None) => Some(Orientation::Identity),
@@ -256,29 +230,15 @@ impl Layout {
     /// The pose and gripper flag of one state vector; `None` when it is too short.
     fn apply(&self, s: &[f64]) -> Option<(Pose, bool)> {
         let at = |i: usize| s.get(i).copied();
-        let position = [
-            at(self.position[0])?,
-            at(self.position[1])?,
-            at(self.position[2])?,
-        ];
+        let position = [at(self.position[0])?, at(self.position[1])?, at(self.position[2])?];
         let orientation = match self.orientation {
             Orientation::Quaternion(q) => [at(q[0])?, at(q[1])?, at(q[2])?, at(q[3])?],
             Orientation::Euler(e) => euler_to_quaternion(at(e[0])?, at(e[1])?, at(e[2])?),
             Orientation::Identity => [0.0, 0.0, 0.0, 1.0],
         };
         let g = at(self.gripper)?;
-        let open = if self.open_below {
-            g < self.threshold
-        } else {
-            g > self.threshold
-        };
-        Some((
-            Pose {
-                position,
-                orientation,
-            },
-            open,
-        ))
+        let open = if self.open_below { g < self.threshold } else { g > self.threshold };
+        Some((Pose { position, orientation }, open))
     }
 }
 
@@ -288,12 +248,7 @@ pub fn euler_to_quaternion(roll: f64, pitch: f64, yaw: f64) -> [f64; 4] {
     let (sr, cr) = (roll / 2.0).sin_cos();
     let (sp, cp) = (pitch / 2.0).sin_cos();
     let (sy, cy) = (yaw / 2.0).sin_cos();
-    [
-        sr * cp * cy - cr * sp * sy,
-        cr * sp * cy + sr * cp * sy,
-        cr * cp * sy - sr * sp * cy,
-        cr * cp * cy + sr * sp * sy,
-    ]
+    [sr * cp * cy - cr * sp * sy, cr * sp * cy + sr * cp * sy, cr * cp * sy - sr * sp * cy, cr * cp * cy + sr * sp * sy]
 }
 
 /// Makes a task string a task name: lowercase ASCII letters and digits, runs of anything else
@@ -346,76 +301,51 @@ pub fn read_dataset(
     let root = std::path::absolute(root).map_err(|e| DataError::io(root, e))?;
     let info_path = root.join("meta").join("info.json");
     let text = std::fs::read_to_string(&info_path).map_err(|e| DataError::io(&info_path, e))?;
-    let info: Json = serde_json::from_str(&text).map_err(|source| DataError::Json {
-        path: info_path.clone(),
-        source,
-    })?;
+    let info: Json =
+        serde_json::from_str(&text).map_err(|source| DataError::Json { path: info_path.clone(), source })?;
     let version = info["codebase_version"].as_str().unwrap_or_default();
     if !(version.starts_with("v2.") || version.starts_with("v3.")) {
         return Err(DataError::invalid(
             &info_path,
-            format!(
-                "unsupported LeRobot codebase_version {version:?}: r1 reads v2.x and v3.0 datasets"
-            ),
+            format!("unsupported LeRobot codebase_version {version:?}: r1 reads v2.x and v3.0 datasets"),
         ));
     }
-    let features = info["features"]
-        .as_object()
-        .ok_or_else(|| DataError::invalid(&info_path, "no `features` object"))?;
+    let features =
+        info["features"].as_object().ok_or_else(|| DataError::invalid(&info_path, "no `features` object"))?;
     let default_map = StateMap::default();
     let map = state_map.unwrap_or(&default_map);
 
-    let state = map
-        .feature
-        .clone()
-        .unwrap_or_else(|| DEFAULT_STATE_FEATURE.to_owned());
+    let state = map.feature.clone().unwrap_or_else(|| DEFAULT_STATE_FEATURE.to_owned());
     let state_feature = features.get(&state).ok_or_else(|| {
         let names: Vec<&String> = features.keys().collect();
-        DataError::invalid(&info_path, format!("no state feature {state:?} (features: {names:?}); name it with --state-map state=<feature>"))
+        DataError::invalid(
+            &info_path,
+            format!("no state feature {state:?} (features: {names:?}); name it with --state-map state=<feature>"),
+        )
     })?;
     let names = entry_names(&state_feature["names"]);
-    let len = state_feature["shape"]
-        .as_array()
-        .and_then(|s| s.first())
-        .and_then(Json::as_u64)
-        .unwrap_or(names.len() as u64);
+    let len =
+        state_feature["shape"].as_array().and_then(|s| s.first()).and_then(Json::as_u64).unwrap_or(names.len() as u64);
     let layout = Layout::resolve(map, &names, len as usize, &state, &info_path)?;
 
     let velocity = match &map.velocities {
-        Velocities::Auto => VELOCITY_FEATURES
-            .iter()
-            .find(|f| features.contains_key(**f))
-            .map(|f| f.to_string()),
+        Velocities::Auto => VELOCITY_FEATURES.iter().find(|f| features.contains_key(**f)).map(|f| f.to_string()),
         Velocities::Feature(f) if features.contains_key(f) => Some(f.clone()),
         Velocities::Feature(f) => {
-            return Err(DataError::invalid(
-                &info_path,
-                format!("no velocity feature {f:?}"),
-            ));
+            return Err(DataError::invalid(&info_path, format!("no velocity feature {f:?}")));
         }
         Velocities::Off => None,
     };
-    let columns = Columns {
-        state,
-        velocity,
-        cameras: select_cameras(features, cameras, &info_path)?,
-    };
+    let columns = Columns { state, velocity, cameras: select_cameras(features, cameras, &info_path)? };
 
-    let tasks = if version.starts_with("v2.") {
-        tasks_v2(&root)?
-    } else {
-        tasks_v3(&root)?
-    };
+    let tasks = if version.starts_with("v2.") { tasks_v2(&root)? } else { tasks_v3(&root)? };
     let mut files = data_files(&root.join("data"))?;
     if let Some(only) = only {
         files.retain(|f| f.starts_with(only));
     }
     if files.is_empty() {
         let place = only.map_or_else(|| root.join("data"), Path::to_path_buf);
-        return Err(DataError::invalid(
-            place,
-            "no LeRobot data files (parquet) here",
-        ));
+        return Err(DataError::invalid(place, "no LeRobot data files (parquet) here"));
     }
 
     let mut out = Vec::new();
@@ -444,16 +374,8 @@ fn entry_names(v: &Json) -> Vec<String> {
         Json::Object(o) if o.len() == 1 => o.values().next().and_then(Json::as_array),
         _ => None,
     };
-    list.map(|l| {
-        l.iter()
-            .map(|n| {
-                n.as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| n.to_string())
-            })
-            .collect()
-    })
-    .unwrap_or_default()
+    list.map(|l| l.iter().map(|n| n.as_str().map(str::to_owned).unwrap_or_else(|| n.to_string())).collect())
+        .unwrap_or_default()
 }
 
 /// The selected camera features as (name, feature key); refuses video-backed ones.
@@ -478,15 +400,10 @@ fn select_cameras(
         wanted
             .iter()
             .map(|w| {
-                all.iter()
-                    .find(|(name, key, _)| name == w || key == w)
-                    .ok_or_else(|| {
-                        let names: Vec<&str> = all.iter().map(|c| c.0.as_str()).collect();
-                        DataError::invalid(
-                            info,
-                            format!("no camera {w:?} (cameras: [{}])", names.join(", ")),
-                        )
-                    })
+                all.iter().find(|(name, key, _)| name == w || key == w).ok_or_else(|| {
+                    let names: Vec<&str> = all.iter().map(|c| c.0.as_str()).collect();
+                    DataError::invalid(info, format!("no camera {w:?} (cameras: [{}])", names.join(", ")))
+                })
             })
             .collect::<Result<_>>()?
     };
@@ -501,32 +418,19 @@ fn select_cameras(
             ),
         ));
     }
-    Ok(chosen
-        .into_iter()
-        .map(|(name, key, _)| (name.clone(), key.clone()))
-        .collect())
+    Ok(chosen.into_iter().map(|(name, key, _)| (name.clone(), key.clone())).collect())
 }
 
 fn tasks_v2(root: &Path) -> Result<BTreeMap<i64, String>> {
     let path = root.join("meta").join("tasks.jsonl");
     let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
     let mut tasks = BTreeMap::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let v: Json = serde_json::from_str(line).map_err(|source| DataError::Json {
-            path: path.clone(),
-            source,
-        })?;
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let v: Json = serde_json::from_str(line).map_err(|source| DataError::Json { path: path.clone(), source })?;
         match (v["task_index"].as_i64(), v["task"].as_str()) {
             (Some(index), Some(task)) => tasks.insert(index, task.to_owned()),
             _ => {
-                return Err(DataError::invalid(
-                    &path,
-                    format!("line {}: expected task_index and task", i + 1),
-                ));
+                return Err(DataError::invalid(&path, format!("line {}: expected task_index and task", i + 1)));
             }
         };
     }
@@ -544,17 +448,11 @@ fn tasks_v3(root: &Path) -> Result<BTreeMap<i64, String>> {
             .find_map(|n| batch.column_by_name(n))
             .and_then(|c| cast(c, &DataType::Utf8).ok());
         let (Some(index), Some(text)) = (int_column(&batch, "task_index"), text) else {
-            return Err(DataError::invalid(
-                &path,
-                "expected columns task_index and task (or __index_level_0__)",
-            ));
+            return Err(DataError::invalid(&path, "expected columns task_index and task (or __index_level_0__)"));
         };
         let text = text.as_string::<i32>();
         for row in 0..batch.num_rows() {
-            tasks.insert(
-                index.as_primitive::<Int64Type>().value(row),
-                text.value(row).to_owned(),
-            );
+            tasks.insert(index.as_primitive::<Int64Type>().value(row), text.value(row).to_owned());
         }
     }
     Ok(tasks)
@@ -580,9 +478,8 @@ fn data_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Reads a parquet file, restricted to the named top-level columns when given.
 fn read_batches(path: &Path, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>> {
-    let parquet_error = |e: parquet::errors::ParquetError| {
-        DataError::invalid(path, format!("unreadable parquet file: {e}"))
-    };
+    let parquet_error =
+        |e: parquet::errors::ParquetError| DataError::invalid(path, format!("unreadable parquet file: {e}"));
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let mut builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_error)?;
     if let Some(columns) = columns {
@@ -600,23 +497,17 @@ fn read_batches(path: &Path, columns: Option<&[&str]>) -> Result<Vec<RecordBatch
         builder = builder.with_projection(mask);
     }
     let reader = builder.build().map_err(parquet_error)?;
-    reader
-        .map(|b| b.map_err(|e| DataError::invalid(path, format!("unreadable parquet file: {e}"))))
-        .collect()
+    reader.map(|b| b.map_err(|e| DataError::invalid(path, format!("unreadable parquet file: {e}")))).collect()
 }
 
 fn int_column(batch: &RecordBatch, name: &str) -> Option<ArrayRef> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| cast(c, &DataType::Int64).ok())
+    batch.column_by_name(name).and_then(|c| cast(c, &DataType::Int64).ok())
 }
 
 /// A column of numbers or number lists as `List<Float64>`.
 fn float_lists(batch: &RecordBatch, name: &str) -> Option<ArrayRef> {
     let target = DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)));
-    batch
-        .column_by_name(name)
-        .and_then(|c| cast(c, &target).ok())
+    batch.column_by_name(name).and_then(|c| cast(c, &target).ok())
 }
 
 fn floats_at(lists: &ArrayRef, row: usize) -> Option<Vec<f64>> {
@@ -627,33 +518,17 @@ fn floats_at(lists: &ArrayRef, row: usize) -> Option<Vec<f64>> {
     let values = lists.value(row);
     let values = values.as_primitive::<Float64Type>();
     // A null entry becomes NaN so validation reports the step.
-    Some(
-        (0..values.len())
-            .map(|i| {
-                if values.is_null(i) {
-                    f64::NAN
-                } else {
-                    values.value(i)
-                }
-            })
-            .collect(),
-    )
+    Some((0..values.len()).map(|i| if values.is_null(i) { f64::NAN } else { values.value(i) }).collect())
 }
 
 /// The frames of a data file, grouped by episode index.
 fn read_frames(path: &Path, columns: &Columns) -> Result<BTreeMap<i64, Vec<Frame>>> {
-    let mut names = vec![
-        "episode_index",
-        "frame_index",
-        "task_index",
-        columns.state.as_str(),
-    ];
+    let mut names = vec!["episode_index", "frame_index", "task_index", columns.state.as_str()];
     names.extend(columns.velocity.as_deref());
     names.extend(columns.cameras.iter().map(|(_, key)| key.as_str()));
     let mut episodes: BTreeMap<i64, Vec<Frame>> = BTreeMap::new();
     for batch in read_batches(path, Some(&names))? {
-        let wrong =
-            |c: &str| DataError::invalid(path, format!("column {c:?} has an unexpected type"));
+        let wrong = |c: &str| DataError::invalid(path, format!("column {c:?} has an unexpected type"));
         let episode = int_column(&batch, "episode_index").ok_or_else(|| wrong("episode_index"))?;
         let frame = int_column(&batch, "frame_index").ok_or_else(|| wrong("frame_index"))?;
         let task = int_column(&batch, "task_index").ok_or_else(|| wrong("task_index"))?;
@@ -674,21 +549,14 @@ fn read_frames(path: &Path, columns: &Columns) -> Result<BTreeMap<i64, Vec<Frame
                     .ok_or_else(|| wrong(key))
             })
             .collect::<Result<Vec<ArrayRef>>>()?;
-        let (episode, frame, task) = (
-            episode.as_primitive::<Int64Type>(),
-            frame.as_primitive::<Int64Type>(),
-            task.as_primitive::<Int64Type>(),
-        );
+        let (episode, frame, task) =
+            (episode.as_primitive::<Int64Type>(), frame.as_primitive::<Int64Type>(), task.as_primitive::<Int64Type>());
         for row in 0..batch.num_rows() {
             let f = frame.value(row);
             let step = usize::try_from(f).unwrap_or(usize::MAX);
-            let state = floats_at(&state, row)
-                .ok_or_else(|| DataError::invalid_step(path, step, "no state"))?;
+            let state = floats_at(&state, row).ok_or_else(|| DataError::invalid_step(path, step, "no state"))?;
             let velocity = match &velocity {
-                Some(v) => Some(
-                    floats_at(v, row)
-                        .ok_or_else(|| DataError::invalid_step(path, step, "no velocity"))?,
-                ),
+                Some(v) => Some(floats_at(v, row).ok_or_else(|| DataError::invalid_step(path, step, "no velocity"))?),
                 None => None,
             };
             let images = images
@@ -726,14 +594,10 @@ fn build_episode(
     columns: &Columns,
     tasks: &BTreeMap<i64, String>,
 ) -> Result<Episode> {
-    let episode = u32::try_from(index)
-        .map_err(|_| DataError::invalid(path, format!("invalid episode_index {index}")))?;
+    let episode =
+        u32::try_from(index).map_err(|_| DataError::invalid(path, format!("invalid episode_index {index}")))?;
     frames.sort_by_key(|f| f.frame);
-    if let Some(i) = frames
-        .iter()
-        .enumerate()
-        .position(|(i, f)| f.frame != i as i64)
-    {
+    if let Some(i) = frames.iter().enumerate().position(|(i, f)| f.frame != i as i64) {
         return Err(DataError::invalid_step(
             path,
             i,
@@ -747,33 +611,17 @@ fn build_episode(
         DataError::invalid_step(
             path,
             0,
-            format!(
-                "episode {index}: task_index {} is not in the task list",
-                frames[0].task
-            ),
+            format!("episode {index}: task_index {} is not in the task list", frames[0].task),
         )
     })?;
     let mut cameras = Vec::with_capacity(columns.cameras.len());
     for (c, (name, _)) in columns.cameras.iter().enumerate() {
-        let (width, height) =
-            image::ImageReader::new(std::io::Cursor::new(&frames[0].images[c][..]))
-                .with_guessed_format()
-                .map_err(|e| DataError::io(path, e))?
-                .into_dimensions()
-                .map_err(|e| {
-                    DataError::invalid_step(
-                        path,
-                        0,
-                        format!("episode {index}: camera {name:?}: {e}"),
-                    )
-                })?;
-        cameras.push(Camera {
-            name: name.clone(),
-            width,
-            height,
-            intrinsics: None,
-            extrinsics: None,
-        });
+        let (width, height) = image::ImageReader::new(std::io::Cursor::new(&frames[0].images[c][..]))
+            .with_guessed_format()
+            .map_err(|e| DataError::io(path, e))?
+            .into_dimensions()
+            .map_err(|e| DataError::invalid_step(path, 0, format!("episode {index}: camera {name:?}: {e}")))?;
+        cameras.push(Camera { name: name.clone(), width, height, intrinsics: None, extrinsics: None });
     }
     let steps = frames
         .into_iter()
@@ -783,10 +631,7 @@ fn build_episode(
                 DataError::invalid_step(
                     path,
                     i,
-                    format!(
-                        "episode {index}: state has {} entries, too few for the mapping",
-                        f.state.len()
-                    ),
+                    format!("episode {index}: state has {} entries, too few for the mapping", f.state.len()),
                 )
             })?;
             let images = columns
@@ -795,14 +640,7 @@ fn build_episode(
                 .zip(f.images)
                 .map(|((name, _), bytes)| (name.clone(), ImageRef::Encoded(bytes)))
                 .collect();
-            Ok(Step {
-                pose,
-                gripper_open,
-                joint_velocities: f.velocity,
-                images,
-                subtask: None,
-                scene: Vec::new(),
-            })
+            Ok(Step { pose, gripper_open, joint_velocities: f.velocity, images, subtask: None, scene: Vec::new() })
         })
         .collect::<Result<Vec<Step>>>()?;
     Ok(Episode {
@@ -823,11 +661,7 @@ fn build_episode(
 fn dataset_metadata<'a>(episodes: impl Iterator<Item = &'a Episode>) -> EnvMetadata {
     let mut min = [f64::INFINITY; 3];
     let mut max = [f64::NEG_INFINITY; 3];
-    for p in episodes
-        .flat_map(|e| &e.steps)
-        .map(|s| s.pose.position)
-        .filter(|p| p.iter().all(|v| v.is_finite()))
-    {
+    for p in episodes.flat_map(|e| &e.steps).map(|s| s.pose.position).filter(|p| p.iter().all(|v| v.is_finite())) {
         for k in 0..3 {
             min[k] = min[k].min(p[k]);
             max[k] = max[k].max(p[k]);
@@ -840,10 +674,8 @@ fn dataset_metadata<'a>(episodes: impl Iterator<Item = &'a Episode>) -> EnvMetad
     };
     if min[0].is_finite() {
         let pad: [f64; 3] = std::array::from_fn(|k| WORKSPACE_PADDING * (max[k] - min[k]));
-        metadata.workspace = Bounds {
-            min: std::array::from_fn(|k| min[k] - pad[k]),
-            max: std::array::from_fn(|k| max[k] + pad[k]),
-        };
+        metadata.workspace =
+            Bounds { min: std::array::from_fn(|k| min[k] - pad[k]), max: std::array::from_fn(|k| max[k] + pad[k]) };
     }
     metadata
 }
@@ -861,11 +693,7 @@ mod tests {
         // v' = v + 2w (u x v) + 2 u x (u x v), u = (qx, qy, qz).
         let [x, y, z, w] = q;
         let cross = |a: [f64; 3], b: [f64; 3]| {
-            [
-                a[1] * b[2] - a[2] * b[1],
-                a[2] * b[0] - a[0] * b[2],
-                a[0] * b[1] - a[1] * b[0],
-            ]
+            [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
         };
         let t = cross([x, y, z], v).map(|c| 2.0 * c);
         let u = cross([x, y, z], t);
@@ -875,9 +703,7 @@ mod tests {
     #[test]
     fn state_map_text_form_parses() {
         let map: StateMap =
-            "x=0, y=ee_y ,z=2,gripper=6,state=obs.ee,threshold=0.02,open=below,velocities=none"
-                .parse()
-                .unwrap();
+            "x=0, y=ee_y ,z=2,gripper=6,state=obs.ee,threshold=0.02,open=below,velocities=none".parse().unwrap();
         assert_eq!(map.entries["x"], Entry::Index(0));
         assert_eq!(map.entries["y"], Entry::Name("ee_y".into()));
         assert_eq!(map.feature.as_deref(), Some("obs.ee"));
@@ -885,10 +711,7 @@ mod tests {
         assert!(map.open_below);
         assert_eq!(map.velocities, Velocities::Off);
         for bad in ["x", "speed=3", "threshold=abc", "open=sideways"] {
-            assert!(
-                matches!(bad.parse::<StateMap>(), Err(DataError::Config(_))),
-                "{bad}"
-            );
+            assert!(matches!(bad.parse::<StateMap>(), Err(DataError::Config(_))), "{bad}");
         }
     }
 
@@ -905,32 +728,12 @@ mod tests {
         .unwrap();
         assert_eq!(quat.orientation, Orientation::Quaternion([3, 4, 5, 6]));
         assert_eq!(quat.gripper, 7);
-        let position_only = Layout::resolve(
-            &StateMap::default(),
-            &names(&["gripper", "x", "y", "z"]),
-            4,
-            "s",
-            info,
-        )
-        .unwrap();
-        assert_eq!(
-            (position_only.position, position_only.orientation),
-            ([1, 2, 3], Orientation::Identity)
-        );
+        let position_only =
+            Layout::resolve(&StateMap::default(), &names(&["gripper", "x", "y", "z"]), 4, "s", info).unwrap();
+        assert_eq!((position_only.position, position_only.orientation), ([1, 2, 3], Orientation::Identity));
         // A partial orientation is ambiguous.
-        let partial = Layout::resolve(
-            &StateMap::default(),
-            &names(&["x", "y", "z", "yaw", "gripper"]),
-            5,
-            "s",
-            info,
-        );
-        assert!(
-            partial
-                .unwrap_err()
-                .to_string()
-                .contains("[x, y, z, yaw, gripper]")
-        );
+        let partial = Layout::resolve(&StateMap::default(), &names(&["x", "y", "z", "yaw", "gripper"]), 5, "s", info);
+        assert!(partial.unwrap_err().to_string().contains("[x, y, z, yaw, gripper]"));
         let map: StateMap = "gripper=j6,x=0,y=1,z=2".parse().unwrap();
         let mapped = Layout::resolve(&map, &names(&["a", "b", "c", "j6"]), 4, "s", info).unwrap();
         assert_eq!(mapped.gripper, 3);
@@ -939,14 +742,8 @@ mod tests {
 
     #[test]
     fn gripper_rule_follows_threshold_and_side() {
-        let mut layout = Layout::resolve(
-            &StateMap::default(),
-            &names(&["x", "y", "z", "gripper"]),
-            4,
-            "s",
-            Path::new("i"),
-        )
-        .unwrap();
+        let mut layout =
+            Layout::resolve(&StateMap::default(), &names(&["x", "y", "z", "gripper"]), 4, "s", Path::new("i")).unwrap();
         assert!(layout.apply(&[0.0, 0.0, 0.0, 0.9]).unwrap().1);
         assert!(!layout.apply(&[0.0, 0.0, 0.0, 0.5]).unwrap().1);
         layout.open_below = true;

@@ -67,10 +67,7 @@ impl Movement {
 
     /// The label of the move from `current` to `target` with the default threshold.
     pub fn between(current: [f64; 3], target: [f64; 3]) -> Self {
-        Self::from_delta(
-            std::array::from_fn(|a| target[a] - current[a]),
-            NEGLIGIBLE_M,
-        )
+        Self::from_delta(std::array::from_fn(|a| target[a] - current[a]), NEGLIGIBLE_M)
     }
 
     /// A label from per-axis levels, or `None` when they break the invariant.
@@ -90,16 +87,8 @@ impl Movement {
         let parts: Vec<String> = (0..3)
             .filter(|&a| self.0[a] != 0)
             .map(|a| {
-                let name = if self.0[a] > 0 {
-                    &axes[a].positive
-                } else {
-                    &axes[a].negative
-                };
-                if self.0[a].abs() == 1 {
-                    format!("slightly move {name}")
-                } else {
-                    format!("move {name}")
-                }
+                let name = if self.0[a] > 0 { &axes[a].positive } else { &axes[a].negative };
+                if self.0[a].abs() == 1 { format!("slightly move {name}") } else { format!("move {name}") }
             })
             .collect();
         match parts.as_slice() {
@@ -152,11 +141,7 @@ impl Movement {
         let mut out = Vec::new();
         for a in 0..3 {
             let l = self.0[a];
-            let edits: &[i8] = if l == 0 {
-                &[-2, -1, 1, 2]
-            } else {
-                &[-l, l.signum() * (3 - l.abs()), 0]
-            };
+            let edits: &[i8] = if l == 0 { &[-2, -1, 1, 2] } else { &[-l, l.signum() * (3 - l.abs()), 0] };
             for &new in edits {
                 let mut levels = self.0;
                 levels[a] = new;
@@ -216,10 +201,7 @@ mod tests {
     fn all_labels() -> Vec<Movement> {
         let r = -2i8..=2;
         r.clone()
-            .flat_map(|x| {
-                r.clone()
-                    .flat_map(move |y| (-2i8..=2).map(move |z| [x, y, z]))
-            })
+            .flat_map(|x| r.clone().flat_map(move |y| (-2i8..=2).map(move |z| [x, y, z])))
             .filter_map(Movement::new)
             .collect()
     }
@@ -227,27 +209,15 @@ mod tests {
     #[test]
     fn phrases_follow_the_paper() {
         let a = axes();
-        assert_eq!(
-            Movement::between([0.0; 3], [0.0, 0.0, 0.2]).phrase(&a),
-            "move up"
-        );
-        assert_eq!(
-            Movement::between([0.0; 3], [0.0, 0.1, -0.12]).phrase(&a),
-            "move right and move down"
-        );
+        assert_eq!(Movement::between([0.0; 3], [0.0, 0.0, 0.2]).phrase(&a), "move up");
+        assert_eq!(Movement::between([0.0; 3], [0.0, 0.1, -0.12]).phrase(&a), "move right and move down");
         assert_eq!(
             Movement::between([0.0; 3], [0.04, -0.05, -0.2]).phrase(&a),
             "slightly move front, slightly move left, and move down"
         );
-        assert_eq!(
-            Movement::between([0.0; 3], [0.005, 0.0, -0.009]).phrase(&a),
-            "stay still"
-        );
+        assert_eq!(Movement::between([0.0; 3], [0.005, 0.0, -0.009]).phrase(&a), "stay still");
         // Exactly half the largest is "slightly".
-        assert_eq!(
-            Movement::from_delta([0.1, 0.05, 0.0], 0.01).levels(),
-            [2, 1, 0]
-        );
+        assert_eq!(Movement::from_delta([0.1, 0.05, 0.0], 0.01).levels(), [2, 1, 0]);
     }
 
     #[test]
@@ -257,11 +227,7 @@ mod tests {
         assert_eq!(p("Move right and down."), Some([0, 2, -2]));
         assert_eq!(p("move down and slightly right"), Some([0, 1, -2]));
         assert_eq!(p("move slightly left, and move up"), Some([0, -1, 2]));
-        assert_eq!(
-            p("slightly move up"),
-            None,
-            "only slight moves break the rule"
-        );
+        assert_eq!(p("slightly move up"), None, "only slight moves break the rule");
         assert_eq!(p("move up and move down"), None, "one axis named twice");
         assert_eq!(p("jump"), None);
         assert_eq!(p(""), None);
@@ -275,14 +241,7 @@ mod tests {
             let adj = m.adjacent();
             assert!(adj.len() >= 6, "{m:?} has {adj:?}");
             assert!(!adj.contains(&m));
-            assert!(adj.iter().all(|n| {
-                m.levels()
-                    .iter()
-                    .zip(n.levels())
-                    .filter(|(a, b)| *a != b)
-                    .count()
-                    == 1
-            }));
+            assert!(adj.iter().all(|n| { m.levels().iter().zip(n.levels()).filter(|(a, b)| *a != b).count() == 1 }));
         }
         assert_eq!(Movement::STILL.adjacent().len(), 6);
     }
@@ -317,10 +276,7 @@ mod tests {
 
     #[test]
     fn serde_rejects_invalid_levels() {
-        assert_eq!(
-            serde_json::to_string(&Movement::new([0, 1, -2]).unwrap()).unwrap(),
-            "[0,1,-2]"
-        );
+        assert_eq!(serde_json::to_string(&Movement::new([0, 1, -2]).unwrap()).unwrap(), "[0,1,-2]");
         assert!(serde_json::from_str::<Movement>("[0,1,1]").is_err());
         assert!(serde_json::from_str::<Movement>("[0,3,0]").is_err());
     }

@@ -42,21 +42,15 @@ pub fn image_path(camera: &str, step: usize) -> PathBuf {
 pub fn read_episode(dir: &Path) -> Result<Episode> {
     let json = dir.join(EPISODE_FILE);
     let text = std::fs::read_to_string(&json).map_err(|e| DataError::io(&json, e))?;
-    let mut episode: Episode = serde_json::from_str(&text).map_err(|source| DataError::Json {
-        path: json.clone(),
-        source,
-    })?;
+    let mut episode: Episode =
+        serde_json::from_str(&text).map_err(|source| DataError::Json { path: json.clone(), source })?;
     episode.validate(&json)?;
     for (i, step) in episode.steps.iter_mut().enumerate() {
         for image in step.images.values_mut() {
             if let ImageRef::Path(p) = image {
                 let full = dir.join(&*p);
                 if !full.is_file() {
-                    return Err(DataError::invalid_step(
-                        &json,
-                        i,
-                        format!("image {} is missing", full.display()),
-                    ));
+                    return Err(DataError::invalid_step(&json, i, format!("image {} is missing", full.display())));
                 }
                 *p = full;
             }
@@ -69,10 +63,7 @@ pub fn read_episode(dir: &Path) -> Result<Episode> {
             .filter(|e| e.as_ref().is_ok_and(|e| e.path().is_file()))
             .count();
         if count != episode.steps.len() {
-            return Err(DataError::invalid(
-                &folder,
-                format!("holds {count} images for {} steps", episode.steps.len()),
-            ));
+            return Err(DataError::invalid(&folder, format!("holds {count} images for {} steps", episode.steps.len())));
         }
     }
     Ok(episode)
@@ -98,10 +89,7 @@ pub fn write_episode(episode: &Episode, dir: &Path) -> Result<()> {
         step.images = images;
     }
     let json = staged.path().join(EPISODE_FILE);
-    let text = serde_json::to_string(&stored).map_err(|source| DataError::Json {
-        path: json.clone(),
-        source,
-    })?;
+    let text = serde_json::to_string(&stored).map_err(|source| DataError::Json { path: json.clone(), source })?;
     std::fs::write(&json, text).map_err(|e| DataError::io(&json, e))?;
     staged.commit(true)
 }
@@ -135,10 +123,7 @@ mod tests {
             }],
             steps: (0..steps)
                 .map(|i| Step {
-                    pose: Pose {
-                        position: [0.1 * i as f64, -0.2, 0.9],
-                        orientation: [0.0, 1.0, 0.0, 0.0],
-                    },
+                    pose: Pose { position: [0.1 * i as f64, -0.2, 0.9], orientation: [0.0, 1.0, 0.0, 0.0] },
                     gripper_open: i < 2,
                     joint_velocities: Some(vec![0.5; 7]),
                     images: [("front".to_string(), ImageRef::Encoded(png(4, 3, i as u8)))].into(),
@@ -159,9 +144,7 @@ mod tests {
         write_episode(&original, &dir).unwrap();
         let back = read_episode(&dir).unwrap();
         for (i, (a, b)) in original.steps.iter().zip(&back.steps).enumerate() {
-            let ImageRef::Path(p) = &b.images["front"] else {
-                panic!("read images are paths")
-            };
+            let ImageRef::Path(p) = &b.images["front"] else { panic!("read images are paths") };
             assert_eq!(p, &dir.join(format!("front/{i}.png")));
             assert_eq!(
                 a.images["front"].load_rgb(Path::new("")).unwrap(),
@@ -178,15 +161,8 @@ mod tests {
         let copy = tmp.path().join("copy");
         write_episode(&back, &copy).unwrap();
         assert_eq!(strip(&read_episode(&copy).unwrap()), strip(&original));
-        let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(
-            leftovers.len(),
-            2,
-            "no temporary folders left: {leftovers:?}"
-        );
+        let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(leftovers.len(), 2, "no temporary folders left: {leftovers:?}");
     }
 
     #[test]
@@ -204,18 +180,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let mut ep = sample(3);
         ep.steps[1].pose.position[2] = f64::NAN;
-        let err = write_episode(&ep, &tmp.path().join("ep"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("step 1") && err.contains("not finite"),
-            "{err}"
-        );
+        let err = write_episode(&ep, &tmp.path().join("ep")).unwrap_err().to_string();
+        assert!(err.contains("step 1") && err.contains("not finite"), "{err}");
         ep.steps[1].pose.position[2] = 0.9;
-        ep.steps[2].images.insert(
-            "front".into(),
-            ImageRef::Encoded(Arc::from(&b"not an image"[..])),
-        );
+        ep.steps[2].images.insert("front".into(), ImageRef::Encoded(Arc::from(&b"not an image"[..])));
         assert!(write_episode(&ep, &tmp.path().join("ep")).is_err());
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
@@ -228,10 +196,7 @@ mod tests {
 
         std::fs::remove_file(dir.join("front/2.png")).unwrap();
         let err = read_episode(&dir).unwrap_err().to_string();
-        assert!(
-            err.contains("episode.json (step 2)") && err.contains("missing"),
-            "{err}"
-        );
+        assert!(err.contains("episode.json (step 2)") && err.contains("missing"), "{err}");
 
         write_episode(&sample(3), &dir).unwrap();
         std::fs::write(dir.join("front/7.png"), b"x").unwrap();
@@ -242,9 +207,7 @@ mod tests {
         let err = read_episode(&dir).unwrap_err().to_string();
         assert!(err.contains("episode.json: invalid JSON"), "{err}");
 
-        let err = read_episode(&tmp.path().join("nowhere"))
-            .unwrap_err()
-            .to_string();
+        let err = read_episode(&tmp.path().join("nowhere")).unwrap_err().to_string();
         assert!(err.contains("nowhere/episode.json"), "{err}");
     }
 }

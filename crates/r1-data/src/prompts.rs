@@ -34,9 +34,7 @@ impl std::str::FromStr for Template {
         match s {
             "paper" => Ok(Self::Paper),
             "compact" => Ok(Self::Compact),
-            _ => Err(format!(
-                "unknown template {s:?} (expected paper or compact)"
-            )),
+            _ => Err(format!("unknown template {s:?} (expected paper or compact)")),
         }
     }
 }
@@ -77,12 +75,7 @@ pub fn format_coordinate(v: f64) -> String {
 
 /// Formats a position as the prompts and answers print it: `[0.254, -0.197, 0.894]`.
 pub fn format_position(p: [f64; 3]) -> String {
-    format!(
-        "[{}, {}, {}]",
-        format_coordinate(p[0]),
-        format_coordinate(p[1]),
-        format_coordinate(p[2])
-    )
+    format!("[{}, {}, {}]", format_coordinate(p[0]), format_coordinate(p[1]), format_coordinate(p[2]))
 }
 
 /// The question sentence for a question type.
@@ -91,9 +84,7 @@ fn question(qa_type: QaType) -> &'static str {
         QaType::Waypoint => {
             "Which option is the position of the gripper at the next waypoint (the next keypoint of the demonstration)? Choose the most accurate option."
         }
-        QaType::CurrentState => {
-            "Which option is the current position of the gripper? Choose the most accurate option."
-        }
+        QaType::CurrentState => "Which option is the current position of the gripper? Choose the most accurate option.",
         QaType::Movement => {
             "Which movement brings the gripper from its current position to the next waypoint (the next keypoint of the demonstration)? Choose the most accurate option."
         }
@@ -112,23 +103,14 @@ fn shows_scale(qa_type: QaType) -> bool {
 }
 
 fn state_lines(input: &PromptInput, options: &PromptOptions) -> Vec<String> {
-    let mut lines = vec![format!(
-        "Position: {}",
-        format_position(input.pose.position)
-    )];
+    let mut lines = vec![format!("Position: {}", format_position(input.pose.position))];
     if options.include_rotation {
         let q = input.pose.orientation;
         let parts: Vec<String> = q.iter().map(|&v| format_coordinate(v)).collect();
-        lines.push(format!(
-            "Orientation (quaternion x, y, z, w): [{}]",
-            parts.join(", ")
-        ));
+        lines.push(format!("Orientation (quaternion x, y, z, w): [{}]", parts.join(", ")));
     }
     if options.include_gripper {
-        lines.push(format!(
-            "Gripper: {}",
-            if input.gripper_open { "open" } else { "closed" }
-        ));
+        lines.push(format!("Gripper: {}", if input.gripper_open { "open" } else { "closed" }));
     }
     lines
 }
@@ -155,24 +137,14 @@ fn render_paper(input: &PromptInput, options: &PromptOptions) -> String {
     let mut s = String::from("# Robot Assistant for Low-Level Control\n");
     s += "You are a robot assistant that reasons about how a robot arm with a parallel gripper should move. \
           Use the image and the information below to answer the question.\n\n";
-    s += &format!(
-        "## Task description\nInstruction: \"{}\"\n\n",
-        input.description.trim()
-    );
+    s += &format!("## Task description\nInstruction: \"{}\"\n\n", input.description.trim());
     s += "## Visual Input\nThe image shows the scene from the front view.\n\n";
     s += "## Coordinate System\nPositions are [x, y, z] in metres, in the world frame seen from the front view.\n";
     for (name, axis) in ["X", "Y", "Z"].iter().zip(&m.axes) {
-        s += &format!(
-            "- {name} axis: {} is positive, {} is negative.\n",
-            axis.positive, axis.negative
-        );
+        s += &format!("- {name} axis: {} is positive, {} is negative.\n", axis.positive, axis.negative);
     }
     if shows_scale(input.qa_type) {
-        s += &format!(
-            "- World origin {} is at {}.\n",
-            format_position(m.origin),
-            m.origin_description
-        );
+        s += &format!("- World origin {} is at {}.\n", format_position(m.origin), m.origin_description);
         s += &format!(
             "\n## Robot Specifications\nThe gripper is {} m wide (x), {} m long (y) and {} m high (z); its fingers are {} m long.\n",
             format_coordinate(g.width),
@@ -182,10 +154,7 @@ fn render_paper(input: &PromptInput, options: &PromptOptions) -> String {
         );
     }
     if shows_state(input.qa_type) {
-        s += &format!(
-            "\n## Current Robot State\n{}\n",
-            state_lines(input, options).join("\n")
-        );
+        s += &format!("\n## Current Robot State\n{}\n", state_lines(input, options).join("\n"));
     }
     if input.qa_type.is_multiple_choice() {
         s += &format!("\n### Choice Question\n{}\n", question(input.qa_type));
@@ -195,11 +164,7 @@ fn render_paper(input: &PromptInput, options: &PromptOptions) -> String {
     } else {
         s += &format!("\n### Question\n{}\n", question(input.qa_type));
     }
-    let what = if input.qa_type.is_multiple_choice() {
-        "only the label of your choice"
-    } else {
-        "only the position"
-    };
+    let what = if input.qa_type.is_multiple_choice() { "only the label of your choice" } else { "only the position" };
     s += &format!(
         "\n## Output Format\nFirst think step by step inside <think> </think>, then give {what} inside <answer> </answer>. Example:\n<think> your reasoning </think> <answer> {} </answer>",
         answer_example(input)
@@ -209,22 +174,13 @@ fn render_paper(input: &PromptInput, options: &PromptOptions) -> String {
 
 fn render_compact(input: &PromptInput, options: &PromptOptions) -> String {
     let m = input.metadata;
-    let axes: Vec<String> = ["x", "y", "z"]
-        .iter()
-        .zip(&m.axes)
-        .map(|(n, a)| format!("{n} +{}/-{}", a.positive, a.negative))
-        .collect();
-    let mut lines = vec![
-        format!("Task: {}", input.description.trim()),
-        format!("Front view. Axes (m): {}.", axes.join(", ")),
-    ];
+    let axes: Vec<String> =
+        ["x", "y", "z"].iter().zip(&m.axes).map(|(n, a)| format!("{n} +{}/-{}", a.positive, a.negative)).collect();
+    let mut lines =
+        vec![format!("Task: {}", input.description.trim()), format!("Front view. Axes (m): {}.", axes.join(", "))];
     if shows_scale(input.qa_type) {
         let g = &m.gripper;
-        lines.push(format!(
-            "Origin {}: {}.",
-            format_position(m.origin),
-            m.origin_description
-        ));
+        lines.push(format!("Origin {}: {}.", format_position(m.origin), m.origin_description));
         lines.push(format!(
             "Gripper {} x {} x {} m.",
             format_coordinate(g.width),
@@ -239,10 +195,7 @@ fn render_compact(input: &PromptInput, options: &PromptOptions) -> String {
     for (label, text) in input.options {
         lines.push(format!("[[{label}]] {text}"));
     }
-    lines.push(format!(
-        "Reply: <think>...</think><answer>{}</answer>",
-        answer_example(input)
-    ));
+    lines.push(format!("Reply: <think>...</think><answer>{}</answer>", answer_example(input)));
     lines.join("\n")
 }
 
@@ -252,10 +205,7 @@ mod tests {
     use crate::episode::GripperDims;
 
     fn options() -> Vec<(String, String)> {
-        ["A", "B", "C", "D"]
-            .iter()
-            .map(|l| (l.to_string(), format!("option {l}")))
-            .collect()
+        ["A", "B", "C", "D"].iter().map(|l| (l.to_string(), format!("option {l}"))).collect()
     }
 
     fn input<'a>(
@@ -277,23 +227,14 @@ mod tests {
 
     #[test]
     fn coordinates_have_three_decimals_and_no_negative_zero() {
-        assert_eq!(
-            format_position([0.2544, -0.19749, 0.894]),
-            "[0.254, -0.197, 0.894]"
-        );
-        assert_eq!(
-            format_position([-0.0001, 1.0, -2.5]),
-            "[0.000, 1.000, -2.500]"
-        );
+        assert_eq!(format_position([0.2544, -0.19749, 0.894]), "[0.254, -0.197, 0.894]");
+        assert_eq!(format_position([-0.0001, 1.0, -2.5]), "[0.000, 1.000, -2.500]");
     }
 
     #[test]
     fn paper_sections_depend_on_the_question() {
         let meta = EnvMetadata::default();
-        let pose = Pose {
-            position: [0.1, -0.2, 0.9],
-            orientation: [0.0, 1.0, 0.0, 0.0],
-        };
+        let pose = Pose { position: [0.1, -0.2, 0.9], orientation: [0.0, 1.0, 0.0, 0.0] };
         let opts = options();
         let paper = PromptOptions::default();
         let w = render(&input(QaType::Waypoint, &meta, &pose, &opts), &paper);
@@ -314,17 +255,9 @@ mod tests {
             assert!(w.contains(section), "missing {section:?} in\n{w}");
         }
         let c = render(&input(QaType::CurrentState, &meta, &pose, &opts), &paper);
-        assert!(
-            !c.contains("Current Robot State")
-                && c.contains("World origin")
-                && c.contains("Robot Specifications")
-        );
+        assert!(!c.contains("Current Robot State") && c.contains("World origin") && c.contains("Robot Specifications"));
         let mv = render(&input(QaType::Movement, &meta, &pose, &opts), &paper);
-        assert!(
-            !mv.contains("Current Robot State")
-                && !mv.contains("World origin")
-                && !mv.contains("Specifications")
-        );
+        assert!(!mv.contains("Current Robot State") && !mv.contains("World origin") && !mv.contains("Specifications"));
         assert!(mv.contains("front is positive, back is negative"));
         let open = render(&input(QaType::WaypointOpen, &meta, &pose, &[]), &paper);
         assert!(
@@ -342,50 +275,28 @@ mod tests {
         let meta = EnvMetadata {
             origin: [1.5, 2.5, 3.5],
             origin_description: "the robot base".into(),
-            gripper: GripperDims {
-                width: 0.123,
-                ..default.gripper
-            },
+            gripper: GripperDims { width: 0.123, ..default.gripper },
             axes,
             ..default
         };
-        let pose = Pose {
-            position: [0.0; 3],
-            orientation: [0.0, 0.0, 0.0, 1.0],
-        };
+        let pose = Pose { position: [0.0; 3], orientation: [0.0, 0.0, 0.0, 1.0] };
         for template in [Template::Paper, Template::Compact] {
-            let o = PromptOptions {
-                template,
-                ..Default::default()
-            };
+            let o = PromptOptions { template, ..Default::default() };
             let text = render(&input(QaType::Waypoint, &meta, &pose, &options()), &o);
-            assert!(
-                text.contains("[1.500, 2.500, 3.500]") && text.contains("the robot base"),
-                "{text}"
-            );
-            assert!(
-                text.contains("0.123") && text.contains("east") && !text.contains("0.752"),
-                "{text}"
-            );
+            assert!(text.contains("[1.500, 2.500, 3.500]") && text.contains("the robot base"), "{text}");
+            assert!(text.contains("0.123") && text.contains("east") && !text.contains("0.752"), "{text}");
         }
     }
 
     #[test]
     fn state_extras_are_opt_in() {
         let meta = EnvMetadata::default();
-        let pose = Pose {
-            position: [0.0; 3],
-            orientation: [0.0, 1.0, 0.0, 0.0],
-        };
+        let pose = Pose { position: [0.0; 3], orientation: [0.0, 1.0, 0.0, 0.0] };
         let opts = options();
         let i = input(QaType::Waypoint, &meta, &pose, &opts);
         let plain = render(&i, &PromptOptions::default());
         assert!(!plain.contains("Orientation") && !plain.contains("Gripper: open"));
-        let full = PromptOptions {
-            include_rotation: true,
-            include_gripper: true,
-            ..Default::default()
-        };
+        let full = PromptOptions { include_rotation: true, include_gripper: true, ..Default::default() };
         let text = render(&i, &full);
         assert!(text.contains("Orientation (quaternion x, y, z, w): [0.000, 1.000, 0.000, 0.000]"));
         assert!(text.contains("Gripper: open"));
@@ -394,19 +305,10 @@ mod tests {
     #[test]
     fn compact_is_shorter_and_keeps_the_options() {
         let meta = EnvMetadata::default();
-        let pose = Pose {
-            position: [0.1, -0.2, 0.9],
-            orientation: [0.0, 1.0, 0.0, 0.0],
-        };
+        let pose = Pose { position: [0.1, -0.2, 0.9], orientation: [0.0, 1.0, 0.0, 0.0] };
         let opts = options();
         let i = input(QaType::Waypoint, &meta, &pose, &opts);
-        let compact = render(
-            &i,
-            &PromptOptions {
-                template: Template::Compact,
-                ..Default::default()
-            },
-        );
+        let compact = render(&i, &PromptOptions { template: Template::Compact, ..Default::default() });
         let paper = render(&i, &PromptOptions::default());
         assert!(compact.len() * 2 < paper.len(), "{compact}");
         assert!(compact.contains("[[D]] option D") && compact.contains("[0.100, -0.200, 0.900]"));

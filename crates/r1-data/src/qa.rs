@@ -57,10 +57,9 @@ impl std::fmt::Display for QaType {
 impl std::str::FromStr for QaType {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| format!("unknown qa_type {s:?} (expected waypoint, current_state, movement or waypoint_open)"))
+        Self::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| {
+            format!("unknown qa_type {s:?} (expected waypoint, current_state, movement or waypoint_open)")
+        })
     }
 }
 
@@ -69,8 +68,12 @@ impl std::str::FromStr for QaType {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContentPart {
     /// Path of the image, relative to the dataset root.
-    Image { image: String },
-    Text { text: String },
+    Image {
+        image: String,
+    },
+    Text {
+        text: String,
+    },
 }
 
 /// A chat message (`role` is `system`, `user` or `assistant`).

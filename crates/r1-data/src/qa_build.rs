@@ -30,8 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::distractors::{DistractorStyle, movement_distractors, position_distractors};
 use crate::distractors::{
-    EpisodePool, PositionRules, balanced_movement_distractors, state_distractors,
-    waypoint_distractors,
+    EpisodePool, PositionRules, balanced_movement_distractors, state_distractors, waypoint_distractors,
 };
 use crate::episode::Episode;
 use crate::error::{DataError, Result};
@@ -109,10 +108,7 @@ impl QaConfig {
             return bad("no question type selected".into());
         }
         if !self.min_distractor_distance.is_finite() || self.min_distractor_distance < 0.0 {
-            return bad(format!(
-                "invalid minimum distractor distance {}",
-                self.min_distractor_distance
-            ));
+            return bad(format!("invalid minimum distractor distance {}", self.min_distractor_distance));
         }
         if let Some(max) = self.max_distractor_distance
             && (max.is_nan() || max <= self.min_distractor_distance)
@@ -123,10 +119,7 @@ impl QaConfig {
             ));
         }
         if self.negligible_movement.is_nan() || self.negligible_movement < 0.0 {
-            return bad(format!(
-                "invalid negligible movement {}",
-                self.negligible_movement
-            ));
+            return bad(format!("invalid negligible movement {}", self.negligible_movement));
         }
         Ok(())
     }
@@ -157,10 +150,7 @@ pub fn current_frames(n_steps: usize, keypoints: &[usize], every: usize) -> Vec<
 
 /// Where a frame's image goes in a dataset, relative to its root.
 pub fn image_rel_path(episode: &Episode, camera: &str, frame: usize) -> String {
-    format!(
-        "images/{}/v{}/e{}/{camera}_{frame}.png",
-        episode.task, episode.variation, episode.episode
-    )
+    format!("images/{}/v{}/e{}/{camera}_{frame}.png", episode.task, episode.variation, episode.episode)
 }
 
 /// A generator seeded by `seed` and `key` (FNV-1a over the key's bytes, mixed with the seed):
@@ -179,53 +169,30 @@ fn shuffle_options(
     distractors: [String; 3],
     rng: &mut impl rand::Rng,
 ) -> (Vec<(String, String)>, String) {
-    let mut texts: Vec<(bool, String)> = std::iter::once((true, answer))
-        .chain(distractors.map(|d| (false, d)))
-        .collect();
+    let mut texts: Vec<(bool, String)> =
+        std::iter::once((true, answer)).chain(distractors.map(|d| (false, d))).collect();
     texts.shuffle(rng);
-    let correct = texts
-        .iter()
-        .position(|(is_answer, _)| *is_answer)
-        .unwrap_or(0);
-    let options = LABELS
-        .iter()
-        .zip(texts)
-        .map(|(l, (_, t))| (l.to_string(), t))
-        .collect();
+    let correct = texts.iter().position(|(is_answer, _)| *is_answer).unwrap_or(0);
+    let options = LABELS.iter().zip(texts).map(|(l, (_, t))| (l.to_string(), t)).collect();
     (options, LABELS[correct].to_string())
 }
 
 /// The CoT SFT target, when the plan and the current subtask are known.
 pub fn cot_target(plan: &[String], subtask: &str, movement: &str, target: [f64; 3]) -> String {
-    let steps: Vec<String> = plan
-        .iter()
-        .enumerate()
-        .map(|(i, s)| format!("{}. {s}", i + 1))
-        .collect();
-    format!(
-        "Plan: {}\nSubtask: {subtask}\nMove: {movement}\nAnswer: {}",
-        steps.join(" "),
-        format_position(target)
-    )
+    let steps: Vec<String> = plan.iter().enumerate().map(|(i, s)| format!("{}. {s}", i + 1)).collect();
+    format!("Plan: {}\nSubtask: {subtask}\nMove: {movement}\nAnswer: {}", steps.join(" "), format_position(target))
 }
 
 fn pick_camera(episode: &Episode, wanted: Option<&str>) -> Result<String> {
     let name = match wanted {
         Some(w) => w.to_string(),
         None if episode.cameras.iter().any(|c| c.name == "front") => "front".to_string(),
-        None => episode
-            .cameras
-            .first()
-            .map(|c| c.name.clone())
-            .unwrap_or_else(|| "front".to_string()),
+        None => episode.cameras.first().map(|c| c.name.clone()).unwrap_or_else(|| "front".to_string()),
     };
     if episode.steps.iter().all(|s| s.images.contains_key(&name)) {
         Ok(name)
     } else {
-        Err(DataError::Config(format!(
-            "episode {}: no image from camera {name:?} on every step",
-            episode.id()
-        )))
+        Err(DataError::Config(format!("episode {}: no image from camera {name:?} on every step", episode.id())))
     }
 }
 
@@ -238,14 +205,8 @@ pub fn build_episode(episode: &Episode, config: &QaConfig) -> Result<EpisodeQa> 
     let rules = config.position_rules(episode);
     // Balanced distractors draw from the whole episode; the fallback box grows by the minimum
     // spacing so that a short episode still leaves room for three spaced points.
-    let pool = (config.distractors == DistractorStyle::Balanced).then(|| {
-        EpisodePool::new(
-            episode,
-            &keypoints,
-            config.negligible_movement,
-            config.min_distractor_distance,
-        )
-    });
+    let pool = (config.distractors == DistractorStyle::Balanced)
+        .then(|| EpisodePool::new(episode, &keypoints, config.negligible_movement, config.min_distractor_distance));
     let mut samples = Vec::new();
     let mut images = Vec::new();
     for (frame, keypoint) in current_frames(episode.steps.len(), &keypoints, config.every) {
@@ -266,18 +227,10 @@ pub fn build_episode(episode: &Episode, config: &QaConfig) -> Result<EpisodeQa> 
         for &qa_type in &config.qa_types {
             let id = format!("{}/f{frame}/{qa_type}", episode.id());
             let mut rng = keyed_rng(config.seed, &id);
-            let description = episode
-                .descriptions
-                .choose(&mut rng)
-                .map(String::as_str)
-                .unwrap_or_default();
+            let description = episode.descriptions.choose(&mut rng).map(String::as_str).unwrap_or_default();
             let (options, answer) = match qa_type {
                 QaType::Waypoint | QaType::CurrentState => {
-                    let truth = if qa_type == QaType::Waypoint {
-                        target
-                    } else {
-                        current
-                    };
+                    let truth = if qa_type == QaType::Waypoint { target } else { current };
                     let d = match &pool {
                         None => position_distractors(
                             truth,
@@ -286,28 +239,19 @@ pub fn build_episode(episode: &Episode, config: &QaConfig) -> Result<EpisodeQa> 
                             rules.max_distance,
                             &mut rng,
                         ),
-                        Some(pool) if qa_type == QaType::Waypoint => waypoint_distractors(
-                            (truth, current),
-                            &pool.moves,
-                            &pool.region,
-                            &rules,
-                            &mut rng,
-                        ),
-                        Some(pool) => {
-                            state_distractors(truth, &pool.states, &pool.region, &rules, &mut rng)
+                        Some(pool) if qa_type == QaType::Waypoint => {
+                            waypoint_distractors((truth, current), &pool.moves, &pool.region, &rules, &mut rng)
                         }
+                        Some(pool) => state_distractors(truth, &pool.states, &pool.region, &rules, &mut rng),
                     }
                     .map_err(|e| DataError::Config(format!("{id}: {e}")))?;
-                    let (opts, label) =
-                        shuffle_options(format_position(truth), d.map(format_position), &mut rng);
+                    let (opts, label) = shuffle_options(format_position(truth), d.map(format_position), &mut rng);
                     (opts, Answer::Label(label))
                 }
                 QaType::Movement => {
                     let d = match &pool {
                         None => movement_distractors(movement, &mut rng),
-                        Some(pool) => {
-                            balanced_movement_distractors(movement, &pool.movements, &mut rng)
-                        }
+                        Some(pool) => balanced_movement_distractors(movement, &pool.movements, &mut rng),
                     }
                     .map(|m| m.phrase(axes));
                     let (opts, label) = shuffle_options(movement_phrase.clone(), d, &mut rng);
@@ -345,20 +289,14 @@ pub fn build_episode(episode: &Episode, config: &QaConfig) -> Result<EpisodeQa> 
                 keypoint_frame: keypoint,
                 qa_type,
                 messages: vec![Message::user_with_image(image.clone(), text)],
-                options: qa_type
-                    .is_multiple_choice()
-                    .then(|| options.into_iter().collect::<BTreeMap<_, _>>()),
+                options: qa_type.is_multiple_choice().then(|| options.into_iter().collect::<BTreeMap<_, _>>()),
                 answer,
                 state: state.clone(),
                 sft,
             });
         }
     }
-    Ok(EpisodeQa {
-        samples,
-        camera,
-        images,
-    })
+    Ok(EpisodeQa { samples, camera, images })
 }
 
 #[cfg(test)]
@@ -382,70 +320,34 @@ pub(crate) mod tests {
             episode: 7,
             descriptions: vec!["pick up the cup".into(), "grasp the cup and lift it".into()],
             metadata: EnvMetadata::default(),
-            cameras: vec![Camera {
-                name: "front".into(),
-                width: 8,
-                height: 8,
-                intrinsics: None,
-                extrinsics: None,
-            }],
+            cameras: vec![Camera { name: "front".into(), width: 8, height: 8, intrinsics: None, extrinsics: None }],
             steps: (0..40)
                 .map(|i| Step {
-                    pose: Pose {
-                        position: position(i),
-                        orientation: [0.0, 1.0, 0.0, 0.0],
-                    },
+                    pose: Pose { position: position(i), orientation: [0.0, 1.0, 0.0, 0.0] },
                     gripper_open: i < 25,
                     joint_velocities: None,
-                    images: [(
-                        "front".to_string(),
-                        ImageRef::Path(format!("front/{i}.png").into()),
-                    )]
-                    .into(),
-                    subtask: Some(
-                        if i < 25 {
-                            "reach the cup"
-                        } else {
-                            "lift the cup"
-                        }
-                        .into(),
-                    ),
+                    images: [("front".to_string(), ImageRef::Path(format!("front/{i}.png").into()))].into(),
+                    subtask: Some(if i < 25 { "reach the cup" } else { "lift the cup" }.into()),
                     scene: vec![],
                 })
                 .collect(),
             waypoints: None,
-            plan: Some(vec![
-                "reach the cup".into(),
-                "grasp the cup".into(),
-                "lift the cup".into(),
-            ]),
+            plan: Some(vec!["reach the cup".into(), "grasp the cup".into(), "lift the cup".into()]),
         }
     }
 
     #[test]
     fn current_frames_pair_with_the_next_keypoint() {
-        assert_eq!(
-            current_frames(40, &[17, 25, 39], 10),
-            vec![(0, 17), (10, 17), (20, 25), (30, 39)]
-        );
-        assert_eq!(
-            current_frames(40, &[10, 39], 10),
-            vec![(0, 10), (10, 39), (20, 39), (30, 39)]
-        );
-        assert_eq!(
-            current_frames(41, &[39], 10),
-            vec![(0, 39), (10, 39), (20, 39), (30, 39)]
-        );
+        assert_eq!(current_frames(40, &[17, 25, 39], 10), vec![(0, 17), (10, 17), (20, 25), (30, 39)]);
+        assert_eq!(current_frames(40, &[10, 39], 10), vec![(0, 10), (10, 39), (20, 39), (30, 39)]);
+        assert_eq!(current_frames(41, &[39], 10), vec![(0, 39), (10, 39), (20, 39), (30, 39)]);
         assert!(current_frames(5, &[], 10).is_empty());
     }
 
     #[test]
     fn builds_every_type_with_consistent_answers() {
         for distractors in DistractorStyle::ALL {
-            let config = QaConfig {
-                distractors,
-                ..Default::default()
-            };
+            let config = QaConfig { distractors, ..Default::default() };
             check_consistent_answers(&config);
         }
     }
@@ -484,13 +386,8 @@ pub(crate) mod tests {
                     let sft = s.sft.as_ref().unwrap();
                     assert_eq!(sft.direct, format_position(*p));
                     let cot = sft.cot.as_ref().unwrap();
-                    assert!(cot.starts_with(
-                        "Plan: 1. reach the cup 2. grasp the cup 3. lift the cup\nSubtask: "
-                    ));
-                    assert!(cot.ends_with(&format!(
-                        "\nMove: {}\nAnswer: {}",
-                        s.state.movement, sft.direct
-                    )));
+                    assert!(cot.starts_with("Plan: 1. reach the cup 2. grasp the cup 3. lift the cup\nSubtask: "));
+                    assert!(cot.ends_with(&format!("\nMove: {}\nAnswer: {}", s.state.movement, sft.direct)));
                 }
                 other => panic!("unexpected answer/options {other:?}"),
             }
@@ -509,10 +406,7 @@ pub(crate) mod tests {
     #[test]
     fn the_styles_differ_only_in_the_distractors() {
         let ep = episode();
-        let paper = QaConfig {
-            distractors: DistractorStyle::Paper,
-            ..Default::default()
-        };
+        let paper = QaConfig { distractors: DistractorStyle::Paper, ..Default::default() };
         let a = build_episode(&ep, &paper).unwrap();
         let b = build_episode(&ep, &QaConfig::default()).unwrap();
         assert_eq!(a.samples.len(), b.samples.len());
@@ -532,14 +426,7 @@ pub(crate) mod tests {
         let ep = episode();
         let a = build_episode(&ep, &QaConfig::default()).unwrap();
         assert_eq!(a, build_episode(&ep, &QaConfig::default()).unwrap());
-        let b = build_episode(
-            &ep,
-            &QaConfig {
-                seed: 1,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let b = build_episode(&ep, &QaConfig { seed: 1, ..Default::default() }).unwrap();
         assert_ne!(a.samples, b.samples);
     }
 
@@ -547,55 +434,22 @@ pub(crate) mod tests {
     fn compact_template_and_type_selection() {
         let cfg = QaConfig {
             qa_types: vec![QaType::Movement],
-            prompt: PromptOptions {
-                template: Template::Compact,
-                ..Default::default()
-            },
+            prompt: PromptOptions { template: Template::Compact, ..Default::default() },
             every: 5,
             ..Default::default()
         };
         let qa = build_episode(&episode(), &cfg).unwrap();
-        assert!(
-            qa.samples
-                .iter()
-                .all(|s| s.qa_type == QaType::Movement && s.sft.is_none())
-        );
-        assert!(
-            qa.samples[0].messages[0]
-                .joined_text()
-                .starts_with("Task: ")
-        );
+        assert!(qa.samples.iter().all(|s| s.qa_type == QaType::Movement && s.sft.is_none()));
+        assert!(qa.samples[0].messages[0].joined_text().starts_with("Task: "));
     }
 
     #[test]
     fn bad_configuration_and_missing_camera_are_errors() {
         let ep = episode();
-        let err = build_episode(
-            &ep,
-            &QaConfig {
-                camera: Some("wrist".into()),
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("pick_up_cup/v0/e7") && err.to_string().contains("wrist"),
-            "{err}"
-        );
-        assert!(
-            build_episode(
-                &ep,
-                &QaConfig {
-                    every: 0,
-                    ..Default::default()
-                }
-            )
-            .is_err()
-        );
-        let impossible = QaConfig {
-            min_distractor_distance: 5.0,
-            ..Default::default()
-        };
+        let err = build_episode(&ep, &QaConfig { camera: Some("wrist".into()), ..Default::default() }).unwrap_err();
+        assert!(err.to_string().contains("pick_up_cup/v0/e7") && err.to_string().contains("wrist"), "{err}");
+        assert!(build_episode(&ep, &QaConfig { every: 0, ..Default::default() }).is_err());
+        let impossible = QaConfig { min_distractor_distance: 5.0, ..Default::default() };
         let err = build_episode(&ep, &impossible).unwrap_err().to_string();
         assert!(err.contains("cannot place 3 distractors"), "{err}");
     }

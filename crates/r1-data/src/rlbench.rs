@@ -60,22 +60,15 @@ pub fn read_episode(dir: &Path, cameras: &[String]) -> Result<Episode> {
     let names: Vec<&str> = if cameras.is_empty() {
         vec![DEFAULT_CAMERA]
     } else {
-        cameras
-            .iter()
-            .map(|c| c.strip_suffix("_rgb").unwrap_or(c))
-            .collect()
+        cameras.iter().map(|c| c.strip_suffix("_rgb").unwrap_or(c)).collect()
     };
     let mut episode_cameras = Vec::with_capacity(names.len());
     let mut steps = steps;
     for name in names {
         let images = camera_images(&dir, name, steps.len())?;
-        let (width, height) =
-            image::image_dimensions(&images[0]).map_err(|source| DataError::Image {
-                path: images[0].clone(),
-                source,
-            })?;
-        let calibration =
-            calibration(&misc, name).map_err(|(step, m)| DataError::invalid_step(&pkl, step, m))?;
+        let (width, height) = image::image_dimensions(&images[0])
+            .map_err(|source| DataError::Image { path: images[0].clone(), source })?;
+        let calibration = calibration(&misc, name).map_err(|(step, m)| DataError::invalid_step(&pkl, step, m))?;
         let (intrinsics, extrinsics) = match calibration {
             Some((k, e)) => {
                 let (k, e) = opencv_camera(k, e);
@@ -83,13 +76,7 @@ pub fn read_episode(dir: &Path, cameras: &[String]) -> Result<Episode> {
             }
             None => (None, None),
         };
-        episode_cameras.push(Camera {
-            name: name.to_owned(),
-            width,
-            height,
-            intrinsics,
-            extrinsics,
-        });
+        episode_cameras.push(Camera { name: name.to_owned(), width, height, intrinsics, extrinsics });
         for (step, image) in steps.iter_mut().zip(images) {
             step.images.insert(name.to_owned(), ImageRef::Path(image));
         }
@@ -126,21 +113,12 @@ fn locate(dir: &Path) -> Result<Location> {
              <task>/all_variations/episodes/episode<E>",
         )
     };
-    let name = |p: Option<&Path>| {
-        p.and_then(Path::file_name)
-            .and_then(|n| n.to_str())
-            .map(str::to_owned)
-    };
+    let name = |p: Option<&Path>| p.and_then(Path::file_name).and_then(|n| n.to_str()).map(str::to_owned);
     let episode = name(Some(dir))
-        .and_then(|n| {
-            n.strip_prefix("episode")
-                .and_then(|n| n.parse::<u32>().ok())
-        })
+        .and_then(|n| n.strip_prefix("episode").and_then(|n| n.parse::<u32>().ok()))
         .ok_or_else(layout_error)?;
-    let episodes_dir = dir
-        .parent()
-        .filter(|p| name(Some(p)).as_deref() == Some("episodes"))
-        .ok_or_else(layout_error)?;
+    let episodes_dir =
+        dir.parent().filter(|p| name(Some(p)).as_deref() == Some("episodes")).ok_or_else(layout_error)?;
     let variation_dir = episodes_dir.parent().ok_or_else(layout_error)?;
     let variation_name = name(Some(variation_dir)).ok_or_else(layout_error)?;
     let task = name(variation_dir.parent()).ok_or_else(layout_error)?;
@@ -151,35 +129,19 @@ fn locate(dir: &Path) -> Result<Location> {
             Value::I64(v) => u32::try_from(v).ok(),
             _ => None,
         }
-        .ok_or_else(|| {
-            DataError::invalid(&file, "expected a non-negative integer variation number")
-        })?
+        .ok_or_else(|| DataError::invalid(&file, "expected a non-negative integer variation number"))?
     } else {
-        variation_name
-            .strip_prefix("variation")
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(layout_error)?
+        variation_name.strip_prefix("variation").and_then(|v| v.parse().ok()).ok_or_else(layout_error)?
     };
     // PerAct keeps the phrasings beside each episode; the stock layout once per variation.
     let inside = dir.join(DESCRIPTIONS_FILE);
-    let file = if inside.is_file() {
-        inside
-    } else {
-        variation_dir.join(DESCRIPTIONS_FILE)
-    };
+    let file = if inside.is_file() { inside } else { variation_dir.join(DESCRIPTIONS_FILE) };
     let descriptions = match read_pickle(&file)? {
-        Value::List(items) | Value::Tuple(items) => {
-            items.into_iter().map(text).collect::<Option<Vec<_>>>()
-        }
+        Value::List(items) | Value::Tuple(items) => items.into_iter().map(text).collect::<Option<Vec<_>>>(),
         _ => None,
     }
     .ok_or_else(|| DataError::invalid(&file, "expected a list of strings"))?;
-    Ok(Location {
-        task,
-        variation,
-        episode,
-        descriptions,
-    })
+    Ok(Location { task, variation, episode, descriptions })
 }
 
 /// A Python `str`, or `bytes` as Python 2 pickles wrote them.
@@ -196,15 +158,9 @@ fn text(v: Value) -> Option<String> {
 /// tuples of numpy's reconstructors (see [`f64_array`]).
 fn read_pickle(path: &Path) -> Result<Value> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let options = DeOptions::new()
-        .replace_unresolved_globals()
-        .keep_restore_state();
-    serde_pickle::value_from_slice(&bytes, options).map_err(|e| {
-        DataError::invalid(
-            path,
-            format!("cannot unpickle (truncated or not a pickle?): {e}"),
-        )
-    })
+    let options = DeOptions::new().replace_unresolved_globals().keep_restore_state();
+    serde_pickle::value_from_slice(&bytes, options)
+        .map_err(|e| DataError::invalid(path, format!("cannot unpickle (truncated or not a pickle?): {e}")))
 }
 
 type Dict = BTreeMap<HashableValue, Value>;
@@ -227,26 +183,15 @@ fn key_list(dict: &Dict) -> String {
 /// The observation list of a pickled `Demo` (an object with `_observations`).
 fn demo_observations(value: Value, path: &Path) -> Result<Vec<Value>> {
     match value {
-        Value::Dict(mut dict) => {
-            match dict.remove(&HashableValue::String("_observations".into())) {
-                Some(Value::List(observations)) => Ok(observations),
-                Some(_) => Err(DataError::invalid(
-                    path,
-                    "`_observations` of the Demo is not a list",
-                )),
-                None => Err(DataError::invalid(
-                    path,
-                    format!(
-                        "not an RLBench Demo: no `_observations` (found keys: {})",
-                        key_list(&dict)
-                    ),
-                )),
-            }
-        }
-        other => Err(DataError::invalid(
-            path,
-            format!("not an RLBench Demo: found {}", kind(&other)),
-        )),
+        Value::Dict(mut dict) => match dict.remove(&HashableValue::String("_observations".into())) {
+            Some(Value::List(observations)) => Ok(observations),
+            Some(_) => Err(DataError::invalid(path, "`_observations` of the Demo is not a list")),
+            None => Err(DataError::invalid(
+                path,
+                format!("not an RLBench Demo: no `_observations` (found keys: {})", key_list(&dict)),
+            )),
+        },
+        other => Err(DataError::invalid(path, format!("not an RLBench Demo: found {}", kind(&other)))),
     }
 }
 
@@ -272,14 +217,9 @@ fn parse_observations(observations: Vec<Value>, path: &Path) -> Result<(Vec<Step
     let mut miscs = Vec::with_capacity(observations.len());
     for (i, obs) in observations.into_iter().enumerate() {
         let Value::Dict(mut obs) = obs else {
-            return Err(DataError::invalid_step(
-                path,
-                i,
-                format!("expected an Observation, found {}", kind(&obs)),
-            ));
+            return Err(DataError::invalid_step(path, i, format!("expected an Observation, found {}", kind(&obs))));
         };
-        let (step, misc) =
-            parse_observation(&mut obs).map_err(|m| DataError::invalid_step(path, i, m))?;
+        let (step, misc) = parse_observation(&mut obs).map_err(|m| DataError::invalid_step(path, i, m))?;
         steps.push(step);
         miscs.push(misc);
     }
@@ -288,12 +228,9 @@ fn parse_observations(observations: Vec<Value>, path: &Path) -> Result<(Vec<Step
 
 fn parse_observation(obs: &mut Dict) -> std::result::Result<(Step, Dict), String> {
     let field = |name: &str| get(obs, name).ok_or_else(|| format!("Observation has no `{name}`"));
-    let (shape, pose) =
-        f64_array(field("gripper_pose")?).map_err(|m| format!("gripper_pose: {m}"))?;
+    let (shape, pose) = f64_array(field("gripper_pose")?).map_err(|m| format!("gripper_pose: {m}"))?;
     if pose.len() != 7 {
-        return Err(format!(
-            "gripper_pose has shape {shape:?}, expected [7] (x, y, z, qx, qy, qz, qw)"
-        ));
+        return Err(format!("gripper_pose has shape {shape:?}, expected [7] (x, y, z, qx, qy, qz, qw)"));
     }
     let gripper = match f64_array(field("gripper_open")?) {
         Ok((_, v)) if v.len() == 1 => v[0],
@@ -301,11 +238,7 @@ fn parse_observation(obs: &mut Dict) -> std::result::Result<(Step, Dict), String
     };
     let joint_velocities = match get(obs, "joint_velocities") {
         None | Some(Value::None) => None,
-        Some(v) => Some(
-            f64_array(v)
-                .map_err(|m| format!("joint_velocities: {m}"))?
-                .1,
-        ),
+        Some(v) => Some(f64_array(v).map_err(|m| format!("joint_velocities: {m}"))?.1),
     };
     let misc = match obs.remove(&HashableValue::String("misc".into())) {
         Some(Value::Dict(misc)) => misc,
@@ -313,10 +246,7 @@ fn parse_observation(obs: &mut Dict) -> std::result::Result<(Step, Dict), String
         Some(other) => return Err(format!("misc is {}, expected a dict", kind(&other))),
     };
     let step = Step {
-        pose: Pose {
-            position: [pose[0], pose[1], pose[2]],
-            orientation: [pose[3], pose[4], pose[5], pose[6]],
-        },
+        pose: Pose { position: [pose[0], pose[1], pose[2]], orientation: [pose[3], pose[4], pose[5], pose[6]] },
         // RLBench records 1.0 (open) or 0.0 (closed).
         gripper_open: gripper > 0.5,
         joint_velocities,
@@ -390,19 +320,13 @@ fn decode_raw(
         .collect::<Option<Vec<usize>>>()
         .ok_or("numpy array with an invalid shape")?;
     let count: usize = shape.iter().product();
-    let big_endian =
-        matches!(dtype, Value::Tuple(d) if matches!(d.get(1), Some(Value::String(o)) if o == ">"));
+    let big_endian = matches!(dtype, Value::Tuple(d) if matches!(d.get(1), Some(Value::String(o)) if o == ">"));
     let item = raw.len().checked_div(count).unwrap_or(8);
     if count * item != raw.len() || !(item == 8 || item == 4) {
-        return Err(format!(
-            "numpy array of shape {shape:?} with {} bytes is not a float32/float64 array",
-            raw.len()
-        ));
+        return Err(format!("numpy array of shape {shape:?} with {} bytes is not a float32/float64 array", raw.len()));
     }
     if fortran && shape.len() > 2 {
-        return Err(format!(
-            "Fortran-ordered array of shape {shape:?} (at most 2 dimensions are supported)"
-        ));
+        return Err(format!("Fortran-ordered array of shape {shape:?} (at most 2 dimensions are supported)"));
     }
     let mut values: Vec<f64> = raw
         .chunks_exact(item)
@@ -416,9 +340,7 @@ fn decode_raw(
     if fortran && shape.len() == 2 {
         // Column-major bytes.
         let (rows, cols) = (shape[0], shape[1]);
-        values = (0..rows * cols)
-            .map(|k| values[(k % cols) * rows + k / cols])
-            .collect();
+        values = (0..rows * cols).map(|k| values[(k % cols) * rows + k / cols]).collect();
     }
     Ok((shape, values))
 }
@@ -428,9 +350,7 @@ fn matrix<const R: usize, const C: usize>(v: &Value) -> std::result::Result<[[f6
     if shape != [R, C] {
         return Err(format!("shape {shape:?}, expected [{R}, {C}]"));
     }
-    Ok(std::array::from_fn(|r| {
-        std::array::from_fn(|c| values[r * C + c])
-    }))
+    Ok(std::array::from_fn(|r| std::array::from_fn(|c| values[r * C + c])))
 }
 
 /// A camera's intrinsics and, when it is static, extrinsics (row-major).
@@ -438,14 +358,8 @@ type Calibration = ([[f64; 3]; 3], Option<[[f64; 4]; 4]>);
 
 /// The camera's CoppeliaSim-convention calibration from the steps' `misc` dicts; `None` when
 /// the episode records none for it. Errors carry the step they concern.
-fn calibration(
-    miscs: &[Dict],
-    camera: &str,
-) -> std::result::Result<Option<Calibration>, (usize, String)> {
-    let (k_key, e_key) = (
-        format!("{camera}_camera_intrinsics"),
-        format!("{camera}_camera_extrinsics"),
-    );
+fn calibration(miscs: &[Dict], camera: &str) -> std::result::Result<Option<Calibration>, (usize, String)> {
+    let (k_key, e_key) = (format!("{camera}_camera_intrinsics"), format!("{camera}_camera_extrinsics"));
     let (Some(k), Some(e)) = (get(&miscs[0], &k_key), get(&miscs[0], &e_key)) else {
         return Ok(None);
     };
@@ -455,11 +369,8 @@ fn calibration(
     for (i, misc) in miscs.iter().enumerate().skip(1) {
         let e = get(misc, &e_key).ok_or_else(|| (i, format!("misc has no {e_key:?}")))?;
         let e = matrix::<4, 4>(e).map_err(|m| (i, format!("misc[{e_key:?}]: {m}")))?;
-        let same = e
-            .iter()
-            .flatten()
-            .zip(first.iter().flatten())
-            .all(|(a, b)| (a - b).abs() <= STATIC_CAMERA_TOLERANCE);
+        let same =
+            e.iter().flatten().zip(first.iter().flatten()).all(|(a, b)| (a - b).abs() <= STATIC_CAMERA_TOLERANCE);
         is_static &= same;
     }
     Ok(Some((k, is_static.then_some(first))))
@@ -491,12 +402,7 @@ fn available_cameras(dir: &Path) -> Vec<String> {
         .flatten()
         .flatten()
         .filter(|e| e.path().is_dir())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix("_rgb"))
-                .map(str::to_owned)
-        })
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix("_rgb")).map(str::to_owned))
         .collect();
     names.sort();
     names
@@ -508,10 +414,7 @@ fn camera_images(dir: &Path, camera: &str, steps: usize) -> Result<Vec<PathBuf>>
     if !folder.is_dir() {
         return Err(DataError::invalid(
             dir,
-            format!(
-                "no images for camera {camera:?} (cameras found: [{}])",
-                available_cameras(dir).join(", ")
-            ),
+            format!("no images for camera {camera:?} (cameras found: [{}])", available_cameras(dir).join(", ")),
         ));
     }
     let mut present = vec![false; steps];
@@ -519,10 +422,7 @@ fn camera_images(dir: &Path, camera: &str, steps: usize) -> Result<Vec<PathBuf>>
     for entry in std::fs::read_dir(&folder).map_err(|e| DataError::io(&folder, e))? {
         let entry = entry.map_err(|e| DataError::io(&folder, e))?;
         let name = entry.file_name();
-        let Some(index) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".png"))
-            .and_then(|n| n.parse::<usize>().ok())
+        let Some(index) = name.to_str().and_then(|n| n.strip_suffix(".png")).and_then(|n| n.parse::<usize>().ok())
         else {
             continue;
         };
@@ -546,9 +446,7 @@ fn camera_images(dir: &Path, camera: &str, steps: usize) -> Result<Vec<PathBuf>>
             format!("extra image: the episode has {steps} steps ({count} images)"),
         ));
     }
-    Ok((0..steps)
-        .map(|i| folder.join(format!("{i}.png")))
-        .collect())
+    Ok((0..steps).map(|i| folder.join(format!("{i}.png"))).collect())
 }
 
 #[cfg(test)]
@@ -571,10 +469,7 @@ mod tests {
     fn fortran_arrays_are_transposed_to_row_major() {
         // [[1, 2, 3], [4, 5, 6]] stored column by column.
         let v = pickled_array(&[2, 3], &[1.0, 4.0, 2.0, 5.0, 3.0, 6.0], true);
-        assert_eq!(
-            f64_array(&v).unwrap(),
-            (vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
-        );
+        assert_eq!(f64_array(&v).unwrap(), (vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
     }
 
     #[test]
@@ -592,11 +487,7 @@ mod tests {
     #[test]
     fn shared_array_references_are_named() {
         // What a memoized `_reconstruct(ndarray, (0,), b'b')` resolves to.
-        let v = Value::Tuple(vec![
-            Value::None,
-            Value::Tuple(vec![Value::I64(0)]),
-            Value::Bytes(b"b".to_vec()),
-        ]);
+        let v = Value::Tuple(vec![Value::None, Value::Tuple(vec![Value::I64(0)]), Value::Bytes(b"b".to_vec())]);
         assert!(f64_array(&v).unwrap_err().contains("second reference"));
     }
 

@@ -80,11 +80,7 @@ pub fn load_episodes(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
         let episode = episode.and_then(|e| match ids.get(&e.id()) {
             Some(first) => Err(DataError::invalid(
                 &origin,
-                format!(
-                    "episode {} was already loaded from {}",
-                    e.id(),
-                    first.display()
-                ),
+                format!("episode {} was already loaded from {}", e.id(), first.display()),
             )),
             None => Ok(e),
         });
@@ -114,12 +110,9 @@ pub fn load_episodes(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
 /// Reads every source on all cores (unpickling dominates an RLBench import); the results
 /// keep the sources' order, so loading is deterministic.
 fn read_all(sources: &[Source], opts: &LoadOptions) -> Vec<Vec<(PathBuf, Result<Episode>)>> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(sources.len());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(sources.len());
     let next = AtomicUsize::new(0);
-    let mut results: Vec<Vec<(PathBuf, Result<Episode>)>> =
-        sources.iter().map(|_| Vec::new()).collect();
+    let mut results: Vec<Vec<(PathBuf, Result<Episode>)>> = sources.iter().map(|_| Vec::new()).collect();
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
@@ -136,9 +129,7 @@ fn read_all(sources: &[Source], opts: &LoadOptions) -> Vec<Vec<(PathBuf, Result<
             })
             .collect();
         for worker in workers {
-            let done = worker
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            let done = worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             for (i, episodes) in done {
                 results[i] = episodes;
             }
@@ -152,14 +143,12 @@ fn read_all(sources: &[Source], opts: &LoadOptions) -> Vec<Vec<(PathBuf, Result<
 fn read_source(source: &Source, opts: &LoadOptions) -> Vec<(PathBuf, Result<Episode>)> {
     match source {
         Source::Native(dir) => {
-            let episode =
-                native::read_episode(dir).and_then(|e| select_cameras(e, &opts.cameras, dir));
+            let episode = native::read_episode(dir).and_then(|e| select_cameras(e, &opts.cameras, dir));
             vec![(dir.clone(), episode)]
         }
         Source::RlBench(dir) => {
             let pkl = dir.join(rlbench::LOW_DIM_FILE);
-            let episode = rlbench::read_episode(dir, &opts.cameras)
-                .and_then(|e| e.validate(&pkl).map(|()| e));
+            let episode = rlbench::read_episode(dir, &opts.cameras).and_then(|e| e.validate(&pkl).map(|()| e));
             vec![(dir.clone(), episode)]
         }
         Source::LeRobot { root, only } => {
@@ -183,15 +172,9 @@ fn select_cameras(mut episode: Episode, names: &[String], dir: &Path) -> Result<
     if names.is_empty() {
         return Ok(episode);
     }
-    if let Some(missing) = names
-        .iter()
-        .find(|n| !episode.cameras.iter().any(|c| &c.name == *n))
-    {
+    if let Some(missing) = names.iter().find(|n| !episode.cameras.iter().any(|c| &c.name == *n)) {
         let found: Vec<&str> = episode.cameras.iter().map(|c| c.name.as_str()).collect();
-        return Err(DataError::invalid(
-            dir,
-            format!("no camera {missing:?} (cameras: [{}])", found.join(", ")),
-        ));
+        return Err(DataError::invalid(dir, format!("no camera {missing:?} (cameras: [{}])", found.join(", "))));
     }
     episode.cameras.retain(|c| names.contains(&c.name));
     for step in &mut episode.steps {
@@ -204,21 +187,14 @@ fn select_cameras(mut episode: Episode, names: &[String], dir: &Path) -> Result<
 fn find_sources(path: &Path) -> Result<Vec<Source>> {
     let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
     // A file stands for its folder (`.../episode3/low_dim_obs.pkl`, `.../episode.json`).
-    let start = if meta.is_file() {
-        path.parent().unwrap_or(Path::new("."))
-    } else {
-        path
-    };
+    let start = if meta.is_file() { path.parent().unwrap_or(Path::new(".")) } else { path };
     let mut sources = Vec::new();
     walk(start, 0, &mut sources)?;
     if sources.is_empty() {
         let path = std::path::absolute(path).map_err(|e| DataError::io(path, e))?;
         let enclosing = path.ancestors().skip(1).take(MAX_DEPTH).find_map(source_at);
         sources.extend(enclosing.map(|source| match source {
-            Source::LeRobot { root, .. } => Source::LeRobot {
-                root,
-                only: Some(path.clone()),
-            },
+            Source::LeRobot { root, .. } => Source::LeRobot { root, only: Some(path.clone()) },
             other => other,
         }));
     }
@@ -233,10 +209,7 @@ fn source_at(dir: &Path) -> Option<Source> {
     } else if rlbench::is_episode_dir(&dir) {
         Some(Source::RlBench(dir))
     } else if lerobot::is_dataset_root(&dir) {
-        Some(Source::LeRobot {
-            root: dir,
-            only: None,
-        })
+        Some(Source::LeRobot { root: dir, only: None })
     } else {
         None
     }
@@ -302,26 +275,9 @@ mod tests {
 
     #[test]
     fn natural_order_examples() {
-        let mut names = vec![
-            "episode10",
-            "episode2",
-            "episode1",
-            "variation0",
-            "episode02",
-            "a",
-        ];
+        let mut names = vec!["episode10", "episode2", "episode1", "variation0", "episode02", "a"];
         names.sort_by(|a, b| natural_cmp(a, b));
-        assert_eq!(
-            names,
-            [
-                "a",
-                "episode1",
-                "episode02",
-                "episode2",
-                "episode10",
-                "variation0"
-            ]
-        );
+        assert_eq!(names, ["a", "episode1", "episode02", "episode2", "episode10", "variation0"]);
     }
 
     proptest! {

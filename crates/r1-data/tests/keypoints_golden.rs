@@ -23,15 +23,9 @@ struct Golden {
 fn matches_the_reference_implementation() {
     let text = include_str!("fixtures/keypoints/keypoints_golden.json");
     let golden: Golden = serde_json::from_str(text).expect("fixture is valid JSON");
-    assert!(
-        golden.cases.len() >= 20,
-        "the fixture should hold edge cases and scripted demos"
-    );
+    assert!(golden.cases.len() >= 20, "the fixture should hold edge cases and scripted demos");
     for case in &golden.cases {
-        let config = KeypointConfig {
-            velocity_threshold: case.velocity_threshold,
-            refractory: case.refractory,
-        };
+        let config = KeypointConfig { velocity_threshold: case.velocity_threshold, refractory: case.refractory };
         let found = discover(&case.gripper_open, |i| &case.joint_velocities[i], &config);
         assert_eq!(found, case.keypoints, "case {}", case.name);
     }

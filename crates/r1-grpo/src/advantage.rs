@@ -48,11 +48,8 @@ pub fn compute(rewards: &[f64], group_size: usize, estimator: AdvantageEstimator
     if group_size < 2 {
         return Err(GrpoError::Invalid(format!("group size {group_size} is below 2: GRPO needs a baseline")));
     }
-    if rewards.is_empty() || rewards.len() % group_size != 0 {
-        return Err(GrpoError::Invalid(format!(
-            "{} rewards do not split into groups of {group_size}",
-            rewards.len()
-        )));
+    if rewards.is_empty() || !rewards.len().is_multiple_of(group_size) {
+        return Err(GrpoError::Invalid(format!("{} rewards do not split into groups of {group_size}", rewards.len())));
     }
     if let Some(i) = rewards.iter().position(|r| !r.is_finite()) {
         return Err(GrpoError::Invalid(format!("reward {i} is {}", rewards[i])));

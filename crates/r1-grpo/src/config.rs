@@ -387,14 +387,14 @@ impl TrainConfig {
         check(r.prompts_per_rollout >= 1, "rollout.prompts_per_rollout must be at least 1".into());
         check(u.prompts_per_update >= 1, "update.prompts_per_update must be at least 1".into());
         check(
-            u.prompts_per_update >= 1 && r.prompts_per_rollout % u.prompts_per_update.max(1) == 0,
+            u.prompts_per_update >= 1 && r.prompts_per_rollout.is_multiple_of(u.prompts_per_update.max(1)),
             format!(
                 "rollout.prompts_per_rollout = {} is not a multiple of update.prompts_per_update = {}",
                 r.prompts_per_rollout, u.prompts_per_update
             ),
         );
         check(
-            u.micro_batch_size >= 1 && self.completions_per_update() % u.micro_batch_size.max(1) == 0,
+            u.micro_batch_size >= 1 && self.completions_per_update().is_multiple_of(u.micro_batch_size.max(1)),
             format!(
                 "update.micro_batch_size = {} does not divide the {} completions of an update \
                  (update.prompts_per_update = {} x rollout.group_size = {})",
@@ -440,7 +440,7 @@ impl TrainConfig {
         let s = &self.sft;
         check(s.lr > 0.0, format!("sft.lr = {} must be positive", s.lr));
         check(
-            s.micro_batch_size >= 1 && s.batch_size % s.micro_batch_size.max(1) == 0,
+            s.micro_batch_size >= 1 && s.batch_size.is_multiple_of(s.micro_batch_size.max(1)),
             format!("sft.micro_batch_size = {} does not divide sft.batch_size = {}", s.micro_batch_size, s.batch_size),
         );
         check(self.run.keep_last >= 1, "run.keep_last must be at least 1".into());

@@ -169,14 +169,7 @@ pub struct LossOutput {
 /// The GRPO loss of one chunk of a minibatch.
 pub fn grpo_loss(inputs: LossInputs, config: &LossConfig, norm: Normaliser) -> LossOutput {
     let LossInputs { logp, old_logp, ref_logp, advantages, mask } = inputs;
-    let terms = policy_terms(
-        logp.clone(),
-        old_logp,
-        advantages,
-        config.clip_low,
-        config.clip_high,
-        config.dual_clip,
-    );
+    let terms = policy_terms(logp.clone(), old_logp, advantages, config.clip_low, config.clip_high, config.dual_clip);
     let count = |flags: Tensor<2, Bool>| (flags.float() * mask.clone()).sum().detach();
     let clipped_low_count = count(terms.clipped_low);
     let clipped_high_count = count(terms.clipped_high);
@@ -188,7 +181,12 @@ pub fn grpo_loss(inputs: LossInputs, config: &LossConfig, norm: Normaliser) -> L
         }
         _ => (terms.loss, Tensor::zeros([1], &mask.device())),
     };
-    LossOutput { loss: aggregate(per_token, mask, config.aggregation, norm), kl_sum, clipped_low_count, clipped_high_count }
+    LossOutput {
+        loss: aggregate(per_token, mask, config.aggregation, norm),
+        kl_sum,
+        clipped_low_count,
+        clipped_high_count,
+    }
 }
 
 #[cfg(test)]

@@ -46,7 +46,14 @@ pub struct AdamWConfig {
 impl Default for AdamWConfig {
     /// PyTorch's betas and epsilon, EasyR1's weight decay and clip.
     fn default() -> Self {
-        Self { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 1e-2, max_grad_norm: Some(1.0), frozen_prefixes: Vec::new() }
+        Self {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 1e-2,
+            max_grad_norm: Some(1.0),
+            frozen_prefixes: Vec::new(),
+        }
     }
 }
 
@@ -87,7 +94,8 @@ impl AdamW {
     /// an error, and the caller keeps its model from before the step (so no checkpoint ever
     /// holds such a weight).
     pub fn step<M: Module>(&mut self, lr: f64, model: M, grads: GradientsParams) -> Result<(M, StepReport)> {
-        let mut norm = NormVisitor { grads: &grads, frozen: &self.config.frozen_prefixes, path: Vec::new(), total: None };
+        let mut norm =
+            NormVisitor { grads: &grads, frozen: &self.config.frozen_prefixes, path: Vec::new(), total: None };
         model.visit(&mut norm);
         let grad_norm = norm.total.map_or(0.0, |t| t.into_scalar::<f32>() as f64).sqrt();
         if !grad_norm.is_finite() {
@@ -152,7 +160,8 @@ impl AdamW {
             if view.dtype() != safetensors::Dtype::F32 || view.shape().len() != 1 {
                 return Err(GrpoError::file(path, format!("{name}: expected a 1-D f32 tensor")));
             }
-            let values: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            let values: Vec<f32> =
+                view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
             let len = values.len();
             Ok(Tensor::from_data(TensorData::new(values, [len]), device))
         };

@@ -99,7 +99,11 @@ pub fn gib(bytes: u64) -> f64 {
 
 /// `bytes` in MiB below a GiB, else in GiB: the tiny model's rows and a 7B model's both read.
 pub fn human(bytes: u64) -> String {
-    if bytes < 1 << 30 { format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64) } else { format!("{:.2} GiB", gib(bytes)) }
+    if bytes < 1 << 30 {
+        format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+    } else {
+        format!("{:.2} GiB", gib(bytes))
+    }
 }
 
 /// The plan of `config` for `model` and prompts up to `prompt`: weights, the reference copy

@@ -60,9 +60,10 @@ pub fn line_chart(path: &Path, title: &str, y_label: &str, points: &[(f64, f64)]
             .label_style(("sans-serif", 14))
             .draw()?;
         let faint = BLUE.mix(0.35);
-        chart.draw_series(LineSeries::new(points.iter().copied(), faint.stroke_width(1)))?.label("per step").legend(
-            move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], faint.stroke_width(2)),
-        );
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), faint.stroke_width(1)))?
+            .label("per step")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], faint.stroke_width(2)));
         chart.draw_series(points.iter().map(|&p| Circle::new(p, 2, faint.filled())))?;
         // Single steps of a small group are noisy; the trend is what a reader looks for. A
         // window of one would only redraw the points.

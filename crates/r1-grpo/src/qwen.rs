@@ -146,7 +146,12 @@ pub fn model_shape(dir: &Path) -> Result<ModelShape> {
 /// The longest of up to `sampled` prompts of `samples` (spread evenly over them), encoded with
 /// the checkpoint's template, tokenizer and image processor as training will encode them;
 /// `None` without samples.
-pub fn longest_prompt(dir: &Path, samples: &[QaSample], image_root: &Path, sampled: usize) -> Result<Option<PromptShape>> {
+pub fn longest_prompt(
+    dir: &Path,
+    samples: &[QaSample],
+    image_root: &Path,
+    sampled: usize,
+) -> Result<Option<PromptShape>> {
     let assets = Assets::from_dir(dir)?;
     let stride = samples.len().div_ceil(sampled.max(1)).max(1);
     let mut longest: Option<PromptShape> = None;

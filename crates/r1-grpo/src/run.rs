@@ -246,11 +246,8 @@ impl RunDir {
     pub fn append(&self, file: &str, line: &Value) -> Result<()> {
         use std::io::Write;
         let path = self.root.join(file);
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| GrpoError::io(&path, e))?;
+        let mut f =
+            std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| GrpoError::io(&path, e))?;
         f.write_all(format!("{line}\n").as_bytes()).map_err(|e| GrpoError::io(&path, e))
     }
 
@@ -370,7 +367,8 @@ mod tests {
         std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"step\": 3, \"lo").unwrap();
         assert!(run.read_lines(METRICS_FILE).is_err(), "a torn line is not valid JSON");
         run.truncate_after(METRICS_FILE, "step", 2).unwrap();
-        let steps: Vec<u64> = run.read_lines(METRICS_FILE).unwrap().iter().map(|l| l["step"].as_u64().unwrap()).collect();
+        let steps: Vec<u64> =
+            run.read_lines(METRICS_FILE).unwrap().iter().map(|l| l["step"].as_u64().unwrap()).collect();
         assert_eq!(steps, [1, 2]);
     }
 

@@ -172,7 +172,7 @@ impl<P: Policy> SftTrainer<P> {
         while self.state.step < target_steps {
             let line = self.step(target_steps)?;
             let every = self.config.run.save_every;
-            if (every > 0 && self.state.step % every == 0) || self.state.step == target_steps {
+            if (every > 0 && self.state.step.is_multiple_of(every)) || self.state.step == target_steps {
                 self.checkpoint()?;
             }
             on_step(&line);

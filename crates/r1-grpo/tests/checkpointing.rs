@@ -48,7 +48,7 @@ fn gradients(dir: &Path, device: &Device) -> BTreeMap<String, Vec<f32>> {
     let rows = [ScoreRow { prompt: 0, ids: &a }, ScoreRow { prompt: 0, ids: &b }];
     let logp = policy.logprobs(&[&samples[0]], &rows, 1.0).unwrap();
     // Different weights per row, as advantages give them.
-    let loss = (logp.clone().slice([0..1]).sum() * 0.7 - logp.slice([1..2]).sum() * 1.3).sum();
+    let loss = (logp.clone().narrow(0, 0, 1).sum() * 0.7 - logp.narrow(0, 1, 1).sum() * 1.3).sum();
     let grads = GradientsParams::from_grads(loss.backward(), &policy);
     let mut visitor = Grads { grads: &grads, path: Vec::new(), values: BTreeMap::new() };
     policy.visit(&mut visitor);

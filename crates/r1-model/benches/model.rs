@@ -26,7 +26,8 @@ fn bench(c: &mut Criterion) {
     image::RgbImage::from_fn(224, 224, |x, y| image::Rgb([x as u8, y as u8, (x ^ y) as u8])).save(&image).unwrap();
     let prompt: Prompt =
         assets.encode_prompt(&[Message::user_with_image(image.to_str().unwrap(), text)], Path::new("/")).unwrap();
-    let reply: Vec<u32> = assets.encode_reply(&"<think>I compare the gripper with the goal.</think>".repeat(3)).unwrap();
+    let reply: Vec<u32> =
+        assets.encode_reply(&"<think>I compare the gripper with the goal.</think>".repeat(3)).unwrap();
     let reply = &reply[..reply.len().min(32)];
 
     let mut group = c.benchmark_group("tiny");

@@ -64,7 +64,8 @@ impl ChatTemplate {
                 continue;
             }
             let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
-            let value: Value = serde_json::from_str(&text).map_err(|source| ModelError::Json { path: path.clone(), source })?;
+            let value: Value =
+                serde_json::from_str(&text).map_err(|source| ModelError::Json { path: path.clone(), source })?;
             if let Some(source) = template_field(&value, &path)? {
                 return Self::new(source, &path);
             }

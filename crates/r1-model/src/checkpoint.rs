@@ -13,8 +13,8 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor};
-use rand::Rng;
 use r1_data::{ContentPart, Message};
+use rand::Rng;
 use serde_json::{Value, json};
 
 use crate::chat::ChatTemplate;
@@ -57,7 +57,10 @@ impl Assets {
     /// Reads config, tokenizer, chat template and image processor of a checkpoint directory.
     pub fn from_dir(dir: &Path) -> Result<Self, ModelError> {
         if !dir.is_dir() {
-            return Err(ModelError::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "model directory not found")));
+            return Err(ModelError::io(
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "model directory not found"),
+            ));
         }
         let config = Qwen2_5VlConfig::from_file(&dir.join(CONFIG_FILE))?;
         let tokenizer = Tokenizer::from_file(&dir.join(TOKENIZER_FILE))?;
@@ -81,10 +84,17 @@ impl Assets {
             )));
         }
         let (p, v) = (&self.processor.config, &self.config.vision);
-        if (p.patch_size, p.merge_size, p.temporal_patch_size) != (v.patch_size, v.spatial_merge_size, v.temporal_patch_size) {
+        if (p.patch_size, p.merge_size, p.temporal_patch_size)
+            != (v.patch_size, v.spatial_merge_size, v.temporal_patch_size)
+        {
             return Err(bad(format!(
                 "the image processor cuts patches of {} px, merge {}, temporal {} but the vision config expects {} px, merge {}, temporal {}",
-                p.patch_size, p.merge_size, p.temporal_patch_size, v.patch_size, v.spatial_merge_size, v.temporal_patch_size
+                p.patch_size,
+                p.merge_size,
+                p.temporal_patch_size,
+                v.patch_size,
+                v.spatial_merge_size,
+                v.temporal_patch_size
             )));
         }
         let largest = self.tokenizer.vocab_size().max(1) - 1;
@@ -116,7 +126,11 @@ impl Assets {
     /// [`Self::encode_prompt`] with the images already processed, one per image part of
     /// `messages` in order (their `image` strings are not read): for images that do not come
     /// from files, such as a server's data URLs.
-    pub fn encode_prompt_with_images(&self, messages: &[Message], images: Vec<ProcessedImage>) -> Result<Prompt, ModelError> {
+    pub fn encode_prompt_with_images(
+        &self,
+        messages: &[Message],
+        images: Vec<ProcessedImage>,
+    ) -> Result<Prompt, ModelError> {
         let text = self.template.render(messages, true)?;
         let ids = self.tokenizer.encode(&text, false)?;
         let merge = self.config.vision.spatial_merge_size;
@@ -188,11 +202,10 @@ impl Assets {
     pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
         std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
         let tokenizer_path = dir.join(TOKENIZER_FILE);
-        let tokenizer_json = self
-            .tokenizer
-            .inner()
-            .to_string(true)
-            .map_err(|e| ModelError::Tokenizer { path: tokenizer_path.clone(), message: format!("cannot serialise: {e}") })?;
+        let tokenizer_json = self.tokenizer.inner().to_string(true).map_err(|e| ModelError::Tokenizer {
+            path: tokenizer_path.clone(),
+            message: format!("cannot serialise: {e}"),
+        })?;
         write_atomic(&tokenizer_path, tokenizer_json.as_bytes())?;
         let tokenizer_config = self.tokenizer_config.clone().unwrap_or_else(|| {
             json!({

@@ -264,8 +264,8 @@ impl Qwen2_5VlConfig {
     pub fn parse(text: &str, path: Option<&Path>) -> Result<Self, ModelError> {
         let label = source_path(path);
         let err = |message: String| ModelError::Config { path: label.clone(), message };
-        let value: Value = serde_json::from_str(text)
-            .map_err(|source| ModelError::Json { path: label.clone(), source })?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|source| ModelError::Json { path: label.clone(), source })?;
         let Value::Object(mut top) = value else {
             return Err(err("config.json must hold a JSON object".into()));
         };
@@ -288,9 +288,14 @@ impl Qwen2_5VlConfig {
     /// The normalised config; what the model cannot run is an error.
     fn from_raw(raw: RawConfig) -> Result<Self, String> {
         // transformers 5 writes `rope_parameters` and may keep a stale `rope_scaling`.
-        let rope = raw.rope_parameters.or(raw.rope_scaling).ok_or("missing rope_scaling / rope_parameters with mrope_section")?;
+        let rope = raw
+            .rope_parameters
+            .or(raw.rope_scaling)
+            .ok_or("missing rope_scaling / rope_parameters with mrope_section")?;
         // transformers rewrites `mrope` to `default` when it keeps `mrope_section`.
-        if let Some(kind) = rope.rope_type.as_deref().or(rope.kind.as_deref()).filter(|k| !["mrope", "default"].contains(k)) {
+        if let Some(kind) =
+            rope.rope_type.as_deref().or(rope.kind.as_deref()).filter(|k| !["mrope", "default"].contains(k))
+        {
             return Err(format!("rope type {kind:?} is not supported (expected mrope)"));
         }
         let mrope_section = rope.mrope_section.ok_or("rope_scaling has no mrope_section")?;
@@ -367,13 +372,13 @@ impl Qwen2_5VlConfig {
         if let Some((name, _)) = positive.iter().find(|(_, n)| *n == 0) {
             return Err(format!("{name} must be positive"));
         }
-        if t.hidden_size % t.num_attention_heads != 0 {
+        if !t.hidden_size.is_multiple_of(t.num_attention_heads) {
             return Err(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 t.hidden_size, t.num_attention_heads
             ));
         }
-        if t.num_attention_heads % t.num_key_value_heads != 0 {
+        if !t.num_attention_heads.is_multiple_of(t.num_key_value_heads) {
             return Err(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 t.num_attention_heads, t.num_key_value_heads
@@ -387,7 +392,7 @@ impl Qwen2_5VlConfig {
                 t.head_dim() / 2
             ));
         }
-        if v.hidden_size % v.num_heads != 0 || v.head_dim() % 4 != 0 {
+        if !v.hidden_size.is_multiple_of(v.num_heads) || !v.head_dim().is_multiple_of(4) {
             return Err(format!(
                 "vision hidden_size {} / num_heads {} must give a head_dim divisible by 4",
                 v.hidden_size, v.num_heads
@@ -400,7 +405,7 @@ impl Qwen2_5VlConfig {
             ));
         }
         let unit = v.patch_size * v.spatial_merge_size;
-        if v.window_size < unit || v.window_size % unit != 0 {
+        if v.window_size < unit || !v.window_size.is_multiple_of(unit) {
             return Err(format!(
                 "vision_config.window_size {} is not a positive multiple of patch_size * spatial_merge_size {unit}",
                 v.window_size
@@ -590,7 +595,15 @@ mod tests {
             "vision_config": {"depth": 2, "hidden_size": 32, "intermediate_size": 48, "num_heads": 2,
                 "in_channels": 3, "out_hidden_size": 64, "fullatt_block_indexes": [1]}
         });
-        for key in ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "rms_norm_eps"] {
+        for key in [
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "rms_norm_eps",
+        ] {
             nested["text_config"][key] = flat[key].clone();
         }
         assert_eq!(parse(&nested).unwrap(), parse(&flat).unwrap());

@@ -137,6 +137,9 @@ pub fn log_softmax_at(logits: &[f32], index: usize, temperature: f64) -> f32 {
 /// Run it on the inference view (`model.valid()`): on an autodiff device a graph nobody
 /// consumes would be kept alive. `stop` lists the ids that end a row; `pad` fills finished
 /// rows and the left padding. The `<|image_pad|>` token is never drawn.
+// The arguments are the model, its processor, the batch and how to sample it: a struct
+// would only rename them at every call.
+#[allow(clippy::too_many_arguments)]
 pub fn generate(
     model: &Qwen2_5VlModel,
     processor: &ImageProcessor,
@@ -157,6 +160,7 @@ pub fn generate(
 /// token is a stop token: a caller's own ending rule (a per-row length limit below
 /// `config.max_new_tokens`, a stop string, a reader gone). The other rows decode on, and
 /// the batch ends when every row has ended.
+#[allow(clippy::too_many_arguments)]
 pub fn generate_with(
     model: &Qwen2_5VlModel,
     processor: &ImageProcessor,

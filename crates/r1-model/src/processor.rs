@@ -22,7 +22,7 @@ const DEFAULT_MIN_PIXELS: usize = 56 * 56;
 const DEFAULT_MAX_PIXELS: usize = 28 * 28 * 1280;
 /// OpenAI CLIP mean and std, the defaults of the processor.
 const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 /// Images with a longer-to-shorter side ratio above this are rejected (as transformers does).
 const MAX_ASPECT_RATIO: f64 = 200.0;
 
@@ -130,7 +130,9 @@ impl ImageProcessorConfig {
             image_std: triple(fields, "image_std", d.image_std).map_err(err)?,
             rescale_factor: match fields.get("rescale_factor") {
                 None | Some(Value::Null) => d.rescale_factor,
-                Some(v) => v.as_f64().ok_or_else(|| err(format!("`rescale_factor` must be a number, found {v}")))? as f32,
+                Some(v) => {
+                    v.as_f64().ok_or_else(|| err(format!("`rescale_factor` must be a number, found {v}")))? as f32
+                }
             },
             do_resize: flag(fields, "do_resize", true).map_err(err)?,
             do_rescale: flag(fields, "do_rescale", true).map_err(err)?,
@@ -147,7 +149,7 @@ impl ImageProcessorConfig {
         if self.min_pixels > self.max_pixels {
             return Err(format!("min_pixels {} exceeds max_pixels {}", self.min_pixels, self.max_pixels));
         }
-        if self.image_std.iter().any(|&s| s == 0.0) {
+        if self.image_std.contains(&0.0) {
             return Err("image_std must not contain 0".into());
         }
         Ok(())

@@ -39,10 +39,7 @@ fn cos_sin_tables(angles: &[f32], n: usize, half: usize, device: &Device) -> (Te
         }
     }
     let shape = [n, 2 * half];
-    (
-        Tensor::from_data(TensorData::new(cos, shape), device),
-        Tensor::from_data(TensorData::new(sin, shape), device),
-    )
+    (Tensor::from_data(TensorData::new(cos, shape), device), Tensor::from_data(TensorData::new(sin, shape), device))
 }
 
 /// M-RoPE tables for the decoder.

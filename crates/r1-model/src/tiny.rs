@@ -35,9 +35,7 @@ use crate::config::{Qwen2_5VlConfig, TextConfig, VisionConfig};
 use crate::error::ModelError;
 use crate::model::Qwen2_5VlModel;
 use crate::processor::{ImageProcessor, ImageProcessorConfig};
-use crate::tokenizer::{
-    ENDOFTEXT, IM_END, IM_START, IMAGE_PAD, Tokenizer, VIDEO_PAD, VISION_END, VISION_START,
-};
+use crate::tokenizer::{ENDOFTEXT, IM_END, IM_START, IMAGE_PAD, Tokenizer, VIDEO_PAD, VISION_END, VISION_START};
 
 /// The Qwen special tokens, in the order Qwen's `tokenizer.json` numbers them.
 pub const SPECIAL_TOKENS: [&str; 7] = [ENDOFTEXT, IM_START, IM_END, VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD];

@@ -70,8 +70,12 @@ impl Tokenizer {
                 message: format!("the special token {token} is missing"),
             })
         };
-        let special =
-            SpecialTokens { endoftext: id(ENDOFTEXT)?, im_start: id(IM_START)?, im_end: id(IM_END)?, image_pad: id(IMAGE_PAD)? };
+        let special = SpecialTokens {
+            endoftext: id(ENDOFTEXT)?,
+            im_start: id(IM_START)?,
+            im_end: id(IM_END)?,
+            image_pad: id(IMAGE_PAD)?,
+        };
         Ok(Self { inner, special, path: path.to_path_buf() })
     }
 

@@ -48,7 +48,7 @@ impl Layout {
     }
 
     /// Original key -> key in this layout.
-    fn from_original(self, key: &str) -> String {
+    fn key_for(self, key: &str) -> String {
         match self {
             Self::Original => key.to_string(),
             Self::Nested => {
@@ -166,10 +166,9 @@ fn to_f32(view: &TensorView<'_>, name: &str, file: &Path) -> Result<Vec<f32>, Mo
         Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
         Dtype::BF16 => data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         Dtype::F16 => data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        Dtype::F64 => data
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().expect("chunks of 8")) as f32)
-            .collect(),
+        Dtype::F64 => {
+            data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("chunks of 8")) as f32).collect()
+        }
         other => {
             return Err(ModelError::Safetensors {
                 path: file.to_path_buf(),
@@ -180,8 +179,13 @@ fn to_f32(view: &TensorView<'_>, name: &str, file: &Path) -> Result<Vec<f32>, Mo
 }
 
 impl Loader<'_> {
-    fn tensor<const D: usize>(&self, key: &str, burn_shape: &[usize], device: &Device) -> Result<Option<Tensor<D>>, ModelError> {
-        let name = self.layout.from_original(key);
+    fn tensor<const D: usize>(
+        &self,
+        key: &str,
+        burn_shape: &[usize],
+        device: &Device,
+    ) -> Result<Option<Tensor<D>>, ModelError> {
+        let name = self.layout.key_for(key);
         let Ok(view) = self.tensors.tensor(&name) else {
             return Ok(None);
         };
@@ -256,10 +260,10 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
         let text = std::fs::read_to_string(&index).map_err(|e| ModelError::io(&index, e))?;
         let value: Value =
             serde_json::from_str(&text).map_err(|source| ModelError::Json { path: index.clone(), source })?;
-        let map = value.get("weight_map").and_then(Value::as_object).ok_or_else(|| ModelError::Config {
-            path: index.clone(),
-            message: "no weight_map object".into(),
-        })?;
+        let map = value
+            .get("weight_map")
+            .and_then(Value::as_object)
+            .ok_or_else(|| ModelError::Config { path: index.clone(), message: "no weight_map object".into() })?;
         let mut files = BTreeSet::new();
         for (name, file) in map {
             let file = file.as_str().filter(|f| !f.contains('/') && !f.contains('\\')).ok_or_else(|| {
@@ -275,7 +279,10 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
     }
     Err(ModelError::io(
         single,
-        std::io::Error::new(std::io::ErrorKind::NotFound, format!("no {WEIGHTS_FILE} nor {INDEX_FILE} in the checkpoint")),
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no {WEIGHTS_FILE} nor {INDEX_FILE} in the checkpoint"),
+        ),
     ))
 }
 
@@ -361,8 +368,8 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<(Qwen2_5VlConfig, Qwen2
         })?;
         layout = Layout::detect(tensors.names().into_iter());
         for name in tensors.names() {
-            let known = expected.keys().any(|k| layout.from_original(k) == name);
-            if !known && !(config.tie_word_embeddings && name == "lm_head.weight") {
+            let known = expected.keys().any(|k| layout.key_for(k) == name);
+            if !(known || config.tie_word_embeddings && name == "lm_head.weight") {
                 unexpected.push(name.to_string());
             }
         }
@@ -380,8 +387,7 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<(Qwen2_5VlConfig, Qwen2
             return Err(e);
         }
     }
-    let missing: Vec<String> =
-        expected.keys().filter(|k| !loaded.contains(*k)).map(|k| layout.from_original(k)).collect();
+    let missing: Vec<String> = expected.keys().filter(|k| !loaded.contains(*k)).map(|k| layout.key_for(k)).collect();
     if !missing.is_empty() {
         return Err(ModelError::MissingTensors { dir: dir.to_path_buf(), names: missing });
     }

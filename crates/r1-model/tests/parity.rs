@@ -13,9 +13,9 @@ use r1_model::generate::{SamplingConfig, generate};
 use r1_model::position_ids::rope_index;
 use r1_model::processor::{ImageProcessor, ImageProcessorConfig, ProcessedImage};
 use r1_model::score::completion_logprobs;
+use r1_model::{ImageInput, KvCache, ModelError, Qwen2_5VlConfig, Qwen2_5VlModel, load_model, save_model};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use r1_model::{ImageInput, KvCache, ModelError, Qwen2_5VlConfig, Qwen2_5VlModel, load_model, save_model};
 use safetensors::SafeTensors;
 use safetensors::tensor::Dtype;
 
@@ -221,7 +221,12 @@ fn kv_cache_decoding_matches_full_forward() {
         for step in prefix..t {
             let logits = case
                 .model
-                .forward(case.int2(cut(&ids, step, step + 1), b, 1), case.int2(cut(&mask, step, step + 1), b, 1), None, Some(&mut cache))
+                .forward(
+                    case.int2(cut(&ids, step, step + 1), b, 1),
+                    case.int2(cut(&mask, step, step + 1), b, 1),
+                    None,
+                    Some(&mut cache),
+                )
                 .unwrap();
             let got = logits.into_data().try_into_vec_as::<f32>().unwrap();
             for r in 0..b {
@@ -262,7 +267,8 @@ fn greedy_decoding_matches_transformers_generate() {
             for (r, &tok) in next.iter().enumerate() {
                 got[r].push(tok);
             }
-            logits = case.model.forward(case.int2(next, b, 1), case.int2(vec![1; b], b, 1), None, Some(&mut cache)).unwrap();
+            logits =
+                case.model.forward(case.int2(next, b, 1), case.int2(vec![1; b], b, 1), None, Some(&mut cache)).unwrap();
         }
         assert_eq!(got, want, "{name}");
     }
@@ -281,14 +287,20 @@ fn repeated_cache_serves_a_group() {
     let mut group = cache.repeat_interleave(n);
     assert_eq!(group.batch_size(), b * n);
     let next: Vec<i64> = (0..b * n).map(|i| 20 + i as i64).collect();
-    let grouped = case.model.forward(case.int2(next.clone(), b * n, 1), case.int2(vec![1; b * n], b * n, 1), None, Some(&mut group)).unwrap();
+    let grouped = case
+        .model
+        .forward(case.int2(next.clone(), b * n, 1), case.int2(vec![1; b * n], b * n, 1), None, Some(&mut group))
+        .unwrap();
     let grouped = grouped.into_data().try_into_vec_as::<f32>().unwrap();
     let vocab = case.config.text.vocab_size;
     for r in 0..b {
         for j in 0..n {
             let mut single = cache.clone();
             let tokens: Vec<i64> = (0..b).map(|q| next[q * n + j]).collect();
-            let out = case.model.forward(case.int2(tokens, b, 1), case.int2(vec![1; b], b, 1), None, Some(&mut single)).unwrap();
+            let out = case
+                .model
+                .forward(case.int2(tokens, b, 1), case.int2(vec![1; b], b, 1), None, Some(&mut single))
+                .unwrap();
             let out = out.into_data().try_into_vec_as::<f32>().unwrap();
             let row = r * n + j;
             let diff = max_abs_diff(&grouped[row * vocab..(row + 1) * vocab], &out[r * vocab..(r + 1) * vocab]);
@@ -321,7 +333,13 @@ fn save_then_load_gives_identical_logits() {
     save_model(&case.model, &case.config, dir.path()).unwrap();
     let (config, model) = load_model(dir.path(), &case.device).unwrap();
     assert_eq!(config, case.config);
-    let reloaded = Case { config, model, inputs: Arrays::read(&fixture("gqa2_untied_windows").join("inputs.safetensors")), reference: Arrays::read(&fixture("gqa2_untied_windows").join("reference.safetensors")), device: case.device.clone() };
+    let reloaded = Case {
+        config,
+        model,
+        inputs: Arrays::read(&fixture("gqa2_untied_windows").join("inputs.safetensors")),
+        reference: Arrays::read(&fixture("gqa2_untied_windows").join("reference.safetensors")),
+        device: case.device.clone(),
+    };
     assert_eq!(max_abs_diff(&case.full_logits(), &reloaded.full_logits()), 0.0);
 }
 
@@ -411,7 +429,8 @@ fn image_token_count_mismatch_is_an_error() {
     let mut ids = case.ids();
     let first_pad = ids.iter().position(|&i| i == i64::from(case.config.image_token_id)).unwrap();
     ids[first_pad] = 5;
-    let err = case.model.forward(case.int2(ids, b, t), case.int2(case.mask(), b, t), Some(&case.images()), None).unwrap_err();
+    let err =
+        case.model.forward(case.int2(ids, b, t), case.int2(case.mask(), b, t), Some(&case.images()), None).unwrap_err();
     assert!(matches!(err, ModelError::ImageTokenMismatch { tokens, features } if tokens + 1 == features), "{err}");
 
     let err = case.model.forward(case.int2(case.ids(), b, t), case.int2(case.mask(), b, t), None, None).unwrap_err();
@@ -427,7 +446,8 @@ fn prompts_of(case: &Case) -> Vec<Prompt> {
     let pixels = case.inputs.f32("pixel_values");
     let mut images = case.images().grid_thw.into_iter().scan(0usize, |offset, grid| {
         let rows = grid.iter().product::<usize>();
-        let image = ProcessedImage { pixel_values: pixels[*offset * dim..(*offset + rows) * dim].to_vec(), grid_thw: grid };
+        let image =
+            ProcessedImage { pixel_values: pixels[*offset * dim..(*offset + rows) * dim].to_vec(), grid_thw: grid };
         *offset += rows;
         Some(image)
     });
@@ -475,7 +495,8 @@ fn generate_and_score_agree_with_transformers() {
         let refs: Vec<&Prompt> = prompts.iter().collect();
         let processor = processor_of(&case);
         let mut rng = StdRng::seed_from_u64(0);
-        let out = generate(&case.model, &processor, &refs, 1, &SamplingConfig::greedy(steps), &[eos], pad, &mut rng).unwrap();
+        let out =
+            generate(&case.model, &processor, &refs, 1, &SamplingConfig::greedy(steps), &[eos], pad, &mut rng).unwrap();
         for (row, (g, w)) in out.iter().zip(&want).enumerate() {
             // transformers pads a row after its eos; ours stops there.
             assert_eq!(g.ids[..], w[..g.ids.len()], "{name} row {row}");
@@ -502,7 +523,8 @@ fn seeded_sampling_is_reproducible() {
     let refs: Vec<&Prompt> = prompts.iter().collect();
     let config = SamplingConfig { max_new_tokens: 6, temperature: 1.0, top_p: 0.9, top_k: 0 };
     let processor = processor_of(&case);
-    let run = |seed| generate(&case.model, &processor, &refs, 3, &config, &[], 0, &mut StdRng::seed_from_u64(seed)).unwrap();
+    let run =
+        |seed| generate(&case.model, &processor, &refs, 3, &config, &[], 0, &mut StdRng::seed_from_u64(seed)).unwrap();
     let (a, b) = (run(7), run(7));
     assert_eq!(a, b);
     assert_eq!(a.len(), refs.len() * 3);

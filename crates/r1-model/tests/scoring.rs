@@ -136,10 +136,20 @@ fn generate_with_reports_tokens_and_ends_rows_on_request() {
     let config = SamplingConfig::greedy(6);
     let full = generate(&model, &assets.processor, &refs, 2, &config, &[], pad, &mut StdRng::seed_from_u64(0)).unwrap();
     let mut seen = vec![Vec::new(); full.len()];
-    let cut = generate_with(&model, &assets.processor, &refs, 2, &config, &[], pad, &mut StdRng::seed_from_u64(0), |row, token| {
-        seen[row].push(token);
-        !(row == 1 && seen[row].len() == 2)
-    })
+    let cut = generate_with(
+        &model,
+        &assets.processor,
+        &refs,
+        2,
+        &config,
+        &[],
+        pad,
+        &mut StdRng::seed_from_u64(0),
+        |row, token| {
+            seen[row].push(token);
+            !(row == 1 && seen[row].len() == 2)
+        },
+    )
     .unwrap();
     assert_eq!(cut.len(), 4);
     for (row, (f, c)) in full.iter().zip(&cut).enumerate() {

@@ -155,7 +155,10 @@ fn created_tiny_loads_back_and_runs() {
     // Saved and loaded weights are equal: save the loaded model again and compare bytes.
     let again = tmp.path().join("again");
     checkpoint::save(&model, &assets, &again).unwrap();
-    assert!(std::fs::read(dir.join("model.safetensors")).unwrap() == std::fs::read(again.join("model.safetensors")).unwrap());
+    assert!(
+        std::fs::read(dir.join("model.safetensors")).unwrap()
+            == std::fs::read(again.join("model.safetensors")).unwrap()
+    );
     let w = weights(&model);
     assert!(w.iter().all(|v| v.is_finite()) && w.iter().any(|&v| v != 0.0));
 
@@ -170,7 +173,13 @@ fn created_tiny_loads_back_and_runs() {
 }
 
 /// Logits `[batch, T, vocab]` of `messages` (with its image) repeated `batch` times.
-fn prompt_logits(assets: &Assets, model: &Qwen2_5VlModel, messages: &[Message], batch: usize, device: &Device) -> Tensor<3> {
+fn prompt_logits(
+    assets: &Assets,
+    model: &Qwen2_5VlModel,
+    messages: &[Message],
+    batch: usize,
+    device: &Device,
+) -> Tensor<3> {
     let prompt = assets.encode_prompt(messages, &dataset_root()).unwrap();
     assert_eq!(prompt.images.len(), 1);
     assert_eq!(prompt.images[0].grid_thw, [1, 8, 8], "224x224 is resized to 112x112");
@@ -197,7 +206,12 @@ fn measure_tiny() {
     let device = Device::flex();
     let start = Instant::now();
     let tokenizer = train_tokenizer(&texts, TINY_VOCAB_SIZE).unwrap();
-    println!("tokenizer: {} tokens, trained in {:.2?} on {} texts", tokenizer.get_vocab_size(true), start.elapsed(), texts.len());
+    println!(
+        "tokenizer: {} tokens, trained in {:.2?} on {} texts",
+        tokenizer.get_vocab_size(true),
+        start.elapsed(),
+        texts.len()
+    );
     let start = Instant::now();
     create_tiny(&dir, &texts, 0, &device).unwrap();
     println!("create_tiny: {:.2?}", start.elapsed());

@@ -7,14 +7,8 @@ use std::time::Instant;
 use r1_sim::{SimConfig, simulate};
 
 fn main() {
-    let per_task = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(50);
-    let cfg = SimConfig {
-        episodes_per_task: per_task,
-        ..SimConfig::default()
-    };
+    let per_task = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(50);
+    let cfg = SimConfig { episodes_per_task: per_task, ..SimConfig::default() };
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let start = Instant::now();
     let episodes = simulate(&cfg, |_, _| {}).expect("the default suite simulates");

@@ -18,16 +18,12 @@ fn frames(c: &mut Criterion) {
     let mut g = c.benchmark_group("render_224");
     g.throughput(Throughput::Elements(1));
     g.bench_function("rasterise", |b| b.iter(|| renderer.render(&mesh)));
-    g.bench_function("rasterise_and_png", |b| {
-        b.iter(|| renderer.render(&mesh).png().unwrap())
-    });
+    g.bench_function("rasterise_and_png", |b| b.iter(|| renderer.render(&mesh).png().unwrap()));
     g.finish();
     let mut g = c.benchmark_group("episode_224");
     g.sample_size(10);
     for task in [&TASKS[0], &TASKS[8]] {
-        g.bench_function(task.name, |b| {
-            b.iter(|| simulate_episode(task, 0, 0, 224).unwrap())
-        });
+        g.bench_function(task.name, |b| b.iter(|| simulate_episode(task, 0, 0, 224).unwrap()));
     }
     g.finish();
 }

@@ -21,26 +21,15 @@ const TOP_DOWN: [f64; 4] = [0.0, 1.0, 0.0, 0.0];
 /// A stable 64-bit key for a task name (FNV-1a), so that an episode's random stream depends
 /// on its task's name and not on the task's position in the suite.
 fn name_key(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// Simulates episode `index` of `task` for the dataset seed `seed`, rendering the front
 /// camera at `image_size` x `image_size`.
-pub fn simulate_episode(
-    task: &Task,
-    seed: u64,
-    index: u32,
-    image_size: u32,
-) -> Result<Episode, SimError> {
+pub fn simulate_episode(task: &Task, seed: u64, index: u32, image_size: u32) -> Result<Episode, SimError> {
     let mut rng = Rng::derive(seed, &[name_key(task.name), index as u64]);
     let setup = task.build(&mut rng);
-    let home = [
-        0.3 + rng.range(-0.03, 0.03),
-        rng.range(-0.03, 0.03),
-        1.2 + rng.range(-0.03, 0.03),
-    ];
+    let home = [0.3 + rng.range(-0.03, 0.03), rng.range(-0.03, 0.03), 1.2 + rng.range(-0.03, 0.03)];
     let path = trajectory(home, setup.gripper_open, &setup.waypoints);
     let velocities = joint_velocities(&path.tips);
     let renderer = Renderer::new(View::front(image_size));
@@ -70,19 +59,13 @@ pub fn simulate_episode(
             o.mesh(&mut mesh);
         }
         push_gripper(&mut mesh, tip, open, world.grip_half_width());
-        let png = renderer
-            .render(&mesh)
-            .png()
-            .map_err(|source| SimError::Encode {
-                episode: episode.id(),
-                step: i,
-                source,
-            })?;
+        let png = renderer.render(&mesh).png().map_err(|source| SimError::Encode {
+            episode: episode.id(),
+            step: i,
+            source,
+        })?;
         episode.steps.push(Step {
-            pose: Pose {
-                position: tip,
-                orientation: TOP_DOWN,
-            },
+            pose: Pose { position: tip, orientation: TOP_DOWN },
             gripper_open: open,
             joint_velocities: Some(joint),
             images: BTreeMap::from([(FRONT_CAMERA.to_string(), ImageRef::Encoded(Arc::from(png)))]),

@@ -5,10 +5,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("unknown task {name:?}; known tasks: {}", known.join(", "))]
-    UnknownTask {
-        name: String,
-        known: Vec<&'static str>,
-    },
+    UnknownTask { name: String, known: Vec<&'static str> },
     /// A bad option in [`crate::SimConfig`] or a bad argument.
     #[error("invalid simulator settings: {0}")]
     Config(String),

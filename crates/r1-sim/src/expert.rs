@@ -56,12 +56,7 @@ pub struct Waypoint {
 
 impl Waypoint {
     pub fn new(subtask: impl Into<String>, position: Vec3, gripper_open: bool) -> Self {
-        Self {
-            subtask: subtask.into(),
-            position,
-            gripper_open,
-            events: Vec::new(),
-        }
+        Self { subtask: subtask.into(), position, gripper_open, events: Vec::new() }
     }
 
     pub fn with(mut self, event: Event) -> Self {
@@ -87,9 +82,7 @@ pub struct Trajectory {
 /// (half speed on the first and last frame, full speed between), so `k >= 2` values rising
 /// strictly to exactly 1.
 pub fn profile(k: usize) -> Vec<f64> {
-    let speeds: Vec<f64> = (0..k)
-        .map(|i| if i == 0 || i + 1 == k { 0.5 } else { 1.0 })
-        .collect();
+    let speeds: Vec<f64> = (0..k).map(|i| if i == 0 || i + 1 == k { 0.5 } else { 1.0 }).collect();
     let total: f64 = speeds.iter().sum();
     let mut covered = 0.0;
     let mut out: Vec<f64> = speeds
@@ -125,11 +118,7 @@ pub fn trajectory(home: Vec3, open: bool, waypoints: &[Waypoint]) -> Trajectory 
         for f in profile(frames_for(norm(sub(w.position, at)))) {
             // The last frame lands on the waypoint exactly (`lerp` at 1 may be off by an
             // ulp), so that the hold that follows has exactly zero velocity.
-            t.tips.push(if f == 1.0 {
-                w.position
-            } else {
-                lerp(at, w.position, f)
-            });
+            t.tips.push(if f == 1.0 { w.position } else { lerp(at, w.position, f) });
             t.gripper_open.push(flag);
             t.subtask.push(k);
         }

@@ -25,11 +25,7 @@ pub fn dot(a: Vec3, b: Vec3) -> f64 {
 }
 
 pub fn cross(a: Vec3, b: Vec3) -> Vec3 {
-    [
-        a[1] * b[2] - a[2] * b[1],
-        a[2] * b[0] - a[0] * b[2],
-        a[0] * b[1] - a[1] * b[0],
-    ]
+    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
 }
 
 pub fn norm(a: Vec3) -> f64 {
@@ -99,16 +95,8 @@ impl Mesh {
             ([0.0, 0.0, 1.0], [4, 5, 7, 6]),
         ];
         for (normal, q) in FACES {
-            self.tris.push(Tri {
-                v: [c(q[0]), c(q[1]), c(q[2])],
-                normal,
-                rgb,
-            });
-            self.tris.push(Tri {
-                v: [c(q[0]), c(q[2]), c(q[3])],
-                normal,
-                rgb,
-            });
+            self.tris.push(Tri { v: [c(q[0]), c(q[1]), c(q[2])], normal, rgb });
+            self.tris.push(Tri { v: [c(q[0]), c(q[2]), c(q[3])], normal, rgb });
         }
     }
 
@@ -121,38 +109,16 @@ impl Mesh {
     /// A vertical 12-sided prism standing for a cylinder of `radius` around the vertical
     /// axis through `(x, y)`, from height `z0` to `z1` (44 triangles).
     pub fn push_cylinder(&mut self, x: f64, y: f64, z0: f64, z1: f64, radius: f64, rgb: [u8; 3]) {
-        let at = |k: usize, z: f64| {
-            [
-                x + radius * UNIT_12GON[k % 12][0],
-                y + radius * UNIT_12GON[k % 12][1],
-                z,
-            ]
-        };
+        let at = |k: usize, z: f64| [x + radius * UNIT_12GON[k % 12][0], y + radius * UNIT_12GON[k % 12][1], z];
         for k in 0..12 {
             let (a, b) = (UNIT_12GON[k], UNIT_12GON[(k + 1) % 12]);
             let normal = normalize([a[0] + b[0], a[1] + b[1], 0.0]);
-            self.tris.push(Tri {
-                v: [at(k, z0), at(k + 1, z0), at(k + 1, z1)],
-                normal,
-                rgb,
-            });
-            self.tris.push(Tri {
-                v: [at(k, z0), at(k + 1, z1), at(k, z1)],
-                normal,
-                rgb,
-            });
+            self.tris.push(Tri { v: [at(k, z0), at(k + 1, z0), at(k + 1, z1)], normal, rgb });
+            self.tris.push(Tri { v: [at(k, z0), at(k + 1, z1), at(k, z1)], normal, rgb });
         }
         for k in 1..11 {
-            self.tris.push(Tri {
-                v: [at(0, z1), at(k, z1), at(k + 1, z1)],
-                normal: [0.0, 0.0, 1.0],
-                rgb,
-            });
-            self.tris.push(Tri {
-                v: [at(0, z0), at(k + 1, z0), at(k, z0)],
-                normal: [0.0, 0.0, -1.0],
-                rgb,
-            });
+            self.tris.push(Tri { v: [at(0, z1), at(k, z1), at(k + 1, z1)], normal: [0.0, 0.0, 1.0], rgb });
+            self.tris.push(Tri { v: [at(0, z0), at(k + 1, z0), at(k, z0)], normal: [0.0, 0.0, -1.0], rgb });
         }
     }
 
@@ -163,16 +129,8 @@ impl Mesh {
         let z0 = min[2] + t;
         self.push_box([min[0], min[1], z0], [min[0] + t, max[1], max[2]], rgb);
         self.push_box([max[0] - t, min[1], z0], [max[0], max[1], max[2]], rgb);
-        self.push_box(
-            [min[0] + t, min[1], z0],
-            [max[0] - t, min[1] + t, max[2]],
-            rgb,
-        );
-        self.push_box(
-            [min[0] + t, max[1] - t, z0],
-            [max[0] - t, max[1], max[2]],
-            rgb,
-        );
+        self.push_box([min[0] + t, min[1], z0], [max[0] - t, min[1] + t, max[2]], rgb);
+        self.push_box([min[0] + t, max[1] - t, z0], [max[0] - t, max[1], max[2]], rgb);
     }
 }
 

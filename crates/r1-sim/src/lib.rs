@@ -46,12 +46,7 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        Self {
-            tasks: Vec::new(),
-            episodes_per_task: 10,
-            seed: 0,
-            image_size: 224,
-        }
+        Self { tasks: Vec::new(), episodes_per_task: 10, seed: 0, image_size: 224 }
     }
 }
 
@@ -80,10 +75,7 @@ fn selected(cfg: &SimConfig) -> Result<Vec<&'static Task>, SimError> {
         let task = TASKS
             .iter()
             .find(|t| t.name == name)
-            .ok_or_else(|| SimError::UnknownTask {
-                name: name.clone(),
-                known: task_names(),
-            })?;
+            .ok_or_else(|| SimError::UnknownTask { name: name.clone(), known: task_names() })?;
         if out.iter().any(|t| t.name == task.name) {
             return Err(SimError::Config(format!("task {name:?} is listed twice")));
         }
@@ -96,15 +88,10 @@ fn selected(cfg: &SimConfig) -> Result<Vec<&'static Task>, SimError> {
 /// cores. Each episode is rendered on one thread and results are put back in order, so the
 /// output does not depend on the number of threads. `on_episode(done, total)` is called on
 /// the caller's thread after each finished episode (for a progress bar).
-pub fn simulate(
-    cfg: &SimConfig,
-    mut on_episode: impl FnMut(usize, usize),
-) -> Result<Vec<Episode>, SimError> {
+pub fn simulate(cfg: &SimConfig, mut on_episode: impl FnMut(usize, usize)) -> Result<Vec<Episode>, SimError> {
     let tasks = selected(cfg)?;
     if cfg.episodes_per_task == 0 {
-        return Err(SimError::Config(
-            "episodes_per_task must be at least 1".into(),
-        ));
+        return Err(SimError::Config("episodes_per_task must be at least 1".into()));
     }
     if !(16..=MAX_IMAGE_SIZE).contains(&cfg.image_size) {
         return Err(SimError::Config(format!(
@@ -112,20 +99,11 @@ pub fn simulate(
             cfg.image_size
         )));
     }
-    let episodes_per_task = u32::try_from(cfg.episodes_per_task).map_err(|_| {
-        SimError::Config(format!(
-            "episodes_per_task {} is too large",
-            cfg.episodes_per_task
-        ))
-    })?;
-    let jobs: Vec<(&Task, u32)> = tasks
-        .iter()
-        .flat_map(|&t| (0..episodes_per_task).map(move |e| (t, e)))
-        .collect();
+    let episodes_per_task = u32::try_from(cfg.episodes_per_task)
+        .map_err(|_| SimError::Config(format!("episodes_per_task {} is too large", cfg.episodes_per_task)))?;
+    let jobs: Vec<(&Task, u32)> = tasks.iter().flat_map(|&t| (0..episodes_per_task).map(move |e| (t, e))).collect();
     let total = jobs.len();
-    let workers = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(total);
+    let workers = std::thread::available_parallelism().map_or(1, usize::from).min(total);
     let next = AtomicUsize::new(0);
     let mut done: Vec<Option<Episode>> = vec![None; total];
     std::thread::scope(|scope| {
@@ -137,13 +115,7 @@ pub fn simulate(
                     let j = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&(task, e)) = jobs.get(j) else { break };
                     // The receiver is gone only when the caller stopped on an error.
-                    if tx
-                        .send((
-                            j,
-                            episode::simulate_episode(task, cfg.seed, e, cfg.image_size),
-                        ))
-                        .is_err()
-                    {
+                    if tx.send((j, episode::simulate_episode(task, cfg.seed, e, cfg.image_size))).is_err() {
                         break;
                     }
                 }
@@ -176,18 +148,12 @@ mod tests {
     fn unknown_tasks_list_the_known_ones() {
         let err = simulate(&cfg(&["pick_up_cup", "fly"]), |_, _| {}).unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.contains("\"fly\"") && msg.contains("reach_target") && msg.contains("pick_up_cup"),
-            "{msg}"
-        );
+        assert!(msg.contains("\"fly\"") && msg.contains("reach_target") && msg.contains("pick_up_cup"), "{msg}");
     }
 
     #[test]
     fn bad_settings_are_rejected() {
-        assert!(matches!(
-            simulate(&cfg(&["push_button", "push_button"]), |_, _| {}),
-            Err(SimError::Config(_))
-        ));
+        assert!(matches!(simulate(&cfg(&["push_button", "push_button"]), |_, _| {}), Err(SimError::Config(_))));
         let mut c = cfg(&[]);
         c.image_size = 4;
         assert!(matches!(simulate(&c, |_, _| {}), Err(SimError::Config(_))));
@@ -200,9 +166,7 @@ mod tests {
     fn held_out_tasks_are_the_second_five() {
         let names = task_names();
         assert_eq!(names.len(), 10);
-        assert!(
-            names[..5].iter().all(|t| !is_held_out(t)) && names[5..].iter().all(|t| is_held_out(t))
-        );
+        assert!(names[..5].iter().all(|t| !is_held_out(t)) && names[5..].iter().all(|t| is_held_out(t)));
         assert!(!is_held_out("no_such_task"));
     }
 
@@ -214,14 +178,6 @@ mod tests {
         let eps = simulate(&c, |d, t| seen.push((d, t))).unwrap();
         assert_eq!(seen, vec![(1, 4), (2, 4), (3, 4), (4, 4)]);
         let ids: Vec<_> = eps.iter().map(|e| (e.task.as_str(), e.episode)).collect();
-        assert_eq!(
-            ids,
-            vec![
-                ("reach_target", 0),
-                ("reach_target", 1),
-                ("push_button", 0),
-                ("push_button", 1)
-            ]
-        );
+        assert_eq!(ids, vec![("reach_target", 0), ("reach_target", 1), ("push_button", 0), ("push_button", 1)]);
     }
 }

@@ -26,31 +26,27 @@ pub fn montage(episodes: &[Episode], path: &Path) -> Result<(), SimError> {
         }
     }
     if rows.is_empty() {
-        return Err(SimError::Config(
-            "a montage needs at least one episode".into(),
-        ));
+        return Err(SimError::Config("a montage needs at least one episode".into()));
     }
     let mut tiles: Vec<Vec<RgbImage>> = Vec::new();
     for e in &rows {
-        let camera = e.cameras.first().map(|c| c.name.as_str()).ok_or_else(|| {
-            SimError::Config(format!("{}: the episode has no camera to show", e.id()))
-        })?;
+        let camera = e
+            .cameras
+            .first()
+            .map(|c| c.name.as_str())
+            .ok_or_else(|| SimError::Config(format!("{}: the episode has no camera to show", e.id())))?;
         let mut row = Vec::new();
         for frame in frames(e) {
-            let image = e.steps[frame].images.get(camera).ok_or_else(|| {
-                SimError::Config(format!("{}: step {frame} has no {camera:?} image", e.id()))
-            })?;
+            let image = e.steps[frame]
+                .images
+                .get(camera)
+                .ok_or_else(|| SimError::Config(format!("{}: step {frame} has no {camera:?} image", e.id())))?;
             row.push(image.load_rgb(Path::new(""))?);
         }
         tiles.push(row);
     }
     let tile_w = tiles.iter().flatten().map(|t| t.width()).max().unwrap_or(1);
-    let tile_h = tiles
-        .iter()
-        .flatten()
-        .map(|t| t.height())
-        .max()
-        .unwrap_or(1);
+    let tile_h = tiles.iter().flatten().map(|t| t.height()).max().unwrap_or(1);
     let row_h = LABEL_HEIGHT + tile_h + GAP;
     let mut canvas = RgbImage::from_pixel(
         COLUMNS as u32 * (tile_w + GAP) + GAP,
@@ -169,25 +165,13 @@ mod tests {
         let path = dir.path().join("m.png");
         montage(&eps, &path).unwrap();
         let img = image::open(&path).unwrap().to_rgb8();
-        assert_eq!(
-            (img.width(), img.height()),
-            (4 * 34 + 2, 2 * (LABEL_HEIGHT + 34) + 2)
-        );
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "no temporary file is left behind"
-        );
+        assert_eq!((img.width(), img.height()), (4 * 34 + 2, 2 * (LABEL_HEIGHT + 34) + 2));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left behind");
         // The label strip of each row holds black text.
         for r in 0..2 {
             let top = GAP + r * (LABEL_HEIGHT + 34);
-            let dark =
-                (0..img.width()).flat_map(|x| (top..top + LABEL_HEIGHT).map(move |y| (x, y)));
-            assert!(
-                dark.filter(|&(x, y)| img.get_pixel(x, y).0 == [0, 0, 0])
-                    .count()
-                    > 20
-            );
+            let dark = (0..img.width()).flat_map(|x| (top..top + LABEL_HEIGHT).map(move |y| (x, y)));
+            assert!(dark.filter(|&(x, y)| img.get_pixel(x, y).0 == [0, 0, 0]).count() > 20);
         }
         assert!(matches!(montage(&[], &path), Err(SimError::Config(_))));
         // A folder that cannot be created (a file stands in its way) is an error naming the path.
@@ -210,31 +194,14 @@ mod tests {
     #[test]
     fn empty_episodes_show_no_frames() {
         let mut e = simulate(
-            &SimConfig {
-                tasks: vec!["reach_target".into()],
-                episodes_per_task: 1,
-                seed: 0,
-                image_size: 16,
-            },
+            &SimConfig { tasks: vec!["reach_target".into()], episodes_per_task: 1, seed: 0, image_size: 16 },
             |_, _| {},
         )
         .unwrap()
         .remove(0);
-        assert_eq!(
-            frames(&e).len(),
-            3,
-            "reach_target has two waypoints: frames 0, first, last"
-        );
+        assert_eq!(frames(&e).len(), 3, "reach_target has two waypoints: frames 0, first, last");
         e.waypoints = None;
-        assert_eq!(
-            frames(&e),
-            vec![
-                0,
-                (e.steps.len() - 1) / 3,
-                2 * (e.steps.len() - 1) / 3,
-                e.steps.len() - 1
-            ]
-        );
+        assert_eq!(frames(&e), vec![0, (e.steps.len() - 1) / 3, 2 * (e.steps.len() - 1) / 3, e.steps.len() - 1]);
         e.steps.clear();
         assert!(frames(&e).is_empty());
     }

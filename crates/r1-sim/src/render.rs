@@ -45,15 +45,7 @@ impl View {
         let forward = normalize(sub(target, eye));
         let right = normalize(cross(forward, [0.0, 0.0, 1.0]));
         let down = cross(forward, right);
-        Self {
-            eye,
-            right,
-            down,
-            forward,
-            focal: FOCAL_PER_WIDTH * width as f64,
-            width,
-            height,
-        }
+        Self { eye, right, down, forward, focal: FOCAL_PER_WIDTH * width as f64, width, height }
     }
 
     /// RLBench's front camera: in front of the table, above it, looking back and down.
@@ -74,11 +66,7 @@ impl View {
             name: name.into(),
             width: self.width,
             height: self.height,
-            intrinsics: Some([
-                [self.focal, 0.0, cx],
-                [0.0, self.focal, cy],
-                [0.0, 0.0, 1.0],
-            ]),
+            intrinsics: Some([[self.focal, 0.0, cx], [0.0, self.focal, cy], [0.0, 0.0, 1.0]]),
             extrinsics: Some([
                 [r[0], d[0], f[0], e[0]],
                 [r[1], d[1], f[1], e[1]],
@@ -108,12 +96,7 @@ pub struct Frame {
 impl Frame {
     fn blank(width: u32, height: u32, sky: [u8; 3]) -> Self {
         let n = width as usize * height as usize;
-        Self {
-            width,
-            height,
-            rgb: sky.repeat(n),
-            inv_depth: vec![0.0; n],
-        }
+        Self { width, height, rgb: sky.repeat(n), inv_depth: vec![0.0; n] }
     }
 
     /// The colour at pixel `(u, v)`.
@@ -126,13 +109,12 @@ impl Frame {
     /// compress to a few kilobytes).
     pub fn png(&self) -> Result<Vec<u8>, image::ImageError> {
         let mut out = Vec::new();
-        PngEncoder::new_with_quality(&mut out, CompressionType::Default, FilterType::Adaptive)
-            .write_image(
-                &self.rgb,
-                self.width,
-                self.height,
-                image::ExtendedColorType::Rgb8,
-            )?;
+        PngEncoder::new_with_quality(&mut out, CompressionType::Default, FilterType::Adaptive).write_image(
+            &self.rgb,
+            self.width,
+            self.height,
+            image::ExtendedColorType::Rgb8,
+        )?;
         Ok(out)
     }
 
@@ -152,42 +134,21 @@ impl Frame {
             }
             // Screen position (u, v) and 1/z of each corner; 1/z is affine in screen space,
             // so interpolating it with screen-space barycentrics is perspective-correct.
-            let s = cam.map(|c| {
-                [
-                    view.focal * c[0] / c[2] + cx,
-                    view.focal * c[1] / c[2] + cy,
-                    1.0 / c[2],
-                ]
-            });
+            let s = cam.map(|c| [view.focal * c[0] / c[2] + cx, view.focal * c[1] / c[2] + cy, 1.0 / c[2]]);
             let area = edge(s[0], s[1], s[2]);
             if area == 0.0 {
                 continue;
             }
             let lambert = dot(t.normal, light).max(0.0);
             let rgb = shade(t.rgb, AMBIENT + (1.0 - AMBIENT) * lambert);
-            let lo = |a: usize| {
-                s.iter()
-                    .map(|p| p[a])
-                    .fold(f64::INFINITY, f64::min)
-                    .floor()
-                    .max(0.0) as usize
-            };
+            let lo = |a: usize| s.iter().map(|p| p[a]).fold(f64::INFINITY, f64::min).floor().max(0.0) as usize;
             let hi = |a: usize, n: usize| {
-                (s.iter()
-                    .map(|p| p[a])
-                    .fold(f64::NEG_INFINITY, f64::max)
-                    .ceil()
-                    .max(0.0) as usize)
-                    .min(n)
+                (s.iter().map(|p| p[a]).fold(f64::NEG_INFINITY, f64::max).ceil().max(0.0) as usize).min(n)
             };
             for py in lo(1)..hi(1, h) {
                 for px in lo(0)..hi(0, w) {
                     let p = [px as f64 + 0.5, py as f64 + 0.5, 0.0];
-                    let b = [
-                        edge(s[1], s[2], p) / area,
-                        edge(s[2], s[0], p) / area,
-                        edge(s[0], s[1], p) / area,
-                    ];
+                    let b = [edge(s[1], s[2], p) / area, edge(s[2], s[0], p) / area, edge(s[0], s[1], p) / area];
                     if b.iter().any(|&x| x < 0.0) {
                         continue;
                     }
@@ -213,17 +174,9 @@ pub fn stage() -> Mesh {
     let mut m = Mesh::default();
     // The floor stops short of the camera (at x = 1.3) so that all of it lies in front.
     m.push_box([-3.0, -3.0, -0.02], [1.2, 3.0, 0.0], FLOOR);
-    m.push_box(
-        [-0.3, -0.65, TABLE_TOP - 0.04],
-        [0.8, 0.65, TABLE_TOP],
-        TABLE,
-    );
+    m.push_box([-0.3, -0.65, TABLE_TOP - 0.04], [0.8, 0.65, TABLE_TOP], TABLE);
     for (x, y) in [(-0.25, -0.6), (-0.25, 0.55), (0.75, -0.6), (0.75, 0.55)] {
-        m.push_box(
-            [x - 0.025, y, 0.0],
-            [x + 0.025, y + 0.05, TABLE_TOP - 0.04],
-            BROWN.rgb,
-        );
+        m.push_box([x - 0.025, y, 0.0], [x + 0.025, y + 0.05, TABLE_TOP - 0.04], BROWN.rgb);
     }
     // A back wall closes the view behind the table.
     m.push_box([-1.6, -3.0, 0.0], [-1.5, 3.0, 2.5], shade(GREY.rgb, 0.8));
@@ -267,10 +220,7 @@ mod tests {
         let cam = View::front(224).camera(FRONT_CAMERA);
         // The table centre is in the lower half of the image, the image centre column.
         let [u, v] = cam.project([0.25, 0.0, TABLE_TOP]).unwrap();
-        assert!(
-            (u - 112.0).abs() < 1e-9 && v > 112.0 && v < 224.0,
-            "{u} {v}"
-        );
+        assert!((u - 112.0).abs() < 1e-9 && v > 112.0 && v < 224.0, "{u} {v}");
         // World +y (right) is image right; world +z (up) is image up.
         let right = cam.project([0.25, 0.2, TABLE_TOP]).unwrap();
         let up = cam.project([0.25, 0.0, TABLE_TOP + 0.2]).unwrap();
@@ -285,10 +235,7 @@ mod tests {
             [0.3, 0.0, 1.32],
         ] {
             let [u, v] = cam.project(p).unwrap();
-            assert!(
-                (0.0..224.0).contains(&u) && (0.0..224.0).contains(&v),
-                "{p:?} -> {u} {v}"
-            );
+            assert!((0.0..224.0).contains(&u) && (0.0..224.0).contains(&v), "{p:?} -> {u} {v}");
         }
     }
 
@@ -299,12 +246,7 @@ mod tests {
         let view = View::front(224);
         let cam = view.camera(FRONT_CAMERA);
         let renderer = Renderer::new(view);
-        let cubes = [
-            ([0.0, -0.3], 0),
-            ([0.3, 0.2], 1),
-            ([0.5, -0.1], 2),
-            ([0.1, 0.35], 3),
-        ];
+        let cubes = [([0.0, -0.3], 0), ([0.3, 0.2], 1), ([0.5, -0.1], 2), ([0.1, 0.35], 3)];
         let mut mesh = Mesh::default();
         for ([x, y], c) in cubes {
             mesh.push_centred_box([x, y, TABLE_TOP + 0.03], [0.06; 3], PALETTE[c].rgb);
@@ -313,11 +255,7 @@ mod tests {
         let lit = AMBIENT + (1.0 - AMBIENT) * normalize(LIGHT)[2];
         for ([x, y], c) in cubes {
             let [u, v] = cam.project([x, y, TABLE_TOP + 0.06]).unwrap();
-            assert_eq!(
-                frame.pixel(u as u32, v as u32),
-                shade(PALETTE[c].rgb, lit),
-                "cube {c} at {u} {v}"
-            );
+            assert_eq!(frame.pixel(u as u32, v as u32), shade(PALETTE[c].rgb, lit), "cube {c} at {u} {v}");
         }
         // And the table shows between them.
         let [u, v] = cam.project([0.25, 0.0, TABLE_TOP]).unwrap();

@@ -5,9 +5,7 @@
 use crate::expert::Waypoint;
 use crate::geom::{Vec3, add};
 use crate::rng::Rng;
-use crate::world::{
-    Colour, Event, HANDLE_DEPTH, LID_THICKNESS, Object, PALETTE, SILVER, Shape, TABLE_TOP, WALL,
-};
+use crate::world::{Colour, Event, HANDLE_DEPTH, LID_THICKNESS, Object, PALETTE, SILVER, Shape, TABLE_TOP, WALL};
 
 /// A drawn task instance: the scene, how to phrase it, and the expert's script.
 #[derive(Clone, Debug)]
@@ -37,56 +35,16 @@ impl Task {
 
 /// The suite, training tasks first.
 pub const TASKS: [Task; 10] = [
-    Task {
-        name: "pick_up_cup",
-        held_out: false,
-        build: pick_up_cup,
-    },
-    Task {
-        name: "push_button",
-        held_out: false,
-        build: push_button,
-    },
-    Task {
-        name: "put_rubbish_in_bin",
-        held_out: false,
-        build: put_rubbish_in_bin,
-    },
-    Task {
-        name: "phone_on_base",
-        held_out: false,
-        build: phone_on_base,
-    },
-    Task {
-        name: "take_lid_off_saucepan",
-        held_out: false,
-        build: take_lid_off_saucepan,
-    },
-    Task {
-        name: "stack_blocks",
-        held_out: true,
-        build: stack_blocks,
-    },
-    Task {
-        name: "open_drawer",
-        held_out: true,
-        build: open_drawer,
-    },
-    Task {
-        name: "slide_block_to_target",
-        held_out: true,
-        build: slide_block_to_target,
-    },
-    Task {
-        name: "put_item_in_drawer",
-        held_out: true,
-        build: put_item_in_drawer,
-    },
-    Task {
-        name: "reach_target",
-        held_out: true,
-        build: reach_target,
-    },
+    Task { name: "pick_up_cup", held_out: false, build: pick_up_cup },
+    Task { name: "push_button", held_out: false, build: push_button },
+    Task { name: "put_rubbish_in_bin", held_out: false, build: put_rubbish_in_bin },
+    Task { name: "phone_on_base", held_out: false, build: phone_on_base },
+    Task { name: "take_lid_off_saucepan", held_out: false, build: take_lid_off_saucepan },
+    Task { name: "stack_blocks", held_out: true, build: stack_blocks },
+    Task { name: "open_drawer", held_out: true, build: open_drawer },
+    Task { name: "slide_block_to_target", held_out: true, build: slide_block_to_target },
+    Task { name: "put_item_in_drawer", held_out: true, build: put_item_in_drawer },
+    Task { name: "reach_target", held_out: true, build: reach_target },
 ];
 
 /// Clearance of the pre-grasp pose above an object, and of retreats.
@@ -98,22 +56,12 @@ const PLACE_GAP: f64 = 0.004;
 
 /// Fills `{name}` slots of each template.
 fn phrase(templates: &[&str], slots: &[(&str, &str)]) -> Vec<String> {
-    templates
-        .iter()
-        .map(|t| {
-            slots
-                .iter()
-                .fold(t.to_string(), |s, (k, v)| s.replace(&format!("{{{k}}}"), v))
-        })
-        .collect()
+    templates.iter().map(|t| slots.iter().fold(t.to_string(), |s, (k, v)| s.replace(&format!("{{{k}}}"), v))).collect()
 }
 
 /// `k` distinct palette colours with their palette indices.
 fn colours(rng: &mut Rng, k: usize) -> Vec<(u32, Colour)> {
-    rng.distinct(PALETTE.len(), k)
-        .into_iter()
-        .map(|i| (i as u32, PALETTE[i]))
-        .collect()
+    rng.distinct(PALETTE.len(), k).into_iter().map(|i| (i as u32, PALETTE[i])).collect()
 }
 
 /// Draws table positions whose footprints (discs of the given radii) do not overlap.
@@ -141,10 +89,7 @@ impl Placer {
     fn place(&mut self, rng: &mut Rng, radius: f64, xs: (f64, f64), ys: (f64, f64)) -> (f64, f64) {
         let mut spot = (0.0, 0.0);
         for _ in 0..500 {
-            spot = (
-                rng.range(xs.0 + radius, xs.1 - radius),
-                rng.range(ys.0 + radius, ys.1 - radius),
-            );
+            spot = (rng.range(xs.0 + radius, xs.1 - radius), rng.range(ys.0 + radius, ys.1 - radius));
             if self.is_free(spot, radius) {
                 break;
             }
@@ -154,9 +99,9 @@ impl Placer {
     }
 
     fn is_free(&self, (x, y): (f64, f64), radius: f64) -> bool {
-        self.taken.iter().all(|&(a, b, r)| {
-            (x - a) * (x - a) + (y - b) * (y - b) > (r + radius + 0.01) * (r + radius + 0.01)
-        })
+        self.taken
+            .iter()
+            .all(|&(a, b, r)| (x - a) * (x - a) + (y - b) * (y - b) > (r + radius + 0.01) * (r + radius + 0.01))
     }
 }
 
@@ -167,11 +112,7 @@ fn up(p: Vec3, dz: f64) -> Vec3 {
 /// The tip position that grasps `o`: its centre, but at least a centimetre above the table
 /// so that the fingers stay clear of it.
 fn grasp_point(o: &Object) -> Vec3 {
-    [
-        o.position[0],
-        o.position[1],
-        o.position[2].max(TABLE_TOP + 0.01),
-    ]
+    [o.position[0], o.position[1], o.position[2].max(TABLE_TOP + 0.01)]
 }
 
 /// The tip height that puts `o`, grasped at `grasp`, just above a surface at `support`.
@@ -180,11 +121,7 @@ fn place_height(o: &Object, grasp: Vec3, support: f64) -> f64 {
 }
 
 fn grasp(object: usize) -> Event {
-    Event::Attach {
-        object,
-        follow: [true; 3],
-        held: true,
-    }
+    Event::Attach { object, follow: [true; 3], held: true }
 }
 
 fn release(object: usize) -> Event {
@@ -195,17 +132,9 @@ fn release(object: usize) -> Event {
 fn pick(objects: &[Object], i: usize, name: &str, lift_to: f64) -> Vec<Waypoint> {
     let g = grasp_point(&objects[i]);
     vec![
-        Waypoint::new(
-            format!("move above the {name}"),
-            up([g[0], g[1], objects[i].top()], APPROACH),
-            true,
-        ),
+        Waypoint::new(format!("move above the {name}"), up([g[0], g[1], objects[i].top()], APPROACH), true),
         Waypoint::new(format!("grasp the {name}"), g, false).with(grasp(i)),
-        Waypoint::new(
-            format!("lift the {name}"),
-            [g[0], g[1], lift_to.max(g[2] + LIFT)],
-            false,
-        ),
+        Waypoint::new(format!("lift the {name}"), [g[0], g[1], lift_to.max(g[2] + LIFT)], false),
     ]
 }
 
@@ -252,13 +181,7 @@ fn pick_up_cup(rng: &mut Rng) -> Setup {
         &[("c", cs[0].1.name)],
     );
     let waypoints = pick(&objects, 0, name, 0.0);
-    Setup {
-        variation: cs[0].0,
-        descriptions,
-        objects,
-        gripper_open: true,
-        waypoints,
-    }
+    Setup { variation: cs[0].0, descriptions, objects, gripper_open: true, waypoints }
 }
 
 fn push_button(rng: &mut Rng) -> Setup {
@@ -278,60 +201,27 @@ fn push_button(rng: &mut Rng) -> Setup {
     for &(_, c) in &cs[1..] {
         let s = rng.range(0.04, 0.055);
         let (bx, by) = placer.place(rng, s, REGION_X, REGION_Y);
-        objects.push(Object::on_table(
-            format!("{} block", c.name),
-            Shape::Block,
-            c,
-            bx,
-            by,
-            [s, s, s],
-        ));
+        objects.push(Object::on_table(format!("{} block", c.name), Shape::Block, c, bx, by, [s, s, s]));
     }
     let (b, c) = (&objects[0], cs[0].1.name);
     let top = b.top();
     let waypoints = vec![
-        Waypoint::new(
-            format!("move above the {c} button"),
-            [x, y, top + APPROACH],
-            false,
-        ),
+        Waypoint::new(format!("move above the {c} button"), [x, y, top + APPROACH], false),
         Waypoint::new(format!("push the {c} button"), [x, y, top - travel], false),
-        Waypoint::new(
-            format!("release the {c} button"),
-            [x, y, top + APPROACH],
-            false,
-        ),
+        Waypoint::new(format!("release the {c} button"), [x, y, top + APPROACH], false),
     ];
     let descriptions = phrase(
-        &[
-            "push the {c} button",
-            "press the {c} button",
-            "push down the {c} button",
-            "press down on the {c} button",
-        ],
+        &["push the {c} button", "press the {c} button", "push down the {c} button", "press down on the {c} button"],
         &[("c", c)],
     );
-    Setup {
-        variation: cs[0].0,
-        descriptions,
-        objects,
-        gripper_open: false,
-        waypoints,
-    }
+    Setup { variation: cs[0].0, descriptions, objects, gripper_open: false, waypoints }
 }
 
 fn put_rubbish_in_bin(rng: &mut Rng) -> Setup {
     let cs = colours(rng, 4);
     let mut placer = Placer::new();
     let (bx, by) = placer.place(rng, 0.13, REGION_X, REGION_Y);
-    let bin = Object::on_table(
-        "bin",
-        Shape::Container,
-        cs[0].1,
-        bx,
-        by,
-        [0.16, 0.2, rng.range(0.1, 0.13)],
-    );
+    let bin = Object::on_table("bin", Shape::Container, cs[0].1, bx, by, [0.16, 0.2, rng.range(0.1, 0.13)]);
     let s = rng.range(0.035, 0.045);
     let (rx, ry) = placer.place(rng, 0.05, REGION_X, REGION_Y);
     let rubbish = Object::on_table("rubbish", Shape::Block, cs[1].1, rx, ry, [s, s, s * 0.8]);
@@ -339,24 +229,13 @@ fn put_rubbish_in_bin(rng: &mut Rng) -> Setup {
     for &(_, c) in &cs[2..2 + rng.below(3)] {
         let (d, h) = (rng.range(0.04, 0.05), rng.range(0.05, 0.08));
         let (x, y) = placer.place(rng, 0.05, REGION_X, REGION_Y);
-        objects.push(Object::on_table(
-            format!("{} can", c.name),
-            Shape::Cylinder,
-            c,
-            x,
-            y,
-            [d, d, h],
-        ));
+        objects.push(Object::on_table(format!("{} can", c.name), Shape::Cylinder, c, x, y, [d, d, h]));
     }
     let bin_top = objects[1].top();
     let mut waypoints = pick(&objects, 0, "rubbish", bin_top + APPROACH);
     let over_bin = [bx, by, bin_top + APPROACH];
     waypoints.push(Waypoint::new("drop the rubbish into the bin", over_bin, true).with(release(0)));
-    waypoints.push(Waypoint::new(
-        "move the gripper away from the bin",
-        up(over_bin, APPROACH),
-        true,
-    ));
+    waypoints.push(Waypoint::new("move the gripper away from the bin", up(over_bin, APPROACH), true));
     let descriptions = phrase(
         &[
             "put the rubbish in the bin",
@@ -366,13 +245,7 @@ fn put_rubbish_in_bin(rng: &mut Rng) -> Setup {
         ],
         &[],
     );
-    Setup {
-        variation: 0,
-        descriptions,
-        objects,
-        gripper_open: true,
-        waypoints,
-    }
+    Setup { variation: 0, descriptions, objects, gripper_open: true, waypoints }
 }
 
 fn phone_on_base(rng: &mut Rng) -> Setup {
@@ -382,52 +255,20 @@ fn phone_on_base(rng: &mut Rng) -> Setup {
     let (bx, by) = placer.place(rng, 0.11, REGION_X, REGION_Y);
     let phone_colour = *rng.pick(&[PALETTE[9], PALETTE[11], PALETTE[8]]);
     let mut objects = vec![
-        Object::on_table(
-            "phone",
-            Shape::Block,
-            phone_colour,
-            px,
-            py,
-            [0.07, 0.14, 0.016],
-        ),
-        Object::on_table(
-            "phone base",
-            Shape::Plate,
-            cs[0].1,
-            bx,
-            by,
-            [0.1, 0.19, 0.02],
-        ),
+        Object::on_table("phone", Shape::Block, phone_colour, px, py, [0.07, 0.14, 0.016]),
+        Object::on_table("phone base", Shape::Plate, cs[0].1, bx, by, [0.1, 0.19, 0.02]),
     ];
     if rng.below(2) == 1 {
         let s = rng.range(0.04, 0.05);
         let (x, y) = placer.place(rng, s, REGION_X, REGION_Y);
-        objects.push(Object::on_table(
-            format!("{} block", cs[1].1.name),
-            Shape::Block,
-            cs[1].1,
-            x,
-            y,
-            [s, s, s],
-        ));
+        objects.push(Object::on_table(format!("{} block", cs[1].1.name), Shape::Block, cs[1].1, x, y, [s, s, s]));
     }
     let mut waypoints = pick(&objects, 0, "phone", 0.0);
     let g = waypoints[1].position;
     let lifted = waypoints[2].position[2];
-    let subtasks = [
-        "move the phone above the base".into(),
-        "put the phone on the base".into(),
-        "move the gripper away".into(),
-    ];
-    waypoints.extend(place(
-        &objects,
-        0,
-        g,
-        (bx, by),
-        objects[1].top(),
-        lifted,
-        subtasks,
-    ));
+    let subtasks =
+        ["move the phone above the base".into(), "put the phone on the base".into(), "move the gripper away".into()];
+    waypoints.extend(place(&objects, 0, g, (bx, by), objects[1].top(), lifted, subtasks));
     let descriptions = phrase(
         &[
             "put the phone on the base",
@@ -437,13 +278,7 @@ fn phone_on_base(rng: &mut Rng) -> Setup {
         ],
         &[],
     );
-    Setup {
-        variation: 0,
-        descriptions,
-        objects,
-        gripper_open: true,
-        waypoints,
-    }
+    Setup { variation: 0, descriptions, objects, gripper_open: true, waypoints }
 }
 
 fn take_lid_off_saucepan(rng: &mut Rng) -> Setup {
@@ -452,12 +287,7 @@ fn take_lid_off_saucepan(rng: &mut Rng) -> Setup {
     let d = rng.range(0.14, 0.18);
     let h = rng.range(0.07, 0.09);
     // The handle sticks out along +y: keep it on the table.
-    let (x, y) = placer.place(
-        rng,
-        d / 2.0 + 0.03,
-        REGION_X,
-        (REGION_Y.0, REGION_Y.1 - 0.1),
-    );
+    let (x, y) = placer.place(rng, d / 2.0 + 0.03, REGION_X, (REGION_Y.0, REGION_Y.1 - 0.1));
     placer.reserve(x, y + d / 2.0 + 0.06, 0.05);
     let pan = Object::on_table("saucepan", Shape::Saucepan, SILVER, x, y, [d, d, h]);
     let lid_h = LID_THICKNESS + 0.025;
@@ -472,14 +302,7 @@ fn take_lid_off_saucepan(rng: &mut Rng) -> Setup {
     if rng.below(2) == 1 {
         let s = rng.range(0.04, 0.05);
         let (bx, by) = placer.place(rng, s, REGION_X, REGION_Y);
-        objects.push(Object::on_table(
-            format!("{} block", cs[1].1.name),
-            Shape::Block,
-            cs[1].1,
-            bx,
-            by,
-            [s, s, s],
-        ));
+        objects.push(Object::on_table(format!("{} block", cs[1].1.name), Shape::Block, cs[1].1, bx, by, [s, s, s]));
     }
     let knob = [x, y, objects[0].top() - 0.012];
     let waypoints = vec![
@@ -496,13 +319,7 @@ fn take_lid_off_saucepan(rng: &mut Rng) -> Setup {
         ],
         &[("c", cs[0].1.name)],
     );
-    Setup {
-        variation: 0,
-        descriptions,
-        objects,
-        gripper_open: true,
-        waypoints,
-    }
+    Setup { variation: 0, descriptions, objects, gripper_open: true, waypoints }
 }
 
 fn stack_blocks(rng: &mut Rng) -> Setup {
@@ -514,24 +331,12 @@ fn stack_blocks(rng: &mut Rng) -> Setup {
         .map(|&(_, c)| {
             let s = rng.range(0.045, 0.055);
             let (x, y) = placer.place(rng, s, REGION_X, REGION_Y);
-            Object::on_table(
-                format!("{} block", c.name),
-                Shape::Block,
-                c,
-                x,
-                y,
-                [s, s, s],
-            )
+            Object::on_table(format!("{} block", c.name), Shape::Block, c, x, y, [s, s, s])
         })
         .collect();
     let (top, bottom) = (cs[0].1.name, cs[1].1.name);
     let target = &objects[1];
-    let mut waypoints = pick(
-        &objects,
-        0,
-        &objects[0].name,
-        target.top() + objects[0].size[2] + APPROACH,
-    );
+    let mut waypoints = pick(&objects, 0, &objects[0].name, target.top() + objects[0].size[2] + APPROACH);
     let g = waypoints[1].position;
     let lifted = waypoints[2].position[2];
     let subtasks = [
@@ -539,15 +344,7 @@ fn stack_blocks(rng: &mut Rng) -> Setup {
         format!("put the {top} block on the {bottom} block"),
         "move the gripper away".into(),
     ];
-    waypoints.extend(place(
-        &objects,
-        0,
-        g,
-        (target.position[0], target.position[1]),
-        target.top(),
-        lifted,
-        subtasks,
-    ));
+    waypoints.extend(place(&objects, 0, g, (target.position[0], target.position[1]), target.top(), lifted, subtasks));
     let descriptions = phrase(
         &[
             "stack the {a} block on top of the {b} block",
@@ -557,13 +354,7 @@ fn stack_blocks(rng: &mut Rng) -> Setup {
         ],
         &[("a", top), ("b", bottom)],
     );
-    Setup {
-        variation: cs[0].0,
-        descriptions,
-        objects,
-        gripper_open: true,
-        waypoints,
-    }
+    Setup { variation: cs[0].0, descriptions, objects, gripper_open: true, waypoints }
 }
 
 const DRAWER_NAMES: [&str; 3] = ["bottom", "middle", "top"];
@@ -574,24 +365,12 @@ const DRAWER_TRAVEL: f64 = 0.16;
 /// A cabinet against the back of the table with three drawers facing the camera; `open`
 /// drawer (if any) starts pulled out. Returns the objects (cabinet first, then the drawers
 /// bottom to top) and the cabinet's front face x.
-fn cabinet(
-    rng: &mut Rng,
-    placer: &mut Placer,
-    colour: Colour,
-    open: Option<usize>,
-) -> (Vec<Object>, f64) {
+fn cabinet(rng: &mut Rng, placer: &mut Placer, colour: Colour, open: Option<usize>) -> (Vec<Object>, f64) {
     let size = [0.2, rng.range(0.22, 0.26), 0.3];
     let (x, y) = placer.place(rng, 0.14, (-0.15, 0.25), REGION_Y);
     placer.reserve(x + 0.2, y, 0.12);
     let front = x + size[0] / 2.0;
-    let mut objects = vec![Object::on_table(
-        "cabinet",
-        Shape::Cabinet,
-        colour,
-        x,
-        y,
-        size,
-    )];
+    let mut objects = vec![Object::on_table("cabinet", Shape::Cabinet, colour, x, y, size)];
     for (k, name) in DRAWER_NAMES.iter().enumerate() {
         let (lo, hi) = (front - DRAWER_DEPTH, front + WALL + HANDLE_DEPTH);
         let pulled = if open == Some(k) { DRAWER_TRAVEL } else { 0.0 };
@@ -615,30 +394,15 @@ fn open_drawer(rng: &mut Rng) -> Setup {
     let which = DRAWER_NAMES[d];
     let h = objects[1 + d].handle();
     let waypoints = vec![
-        Waypoint::new(
-            format!("move in front of the {which} drawer's handle"),
-            add(h, [0.1, 0.0, 0.0]),
-            true,
-        ),
+        Waypoint::new(format!("move in front of the {which} drawer's handle"), add(h, [0.1, 0.0, 0.0]), true),
         Waypoint::new(format!("grasp the {which} drawer's handle"), h, false).with(Event::Attach {
             object: 1 + d,
             follow: [true, false, false],
             held: true,
         }),
-        Waypoint::new(
-            format!("pull the {which} drawer open"),
-            add(h, [DRAWER_TRAVEL, 0.0, 0.0]),
-            true,
-        )
-        .with(Event::Detach {
-            object: 1 + d,
-            drop: false,
-        }),
-        Waypoint::new(
-            "move the gripper away",
-            add(h, [DRAWER_TRAVEL + 0.04, 0.0, 0.15]),
-            true,
-        ),
+        Waypoint::new(format!("pull the {which} drawer open"), add(h, [DRAWER_TRAVEL, 0.0, 0.0]), true)
+            .with(Event::Detach { object: 1 + d, drop: false }),
+        Waypoint::new("move the gripper away", add(h, [DRAWER_TRAVEL + 0.04, 0.0, 0.15]), true),
     ];
     let descriptions = phrase(
         &[
@@ -649,13 +413,7 @@ fn open_drawer(rng: &mut Rng) -> Setup {
         ],
         &[("d", which)],
     );
-    Setup {
-        variation: d as u32,
-        descriptions,
-        objects,
-        gripper_open: true,
-        waypoints,
-    }
+    Setup { variation: d as u32, descriptions, objects, gripper_open: true, waypoints }
 }
 
 fn slide_block_to_target(rng: &mut Rng) -> Setup {
@@ -668,57 +426,20 @@ fn slide_block_to_target(rng: &mut Rng) -> Setup {
     let (y, ty) = (dir * y, dir * (y + dist));
     let s = 0.05;
     let objects = vec![
-        Object::on_table(
-            format!("{} block", cs[0].1.name),
-            Shape::Block,
-            cs[0].1,
-            x,
-            y,
-            [s, s, s],
-        ),
-        Object::on_table(
-            format!("{} target", cs[1].1.name),
-            Shape::Plate,
-            cs[1].1,
-            x,
-            ty,
-            [0.09, 0.09, 0.004],
-        ),
+        Object::on_table(format!("{} block", cs[0].1.name), Shape::Block, cs[0].1, x, y, [s, s, s]),
+        Object::on_table(format!("{} target", cs[1].1.name), Shape::Plate, cs[1].1, x, ty, [0.09, 0.09, 0.004]),
     ];
     // The closed fingers (about 2 cm each side of the tip) touch the block's far side.
     let behind = s / 2.0 + 0.025;
     let low = TABLE_TOP + 0.02;
     let (a, b) = (cs[0].1.name, cs[1].1.name);
     let waypoints = vec![
-        Waypoint::new(
-            format!("move the gripper beside the {a} block"),
-            [x, y - dir * behind, low + APPROACH],
-            false,
-        ),
-        Waypoint::new(
-            format!("lower the gripper beside the {a} block"),
-            [x, y - dir * behind, low],
-            false,
-        )
-        .with(Event::Attach {
-            object: 0,
-            follow: [false, true, false],
-            held: false,
-        }),
-        Waypoint::new(
-            format!("push the {a} block onto the {b} target"),
-            [x, ty - dir * behind, low],
-            false,
-        )
-        .with(Event::Detach {
-            object: 0,
-            drop: false,
-        }),
-        Waypoint::new(
-            "lift the gripper",
-            [x, ty - dir * behind, low + APPROACH],
-            false,
-        ),
+        Waypoint::new(format!("move the gripper beside the {a} block"), [x, y - dir * behind, low + APPROACH], false),
+        Waypoint::new(format!("lower the gripper beside the {a} block"), [x, y - dir * behind, low], false)
+            .with(Event::Attach { object: 0, follow: [false, true, false], held: false }),
+        Waypoint::new(format!("push the {a} block onto the {b} target"), [x, ty - dir * behind, low], false)
+            .with(Event::Detach { object: 0, drop: false }),
+        Waypoint::new("lift the gripper", [x, ty - dir * behind, low + APPROACH], false),
     ];
     let descriptions = phrase(
         &[
@@ -729,13 +450,7 @@ fn slide_block_to_target(rng: &mut Rng) -> Setup {
         ],
         &[("a", a), ("b", b)],
     );
-    Setup {
-        variation: 0,
-        descriptions,
-        objects,
-        gripper_open: false,
-        waypoints,
-    }
+    Setup { variation: 0, descriptions, objects, gripper_open: false, waypoints }
 }
 
 fn put_item_in_drawer(rng: &mut Rng) -> Setup {
@@ -746,14 +461,7 @@ fn put_item_in_drawer(rng: &mut Rng) -> Setup {
     let s = rng.range(0.035, 0.045);
     let (ix, iy) = placer.place(rng, s, (0.15, REGION_X.1), REGION_Y);
     let item = objects.len();
-    objects.push(Object::on_table(
-        format!("{} block", cs[1].1.name),
-        Shape::Block,
-        cs[1].1,
-        ix,
-        iy,
-        [s, s, s],
-    ));
+    objects.push(Object::on_table(format!("{} block", cs[1].1.name), Shape::Block, cs[1].1, ix, iy, [s, s, s]));
     let (which, c) = (DRAWER_NAMES[d], cs[1].1.name);
     let cabinet_top = objects[0].top();
     let mut waypoints = pick(&objects, item, &objects[item].name, cabinet_top + APPROACH);
@@ -767,15 +475,7 @@ fn put_item_in_drawer(rng: &mut Rng) -> Setup {
         format!("put the {c} block in the {which} drawer"),
         "move the gripper away".into(),
     ];
-    waypoints.extend(place(
-        &objects,
-        item,
-        g,
-        (tray_x, drawer.position[1]),
-        drawer.support_height(),
-        lifted,
-        subtasks,
-    ));
+    waypoints.extend(place(&objects, item, g, (tray_x, drawer.position[1]), drawer.support_height(), lifted, subtasks));
     let descriptions = phrase(
         &[
             "put the item in the {d} drawer",
@@ -785,13 +485,7 @@ fn put_item_in_drawer(rng: &mut Rng) -> Setup {
         ],
         &[("d", which), ("c", c)],
     );
-    Setup {
-        variation: d as u32,
-        descriptions,
-        objects,
-        gripper_open: true,
-        waypoints,
-    }
+    Setup { variation: d as u32, descriptions, objects, gripper_open: true, waypoints }
 }
 
 fn reach_target(rng: &mut Rng) -> Setup {
@@ -802,13 +496,7 @@ fn reach_target(rng: &mut Rng) -> Setup {
         .map(|&(_, c)| {
             let (x, y) = placer.place(rng, 0.05, REGION_X, REGION_Y);
             let z = TABLE_TOP + rng.range(0.08, 0.3);
-            Object::new(
-                format!("{} target", c.name),
-                Shape::Block,
-                c,
-                [x, y, z],
-                [0.04; 3],
-            )
+            Object::new(format!("{} target", c.name), Shape::Block, c, [x, y, z], [0.04; 3])
         })
         .collect();
     let c = cs[0].1.name;
@@ -826,13 +514,7 @@ fn reach_target(rng: &mut Rng) -> Setup {
         ],
         &[("c", c)],
     );
-    Setup {
-        variation: cs[0].0,
-        descriptions,
-        objects,
-        gripper_open: true,
-        waypoints,
-    }
+    Setup { variation: cs[0].0, descriptions, objects, gripper_open: true, waypoints }
 }
 
 #[cfg(test)]
@@ -854,36 +536,17 @@ mod tests {
         for task in TASKS {
             for seed in 0..200 {
                 let s = task.build(&mut Rng::new(seed));
-                assert!(
-                    s.descriptions.len() >= 3 && s.descriptions.iter().all(|d| !d.contains('{')),
-                    "{}",
-                    task.name
-                );
+                assert!(s.descriptions.len() >= 3 && s.descriptions.iter().all(|d| !d.contains('{')), "{}", task.name);
                 let mut at = [0.3, 0.0, 1.2];
                 for w in &s.waypoints {
-                    assert!(
-                        norm(sub(w.position, at)) >= 0.01,
-                        "{} seed {seed}: {}",
-                        task.name,
-                        w.subtask
-                    );
-                    assert!(
-                        ws.contains(w.position),
-                        "{} seed {seed}: {:?}",
-                        task.name,
-                        w.position
-                    );
+                    assert!(norm(sub(w.position, at)) >= 0.01, "{} seed {seed}: {}", task.name, w.subtask);
+                    assert!(ws.contains(w.position), "{} seed {seed}: {:?}", task.name, w.position);
                     at = w.position;
                 }
                 let mut names: Vec<_> = s.objects.iter().map(|o| &o.name).collect();
                 names.sort();
                 names.dedup();
-                assert_eq!(
-                    names.len(),
-                    s.objects.len(),
-                    "{}: names must be unique",
-                    task.name
-                );
+                assert_eq!(names.len(), s.objects.len(), "{}: names must be unique", task.name);
                 for (i, a) in s.objects.iter().enumerate() {
                     assert!(
                         ws.contains(a.min()) && ws.contains(a.max()),
@@ -895,13 +558,7 @@ mod tests {
                         let nested = matches!(a.shape, Shape::Cabinet | Shape::Drawer)
                             && matches!(b.shape, Shape::Drawer)
                             || matches!((a.shape, b.shape), (Shape::Lid, Shape::Saucepan));
-                        assert!(
-                            nested || !overlaps(a, b),
-                            "{} seed {seed}: {} overlaps {}",
-                            task.name,
-                            a.name,
-                            b.name
-                        );
+                        assert!(nested || !overlaps(a, b), "{} seed {seed}: {} overlaps {}", task.name, a.name, b.name);
                     }
                 }
             }
@@ -918,9 +575,6 @@ mod tests {
 
     #[test]
     fn phrases_fill_every_slot() {
-        assert_eq!(
-            phrase(&["{a} on {b} ({a})"], &[("a", "x"), ("b", "y")]),
-            vec!["x on y (x)"]
-        );
+        assert_eq!(phrase(&["{a} on {b} ({a})"], &[("a", "x"), ("b", "y")]), vec!["x on y (x)"]);
     }
 }

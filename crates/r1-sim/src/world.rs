@@ -101,32 +101,12 @@ pub struct Object {
 }
 
 impl Object {
-    pub fn new(
-        name: impl Into<String>,
-        shape: Shape,
-        colour: Colour,
-        position: Vec3,
-        size: Vec3,
-    ) -> Self {
-        Self {
-            name: name.into(),
-            shape,
-            colour,
-            position,
-            size,
-            pressed: 0.0,
-        }
+    pub fn new(name: impl Into<String>, shape: Shape, colour: Colour, position: Vec3, size: Vec3) -> Self {
+        Self { name: name.into(), shape, colour, position, size, pressed: 0.0 }
     }
 
     /// An object standing on the table at `(x, y)`.
-    pub fn on_table(
-        name: impl Into<String>,
-        shape: Shape,
-        colour: Colour,
-        x: f64,
-        y: f64,
-        size: Vec3,
-    ) -> Self {
+    pub fn on_table(name: impl Into<String>, shape: Shape, colour: Colour, x: f64, y: f64, size: Vec3) -> Self {
         Self::new(name, shape, colour, [x, y, TABLE_TOP + size[2] / 2.0], size)
     }
 
@@ -159,11 +139,7 @@ impl Object {
 
     /// Where a drawer's handle is (the point the gripper closes on).
     pub fn handle(&self) -> Vec3 {
-        [
-            self.max()[0] - HANDLE_DEPTH / 2.0,
-            self.position[1],
-            self.position[2],
-        ]
+        [self.max()[0] - HANDLE_DEPTH / 2.0, self.position[1], self.position[2]]
     }
 
     /// Half the distance between the fingers when they close on this object.
@@ -195,14 +171,7 @@ impl Object {
             Shape::Cylinder => mesh.push_cylinder(c[0], c[1], lo[2], hi[2], radius, rgb),
             Shape::Cup => {
                 mesh.push_cylinder(c[0], c[1], lo[2], hi[2], radius, rgb);
-                mesh.push_cylinder(
-                    c[0],
-                    c[1],
-                    hi[2],
-                    hi[2] + 0.001,
-                    radius * 0.8,
-                    shade(rgb, 0.45),
-                );
+                mesh.push_cylinder(c[0], c[1], hi[2], hi[2] + 0.001, radius * 0.8, shade(rgb, 0.45));
             }
             Shape::Container => mesh.push_open_box(lo, hi, WALL, rgb),
             Shape::Button { .. } => {
@@ -213,12 +182,7 @@ impl Object {
             }
             Shape::Drawer => {
                 let front = hi[0] - HANDLE_DEPTH;
-                mesh.push_open_box(
-                    lo,
-                    [front - WALL, hi[1], hi[2] - 0.01],
-                    WALL,
-                    shade(rgb, 0.8),
-                );
+                mesh.push_open_box(lo, [front - WALL, hi[1], hi[2] - 0.01], WALL, shade(rgb, 0.8));
                 mesh.push_box([front - WALL, lo[1], lo[2]], [front, hi[1], hi[2]], rgb);
                 let h = self.handle();
                 // A vertical bar, so that the fingers (which close along y) close around it.
@@ -230,31 +194,13 @@ impl Object {
             }
             Shape::Lid => {
                 mesh.push_cylinder(c[0], c[1], lo[2], lo[2] + LID_THICKNESS, radius, rgb);
-                mesh.push_cylinder(
-                    c[0],
-                    c[1],
-                    lo[2] + LID_THICKNESS,
-                    hi[2],
-                    KNOB_RADIUS,
-                    shade(rgb, 0.6),
-                );
+                mesh.push_cylinder(c[0], c[1], lo[2] + LID_THICKNESS, hi[2], KNOB_RADIUS, shade(rgb, 0.6));
             }
             Shape::Saucepan => {
                 mesh.push_cylinder(c[0], c[1], lo[2], hi[2], radius, rgb);
-                mesh.push_cylinder(
-                    c[0],
-                    c[1],
-                    hi[2],
-                    hi[2] + 0.001,
-                    radius * 0.88,
-                    shade(rgb, 0.4),
-                );
+                mesh.push_cylinder(c[0], c[1], hi[2], hi[2] + 0.001, radius * 0.88, shade(rgb, 0.4));
                 let z = hi[2] - 0.02;
-                mesh.push_box(
-                    [c[0] - 0.012, hi[1], z - 0.008],
-                    [c[0] + 0.012, hi[1] + 0.11, z + 0.008],
-                    GREY.rgb,
-                );
+                mesh.push_box([c[0] - 0.012, hi[1], z - 0.008], [c[0] + 0.012, hi[1] + 0.11, z + 0.008], GREY.rgb);
             }
         }
     }
@@ -291,29 +237,13 @@ pub fn push_gripper(mesh: &mut Mesh, tip: Vec3, open: bool, grip: f64) {
     for side in [-1.0, 1.0] {
         let inner = y + side * gap;
         let outer = inner + side * 0.015;
-        mesh.push_box(
-            [x - 0.01, inner.min(outer), z],
-            [x + 0.01, inner.max(outer), z + FINGER],
-            finger,
-        );
+        mesh.push_box([x - 0.01, inner.min(outer), z], [x + 0.01, inner.max(outer), z + FINGER], finger);
     }
-    mesh.push_box(
-        [x - 0.03, y - 0.1, z + FINGER],
-        [x + 0.03, y + 0.1, z + HAND_HEIGHT],
-        [225, 225, 228],
-    );
-    mesh.push_box(
-        [x - 0.03, y - 0.03, z + HAND_HEIGHT],
-        [x + 0.03, y + 0.03, z + 0.7],
-        SILVER.rgb,
-    );
+    mesh.push_box([x - 0.03, y - 0.1, z + FINGER], [x + 0.03, y + 0.1, z + HAND_HEIGHT], [225, 225, 228]);
+    mesh.push_box([x - 0.03, y - 0.03, z + HAND_HEIGHT], [x + 0.03, y + 0.03, z + 0.7], SILVER.rgb);
     if z > TABLE_TOP + 0.002 {
         let s = TABLE_TOP + 0.0005;
-        mesh.push_box(
-            [x - 0.03, y - 0.09, s - 0.0004],
-            [x + 0.03, y + 0.09, s],
-            [150, 116, 83],
-        );
+        mesh.push_box([x - 0.03, y - 0.09, s - 0.0004], [x + 0.03, y + 0.09, s], [150, 116, 83]);
     }
 }
 
@@ -323,11 +253,7 @@ pub enum Event {
     /// From now on the object follows the gripper tip along the axes set in `follow` (a
     /// drawer slides along x only), keeping its offset. `held` marks a grasp as opposed to a
     /// push.
-    Attach {
-        object: usize,
-        follow: [bool; 3],
-        held: bool,
-    },
+    Attach { object: usize, follow: [bool; 3], held: bool },
     /// The object stops following; with `drop` it settles on the highest support below it.
     Detach { object: usize, drop: bool },
 }
@@ -349,10 +275,7 @@ pub struct World {
 
 impl World {
     pub fn new(objects: Vec<Object>) -> Self {
-        Self {
-            objects,
-            attached: Vec::new(),
-        }
+        Self { objects, attached: Vec::new() }
     }
 
     /// Moves attached objects with the tip and lets buttons under the tip give way.
@@ -368,11 +291,7 @@ impl World {
         for o in &mut self.objects {
             if let Shape::Button { travel } = o.shape {
                 let rest_top = o.top();
-                o.pressed = if o.covers(tip[0], tip[1]) {
-                    (rest_top - tip[2]).clamp(0.0, travel)
-                } else {
-                    0.0
-                };
+                o.pressed = if o.covers(tip[0], tip[1]) { (rest_top - tip[2]).clamp(0.0, travel) } else { 0.0 };
             }
         }
     }
@@ -380,18 +299,9 @@ impl World {
     /// Applies a waypoint's events with the gripper tip at `tip`.
     pub fn apply(&mut self, event: &Event, tip: Vec3) {
         match *event {
-            Event::Attach {
-                object,
-                follow,
-                held,
-            } => {
+            Event::Attach { object, follow, held } => {
                 let offset = sub(self.objects[object].position, tip);
-                self.attached.push(Attachment {
-                    object,
-                    offset,
-                    follow,
-                    held,
-                });
+                self.attached.push(Attachment { object, offset, follow, held });
             }
             Event::Detach { object, drop } => {
                 self.attached.retain(|a| a.object != object);
@@ -424,19 +334,12 @@ impl World {
 
     /// Half the finger gap the closed gripper shows: the held object's, or nearly shut.
     pub fn grip_half_width(&self) -> f64 {
-        self.attached
-            .iter()
-            .find(|a| a.held)
-            .map_or(0.004, |a| self.objects[a.object].grip_half_width())
+        self.attached.iter().find(|a| a.held).map_or(0.004, |a| self.objects[a.object].grip_half_width())
     }
 
     /// The scene description of the current state.
     pub fn scene(&self) -> Vec<SceneObject> {
-        self.objects
-            .iter()
-            .enumerate()
-            .map(|(i, o)| o.scene(self.is_held(i)))
-            .collect()
+        self.objects.iter().enumerate().map(|(i, o)| o.scene(self.is_held(i))).collect()
     }
 }
 
@@ -462,44 +365,18 @@ mod tests {
         let bin = Object::on_table("bin", Shape::Container, GREY, 0.2, 0.0, [0.2, 0.2, 0.1]);
         let mut w = World::new(vec![bin, block(0.0, 0.0, 0.04)]);
         let grasp = [0.0, 0.0, TABLE_TOP + 0.02];
-        w.apply(
-            &Event::Attach {
-                object: 1,
-                follow: [true; 3],
-                held: true,
-            },
-            grasp,
-        );
+        w.apply(&Event::Attach { object: 1, follow: [true; 3], held: true }, grasp);
         assert!(w.is_held(1) && !w.is_held(0));
         let above_bin = [0.2, 0.0, TABLE_TOP + 0.3];
         w.follow(above_bin);
         assert_eq!(w.objects[1].position[0], 0.2);
-        w.apply(
-            &Event::Detach {
-                object: 1,
-                drop: true,
-            },
-            above_bin,
-        );
+        w.apply(&Event::Detach { object: 1, drop: true }, above_bin);
         assert!(!w.is_held(1));
         assert!((w.objects[1].min()[2] - (TABLE_TOP + WALL)).abs() < 1e-12);
         // A block released beside the bin falls to the table.
-        w.apply(
-            &Event::Attach {
-                object: 1,
-                follow: [true; 3],
-                held: true,
-            },
-            w.objects[1].position,
-        );
+        w.apply(&Event::Attach { object: 1, follow: [true; 3], held: true }, w.objects[1].position);
         w.follow([0.5, 0.3, 1.0]);
-        w.apply(
-            &Event::Detach {
-                object: 1,
-                drop: true,
-            },
-            [0.5, 0.3, 1.0],
-        );
+        w.apply(&Event::Detach { object: 1, drop: true }, [0.5, 0.3, 1.0]);
         assert!((w.objects[1].min()[2] - TABLE_TOP).abs() < 1e-12);
     }
 
@@ -508,14 +385,7 @@ mod tests {
         let drawer = Object::on_table("d", Shape::Drawer, PALETTE[1], 0.0, 0.0, [0.2, 0.2, 0.08]);
         let mut w = World::new(vec![drawer.clone()]);
         let h = drawer.handle();
-        w.apply(
-            &Event::Attach {
-                object: 0,
-                follow: [true, false, false],
-                held: true,
-            },
-            h,
-        );
+        w.apply(&Event::Attach { object: 0, follow: [true, false, false], held: true }, h);
         w.follow(add(h, [0.15, 0.05, 0.05]));
         assert!((w.objects[0].position[0] - 0.15).abs() < 1e-12);
         assert_eq!(w.objects[0].position[1..], drawer.position[1..]);

@@ -22,28 +22,16 @@ use r1_sim::{SimConfig, is_held_out, simulate, task_names};
 const MULTIPLE_CHOICE: [QaType; 3] = [QaType::Waypoint, QaType::CurrentState, QaType::Movement];
 
 fn simulated(episodes_per_task: usize) -> Vec<Episode> {
-    let cfg = SimConfig {
-        tasks: Vec::new(),
-        episodes_per_task,
-        seed: 0,
-        image_size: 16,
-    };
+    let cfg = SimConfig { tasks: Vec::new(), episodes_per_task, seed: 0, image_size: 16 };
     simulate(&cfg, |_, _| {}).unwrap()
 }
 
 fn default_config(style: DistractorStyle) -> DatasetConfig {
     DatasetConfig {
         source: "tests/blind.rs".into(),
-        qa: QaConfig {
-            distractors: style,
-            ..Default::default()
-        },
+        qa: QaConfig { distractors: style, ..Default::default() },
         split: SplitConfig {
-            held_out_tasks: task_names()
-                .into_iter()
-                .filter(|t| is_held_out(t))
-                .map(String::from)
-                .collect(),
+            held_out_tasks: task_names().into_iter().filter(|t| is_held_out(t)).map(String::from).collect(),
             ..Default::default()
         },
         overwrite: false,
@@ -52,10 +40,7 @@ fn default_config(style: DistractorStyle) -> DatasetConfig {
 
 /// The per-split baselines from the data card, and those of all splits together (with the
 /// majority label fitted on train).
-fn baselines(
-    episodes: &[Episode],
-    style: DistractorStyle,
-) -> (BTreeMap<String, BlindBaselines>, BlindBaselines) {
+fn baselines(episodes: &[Episode], style: DistractorStyle) -> (BTreeMap<String, BlindBaselines>, BlindBaselines) {
     let tmp = tempfile::tempdir().unwrap();
     baselines_in(&tmp.path().join("ds"), episodes, style)
 }
@@ -67,16 +52,11 @@ fn baselines_in(
     style: DistractorStyle,
 ) -> (BTreeMap<String, BlindBaselines>, BlindBaselines) {
     let card = write_dataset(episodes, root, &default_config(style), || {}).unwrap();
-    let per_split = card
-        .splits
-        .iter()
-        .map(|(s, c)| (s.clone(), c.blind.clone()))
-        .collect();
+    let per_split = card.splits.iter().map(|(s, c)| (s.clone(), c.blind.clone())).collect();
     let read = |s| read_split(root, s).unwrap();
     let train = read(Split::Train);
     let all: Vec<QaSample> = Split::ALL.into_iter().flat_map(read).collect();
-    let metadata: BTreeMap<String, &EnvMetadata> =
-        episodes.iter().map(|e| (e.id(), &e.metadata)).collect();
+    let metadata: BTreeMap<String, &EnvMetadata> = episodes.iter().map(|e| (e.id(), &e.metadata)).collect();
     let id = |s: &QaSample| format!("{}/v{}/e{}", s.task, s.variation, s.episode);
     let overall = blind_baselines(&train, &all, |s| metadata[&id(s)]).unwrap();
     (per_split, overall)
@@ -87,11 +67,7 @@ fn no_blind_rule_beats_forty_percent_with_balanced_distractors() {
     let episodes = simulated(5);
     let (per_split, overall) = baselines(&episodes, DistractorStyle::Balanced);
     let mut checked = 0;
-    for (name, b) in per_split
-        .iter()
-        .map(|(s, b)| (s.as_str(), b))
-        .chain([("all", &overall)])
-    {
+    for (name, b) in per_split.iter().map(|(s, b)| (s.as_str(), b)).chain([("all", &overall)]) {
         for t in MULTIPLE_CHOICE {
             for baseline in Baseline::ALL.into_iter().filter(|b| b.applies_to(t)) {
                 let Some(score) = b.scores.get(&baseline).and_then(|per| per.get(&t)) else {
@@ -123,30 +99,15 @@ fn paper_distractors_are_answerable_blind() {
     // positions and adjacent movements give the answer away.
     let (_, overall) = baselines(&simulated(2), DistractorStyle::Paper);
     let acc = |b: Baseline, t: QaType| overall.scores[&b][&t].accuracy;
-    assert!(
-        acc(Baseline::NearestCurrent, QaType::Waypoint) > 0.6,
-        "{}",
-        overall.to_markdown()
-    );
-    assert!(
-        acc(Baseline::Medoid, QaType::Movement) > 0.6,
-        "{}",
-        overall.to_markdown()
-    );
-    assert!(
-        acc(Baseline::NearestWorkspaceCentre, QaType::CurrentState) > 0.6,
-        "{}",
-        overall.to_markdown()
-    );
+    assert!(acc(Baseline::NearestCurrent, QaType::Waypoint) > 0.6, "{}", overall.to_markdown());
+    assert!(acc(Baseline::Medoid, QaType::Movement) > 0.6, "{}", overall.to_markdown());
+    assert!(acc(Baseline::NearestWorkspaceCentre, QaType::CurrentState) > 0.6, "{}", overall.to_markdown());
 }
 
 #[test]
 #[ignore = "a report: run with --ignored --nocapture"]
 fn report_blind_baselines_of_both_styles() {
-    let n = std::env::var("R1_BLIND_EPISODES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+    let n = std::env::var("R1_BLIND_EPISODES").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
     let episodes = simulated(n);
     let keep = std::env::var_os("R1_BLIND_OUT").map(PathBuf::from);
     for style in DistractorStyle::ALL {
@@ -158,9 +119,6 @@ fn report_blind_baselines_of_both_styles() {
         for (split, b) in &per_split {
             println!("### {split}\n\n{}", b.to_markdown());
         }
-        println!(
-            "### all splits (majority label fitted on train)\n\n{}",
-            overall.to_markdown()
-        );
+        println!("### all splits (majority label fitted on train)\n\n{}", overall.to_markdown());
     }
 }

@@ -32,7 +32,13 @@ pub struct ApiError {
 impl ApiError {
     /// 400: a bad value of `param` (or of the request as a whole).
     pub fn invalid(param: Option<&str>, message: impl Into<String>) -> Self {
-        Self { status: 400, kind: "invalid_request_error", message: message.into(), param: param.map(str::to_string), code: None }
+        Self {
+            status: 400,
+            kind: "invalid_request_error",
+            message: message.into(),
+            param: param.map(str::to_string),
+            code: None,
+        }
     }
 
     /// 404 for a path the API does not have; 405 for one of its paths with another method.
@@ -46,7 +52,10 @@ impl ApiError {
         Self {
             status: 404,
             code: Some("model_not_found"),
-            ..Self::invalid(Some("model"), format!("The model `{model}` does not exist; this server serves `{served}`."))
+            ..Self::invalid(
+                Some("model"),
+                format!("The model `{model}` does not exist; this server serves `{served}`."),
+            )
         }
     }
 
@@ -103,7 +112,10 @@ impl ChatRequest {
     /// Reads and checks a request body; `max_n` bounds `n`.
     pub fn parse(body: &[u8], max_n: usize) -> Result<Self, ApiError> {
         let value: Value = serde_json::from_slice(body).map_err(|e| {
-            ApiError::invalid(None, format!("We could not parse the JSON body of your request ({e}). The body must be a JSON object."))
+            ApiError::invalid(
+                None,
+                format!("We could not parse the JSON body of your request ({e}). The body must be a JSON object."),
+            )
         })?;
         let Value::Object(fields) = value else {
             return Err(ApiError::invalid(None, "The request body must be a JSON object."));
@@ -128,14 +140,19 @@ impl ChatRequest {
         let max_tokens = max_tokens.map(|(_, m)| m);
         let n = optional_count(&fields, "n")?.unwrap_or(1);
         if n == 0 || n > max_n {
-            return Err(ApiError::invalid(Some("n"), format!("`n` must be between 1 and {max_n} (this server's batch size).")));
+            return Err(ApiError::invalid(
+                Some("n"),
+                format!("`n` must be between 1 and {max_n} (this server's batch size)."),
+            ));
         }
         let seed = match fields.get("seed") {
             None | Some(Value::Null) => None,
             // OpenAI takes any 64-bit integer; negative seeds map to distinct unsigned ones.
-            Some(v) => Some(v.as_u64().or_else(|| v.as_i64().map(|s| s as u64)).ok_or_else(|| {
-                ApiError::invalid(Some("seed"), "`seed` must be an integer.")
-            })?),
+            Some(v) => Some(
+                v.as_u64()
+                    .or_else(|| v.as_i64().map(|s| s as u64))
+                    .ok_or_else(|| ApiError::invalid(Some("seed"), "`seed` must be an integer."))?,
+            ),
         };
         let stop = match fields.get("stop") {
             None | Some(Value::Null) => Vec::new(),
@@ -145,7 +162,12 @@ impl ChatRequest {
                 .map(|s| s.as_str().map(str::to_string))
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| ApiError::invalid(Some("stop"), "`stop` entries must be strings."))?,
-            Some(_) => return Err(ApiError::invalid(Some("stop"), format!("`stop` must be a string or a list of at most {MAX_STOP} strings."))),
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    Some("stop"),
+                    format!("`stop` must be a string or a list of at most {MAX_STOP} strings."),
+                ));
+            }
         };
         let stop = stop.into_iter().filter(|s| !s.is_empty()).collect();
         let stream = flag(&fields, "stream")?;
@@ -170,7 +192,9 @@ fn refuse_unsupported(fields: &Map<String, Value>) -> Result<(), ApiError> {
             Some(_) => return Err(unsupported(name)),
         }
     }
-    if fields.get("logprobs").is_some_and(|v| v.as_bool() == Some(true)) || fields.get("top_logprobs").is_some_and(|v| !v.is_null()) {
+    if fields.get("logprobs").is_some_and(|v| v.as_bool() == Some(true))
+        || fields.get("top_logprobs").is_some_and(|v| !v.is_null())
+    {
         return Err(unsupported("logprobs"));
     }
     for name in ["presence_penalty", "frequency_penalty"] {
@@ -188,7 +212,13 @@ fn refuse_unsupported(fields: &Map<String, Value>) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn number(fields: &Map<String, Value>, name: &str, default: f64, ok: impl Fn(f64) -> bool, range: &str) -> Result<f64, ApiError> {
+fn number(
+    fields: &Map<String, Value>,
+    name: &str,
+    default: f64,
+    ok: impl Fn(f64) -> bool,
+    range: &str,
+) -> Result<f64, ApiError> {
     match fields.get(name) {
         None | Some(Value::Null) => Ok(default),
         Some(v) => v
@@ -201,11 +231,11 @@ fn number(fields: &Map<String, Value>, name: &str, default: f64, ok: impl Fn(f64
 fn optional_count(fields: &Map<String, Value>, name: &str) -> Result<Option<usize>, ApiError> {
     match fields.get(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .and_then(|n| usize::try_from(n).ok())
-            .map(Some)
-            .ok_or_else(|| ApiError::invalid(Some(name), format!("`{name}` must be a non-negative integer; got {v}."))),
+        Some(v) => {
+            v.as_u64().and_then(|n| usize::try_from(n).ok()).map(Some).ok_or_else(|| {
+                ApiError::invalid(Some(name), format!("`{name}` must be a non-negative integer; got {v}."))
+            })
+        }
     }
 }
 
@@ -235,13 +265,18 @@ fn parse_messages(value: Option<&Value>) -> Result<(Vec<Message>, Vec<ImagePart>
             Some(other) => {
                 return Err(ApiError::invalid(
                     Some(&format!("{at}.role")),
-                    format!("Unsupported role {other:?}: this server takes system, developer, user and assistant turns."),
+                    format!(
+                        "Unsupported role {other:?}: this server takes system, developer, user and assistant turns."
+                    ),
                 ));
             }
             None => return Err(ApiError::invalid(Some(&format!("{at}.role")), "Each message needs a string `role`.")),
         };
         if message.get("tool_calls").is_some_and(|v| !v.is_null()) {
-            return Err(ApiError::invalid(Some(&format!("{at}.tool_calls")), "`tool_calls` are not supported by this server."));
+            return Err(ApiError::invalid(
+                Some(&format!("{at}.tool_calls")),
+                "`tool_calls` are not supported by this server.",
+            ));
         }
         let content = match message.get("content") {
             Some(Value::String(text)) => vec![ContentPart::Text { text: text.clone() }],
@@ -296,7 +331,8 @@ fn parse_part(part: &Value, at: &str, images: &mut Vec<ImagePart>) -> Result<Con
 fn image_source(url: &str) -> Result<ImageSource, String> {
     if let Some(rest) = url.strip_prefix("data:") {
         let (header, payload) = rest.split_once(',').ok_or("A data URL needs a comma before its payload.")?;
-        let mime = header.strip_suffix(";base64").ok_or("Only base64 data URLs are supported (data:image/png;base64,...).")?;
+        let mime =
+            header.strip_suffix(";base64").ok_or("Only base64 data URLs are supported (data:image/png;base64,...).")?;
         if !mime.starts_with("image/") {
             return Err(format!("The data URL holds {mime:?}, not an image."));
         }
@@ -455,7 +491,10 @@ mod tests {
                 ImageSource::File("frames/c.png".into())
             ]
         );
-        assert_eq!(request.messages[1].content[0], ContentPart::Image { image: "messages[1].content[0].image_url".into() });
+        assert_eq!(
+            request.messages[1].content[0],
+            ContentPart::Image { image: "messages[1].content[0].image_url".into() }
+        );
         assert_eq!((request.temperature, request.top_p, request.max_tokens, request.n), (0.0, 1.0, Some(5), 2));
         assert_eq!((request.seed, request.stop.as_slice()), (Some(u64::MAX), ["</answer>".to_string()].as_slice()));
         assert!(request.stream && request.include_usage);
@@ -464,7 +503,10 @@ mod tests {
     #[test]
     fn defaults_follow_openai() {
         let request = parse(json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}]})).unwrap();
-        assert_eq!((request.temperature, request.top_p, request.max_tokens, request.n, request.seed), (1.0, 1.0, None, 1, None));
+        assert_eq!(
+            (request.temperature, request.top_p, request.max_tokens, request.n, request.seed),
+            (1.0, 1.0, None, 1, None)
+        );
         assert!(!request.stream && request.stop.is_empty());
     }
 
@@ -480,12 +522,24 @@ mod tests {
         assert_eq!(param_of(json!({"model": "m", "messages": user, "top_p": 0})).as_deref(), Some("top_p"));
         assert_eq!(param_of(json!({"model": "m", "messages": user, "n": 9})).as_deref(), Some("n"));
         assert_eq!(param_of(json!({"model": "m", "messages": user, "stop": [1]})).as_deref(), Some("stop"));
-        assert_eq!(param_of(json!({"model": "m", "messages": user, "tools": [{"type": "function"}]})).as_deref(), Some("tools"));
+        assert_eq!(
+            param_of(json!({"model": "m", "messages": user, "tools": [{"type": "function"}]})).as_deref(),
+            Some("tools")
+        );
         assert_eq!(param_of(json!({"model": "m", "messages": user, "logprobs": true})).as_deref(), Some("logprobs"));
-        assert_eq!(param_of(json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]})).as_deref(), Some("messages[0].role"));
+        assert_eq!(
+            param_of(json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]})).as_deref(),
+            Some("messages[0].role")
+        );
         let part = |p: Value| json!({"model": "m", "messages": [{"role": "user", "content": [p]}]});
         assert_eq!(param_of(part(json!({"type": "input_audio"}))).as_deref(), Some("messages[0].content[0].type"));
-        let urls = ["https://example.com/a.png", "data:text/plain;base64,aGk=", "data:image/png;base64,***", "data:image/png,raw", "file:///a%+1.png"];
+        let urls = [
+            "https://example.com/a.png",
+            "data:text/plain;base64,aGk=",
+            "data:image/png;base64,***",
+            "data:image/png,raw",
+            "file:///a%+1.png",
+        ];
         for url in urls {
             let err = parse(part(json!({"type": "image_url", "image_url": {"url": url}}))).unwrap_err();
             assert_eq!(err.param.as_deref(), Some("messages[0].content[0].image_url"), "{url}");

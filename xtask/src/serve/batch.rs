@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
+use r1_model::Qwen2_5VlModel;
 use r1_model::checkpoint::{Assets, Prompt};
 use r1_model::generate::SamplingConfig;
-use r1_model::Qwen2_5VlModel;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -132,8 +132,14 @@ impl Worker {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(ApiError::server(format!("generation failed: {e}"))),
             Err(panic) => {
-                let message = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
-                Err(ApiError::server(format!("generation failed: {}", message.unwrap_or_else(|| "the backend panicked".into()))))
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned());
+                Err(ApiError::server(format!(
+                    "generation failed: {}",
+                    message.unwrap_or_else(|| "the backend panicked".into())
+                )))
             }
         };
         let tokens: usize = choices.iter().map(|c| c.ids.len()).sum();
@@ -247,10 +253,7 @@ impl Choice {
 fn final_prefix(text: &str, stop: &[String]) -> usize {
     let text = text.strip_suffix('\u{FFFD}').unwrap_or(text);
     let complete = text.len();
-    text.char_indices()
-        .map(|(i, _)| i)
-        .find(|&i| stop.iter().any(|s| s.starts_with(&text[i..])))
-        .unwrap_or(complete)
+    text.char_indices().map(|(i, _)| i).find(|&i| stop.iter().any(|s| s.starts_with(&text[i..]))).unwrap_or(complete)
 }
 
 #[cfg(test)]
@@ -270,8 +273,15 @@ mod tests {
 
     #[test]
     fn batches_take_compatible_requests_in_order_up_to_the_limit() {
-        let mut pending: VecDeque<Job> =
-            [job(1, 0.0, None), job(2, 0.0, None), job(1, 0.7, None), job(1, 0.0, Some(3)), job(1, 0.0, None), job(1, 0.0, None)].into();
+        let mut pending: VecDeque<Job> = [
+            job(1, 0.0, None),
+            job(2, 0.0, None),
+            job(1, 0.7, None),
+            job(1, 0.0, Some(3)),
+            job(1, 0.0, None),
+            job(1, 0.0, None),
+        ]
+        .into();
         // Greedy n=1 requests go together whatever their seed; n=2 and sampling wait.
         let batch = take_batch(&mut pending, 3);
         assert_eq!(batch.iter().map(|j| (j.n, j.seed)).collect::<Vec<_>>(), [(1, None), (1, Some(3)), (1, None)]);
@@ -284,7 +294,8 @@ mod tests {
 
     #[test]
     fn seeded_sampling_runs_alone() {
-        let mut pending: VecDeque<Job> = [job(1, 1.0, Some(1)), job(1, 1.0, Some(1)), job(1, 1.0, None), job(1, 1.0, None)].into();
+        let mut pending: VecDeque<Job> =
+            [job(1, 1.0, Some(1)), job(1, 1.0, Some(1)), job(1, 1.0, None), job(1, 1.0, None)].into();
         assert_eq!(take_batch(&mut pending, 8).len(), 1);
         assert_eq!(take_batch(&mut pending, 8).len(), 1);
         assert_eq!(take_batch(&mut pending, 8).len(), 2, "unseeded sampling with equal settings shares");

@@ -79,7 +79,8 @@ impl Connection {
                     for header in request.headers.iter() {
                         let value = std::str::from_utf8(header.value).unwrap_or("").trim();
                         if header.name.eq_ignore_ascii_case("content-length") {
-                            content_length = value.parse().map_err(|_| HttpError::Malformed(format!("Content-Length {value:?}")))?;
+                            content_length =
+                                value.parse().map_err(|_| HttpError::Malformed(format!("Content-Length {value:?}")))?;
                         } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
                             return Err(HttpError::LengthRequired);
                         } else if header.name.eq_ignore_ascii_case("connection") {

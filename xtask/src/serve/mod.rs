@@ -173,7 +173,9 @@ impl Server {
 
     fn answer(&self, connection: &mut Connection, request: &Request) -> std::io::Result<Answered> {
         let result = match (request.method.as_str(), request.path.as_str()) {
-            ("GET", "/v1/models") => Ok(json!({"object": "list", "data": [api::model_object(&self.model_id, self.created)]})),
+            ("GET", "/v1/models") => {
+                Ok(json!({"object": "list", "data": [api::model_object(&self.model_id, self.created)]}))
+            }
             ("GET", path) if path.starts_with("/v1/models/") => {
                 let id = &path["/v1/models/".len()..];
                 if id == self.model_id {
@@ -222,7 +224,12 @@ impl Server {
                 )
             });
         }
-        let sampling = SamplingConfig { max_new_tokens: max_tokens, temperature: request.temperature, top_p: request.top_p, top_k: 0 };
+        let sampling = SamplingConfig {
+            max_new_tokens: max_tokens,
+            temperature: request.temperature,
+            top_p: request.top_p,
+            top_k: 0,
+        };
         sampling.validate().map_err(|e| ApiError::invalid(None, e.to_string()))?;
         let chat = Chat {
             id: format!("chatcmpl-{:x}-{}", self.created, self.completions.fetch_add(1, Ordering::Relaxed)),
@@ -252,7 +259,9 @@ impl Server {
                 .map_err(|e| ApiError::invalid(Some(&image.param), e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        self.assets.encode_prompt_with_images(&request.messages, images).map_err(|e| ApiError::invalid(Some("messages"), e.to_string()))
+        self.assets
+            .encode_prompt_with_images(&request.messages, images)
+            .map_err(|e| ApiError::invalid(Some("messages"), e.to_string()))
     }
 
     /// Waits for the whole generation and builds the `chat.completion`.
