@@ -93,6 +93,19 @@ impl Server {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// Whether the log shows `needle` within a few seconds: the server's stderr is read by
+    /// another thread, which may not have caught up with a reply that already arrived.
+    fn logged(&self, needle: &str) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !self.log().contains(needle) {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
     /// One request on a new connection: the status and the body.
     fn request(&self, raw_head: &str, body: &[u8]) -> (u16, String) {
         let mut stream = TcpStream::connect(&self.address).unwrap();
@@ -294,8 +307,8 @@ fn serves_the_judge_client_and_openai_shapes() {
 fn concurrent_requests_share_a_batch() {
     let tmp = tempfile::tempdir().unwrap();
     let (model, samples) = tiny_model(tmp.path());
-    // The generation thread waits long enough for all four to queue.
-    let server = Server::start(&model, &["--batch-wait-ms", "500", "--max-batch", "8"]);
+    // The generation thread waits long enough for all four to queue, even on a loaded machine.
+    let server = Server::start(&model, &["--batch-wait-ms", "2000", "--max-batch", "8"]);
     let requests: Vec<Value> = (0..4)
         .map(|i| {
             let sample = &samples[i * 7];
@@ -307,7 +320,7 @@ fn concurrent_requests_share_a_batch() {
         let handles: Vec<_> = requests.iter().map(|r| s.spawn(|| server.chat(r))).collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert!(server.log().contains("batch of 4 requests (4 sequences)"), "{}", server.log());
+    assert!(server.logged("batch of 4 requests (4 sequences)"), "{}", server.log());
     for (i, (request, (status, reply))) in requests.iter().zip(&batched).enumerate() {
         assert_eq!(*status, 200, "{reply}");
         assert_completion(reply, 1, 2 + i as u64);

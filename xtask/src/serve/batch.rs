@@ -143,6 +143,14 @@ impl Worker {
             }
         };
         let tokens: usize = choices.iter().map(|c| c.ids.len()).sum();
+        let status = outcome.as_ref().err().map(|e| format!(": {e}")).unwrap_or_default();
+        // Logged before the replies go out: the log reads in the order things happened.
+        eprintln!(
+            "batch of {} ({}): {tokens} tokens in {:.2} s{status}",
+            count(batch.len(), "request"),
+            count(choices.len(), "sequence"),
+            start.elapsed().as_secs_f64()
+        );
         for (job, choices) in batch.iter().zip(choices.chunks(group)) {
             let event = match &outcome {
                 Ok(()) => Event::Done(Usage {
@@ -154,13 +162,6 @@ impl Worker {
             // A client that has gone away no longer listens; nothing to do for it.
             let _ = job.events.send(event);
         }
-        let status = outcome.as_ref().err().map(|e| format!(": {e}")).unwrap_or_default();
-        eprintln!(
-            "batch of {} ({}): {tokens} tokens in {:.2} s{status}",
-            count(batch.len(), "request"),
-            count(choices.len(), "sequence"),
-            start.elapsed().as_secs_f64()
-        );
     }
 }
 
