@@ -2,10 +2,8 @@
 //! questions, "In" (trained tasks) and "Out" (held-out tasks).
 
 use std::path::Path;
-use std::sync::OnceLock;
 
 use plotters::prelude::*;
-use plotters::style::FontStyle;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::error::{BenchError, Result};
@@ -22,23 +20,6 @@ const COLOURS: [RGBColor; 3] = [RGBColor(70, 110, 170), RGBColor(90, 170, 110), 
 const BAR_MARGIN: u32 = 6;
 /// Height in pixels of the strip drawn at the foot of every bar that has a value.
 const BASELINE_STRIP: i32 = 3;
-
-/// The font r1-grpo ships for its plots, so that both crates' charts look alike and render on
-/// machines without system fonts.
-static FONT: &[u8] = include_bytes!("../../r1-grpo/assets/DejaVuSans.ttf");
-
-/// Registers [`FONT`] as plotters' "sans-serif" once per process.
-fn register_font(dir: &Path) -> Result<()> {
-    static REGISTERED: OnceLock<bool> = OnceLock::new();
-    if *REGISTERED.get_or_init(|| plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()) {
-        Ok(())
-    } else {
-        Err(BenchError::Plot {
-            path: dir.to_path_buf(),
-            message: "the bundled DejaVuSans.ttf is not a valid font".into(),
-        })
-    }
-}
 
 /// One bar: its label and value (missing metrics are drawn as absent, not as 0).
 struct Bar {
@@ -138,7 +119,8 @@ fn save(dir: &Path, name: &str, rgb: Vec<u8>) -> Result<()> {
 
 /// Writes [`MCQA_CHART`] and [`BENCH_CHART`] into `dir`, each atomically.
 pub fn write(dir: &Path, r: &Results) -> Result<()> {
-    register_font(dir)?;
+    // r1-grpo's font, so that evaluation charts and training plots look alike.
+    r1_grpo::plot::register_font()?;
     let plot_err = |name: &'static str| move |message: String| BenchError::Plot { path: dir.join(name), message };
     let mcqa = bars(r, "mcqa", &["waypoint", "current_state", "movement"], "accuracy");
     let png =

@@ -12,7 +12,9 @@ use crate::error::{GrpoError, Result};
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
-fn register_font() -> Result<()> {
+/// Registers the bundled font as plotters' "sans-serif", once per process: every r1 chart
+/// (these plots and r1-bench's evaluation charts) draws its text with it.
+pub fn register_font() -> Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok = *REGISTERED.get_or_init(|| plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok());
     if ok { Ok(()) } else { Err(GrpoError::Invalid("the bundled DejaVuSans.ttf is not a valid font".into())) }
