@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use r1_grpo::fsio;
+use r1_grpo::run::{CONFIG_FILE, MODEL_DIR, checkpoint_step};
+use r1_model::weights::CONFIG_FILE as MODEL_CONFIG;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BenchError, Result};
@@ -28,22 +30,18 @@ pub struct Resolved {
     pub step: Option<u64>,
 }
 
-fn checkpoint_step(name: &str) -> Option<u64> {
-    name.strip_prefix("checkpoint-")?.parse().ok()
-}
-
 /// Resolves `path`: a model folder (holding `config.json`) is used as is; a checkpoint folder
 /// (`checkpoint-<step>/` holding `model/config.json`) resolves to its model, within its run; a
 /// training run folder resolves to its latest `checkpoint-<step>/` (the model inside it, or in
 /// its `model/` subfolder). Anything else is an error that says what was expected.
 pub fn resolve_model(path: &Path) -> Result<Resolved> {
-    if path.join("config.json").is_file() {
+    if path.join(MODEL_CONFIG).is_file() {
         return Ok(Resolved { model_dir: path.to_path_buf(), run: None, step: None });
     }
-    if path.join("model").join("config.json").is_file() {
+    if path.join(MODEL_DIR).join(MODEL_CONFIG).is_file() {
         let step = path.file_name().and_then(|n| checkpoint_step(&n.to_string_lossy()));
-        let run = path.parent().filter(|r| r.join("config.toml").is_file()).map(Path::to_path_buf);
-        return Ok(Resolved { model_dir: path.join("model"), run, step });
+        let run = path.parent().filter(|r| r.join(CONFIG_FILE).is_file()).map(Path::to_path_buf);
+        return Ok(Resolved { model_dir: path.join(MODEL_DIR), run, step });
     }
     if !path.is_dir() {
         return Err(BenchError::invalid(path, "no such model folder or training run"));
@@ -61,7 +59,7 @@ pub fn resolve_model(path: &Path) -> Result<Resolved> {
         ));
     };
     let model_dir =
-        [dir.clone(), dir.join("model")].into_iter().find(|d| d.join("config.json").is_file()).ok_or_else(|| {
+        [dir.clone(), dir.join(MODEL_DIR)].into_iter().find(|d| d.join(MODEL_CONFIG).is_file()).ok_or_else(|| {
             BenchError::invalid(&dir, "the latest checkpoint holds no model (no config.json, nor model/config.json)")
         })?;
     Ok(Resolved { model_dir, run: Some(path.to_path_buf()), step: Some(step) })
@@ -72,7 +70,7 @@ pub fn resolve_model(path: &Path) -> Result<Resolved> {
 /// inside the run itself (its own warm-up checkpoint) is derived, not chosen, and is removed
 /// too.
 pub fn config_group(run: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(run.join("config.toml")).ok()?;
+    let text = std::fs::read_to_string(run.join(CONFIG_FILE)).ok()?;
     let mut table: toml::Table = text.parse().ok()?;
     table.remove("seed");
     if let Some(model) = table.get_mut("model").and_then(toml::Value::as_table_mut) {
@@ -90,7 +88,7 @@ pub fn config_group(run: &Path) -> Option<String> {
 
 /// The seed a run's `config.toml` records.
 pub fn config_seed(run: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(run.join("config.toml")).ok()?;
+    let text = std::fs::read_to_string(run.join(CONFIG_FILE)).ok()?;
     let table: toml::Table = text.parse().ok()?;
     table.get("seed")?.as_integer().and_then(|s| u64::try_from(s).ok())
 }

@@ -38,6 +38,12 @@ pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const MODEL_DIR: &str = "model";
 const CHECKPOINT_PREFIX: &str = "checkpoint-";
 
+/// The step of a checkpoint folder named `checkpoint-<step>` (r1's and Hugging Face Trainer's
+/// naming); `None` for any other name.
+pub fn checkpoint_step(name: &str) -> Option<u64> {
+    name.strip_prefix(CHECKPOINT_PREFIX)?.parse().ok()
+}
+
 /// Mixes a seed with a stream index (SplitMix64 finaliser) so that nearby indices give
 /// unrelated generators.
 pub fn mix(seed: u64, stream: u64) -> u64 {
@@ -169,8 +175,7 @@ impl RunDir {
         let mut out = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| GrpoError::io(&self.root, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(step) = name.strip_prefix(CHECKPOINT_PREFIX).and_then(|s| s.parse::<u64>().ok())
+            if let Some(step) = checkpoint_step(&entry.file_name().to_string_lossy())
                 && entry.path().join(STATE_FILE).exists()
             {
                 out.push((step, entry.path()));
