@@ -93,16 +93,12 @@ fn finish(cwd: &Path, data: &str, out: &str) {
     let run = cwd.join(out);
     let started = run.join("config.toml").is_file() || run.join("warmup/config.toml").is_file();
     let args = if started { resume_args(data, out) } else { train_args(data, out) };
-    xtask(cwd, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    xtask(cwd, &args);
 }
 
-/// Seeded fractions in [0.02, 0.98) (SplitMix64), so the kill times are the same on every run.
-fn kill_fraction(seed: u64) -> f64 {
-    let mut z = seed.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    0.02 + 0.96 * (z >> 11) as f64 / (1u64 << 53) as f64
+/// Seeded fractions in [0.02, 0.98), the same on every run (the trainer's own seed mixer).
+fn kill_fraction(trial: u64) -> f64 {
+    0.02 + 0.96 * (r1_grpo::run::mix(0, trial) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[test]
@@ -116,7 +112,7 @@ fn runs_killed_anywhere_resume_to_the_uninterrupted_result() {
     let mut whole = Duration::ZERO;
     for out in ["untimed", "reference"] {
         let start = Instant::now();
-        xtask(cwd, &train_args(&data, out).iter().map(String::as_str).collect::<Vec<_>>());
+        xtask(cwd, &train_args(&data, out));
         whole = start.elapsed();
     }
     let reference = outcome(&cwd.join("reference"));
@@ -174,14 +170,14 @@ fn a_checkpoint_that_cannot_be_written_stops_the_run_and_keeps_the_last_one() {
     std::fs::write(cwd.join("small.toml"), common::SMALL_CONFIG).unwrap();
     let data = default_data();
     let args = train_args(&data, "reference");
-    xtask(cwd, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    xtask(cwd, &args);
     let reference = outcome(&cwd.join("reference"));
 
     // A run stopped after GRPO's first checkpoint...
     let mut args = train_args(&data, "run");
     let steps = args.iter().position(|a| a == "--steps").unwrap() + 1;
     args[steps] = "1".into();
-    xtask(cwd, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    xtask(cwd, &args);
     // ...resumed under a file size limit between the model's size and the optimiser state's:
     // the next checkpoint's model is written, its optimiser state fails as on a full disk.
     let size = |f: &str| std::fs::metadata(cwd.join("run/checkpoint-1").join(f)).unwrap().len();
@@ -229,7 +225,7 @@ fn a_checkpoint_that_cannot_be_written_stops_the_run_and_keeps_the_last_one() {
     set_mode(&run, 0o755);
 
     // Without the limit the run resumes from checkpoint-1 to the uninterrupted result.
-    xtask(cwd, &resume.iter().map(String::as_str).collect::<Vec<_>>());
+    xtask(cwd, &resume);
     assert_eq!(outcome(&cwd.join("run")), reference);
 }
 

@@ -22,7 +22,7 @@ pub fn default_data() -> String {
 }
 
 /// Runs the command line in `cwd`; returns stdout, or panics with stderr.
-pub fn xtask(cwd: &Path, args: &[&str]) -> String {
+pub fn xtask<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(cwd: &Path, args: &[S]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_xtask")).current_dir(cwd).args(args).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "xtask {args:?} failed: {stderr}");
