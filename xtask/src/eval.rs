@@ -215,11 +215,28 @@ pub(crate) fn greedy_mcqa(
     max_new_tokens: usize,
     label: &str,
 ) -> anyhow::Result<std::collections::BTreeMap<String, f64>> {
-    let mut responder = load_model(dir, device, r1_model::SamplingConfig::greedy(max_new_tokens))?;
-    let bar = progress::bar(samples.len() as u64, label);
-    let records = evaluate::run_qa(samples, root, responder.as_mut(), 1, &r1_sim::is_held_out, &mut || bar.inc(1))?;
-    bar.finish_and_clear();
+    let (records, _) = greedy_records(dir, (samples, root), (&[], root), device, max_new_tokens, label)?;
     Ok(evaluate::summarise(&records, &[], 1))
+}
+
+/// The scored greedy answers of the checkpoint `dir` to the QA samples and the bench questions,
+/// each given with the folder its image paths are relative to, under one progress bar named
+/// `label` (the rule-based bench scorer only: no judge).
+pub(crate) fn greedy_records(
+    dir: &Path,
+    (samples, root): (&[r1_data::QaSample], &Path),
+    (questions, bench_root): (&[r1_bench::question::BenchQuestion], &Path),
+    device: &str,
+    max_new_tokens: usize,
+    label: &str,
+) -> anyhow::Result<(Vec<evaluate::QaRecord>, Vec<evaluate::BenchRecord>)> {
+    let mut responder = load_model(dir, device, r1_model::SamplingConfig::greedy(max_new_tokens))?;
+    let bar = progress::bar((samples.len() + questions.len()) as u64, label);
+    let mut tick = progress::estimating_tick(&bar, "question");
+    let qa = evaluate::run_qa(samples, root, responder.as_mut(), 1, &r1_sim::is_held_out, &mut tick)?;
+    let bench = evaluate::run_bench(questions, bench_root, responder.as_mut(), 1, None, &mut tick)?;
+    bar.finish_and_clear();
+    Ok((qa, bench))
 }
 
 /// The blind baselines of `split` from the data card of the dataset at `root`, if it has them.

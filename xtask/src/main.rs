@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod data;
 mod eval;
+mod experiment;
 mod generate;
 mod keypoints;
 mod progress;
@@ -45,6 +46,9 @@ enum Command {
     Train(train::Args),
     /// Evaluate a model or run on the QA test split and the Robot-R1 Bench.
     Eval(eval::Args),
+    /// The paper's findings at small scale: Direct SFT, CoT SFT, GRPO and waypoint-only GRPO
+    /// from one base model and budget, over several seeds, evaluated and compared in a report.
+    Experiment(experiment::Args),
     /// End-to-end throughput figures (generation, training step, rendering) as a table.
     Bench(bench::Args),
     /// Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models).
@@ -62,6 +66,7 @@ impl Cli {
             Command::Sft(a) => train::run_sft(a),
             Command::Train(a) => train::run(a),
             Command::Eval(a) => eval::run(a),
+            Command::Experiment(a) => experiment::run(a),
             Command::Bench(a) => bench::run(a),
             Command::Serve(a) => serve::run(a),
         }

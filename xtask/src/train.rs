@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 use crate::progress;
 
 /// The warm-up's run folder inside a `train` run folder.
-const WARMUP_DIR: &str = "warmup";
+pub(crate) const WARMUP_DIR: &str = "warmup";
 /// Where the tiny model is created when no model is given.
 const TINY_MODEL_DIR: &str = "models/r1-tiny";
 /// The dataset that ships with the repository, and how to regenerate it (datasets/README.md).
@@ -50,59 +50,59 @@ const REGENERATE_DEFAULT_DATA: [&str; 14] = [
 pub struct Common {
     /// TOML configuration layered over the preset (see configs/).
     #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Preset the configuration starts from.
     #[arg(long, default_value = "tiny", value_parser = ["tiny", "paper"])]
-    preset: String,
+    pub(crate) preset: String,
     /// Hugging Face Qwen2.5-VL directory to train, or a training run (its newest checkpoint) or
     /// checkpoint folder to continue from, as SFT then GRPO does (default: the project's tiny
     /// model, created in models/r1-tiny if absent).
     #[arg(long, value_name = "DIR")]
-    model: Option<PathBuf>,
+    pub(crate) model: Option<PathBuf>,
     /// QA dataset folder (default: datasets/default, regenerated if absent).
     #[arg(long, value_name = "DIR")]
-    data: Option<PathBuf>,
+    pub(crate) data: Option<PathBuf>,
     /// Steps to run (GRPO rollout steps, or SFT optimiser steps); with --resume, the total to
     /// reach.
     #[arg(long, value_name = "N")]
-    steps: Option<u64>,
+    pub(crate) steps: Option<u64>,
     /// Run folder (default: runs/<command>-<unix time>).
     #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
     /// Checkpoint every N steps (0: only at the end).
     #[arg(long, value_name = "N")]
-    save_every: Option<u64>,
+    pub(crate) save_every: Option<u64>,
     /// Continue the run in this folder from its newest checkpoint.
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "model", "out"])]
-    resume: Option<PathBuf>,
+    pub(crate) resume: Option<PathBuf>,
     /// flex (CPU), cuda or wgpu.
     #[arg(long)]
-    device: Option<String>,
+    pub(crate) device: Option<String>,
     /// Seed of every random draw (the tiny model's creation, sampling, data order).
     #[arg(long)]
-    seed: Option<u64>,
+    pub(crate) seed: Option<u64>,
 }
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    common: Common,
+    pub(crate) common: Common,
     /// SFT warm-up steps to the output format before GRPO (default: the config's
     /// `sft.warmup_steps`; 0 skips it).
     #[arg(long, value_name = "N")]
-    warmup_steps: Option<u64>,
+    pub(crate) warmup_steps: Option<u64>,
     /// After GRPO, evaluate the starting and the final model greedily on at most N test
     /// questions per task and multiple-choice type (0: no evaluation).
     #[arg(long, value_name = "N", default_value_t = 30)]
-    eval_questions: usize,
+    pub(crate) eval_questions: usize,
     /// Print the run's memory plan (weights, reference, gradients, AdamW, KV cache,
     /// activations) and stop.
     #[arg(long)]
-    dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Memory of the training device in GiB, which the plan must fit (default: the host's
     /// available memory with flex; with a GPU backend, unchecked unless given).
     #[arg(long, value_name = "GIB")]
-    device_memory: Option<f64>,
+    pub(crate) device_memory: Option<f64>,
 }
 
 /// Prompts encoded to size the plan's KV cache and activations.
@@ -155,12 +155,12 @@ fn host_available_gib() -> Option<f64> {
 #[derive(clap::Args)]
 pub struct SftArgs {
     #[command(flatten)]
-    common: Common,
+    pub(crate) common: Common,
     /// direct: the answer only; cot: plan, subtask, move, answer; format: the
     /// `<think>..</think> <answer>..</answer>` shape with a stand-in answer; grounded: format
     /// with the gripper's true position as the reasoning.
     #[arg(long, value_parser = ["direct", "cot", "format", "grounded"])]
-    mode: String,
+    pub(crate) mode: String,
 }
 
 /// The configuration of a new run: file or preset, then the command-line overrides.
@@ -201,7 +201,7 @@ fn resumed_config(dir: &Path, c: &Common) -> anyhow::Result<(RunDir, TrainConfig
     Ok((run, config))
 }
 
-fn default_out(command: &str) -> PathBuf {
+pub(crate) fn default_out(command: &str) -> PathBuf {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     PathBuf::from(format!("runs/{command}-{secs}"))
 }
@@ -395,7 +395,7 @@ fn before_after(config: &TrainConfig, run: &RunDir, per_task: usize) -> anyhow::
 }
 
 /// At most `n` items of each group (by `key`), evenly spaced through the group, in input order.
-fn evenly_per_group<T, K: Ord>(items: Vec<T>, n: usize, key: impl Fn(&T) -> K) -> Vec<T> {
+pub(crate) fn evenly_per_group<T, K: Ord>(items: Vec<T>, n: usize, key: impl Fn(&T) -> K) -> Vec<T> {
     let mut sizes = std::collections::BTreeMap::new();
     for item in &items {
         *sizes.entry(key(item)).or_insert(0usize) += 1;
