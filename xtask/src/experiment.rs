@@ -462,11 +462,24 @@ struct Stat {
     std: f64,
     n: usize,
     values: Vec<f64>,
+    /// The figure does not depend on a seed (the base model's greedy evaluation, a constant):
+    /// one value is its whole distribution.
+    fixed: bool,
 }
 
 impl Stat {
     fn of(values: Vec<f64>) -> Option<Self> {
-        Some(Self { mean: stats::mean(&values)?, std: stats::std_dev(&values)?, n: values.len(), values })
+        let (mean, std) = (stats::mean(&values)?, stats::std_dev(&values)?);
+        Some(Self { mean, std, n: values.len(), values, fixed: false })
+    }
+
+    fn fixed(value: f64) -> Self {
+        Self { mean: value, std: 0.0, n: 1, values: vec![value], fixed: true }
+    }
+
+    /// Whether the standard deviation says how far the figure moves with the seed.
+    fn has_spread(&self) -> bool {
+        self.fixed || self.n >= 2
     }
 
     fn cell(stat: Option<&Stat>) -> String {
@@ -484,7 +497,7 @@ struct MethodSummary {
     name: String,
     label: String,
     seeds: Vec<u64>,
-    /// Evaluation metrics (r1-bench's keys, per-task ones left out).
+    /// Evaluation metrics (r1-bench's keys, see [`reported`]).
     metrics: BTreeMap<String, Stat>,
     /// Figures of training itself, from `metrics.jsonl`.
     training: BTreeMap<String, Stat>,
@@ -552,7 +565,13 @@ fn summarise(exp: &Experiment, seeds: &[u64]) -> anyhow::Result<Vec<MethodSummar
             name: BASE.into(),
             label: "base model".into(),
             seeds: Vec::new(),
-            metrics: aggregate(&[results.metrics]),
+            // Greedy decoding of one model: the figures do not depend on a seed.
+            metrics: results
+                .metrics
+                .into_iter()
+                .filter(|(k, _)| reported(k))
+                .map(|(k, v)| (k, Stat::fixed(v)))
+                .collect(),
             training: BTreeMap::new(),
         });
     }
@@ -580,10 +599,16 @@ fn summarise(exp: &Experiment, seeds: &[u64]) -> anyhow::Result<Vec<MethodSummar
     Ok(out)
 }
 
-/// Mean and std over runs of every key any run has (per-task metrics left out).
+/// Whether the report keeps an evaluation metric: per-task figures are left to each run's own
+/// report.
+fn reported(key: &str) -> bool {
+    !key.contains(".task.")
+}
+
+/// Mean and std over runs of every reported key any run has.
 fn aggregate(runs: &[BTreeMap<String, f64>]) -> BTreeMap<String, Stat> {
     let keys: std::collections::BTreeSet<&String> =
-        runs.iter().flat_map(|m| m.keys()).filter(|k| !k.contains(".task.")).collect();
+        runs.iter().flat_map(|m| m.keys()).filter(|k| reported(k)).collect();
     keys.into_iter()
         .filter_map(|k| Some((k.clone(), Stat::of(runs.iter().filter_map(|m| m.get(k).copied()).collect())?)))
         .collect()
@@ -599,6 +624,8 @@ enum Outcome {
     Contradicted,
     /// The difference is within one standard deviation.
     WithinNoise,
+    /// A side that depends on the seed was measured with one seed: its spread is unknown.
+    OneSeed,
     /// A side was not measured.
     Missing,
 }
@@ -622,7 +649,9 @@ impl Comparison {
         let (difference, noise, outcome) = match (higher, lower) {
             (Some(h), Some(l)) => {
                 let (d, noise) = (h.mean - l.mean, h.std.hypot(l.std));
-                let outcome = if d.abs() <= noise {
+                let outcome = if !(h.has_spread() && l.has_spread()) {
+                    Outcome::OneSeed
+                } else if d.abs() <= noise {
                     Outcome::WithinNoise
                 } else if d > 0.0 {
                     Outcome::Holds
@@ -655,27 +684,30 @@ enum Verdict {
 }
 
 impl Verdict {
-    /// Every comparison must hold; one that is contradicted beyond its noise refutes the
-    /// finding; otherwise some difference is within one std and nothing is concluded.
-    fn of(comparisons: &[Comparison]) -> Self {
+    /// The verdict on a finding and why: every comparison must hold; one that goes the other
+    /// way by more than its noise refutes the finding; a missing figure, a single seed or a
+    /// difference within one std leaves it open.
+    fn of(comparisons: &[Comparison]) -> (Self, &'static str) {
         let any = |o: Outcome| comparisons.iter().any(|c| c.outcome == o);
         if comparisons.is_empty() || any(Outcome::Missing) {
-            Verdict::NotMeasured
+            (Verdict::NotMeasured, "a method or metric is missing")
+        } else if any(Outcome::OneSeed) {
+            (Verdict::Inconclusive, "one seed: how much a figure moves with the seed is unknown")
         } else if any(Outcome::Contradicted) {
-            Verdict::DoesNotReproduce
+            (Verdict::DoesNotReproduce, "a difference goes against the claim by more than one std")
         } else if any(Outcome::WithinNoise) {
-            Verdict::Inconclusive
+            (Verdict::Inconclusive, "a difference is within one std")
         } else {
-            Verdict::Reproduces
+            (Verdict::Reproduces, "every difference is in the claimed direction by more than one std")
         }
     }
 
     fn text(self) -> &'static str {
         match self {
             Verdict::Reproduces => "reproduces",
-            Verdict::DoesNotReproduce => "does not reproduce: a difference goes against the claim by more than one std",
-            Verdict::Inconclusive => "inconclusive: a difference is within one std",
-            Verdict::NotMeasured => "not measured: a method or metric is missing",
+            Verdict::DoesNotReproduce => "does not reproduce",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::NotMeasured => "not measured",
         }
     }
 }
@@ -685,6 +717,8 @@ struct Finding {
     claim: &'static str,
     paper: &'static str,
     verdict: Verdict,
+    /// Why the comparisons give that verdict.
+    reason: &'static str,
     comparisons: Vec<Comparison>,
 }
 
@@ -701,17 +735,15 @@ fn findings(summaries: &[MethodSummary]) -> Vec<Finding> {
             metric(lower, key),
         )
     };
-    let finding = |claim, paper, comparisons: Vec<Comparison>| Finding {
-        claim,
-        paper,
-        verdict: Verdict::of(&comparisons),
-        comparisons,
+    let finding = |claim, paper, comparisons: Vec<Comparison>| {
+        let (verdict, reason) = Verdict::of(&comparisons);
+        Finding { claim, paper, verdict, reason, comparisons }
     };
     let (grpo, cot, direct, waypoint) =
         (Method::Grpo.name(), Method::CotSft.name(), Method::DirectSft.name(), Method::GrpoWaypoint.name());
     let movement = ("bench.movement.score", "bench movement (0-3)");
     let spatial = ("bench.spatial.score", "bench spatial (0-3)");
-    let zero = Stat { mean: 0.0, std: 0.0, n: 1, values: vec![0.0] };
+    let zero = Stat::fixed(0.0);
     let length_change = find(grpo).and_then(|s| s.training.get("length.change"));
     vec![
         finding(
@@ -833,7 +865,7 @@ fn markdown(exp: &Experiment, summaries: &[MethodSummary], findings: &[Finding],
           difference counts); a finding reproduces when all its comparisons hold, does not when one goes the other \
           way by more than that, and is inconclusive otherwise.\n\n";
     for f in findings {
-        s += &format!("### {}: **{}**\n\nPaper: {}.\n\n", f.claim, f.verdict.text(), f.paper);
+        s += &format!("### {}: **{}** ({})\n\nPaper: {}.\n\n", f.claim, f.verdict.text(), f.reason, f.paper);
         for c in &f.comparisons {
             let fmt = |x: Option<f64>| x.map_or("–".into(), |x| format!("{x:+.3}"));
             s += &format!(
@@ -849,6 +881,7 @@ fn markdown(exp: &Experiment, summaries: &[MethodSummary], findings: &[Finding],
                     Outcome::Contradicted => "contradicted",
                     Outcome::WithinNoise if c.difference == Some(0.0) => "no difference",
                     Outcome::WithinNoise => "within one std",
+                    Outcome::OneSeed => "one seed",
                     Outcome::Missing => "not measured",
                 }
             );
@@ -966,7 +999,10 @@ mod tests {
         assert_eq!(c(&[0.2, 0.3, 0.4], &[0.6, 0.7, 0.8]), Outcome::Contradicted);
         // Means 0.1 apart, each std 0.1: the difference's noise is 0.141.
         assert_eq!(c(&[0.3, 0.4, 0.5], &[0.2, 0.3, 0.4]), Outcome::WithinNoise);
-        assert_eq!(c(&[0.0], &[0.0]), Outcome::WithinNoise, "no difference at all");
+        assert_eq!(c(&[0.0, 0.0], &[0.0, 0.0]), Outcome::WithinNoise, "no difference at all");
+        assert_eq!(c(&[0.9], &[0.1, 0.2]), Outcome::OneSeed, "one seed has no spread");
+        let fixed = Comparison::new(String::new(), "m", Some(&Stat::fixed(0.0)), Some(&stat(&[-3.0, -2.0])));
+        assert_eq!(fixed.outcome, Outcome::Holds, "a constant needs no second seed");
         assert_eq!(Comparison::new(String::new(), "m", None, Some(&stat(&[1.0]))).outcome, Outcome::Missing);
     }
 
@@ -977,12 +1013,13 @@ mod tests {
                 .iter()
                 .map(|&outcome| Comparison { outcome, ..Comparison::new(String::new(), "m", None, None) })
                 .collect();
-            Verdict::of(&comparisons)
+            Verdict::of(&comparisons).0
         };
         assert_eq!(with(&[Outcome::Holds, Outcome::Holds]), Verdict::Reproduces);
         assert_eq!(with(&[Outcome::Holds, Outcome::WithinNoise]), Verdict::Inconclusive);
         assert_eq!(with(&[Outcome::WithinNoise, Outcome::Contradicted]), Verdict::DoesNotReproduce);
         assert_eq!(with(&[Outcome::Holds, Outcome::Missing]), Verdict::NotMeasured);
+        assert_eq!(with(&[Outcome::Contradicted, Outcome::OneSeed]), Verdict::Inconclusive);
         assert_eq!(with(&[]), Verdict::NotMeasured);
     }
 
