@@ -21,11 +21,12 @@ use crate::chat::ChatTemplate;
 use crate::config::Qwen2_5VlConfig;
 use crate::error::ModelError;
 use crate::generate::{Generation, SamplingConfig, generate_with};
+use crate::lora;
 use crate::model::Qwen2_5VlModel;
 use crate::processor::{ImageProcessor, ImageProcessorConfig, ProcessedImage};
 use crate::score::completion_logprobs;
 use crate::tokenizer::{ENDOFTEXT, IM_END, Tokenizer, expand_image_pads};
-use crate::weights::{CONFIG_FILE, load_model, save_model, write_atomic};
+use crate::weights::{CONFIG_FILE, load_model, save_model, weight_files, write_atomic, write_config};
 
 const TOKENIZER_FILE: &str = "tokenizer.json";
 const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
@@ -234,17 +235,87 @@ impl Assets {
     }
 }
 
-/// Loads a whole checkpoint directory onto `device`.
+/// Loads a whole checkpoint directory onto `device` (see [`load_weights`] for LoRA adapter
+/// folders).
 pub fn load(dir: &Path, device: &Device) -> Result<(Assets, Qwen2_5VlModel), ModelError> {
     let assets = Assets::from_dir(dir)?;
-    let (config, model) = load_model(dir, device)?;
-    debug_assert_eq!(config, assets.config);
+    let model = load_weights(dir, device)?;
     Ok((assets, model))
+}
+
+/// Adapter folders stacked on one another (a LoRA run started from a LoRA warm-up) deeper than
+/// this are taken for a loop in `base_model_name_or_path`.
+const MAX_ADAPTER_DEPTH: usize = 16;
+
+/// The folder whose weights `dir` uses: `dir` itself, or for a LoRA adapter folder without
+/// weights of its own, its `base_model_name_or_path`.
+pub fn base_dir(dir: &Path) -> Result<PathBuf, ModelError> {
+    if !lora::is_adapter_dir(dir) || weight_files(dir).is_ok() {
+        return Ok(dir.to_path_buf());
+    }
+    let base = lora::read_adapter_config(dir)?.base_model.ok_or_else(|| ModelError::Lora {
+        path: dir.join(lora::ADAPTER_CONFIG_FILE),
+        message: "no base_model_name_or_path: r1 cannot tell which model the adapters belong to".into(),
+    })?;
+    if !base.is_dir() {
+        return Err(ModelError::Lora {
+            path: dir.join(lora::ADAPTER_CONFIG_FILE),
+            message: format!("base model {} is not a folder here (r1 downloads nothing)", base.display()),
+        });
+    }
+    Ok(base)
+}
+
+/// The model of the checkpoint `dir`, in f32. A PEFT adapter folder (`adapter_config.json`
+/// and `adapter_model.safetensors`, r1 also writes the config, tokenizer and processor files
+/// beside them) loads its base model's weights, or its own if it has any, with the adapters
+/// attached (unmerged, frozen base). A base that is itself an adapter folder is loaded with its
+/// adapters merged first, so the result carries one set of adapters.
+pub fn load_weights(dir: &Path, device: &Device) -> Result<Qwen2_5VlModel, ModelError> {
+    load_weights_at_depth(dir, device, 0)
+}
+
+fn load_weights_at_depth(dir: &Path, device: &Device, depth: usize) -> Result<Qwen2_5VlModel, ModelError> {
+    if !lora::is_adapter_dir(dir) {
+        return Ok(load_model(dir, device)?.1);
+    }
+    if depth >= MAX_ADAPTER_DEPTH {
+        return Err(ModelError::Lora {
+            path: dir.to_path_buf(),
+            message: format!(
+                "more than {MAX_ADAPTER_DEPTH} adapter folders stacked: a loop in base_model_name_or_path?"
+            ),
+        });
+    }
+    let base = base_dir(dir)?;
+    let model = if base == dir {
+        load_model(dir, device)?.1
+    } else {
+        let config_here = Qwen2_5VlConfig::from_file(&dir.join(CONFIG_FILE))?;
+        let config_base = Qwen2_5VlConfig::from_file(&base.join(CONFIG_FILE))?;
+        if config_here != config_base {
+            return Err(ModelError::Lora {
+                path: dir.to_path_buf(),
+                message: format!("its config.json differs from its base model's ({})", base.display()),
+            });
+        }
+        lora::merge(load_weights_at_depth(&base, device, depth + 1)?)
+    };
+    lora::load_adapters(model, dir)
 }
 
 /// Saves a whole checkpoint directory: weights and config, then the other assets.
 pub fn save(model: &Qwen2_5VlModel, assets: &Assets, dir: &Path) -> Result<(), ModelError> {
     save_model(model, &assets.config, dir)?;
+    assets.save(dir)
+}
+
+/// Saves a model carrying LoRA adapters as a PEFT adapter folder trained on `base`: the
+/// adapters ([`lora::save_adapters`]) with the config, tokenizer, template and processor beside
+/// them, and none of the base weights. [`load`] reads it back (with `base` in place).
+pub fn save_adapted(model: &Qwen2_5VlModel, assets: &Assets, base: &Path, dir: &Path) -> Result<(), ModelError> {
+    lora::save_adapters(model, base, dir)?;
+    write_config(&assets.config, dir)?;
     assets.save(dir)
 }
 

@@ -66,6 +66,15 @@ pub enum ModelError {
         message: String,
     },
 
+    /// A LoRA adapter folder or setting r1 cannot use.
+    #[error("{}: LoRA: {message}", path.display())]
+    Lora {
+        /// The adapter file or folder (`<config>` for settings).
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+
     /// Tensors the model needs are absent from the checkpoint.
     #[error("{}: missing tensors: {}", dir.display(), names.join(", "))]
     MissingTensors {

@@ -6,6 +6,8 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::{DType, Device, Tensor};
 
+use crate::lora::LoraLinear;
+
 /// The score of a masked key where attention forms its scores explicitly (under autodiff).
 /// Finite (unlike `-inf`) so a row with every key masked (a left-padding query) stays finite
 /// instead of becoming NaN and poisoning the next layer through `0 * NaN`; large enough that
@@ -47,24 +49,25 @@ impl RmsNorm {
     }
 }
 
-/// Gated MLP `down(silu(gate(x)) * up(x))`; the vision tower uses biases, the decoder not.
+/// Gated MLP `down(silu(gate(x)) * up(x))`; the vision tower uses biases, the decoder not. Each
+/// projection may carry a LoRA adapter.
 #[derive(Module, Debug)]
 pub struct GatedMlp {
     /// `d -> inner`, through SiLU.
-    pub gate_proj: Linear,
+    pub gate_proj: LoraLinear,
     /// `d -> inner`.
-    pub up_proj: Linear,
+    pub up_proj: LoraLinear,
     /// `inner -> d`.
-    pub down_proj: Linear,
+    pub down_proj: LoraLinear,
 }
 
 impl GatedMlp {
     /// A randomly initialised MLP.
     pub fn new(d: usize, inner: usize, bias: bool, device: &Device) -> Self {
         Self {
-            gate_proj: linear(d, inner, bias, device),
-            up_proj: linear(d, inner, bias, device),
-            down_proj: linear(inner, d, bias, device),
+            gate_proj: linear(d, inner, bias, device).into(),
+            up_proj: linear(d, inner, bias, device).into(),
+            down_proj: linear(inner, d, bias, device).into(),
         }
     }
 

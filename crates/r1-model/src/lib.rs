@@ -12,6 +12,7 @@ pub mod error;
 pub mod flops;
 pub mod generate;
 pub mod layers;
+pub mod lora;
 pub mod model;
 pub mod position_ids;
 pub mod processor;

@@ -112,9 +112,16 @@ impl PathStack {
         original_key(&self.0.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join("."))
     }
 
+    /// Whether the path runs through a LoRA adapter: adapters are not part of a Hugging Face
+    /// checkpoint (they live in PEFT's files, see [`crate::lora`]).
+    fn in_adapter(&self) -> bool {
+        self.0.iter().any(|(n, c)| n == "lora" && c == "Struct:LoraLinear")
+    }
+
     /// The disk form of the parameter at the top of the stack.
     fn form(&self, key: &str, conv_shape: &[usize]) -> DiskForm {
-        let in_linear = matches!(self.0.last(), Some((n, c)) if n == "weight" && c == "Struct:Linear");
+        let in_linear = matches!(self.0.last(),
+            Some((n, c)) if n == "weight" && (c == "Struct:Linear" || c == "Struct:LoraLinear"));
         if key == PATCH_EMBED_KEY {
             DiskForm::Conv(conv_shape.to_vec())
         } else if in_linear {
@@ -142,6 +149,9 @@ impl ModuleVisitor for Inventory {
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if self.path.in_adapter() {
+            return;
+        }
         let key = self.path.key();
         let form = self.path.form(&key, &self.conv_shape);
         self.params.insert(key, (param.lazy_shape().to_vec(), form));
@@ -160,7 +170,7 @@ struct Loader<'a> {
 }
 
 /// Decodes a little-endian f32 / bf16 / f16 / f64 buffer to f32.
-fn to_f32(view: &TensorView<'_>, name: &str, file: &Path) -> Result<Vec<f32>, ModelError> {
+pub(crate) fn to_f32(view: &TensorView<'_>, name: &str, file: &Path) -> Result<Vec<f32>, ModelError> {
     let data = view.data();
     Ok(match view.dtype() {
         Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
@@ -211,7 +221,7 @@ impl Loader<'_> {
 }
 
 /// Row-major `[rows, cols]` values -> row-major `[cols, rows]`.
-fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+pub(crate) fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     debug_assert_eq!(values.len(), rows * cols);
     let mut out = vec![0.0; values.len()];
     for (r, row) in values.chunks_exact(cols.max(1)).enumerate() {
@@ -232,7 +242,7 @@ impl ModuleMapper for Loader<'_> {
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        if self.error.is_some() {
+        if self.error.is_some() || self.path.in_adapter() {
             return param;
         }
         let key = self.path.key();
@@ -433,8 +443,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
 
 /// Saves `model` as a Hugging Face checkpoint directory: `config.json` and a single f32
 /// `model.safetensors` with the original keys (what transformers and [`load_model`] read).
-/// A tied model writes no `lm_head.weight`. Each file is written atomically.
+/// A tied model writes no `lm_head.weight`. Each file is written atomically. A model carrying
+/// LoRA adapters is refused rather than saved without them: merge them first
+/// ([`crate::lora::merge`]) or save them on their own ([`crate::lora::save_adapters`]).
 pub fn save_model(model: &Qwen2_5VlModel, config: &Qwen2_5VlConfig, dir: &Path) -> Result<(), ModelError> {
+    if crate::lora::has_adapters(model) {
+        return Err(ModelError::Lora {
+            path: dir.to_path_buf(),
+            message: "the model carries adapters, which a full checkpoint would leave out: merge them first".into(),
+        });
+    }
     std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
     let mut collector = Collector { path: PathStack::default(), conv_shape: conv_shape(config), tensors: Vec::new() };
     model.visit(&mut collector);
@@ -456,8 +474,13 @@ pub fn save_model(model: &Qwen2_5VlModel, config: &Qwen2_5VlConfig, dir: &Path) 
         path: dir.join(WEIGHTS_FILE),
         message: format!("cannot serialise: {e}"),
     })?;
-    let config_text = serde_json::to_string_pretty(&config.to_hf_json()).expect("JSON values serialise");
     write_atomic(&dir.join(WEIGHTS_FILE), &weights)?;
+    write_config(config, dir)
+}
+
+/// Writes `dir/config.json` in Hugging Face's form, atomically.
+pub fn write_config(config: &Qwen2_5VlConfig, dir: &Path) -> Result<(), ModelError> {
+    let config_text = serde_json::to_string_pretty(&config.to_hf_json()).expect("JSON values serialise");
     write_atomic(&dir.join(CONFIG_FILE), format!("{config_text}\n").as_bytes())
 }
 

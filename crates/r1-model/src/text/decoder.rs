@@ -2,26 +2,27 @@
 //! a SwiGLU MLP, then a final RMSNorm.
 
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer};
 use burn::tensor::{Bool, Device, Tensor};
 
 use crate::attention::attention;
 use crate::config::TextConfig;
 use crate::layers::{GatedMlp, RmsNorm, linear};
+use crate::lora::LoraLinear;
 use crate::rope::apply_rotary;
 use crate::text::cache::LayerKv;
 
-/// Grouped-query self-attention.
+/// Grouped-query self-attention; each projection may carry a LoRA adapter.
 #[derive(Module, Debug)]
 pub struct Attention {
     /// `hidden -> heads * head_dim`, with bias.
-    pub q_proj: Linear,
+    pub q_proj: LoraLinear,
     /// `hidden -> kv_heads * head_dim`, with bias.
-    pub k_proj: Linear,
+    pub k_proj: LoraLinear,
     /// `hidden -> kv_heads * head_dim`, with bias.
-    pub v_proj: Linear,
+    pub v_proj: LoraLinear,
     /// `heads * head_dim -> hidden`, no bias.
-    pub o_proj: Linear,
+    pub o_proj: LoraLinear,
     /// Query heads.
     pub num_heads: usize,
     /// Key/value heads.
@@ -105,10 +106,10 @@ impl TextModel {
         let layers = (0..config.num_hidden_layers)
             .map(|_| DecoderLayer {
                 self_attn: Attention {
-                    q_proj: linear(hidden, hidden, true, device),
-                    k_proj: linear(hidden, kv, true, device),
-                    v_proj: linear(hidden, kv, true, device),
-                    o_proj: linear(hidden, hidden, false, device),
+                    q_proj: linear(hidden, hidden, true, device).into(),
+                    k_proj: linear(hidden, kv, true, device).into(),
+                    v_proj: linear(hidden, kv, true, device).into(),
+                    o_proj: linear(hidden, hidden, false, device).into(),
                     num_heads: config.num_attention_heads,
                     num_kv_heads: config.num_key_value_heads,
                 },

@@ -12,6 +12,7 @@ use crate::attention::attention;
 use crate::config::VisionConfig;
 use crate::error::ModelError;
 use crate::layers::{GatedMlp, RmsNorm, linear};
+use crate::lora::LoraLinear;
 use crate::rope::{apply_rotary, vision_cos_sin};
 use crate::vision::window::{inverse_permutation, patch_rows_cols, unit_to_patch_permutation, window_layout};
 
@@ -44,13 +45,14 @@ pub struct PatchEmbed {
     pub proj: Linear,
 }
 
-/// Multi-head self-attention with a fused qkv projection.
+/// Multi-head self-attention with a fused qkv projection; both projections may carry a LoRA
+/// adapter.
 #[derive(Module, Debug)]
 pub struct VisionAttention {
     /// `hidden -> 3 * hidden` (q, k, v stacked), with bias.
-    pub qkv: Linear,
+    pub qkv: LoraLinear,
     /// `hidden -> hidden`, with bias.
-    pub proj: Linear,
+    pub proj: LoraLinear,
     /// Attention heads.
     pub num_heads: usize,
 }
@@ -201,8 +203,8 @@ impl VisionTower {
                 norm1: RmsNorm::new(hidden, VISION_EPS, device),
                 norm2: RmsNorm::new(hidden, VISION_EPS, device),
                 attn: VisionAttention {
-                    qkv: linear(hidden, 3 * hidden, true, device),
-                    proj: linear(hidden, hidden, true, device),
+                    qkv: linear(hidden, 3 * hidden, true, device).into(),
+                    proj: linear(hidden, hidden, true, device).into(),
                     num_heads: config.num_heads,
                 },
                 mlp: GatedMlp::new(hidden, config.intermediate_size, true, device),
