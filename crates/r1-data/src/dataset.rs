@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::blind::{BlindBaselines, BlindTally};
 use crate::episode::Episode;
 use crate::error::{DataError, Result};
-use crate::fsutil::{StagedDir, create_dir, write_png};
+use crate::fsutil::{StagedDir, create_dir, write_pngs};
 use crate::qa::{QaSample, QaType};
 use crate::qa_build::{QaConfig, build_episode, keyed_rng};
 
@@ -210,13 +210,15 @@ pub fn write_dataset(
     });
     for (episode, &split) in order.iter().map(|&i| (&episodes[i], &splits[i])) {
         let qa = build_episode(episode, &config.qa)?;
+        let mut images = Vec::with_capacity(qa.images.len());
         for (frame, rel) in &qa.images {
             let dest = staged.path().join(rel);
             if let Some(parent) = dest.parent() {
                 create_dir(parent)?;
             }
-            write_png(&episode.steps[*frame].images[&qa.camera], Path::new(""), &dest)?;
+            images.push((&episode.steps[*frame].images[&qa.camera], dest));
         }
+        write_pngs(&images, Path::new(""))?;
         let (path, writer) = writers.get_mut(&split).expect("a writer per split");
         let tally = blind.get_mut(&split).expect("a tally per split");
         for sample in &qa.samples {

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
+use crate::video::VideoFrame;
 
 /// End-effector pose in the world frame.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -29,12 +30,15 @@ pub struct Pose {
 }
 
 /// Where a step's image lives: a file on disk (absolute, or relative to the episode folder
-/// in the native format), or encoded PNG/JPEG bytes held in memory (images stored inside a
-/// LeRobot parquet file, frames rendered by r1-sim). Writers turn both into PNG files.
+/// in the native format), encoded PNG/JPEG bytes held in memory (images stored inside a
+/// LeRobot parquet file, frames rendered by r1-sim), or a frame of a video file (LeRobot
+/// `video` features), decoded only when it is read. Writers turn all three into PNG files
+/// ([`crate::fsutil::write_pngs`] decodes a video's frames in one run).
 #[derive(Clone, Debug, PartialEq)]
 pub enum ImageRef {
     Path(PathBuf),
     Encoded(Arc<[u8]>),
+    Video(VideoFrame),
 }
 
 impl ImageRef {
@@ -49,6 +53,7 @@ impl ImageRef {
             ImageRef::Encoded(bytes) => image::load_from_memory(bytes)
                 .map(|i| i.to_rgb8())
                 .map_err(|source| DataError::Image { path: PathBuf::from("<in-memory image>"), source }),
+            ImageRef::Video(frame) => frame.decode(),
         }
     }
 }
@@ -57,8 +62,8 @@ impl Serialize for ImageRef {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         match self {
             ImageRef::Path(p) => p.serialize(s),
-            ImageRef::Encoded(_) => Err(serde::ser::Error::custom(
-                "an in-memory image has no path: write the episode with the native writer",
+            ImageRef::Encoded(_) | ImageRef::Video(_) => Err(serde::ser::Error::custom(
+                "an in-memory image or video frame has no path: write the episode with the native writer",
             )),
         }
     }

@@ -29,6 +29,19 @@ pub enum DataError {
     /// image, ...). `step` is set when the problem concerns one step of an episode.
     #[error("{path}{}: {message}", step.map(|s| format!(" (step {s})")).unwrap_or_default())]
     Invalid { path: PathBuf, step: Option<usize>, message: String },
+    /// A video stream that cannot be decoded: the file, its codec when known, and why.
+    #[error(
+        "{path}: cannot decode the video ({}): {message}",
+        codec.as_deref().map_or("codec unknown".to_owned(), |c| format!("codec {c}"))
+    )]
+    Video { path: PathBuf, codec: Option<String>, message: String },
+    /// FFmpeg's `program` is not installed (or not on `PATH`); `path` is the video it was
+    /// needed for.
+    #[error(
+        "{path}: decoding video needs FFmpeg's `{program}` program, which was not found on PATH; install \
+         FFmpeg 5.1 or newer (Debian/Ubuntu: `apt-get install ffmpeg`, macOS: `brew install ffmpeg`)"
+    )]
+    FfmpegMissing { program: String, path: PathBuf },
     /// A QA sample that cannot be read as its question type says (named by its id).
     #[error("sample {id}: {message}")]
     Sample { id: String, message: String },

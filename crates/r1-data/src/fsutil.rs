@@ -7,10 +7,12 @@
 //! the temporary folder is removed when its guard drops: nothing half-written is left.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::episode::ImageRef;
 use crate::error::{DataError, Result};
+use crate::video::Video;
 
 const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 
@@ -102,12 +104,37 @@ pub fn write_png(image: &ImageRef, base: &Path, dest: &Path) -> Result<()> {
             let src = base.join(p);
             std::fs::copy(&src, dest).map(drop).map_err(|e| DataError::io(&src, e))
         }
-        other => {
-            let rgb = other.load_rgb(base)?;
-            rgb.save_with_format(dest, image::ImageFormat::Png)
-                .map_err(|source| DataError::Image { path: dest.to_path_buf(), source })
+        other => save_png(&other.load_rgb(base)?, dest),
+    }
+}
+
+/// [`write_png`] for many images (destination folders must exist): the frames of one video
+/// are decoded by one FFmpeg run ([`crate::video::decode`]) instead of one run each.
+pub fn write_pngs(images: &[(&ImageRef, PathBuf)], base: &Path) -> Result<()> {
+    // Video frames grouped by file, in first-seen order; everything else written directly.
+    let mut videos: Vec<VideoWrites> = Vec::new();
+    for (image, dest) in images {
+        match image {
+            ImageRef::Video(frame) => match videos.iter_mut().find(|(v, _)| Arc::ptr_eq(v, &frame.video)) {
+                Some((_, frames)) => frames.push((frame.timestamp, dest)),
+                None => videos.push((&frame.video, vec![(frame.timestamp, dest)])),
+            },
+            other => write_png(other, base, dest)?,
         }
     }
+    for (video, frames) in videos {
+        let timestamps: Vec<f64> = frames.iter().map(|(t, _)| *t).collect();
+        crate::video::decode(video, &timestamps, |i, rgb| save_png(&rgb, frames[i].1))?;
+    }
+    Ok(())
+}
+
+/// The frames to write from one video: timestamp and destination.
+type VideoWrites<'a> = (&'a Arc<Video>, Vec<(f64, &'a Path)>);
+
+fn save_png(rgb: &image::RgbImage, dest: &Path) -> Result<()> {
+    rgb.save_with_format(dest, image::ImageFormat::Png)
+        .map_err(|source| DataError::Image { path: dest.to_path_buf(), source })
 }
 
 /// Writes the file `path` atomically: `write` fills a temporary sibling (its argument), which

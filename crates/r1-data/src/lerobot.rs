@@ -1,12 +1,12 @@
-//! LeRobot datasets, v2.x and v3.0, whose camera features are images stored in the parquet.
+//! LeRobot datasets, v2.x and v3.0, whose cameras are images stored in the parquet or videos.
 //!
-//! A dataset root holds `meta/info.json` (codebase version, features with dtype, shape and
-//! `names`), the task strings (`meta/tasks.jsonl` in v2.x, `meta/tasks.parquet` in v3.0) and
-//! the frames under `data/` (one parquet file per episode in v2.x, several episodes per file in
-//! v3.0). Each frame row carries `episode_index`, `frame_index`, `task_index`, the state
-//! feature and one column per camera. Every `*.parquet` file under `data/` is read; frames are
-//! grouped by `episode_index` and ordered by `frame_index`, which must run 0, 1, ... without
-//! gaps.
+//! A dataset root holds `meta/info.json` (codebase version, fps, features with dtype, shape and
+//! `names`, path templates), the task strings (`meta/tasks.jsonl` in v2.x, `meta/tasks.parquet`
+//! in v3.0) and the frames under `data/` (one parquet file per episode in v2.x, several
+//! episodes per file in v3.0). Each frame row carries `episode_index`, `frame_index`,
+//! `timestamp`, `task_index`, the state feature and one column per `image` camera. Every
+//! `*.parquet` file under `data/` is read; frames are grouped by `episode_index` and ordered by
+//! `frame_index`, which must run 0, 1, ... without gaps.
 //!
 //! # From state entries to the episode model
 //! The state feature (`observation.state` unless the [`StateMap`] names another) is a vector
@@ -26,10 +26,28 @@
 //! the state map names); without one, `joint_velocities` stays `None` and keypoint discovery
 //! applies its finite-difference rule ([`crate::keypoints::velocities_from_positions`]).
 //!
-//! Cameras are the features of dtype `image` (PNG or JPEG bytes in a `{bytes, path}` struct),
-//! named by the feature key without its `observation.images.` prefix. Video-backed features
-//! (`dtype: video`) are refused with instructions. LeRobot records no calibration, so cameras
-//! have neither intrinsics nor extrinsics.
+//! Cameras are the features of dtype `image` (PNG or JPEG bytes in a `{bytes, path}` struct)
+//! or `video`, named by the feature key without its `observation.images.` prefix. LeRobot
+//! records no calibration, so cameras have neither intrinsics nor extrinsics.
+//!
+//! # Video cameras
+//! A `video` camera's frames live in MP4 files (AV1 by default, also H.264 or HEVC) found
+//! through `info.json`'s `video_path` template:
+//! * v3.0: several episodes per file, one after the other. `meta/episodes/**/*.parquet` gives
+//!   per episode and camera `videos/<key>/chunk_index`, `file_index` (filling the template's
+//!   `{video_key}`, `{chunk_index}`, `{file_index}`) and `from_timestamp`, the time of the
+//!   episode's first frame in that file; data files and video files split independently.
+//! * v2.x: one file per episode and camera (`{video_key}`, `{episode_chunk}` = episode index /
+//!   `chunks_size`, `{episode_index}`), starting at 0 s.
+//!
+//! A step's frame is the one at `from_timestamp + timestamp` (the row's own `timestamp`), as
+//! LeRobot's loader addresses it, returned as RGB at the feature's declared size (`shape`,
+//! read through its `names` `height` and `width`). Reading a dataset only checks each video
+//! file once (FFmpeg can open it and has a decoder for its codec, see [`crate::video`]); steps
+//! hold [`ImageRef::Video`] references, and frames are decoded when the question images are
+//! written, one FFmpeg run per episode and file. A file that cannot be decoded skips the
+//! episodes that use it, with an error naming the file and codec; without FFmpeg the dataset
+//! fails with an error saying what to install.
 //!
 //! The episode's task is the task string made a slug (`"Pick up the cube"` ->
 //! `pick_up_the_cube`), its description the string itself, its variation 0. LeRobot states are
@@ -51,6 +69,7 @@ use serde_json::Value as Json;
 
 use crate::episode::{Bounds, Camera, EnvMetadata, Episode, ImageRef, Pose, Step};
 use crate::error::{DataError, Result};
+use crate::video::{Video, VideoFrame};
 
 /// The state feature read when the state map names none.
 pub const DEFAULT_STATE_FEATURE: &str = "observation.state";
@@ -272,22 +291,45 @@ fn slug(text: &str) -> String {
 struct Columns {
     state: String,
     velocity: Option<String>,
-    /// (camera name, feature key).
-    cameras: Vec<(String, String)>,
+    cameras: Vec<CameraFeature>,
+}
+
+impl Columns {
+    /// The cameras stored as images in the data files, whose columns are read.
+    fn image_cameras(&self) -> impl Iterator<Item = &CameraFeature> {
+        self.cameras.iter().filter(|c| c.video.is_none())
+    }
+
+    fn has_video(&self) -> bool {
+        self.cameras.iter().any(|c| c.video.is_some())
+    }
+}
+
+/// A selected camera feature.
+struct CameraFeature {
+    /// The feature key without its `observation.images.` prefix.
+    name: String,
+    key: String,
+    /// The declared frame size `(width, height)` of a `video` feature; `None` for `image`.
+    video: Option<(u32, u32)>,
 }
 
 /// One frame row.
 struct Frame {
     frame: i64,
     task: i64,
+    /// Seconds from the episode's start (`timestamp`); read only when a camera is video.
+    timestamp: f64,
     state: Vec<f64>,
     velocity: Option<Vec<f64>>,
+    /// One per image camera, in [`Columns::image_cameras`] order.
     images: Vec<Arc<[u8]>>,
 }
 
 /// The episodes of one dataset, each with the parquet file it came from. The outer error
-/// concerns the whole dataset (unreadable `info.json`, unknown state layout, video cameras,
-/// missing tasks); an inner one a single episode or data file, which a caller may skip.
+/// concerns the whole dataset (unreadable `info.json`, unknown state layout, missing tasks,
+/// video cameras without FFmpeg); an inner one a single episode or data file (or its video),
+/// which a caller may skip.
 ///
 /// `only` restricts reading to the data files at or below that path (absolute), e.g. one
 /// v2.x episode file. `cameras` selects camera features by name (`front` or
@@ -338,7 +380,8 @@ pub fn read_dataset(
     };
     let columns = Columns { state, velocity, cameras: select_cameras(features, cameras, &info_path)? };
 
-    let tasks = if version.starts_with("v2.") { tasks_v2(&root)? } else { tasks_v3(&root)? };
+    let v2 = version.starts_with("v2.");
+    let tasks = if v2 { tasks_v2(&root)? } else { tasks_v3(&root)? };
     let mut files = data_files(&root.join("data"))?;
     if let Some(only) = only {
         files.retain(|f| f.starts_with(only));
@@ -348,13 +391,21 @@ pub fn read_dataset(
         return Err(DataError::invalid(place, "no LeRobot data files (parquet) here"));
     }
 
+    let read: Vec<(PathBuf, Result<ByEpisode>)> =
+        files.into_iter().map(|file| (file.clone(), read_frames(&file, &columns))).collect();
+    let videos = if columns.has_video() {
+        let indices = read.iter().filter_map(|(_, r)| r.as_ref().ok()).flat_map(|by_episode| by_episode.keys());
+        Some(VideoIndex::new(&root, &info, &info_path, &columns, v2, indices.copied())?)
+    } else {
+        None
+    };
     let mut out = Vec::new();
-    for file in files {
-        match read_frames(&file, &columns) {
+    for (file, frames) in read {
+        match frames {
             Err(e) => out.push((file, Err(e))),
             Ok(by_episode) => {
                 for (index, frames) in by_episode {
-                    let episode = build_episode(&file, index, frames, &layout, &columns, &tasks);
+                    let episode = build_episode(&file, index, frames, &layout, &columns, &tasks, videos.as_ref());
                     out.push((file.clone(), episode));
                 }
             }
@@ -378,23 +429,18 @@ fn entry_names(v: &Json) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The selected camera features as (name, feature key); refuses video-backed ones.
+/// The selected camera features (all of them when `wanted` is empty).
 fn select_cameras(
     features: &serde_json::Map<String, Json>,
     wanted: &[String],
     info: &Path,
-) -> Result<Vec<(String, String)>> {
-    let all: Vec<(String, String, &str)> = features
+) -> Result<Vec<CameraFeature>> {
+    let all: Vec<(String, String, &Json)> = features
         .iter()
-        .filter_map(|(key, f)| {
-            let dtype = f["dtype"].as_str()?;
-            (dtype == "image" || dtype == "video").then(|| {
-                let name = key.strip_prefix(CAMERA_PREFIX).unwrap_or(key).to_owned();
-                (name, key.clone(), dtype)
-            })
-        })
+        .filter(|(_, f)| matches!(f["dtype"].as_str(), Some("image" | "video")))
+        .map(|(key, f)| (key.strip_prefix(CAMERA_PREFIX).unwrap_or(key).to_owned(), key.clone(), f))
         .collect();
-    let chosen: Vec<&(String, String, &str)> = if wanted.is_empty() {
+    let chosen: Vec<&(String, String, &Json)> = if wanted.is_empty() {
         all.iter().collect()
     } else {
         wanted
@@ -407,18 +453,222 @@ fn select_cameras(
             })
             .collect::<Result<_>>()?
     };
-    if let Some((_, key, _)) = chosen.iter().find(|c| c.2 == "video") {
-        return Err(DataError::invalid(
-            info,
-            format!(
-                "camera feature {key:?} is stored as video (MP4), which r1 does not decode; convert the \
-                 dataset to images stored in the parquet (LeRobot: record or convert with video disabled, \
-                 or extract the frames with `ffmpeg -i <video>.mp4 frame_%06d.png` and write them back as \
-                 an `image` feature), or pick an image camera with --camera"
-            ),
-        ));
+    chosen
+        .into_iter()
+        .map(|(name, key, feature)| {
+            let video = match feature["dtype"].as_str() {
+                Some("video") => Some(declared_size(feature).ok_or_else(|| {
+                    DataError::invalid(
+                        info,
+                        format!(
+                            "video feature {key:?}: no frame size (`shape` with height and width) in its declaration"
+                        ),
+                    )
+                })?),
+                _ => None,
+            };
+            Ok(CameraFeature { name: name.clone(), key: key.clone(), video })
+        })
+        .collect()
+}
+
+/// A video feature's declared `(width, height)`: its `shape` indexed by the positions of
+/// `height` and `width` in its `names`, else read as LeRobot's default `[height, width, channels]`.
+fn declared_size(feature: &Json) -> Option<(u32, u32)> {
+    let shape: Vec<u32> = feature["shape"]
+        .as_array()?
+        .iter()
+        .map(|d| d.as_u64().and_then(|d| u32::try_from(d).ok()))
+        .collect::<Option<_>>()?;
+    let names = entry_names(&feature["names"]);
+    let at = |name: &str, default: usize| {
+        let i = names.iter().position(|n| n == name).unwrap_or(default);
+        shape.get(i).copied().filter(|&d| d > 0)
+    };
+    Some((at("width", 1)?, at("height", 0)?))
+}
+
+/// The frames of one data file, by episode index.
+type ByEpisode = BTreeMap<i64, Vec<Frame>>;
+
+/// One episode's video for one camera: the opened (probed) file and the time of the episode's
+/// first frame in it, or why it cannot be had.
+type Located = std::result::Result<(Arc<Video>, f64), String>;
+
+/// Where each episode's frames are in the video files.
+struct VideoIndex {
+    /// Per episode index, per video camera (in [`Columns::cameras`] order).
+    episodes: BTreeMap<i64, Vec<Located>>,
+}
+
+impl VideoIndex {
+    /// Locates the episodes `indices` in the video files: v3.0 through `meta/episodes`
+    /// (`videos/<key>/chunk_index`, `file_index`, `from_timestamp`) and the `video_path`
+    /// template, v2.x through the template alone (one file per episode, starting at 0 s).
+    /// Each file is opened once; a file that cannot be decoded fails only its episodes,
+    /// missing FFmpeg fails the dataset.
+    fn new(
+        root: &Path,
+        info: &Json,
+        info_path: &Path,
+        columns: &Columns,
+        v2: bool,
+        indices: impl Iterator<Item = i64>,
+    ) -> Result<Self> {
+        let fps = info["fps"].as_f64().filter(|f| f.is_finite() && *f > 0.0);
+        let fps = fps.ok_or_else(|| DataError::invalid(info_path, "video features need a positive `fps`"))?;
+        let template = info["video_path"]
+            .as_str()
+            .ok_or_else(|| DataError::invalid(info_path, "video features but no `video_path` template"))?;
+        let chunks_size = info["chunks_size"].as_i64().filter(|c| *c > 0).unwrap_or(1000);
+        let cameras: Vec<(&CameraFeature, (u32, u32))> =
+            columns.cameras.iter().filter_map(|c| c.video.map(|size| (c, size))).collect();
+        let located = if v2 { None } else { Some(episodes_v3(root, &cameras)?) };
+        let mut opened: BTreeMap<PathBuf, Result<Arc<Video>, String>> = BTreeMap::new();
+        let mut episodes = BTreeMap::new();
+        for index in indices {
+            let mut per_camera = Vec::with_capacity(cameras.len());
+            for (c, (camera, (width, height))) in cameras.iter().enumerate() {
+                let place = match &located {
+                    None => fill_template(
+                        template,
+                        &[
+                            ("video_key", Placeholder::Text(&camera.key)),
+                            ("episode_chunk", Placeholder::Number(index / chunks_size)),
+                            ("episode_index", Placeholder::Number(index)),
+                        ],
+                    )
+                    .map(|rel| (rel, 0.0)),
+                    Some(located) => match located.get(&index) {
+                        Some(places) => {
+                            let (chunk, file, from) = places[c];
+                            fill_template(
+                                template,
+                                &[
+                                    ("video_key", Placeholder::Text(&camera.key)),
+                                    ("chunk_index", Placeholder::Number(chunk)),
+                                    ("file_index", Placeholder::Number(file)),
+                                ],
+                            )
+                            .map(|rel| (rel, from))
+                        }
+                        None => Err(format!("episode {index} is not listed in meta/episodes")),
+                    },
+                };
+                let entry = match place {
+                    Err(e) => Err(e),
+                    Ok((rel, from)) => {
+                        let path = root.join(rel);
+                        let video = match opened.get(&path) {
+                            Some(v) => v.clone(),
+                            None => {
+                                let v = match Video::open(&path, *width, *height, fps) {
+                                    Ok(v) => Ok(Arc::new(v)),
+                                    Err(e @ DataError::FfmpegMissing { .. }) => return Err(e),
+                                    Err(e) => Err(e.to_string()),
+                                };
+                                opened.insert(path, v.clone());
+                                v
+                            }
+                        };
+                        video.map(|v| (v, from))
+                    }
+                };
+                per_camera.push(entry.map_err(|e| format!("camera {:?}: {e}", camera.name)));
+            }
+            episodes.insert(index, per_camera);
+        }
+        Ok(VideoIndex { episodes })
     }
-    Ok(chosen.into_iter().map(|(name, key, _)| (name.clone(), key.clone())).collect())
+}
+
+/// A v3.0 episode's video for one camera: chunk index, file index, start time in seconds.
+type VideoPlace = (i64, i64, f64);
+
+/// `meta/episodes/**/*.parquet` of a v3.0 dataset: per episode index, per camera of
+/// `cameras`, its video's chunk index, file index and start time (`from_timestamp`, seconds).
+fn episodes_v3(root: &Path, cameras: &[(&CameraFeature, (u32, u32))]) -> Result<BTreeMap<i64, Vec<VideoPlace>>> {
+    let mut out = BTreeMap::new();
+    for path in data_files(&root.join("meta").join("episodes"))? {
+        let keys: Vec<[String; 3]> = cameras
+            .iter()
+            .map(|(c, _)| ["chunk_index", "file_index", "from_timestamp"].map(|k| format!("videos/{}/{k}", c.key)))
+            .collect();
+        let mut names = vec!["episode_index"];
+        names.extend(keys.iter().flatten().map(String::as_str));
+        for batch in read_batches(&path, Some(&names))? {
+            let wrong = |c: &str| DataError::invalid(&path, format!("column {c:?} has an unexpected type"));
+            let episode = int_column(&batch, "episode_index").ok_or_else(|| wrong("episode_index"))?;
+            let columns = keys
+                .iter()
+                .map(|[chunk, file, from]| {
+                    Ok((
+                        int_column(&batch, chunk).ok_or_else(|| wrong(chunk))?,
+                        int_column(&batch, file).ok_or_else(|| wrong(file))?,
+                        batch
+                            .column_by_name(from)
+                            .and_then(|c| cast(c, &DataType::Float64).ok())
+                            .ok_or_else(|| wrong(from))?,
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            for row in 0..batch.num_rows() {
+                let places = columns
+                    .iter()
+                    .map(|(chunk, file, from)| {
+                        (
+                            chunk.as_primitive::<Int64Type>().value(row),
+                            file.as_primitive::<Int64Type>().value(row),
+                            from.as_primitive::<Float64Type>().value(row),
+                        )
+                    })
+                    .collect();
+                out.insert(episode.as_primitive::<Int64Type>().value(row), places);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A value for a path template placeholder.
+enum Placeholder<'a> {
+    Text(&'a str),
+    Number(i64),
+}
+
+/// Fills a LeRobot path template (`videos/{video_key}/chunk-{chunk_index:03d}/...`): each
+/// `{name}` or `{name:0Nd}` is replaced by its value (numbers zero-padded to N digits).
+fn fill_template(template: &str, values: &[(&str, Placeholder)]) -> std::result::Result<String, String> {
+    let bad = |m: String| format!("video_path template {template:?}: {m}");
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..].find('}').ok_or_else(|| bad("unclosed `{`".into()))? + open;
+        let field = &rest[open + 1..close];
+        let (name, spec) = field.split_once(':').unwrap_or((field, ""));
+        let value = values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+            .ok_or_else(|| bad(format!("unknown placeholder {name:?}")))?;
+        match (value, spec) {
+            (Placeholder::Text(t), "") => out.push_str(t),
+            (Placeholder::Number(n), "") | (Placeholder::Number(n), "d") => out.push_str(&n.to_string()),
+            (Placeholder::Number(n), spec) => {
+                let width = spec
+                    .strip_prefix('0')
+                    .and_then(|w| w.strip_suffix('d'))
+                    .and_then(|w| w.parse::<usize>().ok())
+                    .ok_or_else(|| bad(format!("unsupported format {spec:?} for {name:?}")))?;
+                out.push_str(&format!("{n:0width$}"));
+            }
+            (Placeholder::Text(_), spec) => return Err(bad(format!("unsupported format {spec:?} for {name:?}"))),
+        }
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 fn tasks_v2(root: &Path) -> Result<BTreeMap<i64, String>> {
@@ -522,10 +772,13 @@ fn floats_at(lists: &ArrayRef, row: usize) -> Option<Vec<f64>> {
 }
 
 /// The frames of a data file, grouped by episode index.
-fn read_frames(path: &Path, columns: &Columns) -> Result<BTreeMap<i64, Vec<Frame>>> {
+fn read_frames(path: &Path, columns: &Columns) -> Result<ByEpisode> {
     let mut names = vec!["episode_index", "frame_index", "task_index", columns.state.as_str()];
     names.extend(columns.velocity.as_deref());
-    names.extend(columns.cameras.iter().map(|(_, key)| key.as_str()));
+    names.extend(columns.image_cameras().map(|c| c.key.as_str()));
+    if columns.has_video() {
+        names.push("timestamp");
+    }
     let mut episodes: BTreeMap<i64, Vec<Frame>> = BTreeMap::new();
     for batch in read_batches(path, Some(&names))? {
         let wrong = |c: &str| DataError::invalid(path, format!("column {c:?} has an unexpected type"));
@@ -537,10 +790,18 @@ fn read_frames(path: &Path, columns: &Columns) -> Result<BTreeMap<i64, Vec<Frame
             Some(v) => Some(float_lists(&batch, v).ok_or_else(|| wrong(v))?),
             None => None,
         };
+        let timestamp = match columns.has_video() {
+            true => Some(
+                batch
+                    .column_by_name("timestamp")
+                    .and_then(|c| cast(c, &DataType::Float64).ok())
+                    .ok_or_else(|| wrong("timestamp"))?,
+            ),
+            false => None,
+        };
         let images = columns
-            .cameras
-            .iter()
-            .map(|(_, key)| {
+            .image_cameras()
+            .map(|CameraFeature { key, .. }| {
                 batch
                     .column_by_name(key)
                     .and_then(|c| c.as_struct_opt())
@@ -559,10 +820,15 @@ fn read_frames(path: &Path, columns: &Columns) -> Result<BTreeMap<i64, Vec<Frame
                 Some(v) => Some(floats_at(v, row).ok_or_else(|| DataError::invalid_step(path, step, "no velocity"))?),
                 None => None,
             };
+            let timestamp = match &timestamp {
+                Some(t) if t.is_null(row) => return Err(DataError::invalid_step(path, step, "no timestamp")),
+                Some(t) => t.as_primitive::<Float64Type>().value(row),
+                None => 0.0,
+            };
             let images = images
                 .iter()
-                .zip(&columns.cameras)
-                .map(|(bytes, (camera, _))| {
+                .zip(columns.image_cameras())
+                .map(|(bytes, CameraFeature { name: camera, .. })| {
                     let bytes = bytes.as_binary::<i32>();
                     if bytes.is_null(row) || bytes.value(row).is_empty() {
                         return Err(DataError::invalid_step(
@@ -577,6 +843,7 @@ fn read_frames(path: &Path, columns: &Columns) -> Result<BTreeMap<i64, Vec<Frame
             episodes.entry(episode.value(row)).or_default().push(Frame {
                 frame: f,
                 task: task.value(row),
+                timestamp,
                 state,
                 velocity,
                 images,
@@ -593,6 +860,7 @@ fn build_episode(
     layout: &Layout,
     columns: &Columns,
     tasks: &BTreeMap<i64, String>,
+    videos: Option<&VideoIndex>,
 ) -> Result<Episode> {
     let episode =
         u32::try_from(index).map_err(|_| DataError::invalid(path, format!("invalid episode_index {index}")))?;
@@ -614,14 +882,37 @@ fn build_episode(
             format!("episode {index}: task_index {} is not in the task list", frames[0].task),
         )
     })?;
+    // Per camera: where its image of each step comes from.
+    enum Source {
+        /// Position in `Frame::images`.
+        Image(usize),
+        /// The video and the episode's start time in it.
+        Video(Arc<Video>, f64),
+    }
+    let mut located = videos.and_then(|v| v.episodes.get(&index)).into_iter().flatten();
     let mut cameras = Vec::with_capacity(columns.cameras.len());
-    for (c, (name, _)) in columns.cameras.iter().enumerate() {
-        let (width, height) = image::ImageReader::new(std::io::Cursor::new(&frames[0].images[c][..]))
-            .with_guessed_format()
-            .map_err(|e| DataError::io(path, e))?
-            .into_dimensions()
-            .map_err(|e| DataError::invalid_step(path, 0, format!("episode {index}: camera {name:?}: {e}")))?;
+    let mut sources = Vec::with_capacity(columns.cameras.len());
+    let mut image_index = 0;
+    for camera in &columns.cameras {
+        let name = &camera.name;
+        let ((width, height), source) = match camera.video {
+            None => {
+                let size = image::ImageReader::new(std::io::Cursor::new(&frames[0].images[image_index][..]))
+                    .with_guessed_format()
+                    .map_err(|e| DataError::io(path, e))?
+                    .into_dimensions()
+                    .map_err(|e| DataError::invalid_step(path, 0, format!("episode {index}: camera {name:?}: {e}")))?;
+                image_index += 1;
+                (size, Source::Image(image_index - 1))
+            }
+            Some(size) => match located.next() {
+                Some(Ok((video, from))) => (size, Source::Video(video.clone(), *from)),
+                Some(Err(e)) => return Err(DataError::invalid(path, format!("episode {index}: {e}"))),
+                None => return Err(DataError::invalid(path, format!("episode {index}: camera {name:?}: no video"))),
+            },
+        };
         cameras.push(Camera { name: name.clone(), width, height, intrinsics: None, extrinsics: None });
+        sources.push(source);
     }
     let steps = frames
         .into_iter()
@@ -637,8 +928,16 @@ fn build_episode(
             let images = columns
                 .cameras
                 .iter()
-                .zip(f.images)
-                .map(|((name, _), bytes)| (name.clone(), ImageRef::Encoded(bytes)))
+                .zip(&sources)
+                .map(|(camera, source)| {
+                    let image = match source {
+                        Source::Image(c) => ImageRef::Encoded(f.images[*c].clone()),
+                        Source::Video(video, from) => {
+                            ImageRef::Video(VideoFrame { video: video.clone(), timestamp: from + f.timestamp })
+                        }
+                    };
+                    (camera.name.clone(), image)
+                })
                 .collect();
             Ok(Step { pose, gripper_open, joint_velocities: f.velocity, images, subtask: None, scene: Vec::new() })
         })

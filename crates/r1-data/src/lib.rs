@@ -26,6 +26,7 @@ pub mod qa;
 pub mod qa_build;
 pub mod rlbench;
 pub mod source;
+pub mod video;
 
 pub use episode::{Camera, EnvMetadata, Episode, ImageRef, Pose, SceneObject, Step};
 pub use error::{DataError, Result};

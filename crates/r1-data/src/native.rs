@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use crate::episode::{Episode, ImageRef};
 use crate::error::{DataError, Result};
-use crate::fsutil::{StagedDir, create_dir, write_png};
+use crate::fsutil::{StagedDir, create_dir, write_pngs};
 
 /// Name of the JSON file of a native episode folder.
 pub const EPISODE_FILE: &str = "episode.json";
@@ -78,16 +78,18 @@ pub fn write_episode(episode: &Episode, dir: &Path) -> Result<()> {
     for camera in &episode.cameras {
         create_dir(&staged.path().join(&camera.name))?;
     }
+    let mut writes = Vec::new();
     let mut stored = episode.clone();
-    for (i, step) in stored.steps.iter_mut().enumerate() {
+    for ((i, step), original) in stored.steps.iter_mut().enumerate().zip(&episode.steps) {
         let mut images = BTreeMap::new();
-        for (camera, image) in &step.images {
+        for (camera, image) in &original.images {
             let rel = image_path(camera, i);
-            write_png(image, Path::new(""), &staged.path().join(&rel))?;
+            writes.push((image, staged.path().join(&rel)));
             images.insert(camera.clone(), ImageRef::Path(rel));
         }
         step.images = images;
     }
+    write_pngs(&writes, Path::new(""))?;
     let json = staged.path().join(EPISODE_FILE);
     let text = serde_json::to_string(&stored).map_err(|source| DataError::Json { path: json.clone(), source })?;
     std::fs::write(&json, text).map_err(|e| DataError::io(&json, e))?;

@@ -242,12 +242,18 @@ fn lerobot_v21_euler_state_without_velocities() {
     assert_eq!(wrist.episodes[0].1.steps[0].images.keys().collect::<Vec<_>>(), ["wrist"]);
 }
 
+/// Video datasets themselves are tested in `lerobot_video.rs`; this one lacks the episodes'
+/// video metadata.
 #[test]
-fn lerobot_video_cameras_are_refused_with_advice() {
+fn lerobot_video_without_video_metadata_names_the_file_and_column() {
     let strict = LoadOptions { strict: true, ..Default::default() };
     let error = load_episodes(&lerobot("video"), &strict).unwrap_err().to_string();
-    assert!(error.contains("video/meta/info.json"), "{error}");
-    assert!(error.contains("\"observation.images.front\" is stored as video") && error.contains("ffmpeg"), "{error}");
+    assert!(
+        error.contains(
+            "video/meta/episodes/chunk-000/file-000.parquet: no column \"videos/observation.images.front/chunk_index\""
+        ),
+        "{error}"
+    );
 }
 
 #[test]

@@ -20,7 +20,7 @@ fn main() {
         .flat_map(|s| s.images.values())
         .map(|i| match i {
             r1_data::ImageRef::Encoded(b) => b.len(),
-            r1_data::ImageRef::Path(_) => 0,
+            r1_data::ImageRef::Path(_) | r1_data::ImageRef::Video(_) => 0,
         })
         .sum();
     println!("| episodes | frames | threads | seconds | frames/s | mean PNG bytes |");
