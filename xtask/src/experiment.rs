@@ -208,6 +208,52 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut seeds = args.seeds.clone();
     seeds.sort_unstable();
     seeds.dedup();
+    let exp = prepare(&args)?;
+    let b = &exp.settings.budget;
+    println!(
+        "experiment in {}: {} methods x {} seed(s), {} training examples each (SFT {} steps x {}, GRPO {} steps x {} \
+         prompts, after a {}-step format warm-up); evaluation on {} test and {} bench questions, answers up to {} tokens",
+        exp.out.display(),
+        Method::ALL.len(),
+        seeds.len(),
+        b.examples,
+        b.sft_steps,
+        b.sft_batch,
+        b.grpo_steps,
+        b.prompts_per_step,
+        b.warmup_steps,
+        exp.questions.len(),
+        exp.bench.len(),
+        exp.settings.max_new_tokens
+    );
+    evaluate_model(&exp, &exp.settings.base_model, &exp.out.join(BASE).join(EVAL_DIR), BASE, None)?;
+    let jobs: Vec<(u64, Method)> = seeds.iter().flat_map(|&s| Method::ALL.map(|m| (s, m))).collect();
+    for (i, &(seed, method)) in jobs.iter().enumerate() {
+        let name = format!("[{}/{}] {} seed {seed}", i + 1, jobs.len(), method.label());
+        let dir = run_dir(&exp.out, method, seed);
+        let steps = exp.settings.budget.steps(method);
+        match trained_steps(&dir)? {
+            Some(done) if done >= steps => println!("{name}: trained ({done} steps): skipped"),
+            _ => {
+                println!("{name}: training {steps} steps in {}", dir.display());
+                train_run(&exp, method, seed, &dir, steps)?;
+            }
+        }
+        if evaluate_model(&exp, &dir, &dir.join(EVAL_DIR), method.name(), Some(seed))? {
+            // The report so far, so that a long experiment can be read (or stopped) half-way.
+            write_report(&exp, &seeds)?;
+        }
+    }
+    let report = write_report(&exp, &seeds)?;
+    println!("\n{report}");
+    println!("wrote {} and {}", exp.out.join(REPORT_MD).display(), exp.out.join(REPORT_JSON).display());
+    Ok(())
+}
+
+/// Resolves the configuration, the base model (created if it is the absent tiny model), the
+/// budget and the evaluation questions, and records the settings in (or checks them against)
+/// the experiment folder, with each method's configuration.
+fn prepare(args: &Args) -> anyhow::Result<Experiment> {
     let mut config = match &args.config {
         Some(path) => TrainConfig::load(path, Preset::Tiny)?,
         None => TrainConfig::tiny(),
@@ -269,41 +315,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     let eval_device = args.device.clone().unwrap_or_else(|| config.device.clone());
-    let exp = Experiment { out, settings, device: args.device.clone(), eval_device, data_root, questions, bench };
-    let b = &exp.settings.budget;
-    println!(
-        "experiment in {}: {} methods x {} seed(s), {} training examples each (SFT {} steps x {}, GRPO {} steps x {} \
-         prompts, after a {}-step format warm-up); evaluation on {} test and {} bench questions, answers up to {} tokens",
-        exp.out.display(),
-        Method::ALL.len(),
-        seeds.len(),
-        b.examples,
-        b.sft_steps,
-        b.sft_batch,
-        b.grpo_steps,
-        b.prompts_per_step,
-        b.warmup_steps,
-        exp.questions.len(),
-        exp.bench.len(),
-        exp.settings.max_new_tokens
-    );
-
-    evaluate_model(&exp, &exp.settings.base_model, &exp.out.join(BASE).join(EVAL_DIR), BASE, None)?;
-    let jobs: Vec<(u64, Method)> = seeds.iter().flat_map(|&s| Method::ALL.map(|m| (s, m))).collect();
-    for (i, &(seed, method)) in jobs.iter().enumerate() {
-        let name = format!("[{}/{}] {} seed {seed}", i + 1, jobs.len(), method.label());
-        let dir = run_dir(&exp.out, method, seed);
-        let steps = exp.settings.budget.steps(method);
-        match trained_steps(&dir)? {
-            Some(done) if done >= steps => println!("{name}: trained ({done} steps): skipped"),
-            _ => {
-                println!("{name}: training {steps} steps in {}", dir.display());
-                train_run(&exp, method, seed, &dir, steps)?;
-            }
-        }
-        evaluate_model(&exp, &dir, &dir.join(EVAL_DIR), method.name(), Some(seed))?;
-    }
-    write_report(&exp, &seeds)
+    Ok(Experiment { out, settings, device: args.device.clone(), eval_device, data_root, questions, bench })
 }
 
 fn config_path(out: &Path, method: Method) -> PathBuf {
@@ -413,15 +425,15 @@ struct EvalTiming {
 
 /// Evaluates `model` (a model folder or a run: its newest checkpoint) greedily on the
 /// experiment's questions into `out`, which appears only once complete; an existing one is
-/// kept.
-fn evaluate_model(exp: &Experiment, model: &Path, out: &Path, group: &str, seed: Option<u64>) -> anyhow::Result<()> {
+/// kept. Returns whether it evaluated.
+fn evaluate_model(exp: &Experiment, model: &Path, out: &Path, group: &str, seed: Option<u64>) -> anyhow::Result<bool> {
     let label = match seed {
         Some(s) => format!("{group} s{s}"),
         None => group.to_string(),
     };
     if out.join(report::RESULTS_FILE).is_file() {
         println!("{label}: evaluated: skipped");
-        return Ok(());
+        return Ok(false);
     }
     let resolved = report::resolve_model(model)?;
     let staged = r1_data::fsutil::StagedDir::new(out)?;
@@ -452,7 +464,7 @@ fn evaluate_model(exp: &Experiment, model: &Path, out: &Path, group: &str, seed:
     r1_grpo::fsio::write_json(&staged.path().join(EVAL_TIMING_FILE), &timing)?;
     staged.commit(true)?;
     println!("{label}: evaluated {} questions in {:.0} s", timing.questions, timing.seconds);
-    Ok(())
+    Ok(true)
 }
 
 /// Mean and sample standard deviation of one figure over seeds.
@@ -964,7 +976,9 @@ fn plots(exp: &Experiment, summaries: &[MethodSummary]) -> anyhow::Result<Vec<Pa
     Ok(written)
 }
 
-fn write_report(exp: &Experiment, seeds: &[u64]) -> anyhow::Result<()> {
+/// Writes `report.md`, `report.json` and the plots from every finished evaluation; returns the
+/// Markdown.
+fn write_report(exp: &Experiment, seeds: &[u64]) -> anyhow::Result<String> {
     let summaries = summarise(exp, seeds)?;
     let findings = findings(&summaries);
     let plots = plots(exp, &summaries)?;
@@ -979,9 +993,7 @@ fn write_report(exp: &Experiment, seeds: &[u64]) -> anyhow::Result<()> {
     let (md_path, json_path) = (exp.out.join(REPORT_MD), exp.out.join(REPORT_JSON));
     r1_data::fsutil::write_atomic(&md_path, md.as_bytes()).with_context(|| format!("writing {}", md_path.display()))?;
     r1_grpo::fsio::write_json(&json_path, &json)?;
-    println!("\n{md}");
-    println!("wrote {} and {}", md_path.display(), json_path.display());
-    Ok(())
+    Ok(md)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `cargo xtask experiment` end to end, at the smallest size: every method trains 2 steps for
 //! one seed, every run and the base model are evaluated on a handful of questions, the report
-//! has a row per method and a verdict per finding, and running the command again skips every
-//! finished run and evaluation.
+//! has a row per method and a verdict per finding, running the command again skips every
+//! finished run and evaluation, and a run cut short is resumed from its checkpoint.
 
 mod common;
 
@@ -13,8 +13,9 @@ fn experiment_trains_every_method_reports_and_skips_finished_runs() {
     let cwd = tmp.path();
     let data = common::default_data();
     let bench = common::repo().join("datasets/bench");
-    std::fs::write(cwd.join("small.toml"), common::SMALL_CONFIG).unwrap();
-    // SMALL_CONFIG: SFT batches of 2, GRPO steps of 2 prompts: 4 examples are 2 steps of each.
+    // SMALL_CONFIG: SFT batches of 2, GRPO steps of 2 prompts: 4 examples are 2 steps of each,
+    // each checkpointed so that a run can be cut back to its first step.
+    std::fs::write(cwd.join("small.toml"), format!("{}[run]\nsave_every = 1\n", common::SMALL_CONFIG)).unwrap();
     let args = [
         "experiment",
         "--config",
@@ -77,6 +78,22 @@ fn experiment_trains_every_method_reports_and_skips_finished_runs() {
     assert_eq!(second.matches("trained (2 steps): skipped").count(), 4, "{second}");
     assert_eq!(second.matches("evaluated: skipped").count(), 5, "{second}");
     assert_eq!(std::fs::metadata(&results).unwrap().modified().unwrap(), before);
+
+    // A GRPO run stopped after its first step (its last checkpoint and its evaluation gone) is
+    // resumed to its second step and evaluated; nothing else runs.
+    let run = exp.join("grpo-seed1");
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    std::fs::remove_dir_all(run.join("checkpoint-2")).unwrap();
+    std::fs::remove_dir_all(run.join("eval")).unwrap();
+    let third = xtask(cwd, &args);
+    assert!(third.contains("GRPO (MCQA) seed 1: training 2 steps"), "{third}");
+    assert_eq!(third.matches("trained (2 steps): skipped").count(), 3, "{third}");
+    assert!(run.join("checkpoint-2").is_dir() && results.is_file());
+    assert_eq!(common::untimed(&run), {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("metrics.jsonl"), &metrics).unwrap();
+        common::untimed(tmp.path())
+    });
 
     // Other settings in the same folder are refused, naming what differs.
     let changed: Vec<&str> = args.iter().map(|&a| if a == "4" { "8" } else { a }).collect();
