@@ -873,9 +873,10 @@ fn markdown(exp: &Experiment, summaries: &[MethodSummary], findings: &[Finding],
         exp.bench.len(),
     );
     s += "## Verdicts\n\nA comparison holds when the difference of the means exceeds one standard deviation of the \
-          difference between two single runs, sqrt(std1² + std2²) (with one seed there is no spread, and any \
-          difference counts); a finding reproduces when all its comparisons hold, does not when one goes the other \
-          way by more than that, and is inconclusive otherwise.\n\n";
+          difference between two single runs, sqrt(std1² + std2²), and is contradicted when it goes the other way by \
+          more than that; a method measured on one seed has no spread to compare with (the base model's greedy \
+          evaluation and a constant do not depend on a seed). A finding reproduces when all its comparisons hold, \
+          does not when one is contradicted, and is inconclusive when one is within one std or rests on one seed.\n\n";
     for f in findings {
         s += &format!("### {}: **{}** ({})\n\nPaper: {}.\n\n", f.claim, f.verdict.text(), f.reason, f.paper);
         for c in &f.comparisons {
