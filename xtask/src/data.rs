@@ -2,6 +2,7 @@
 //! dataset; `--export easyr1 DIR` also writes it for EasyR1, and with `--dataset` exports an
 //! existing one.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -12,7 +13,7 @@ use r1_data::movement::NEGLIGIBLE_M;
 use r1_data::prompts::{PromptOptions, Template};
 use r1_data::qa_build::{DistractorStyle, QaConfig};
 use r1_data::source::{LoadOptions, load_episodes};
-use r1_data::{Episode, QaType};
+use r1_data::{EnvMetadata, Episode, QaType};
 
 use crate::progress;
 
@@ -190,6 +191,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let bar = progress::bar(episodes.len() as u64, "questions");
     let card = write_dataset(&episodes, out, &config, || bar.inc(1))?;
     bar.finish_and_clear();
+    let metadata: HashMap<(&str, u32, u32), &EnvMetadata> =
+        episodes.iter().map(|e| ((e.task.as_str(), e.variation, e.episode), &e.metadata)).collect();
+    eprintln!("training the text-only blind baseline on the train split");
+    let card = r1_bench::text_only::add_to_card(
+        out,
+        card,
+        |s| metadata[&(s.task.as_str(), s.variation, s.episode)],
+        args.seed,
+    )?;
     println!("wrote {}", out.display());
     for (split, sc) in &card.splits {
         let tasks: Vec<&str> = sc.tasks.keys().map(String::as_str).collect();

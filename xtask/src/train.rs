@@ -423,8 +423,8 @@ fn before_after_table(
 ) -> String {
     let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.1}%", 100.0 * v));
     let mut s = String::from(
-        "Multiple-choice accuracy on the test split, greedy (chance 25%; blind: the best rule that ignores the \
-         image, on the whole test split)\n\n| type | split | questions | before GRPO | after GRPO | change | best blind rule |\n\
+        "Multiple-choice accuracy on the test split, greedy (chance 25%; blind: the best rule or text-only model \
+         that ignores the image, on the whole test split)\n\n| type | split | questions | before GRPO | after GRPO | change | best blind baseline |\n\
          |---|---|---|---|---|---|---|\n",
     );
     for split in ["in", "out"] {

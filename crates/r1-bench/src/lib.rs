@@ -10,6 +10,7 @@
 //!   of runs.
 //! * [`charts`]: PNG bar charts of one evaluation.
 //! * [`stats`]: means and standard deviations over seeds, scorer agreement.
+//! * [`text_only`]: the learned blind baseline, a network that answers from the prompt's text.
 
 pub mod charts;
 pub mod error;
@@ -22,5 +23,6 @@ pub mod rubric;
 pub mod stats;
 #[cfg(test)]
 mod test_http;
+pub mod text_only;
 
 pub use error::{BenchError, Result};

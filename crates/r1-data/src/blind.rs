@@ -15,6 +15,10 @@
 //! * `majority_label` (every multiple-choice type): the most common answer label (`A`-`D`) of
 //!   the training split for that question type (ties go to the earlier label).
 //!
+//! Beside the rules, `text_only_model` (every multiple-choice type) is a small network trained
+//! on the training split's prompts without their images. It needs burn, so r1-bench computes it
+//! (`r1_bench::text_only`) and `cargo xtask data` adds it to the card; [`BlindTally`] does not.
+//!
 //! A rule that ties between k options, the answer among them, earns 1/k: the expected score
 //! of breaking ties at random. So `correct` is a real number.
 //!
@@ -42,10 +46,12 @@ pub enum Baseline {
     NearestWorkspaceCentre,
     NearestOrigin,
     MajorityLabel,
+    TextOnlyModel,
 }
 
 impl Baseline {
-    pub const ALL: [Baseline; 5] =
+    /// The fixed rules, which [`BlindTally`] scores.
+    pub const RULES: [Baseline; 5] =
         [Self::NearestCurrent, Self::Medoid, Self::NearestWorkspaceCentre, Self::NearestOrigin, Self::MajorityLabel];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +61,7 @@ impl Baseline {
             Self::NearestWorkspaceCentre => "nearest_workspace_centre",
             Self::NearestOrigin => "nearest_origin",
             Self::MajorityLabel => "majority_label",
+            Self::TextOnlyModel => "text_only_model",
         }
     }
 
@@ -65,7 +72,7 @@ impl Baseline {
             Self::NearestWorkspaceCentre | Self::NearestOrigin => {
                 matches!(qa_type, QaType::Waypoint | QaType::CurrentState)
             }
-            Self::Medoid | Self::MajorityLabel => qa_type.is_multiple_choice(),
+            Self::Medoid | Self::MajorityLabel | Self::TextOnlyModel => qa_type.is_multiple_choice(),
         }
     }
 }
@@ -88,7 +95,7 @@ pub struct Score {
 }
 
 impl Score {
-    fn new(correct: f64, n: usize) -> Self {
+    pub fn new(correct: f64, n: usize) -> Self {
         let accuracy = if n == 0 { 0.0 } else { correct / n as f64 };
         Self { correct, n, accuracy }
     }
@@ -118,7 +125,7 @@ impl BlindBaselines {
     pub fn to_markdown(&self) -> String {
         let types: Vec<QaType> =
             QaType::ALL.into_iter().filter(|t| self.scores.values().any(|per| per.contains_key(t))).collect();
-        let mut s = String::from("| blind rule |");
+        let mut s = String::from("| blind baseline |");
         for t in &types {
             s += &format!(" {t} |");
         }

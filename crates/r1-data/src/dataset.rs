@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::blind::{BlindBaselines, BlindTally};
 use crate::episode::Episode;
 use crate::error::{DataError, Result};
-use crate::fsutil::{StagedDir, create_dir, write_pngs};
+use crate::fsutil::{StagedDir, create_dir, write_atomic, write_pngs};
 use crate::qa::{QaSample, QaType};
 use crate::qa_build::{QaConfig, build_episode, keyed_rng};
 
@@ -244,14 +244,20 @@ pub fn write_dataset(
         card.get_mut(split.as_str()).expect("a card per split").blind = tally.finish(&blind[&Split::Train]);
     }
     let card = DatasetCard { config: config.clone(), splits: card };
-    let card_path = staged.path().join("card.json");
-    let json =
-        serde_json::to_string_pretty(&card).map_err(|source| DataError::Json { path: card_path.clone(), source })?;
-    std::fs::write(&card_path, json + "\n").map_err(|e| DataError::io(&card_path, e))?;
-    let readme = staged.path().join("README.md");
-    std::fs::write(&readme, render_card(&card)).map_err(|e| DataError::io(&readme, e))?;
+    write_card(staged.path(), &card)?;
     staged.commit(config.overwrite)?;
     Ok(card)
+}
+
+/// Writes the data card of the dataset in `root`: `card.json` and its Markdown rendering,
+/// `README.md`, each atomically.
+pub fn write_card(root: &Path, card: &DatasetCard) -> Result<()> {
+    let card_path = root.join("card.json");
+    let json =
+        serde_json::to_string_pretty(card).map_err(|source| DataError::Json { path: card_path.clone(), source })?;
+    write_atomic(&card_path, (json + "\n").as_bytes()).map_err(|e| DataError::io(&card_path, e))?;
+    let readme = root.join("README.md");
+    write_atomic(&readme, render_card(card).as_bytes()).map_err(|e| DataError::io(&readme, e))
 }
 
 /// The data card as Markdown.
