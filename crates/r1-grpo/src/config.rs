@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use r1_data::{QaSample, QaType};
+use r1_model::lora::LoraConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::advantage::AdvantageEstimator;
@@ -75,6 +76,11 @@ pub struct TrainConfig {
     pub reward: r1_reward::RewardConfig,
     pub run: RunSection,
     pub sft: SftSection,
+    /// LoRA adapters instead of full fine-tuning (absent: off). Only the adapters train, the
+    /// frozen base is shared with the reference model (the policy with its adapters off), and
+    /// checkpoints hold the adapters in PEFT's layout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -260,6 +266,7 @@ impl TrainConfig {
                 warmup_steps: 0,
                 warmup_mode: SftMode::Format,
             },
+            lora: None,
         }
     }
 
@@ -445,6 +452,15 @@ impl TrainConfig {
         );
         check(self.run.keep_last >= 1, "run.keep_last must be at least 1".into());
         check(self.run.max_nonfinite_steps >= 1, "run.max_nonfinite_steps must be at least 1".into());
+        if let Some(lora) = &self.lora {
+            for problem in lora.problems() {
+                check(false, problem);
+            }
+            check(
+                !(lora.vision && self.model.freeze_vision),
+                "lora.vision = true adapts the vision tower that model.freeze_vision = true freezes: choose one".into(),
+            );
+        }
         if problems.is_empty() { Ok(()) } else { Err(GrpoError::Invalid(problems.join("; "))) }
     }
 }
@@ -543,6 +559,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("micro_batch_size = 7") && err.contains("640"), "{err}");
+    }
+
+    /// `[lora]` turns LoRA on with PEFT-like defaults, round-trips through the run's
+    /// `config.toml`, and bad settings are refused with the key named.
+    #[test]
+    fn lora_section_is_optional_and_validated() {
+        assert_eq!(TrainConfig::tiny().lora, None);
+        let c = TrainConfig::from_toml("[lora]\nr = 4\n", Preset::Tiny, Path::new("l.toml")).unwrap();
+        let lora = c.lora.clone().unwrap();
+        assert_eq!((lora.r, lora.alpha), (4, LoraConfig::default().alpha));
+        assert_eq!(lora.target_modules.len(), 7);
+        let again = TrainConfig::from_toml(&c.to_toml().unwrap(), Preset::Paper, Path::new("y.toml")).unwrap();
+        assert_eq!(again, c);
+        for (text, needle) in [
+            ("[lora]\nr = 0\n", "lora.r"),
+            ("[lora]\ndropout = 1.0\n", "lora.dropout"),
+            ("[lora]\nalpha = -1.0\n", "lora.alpha"),
+            ("[lora]\ntarget_modules = [\"q_porj\"]\n", "q_porj"),
+            ("[lora]\ntarget_modules = [\"qkv\"]\n", "lora.vision = true"),
+            ("[lora]\nvision = true\ntarget_modules = [\"q_proj\"]\n", "no vision-tower projection"),
+            ("[model]\nfreeze_vision = true\n[lora]\nvision = true\ntarget_modules = [\"qkv\"]\n", "freeze_vision"),
+            ("[lora]\nrank = 4\n", "rank"),
+        ] {
+            let err = TrainConfig::from_toml(text, Preset::Tiny, Path::new("l.toml")).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
     }
 
     #[test]

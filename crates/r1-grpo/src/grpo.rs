@@ -22,7 +22,7 @@ use crate::error::{GrpoError, Result};
 use crate::loss::{LossInputs, Normaliser, grpo_loss};
 use crate::metrics::{self, RolloutMetrics, StepMetrics, UpdateMetrics};
 use crate::optim::AdamW;
-use crate::policy::{Completion, Policy, Sampling, ScoreRow, length_mask};
+use crate::policy::{Completion, LoraStart, Policy, Sampling, ScoreRow, length_mask};
 use crate::run::{self, COMPLETIONS_FILE, METRICS_FILE, MODEL_DIR, OPTIMIZER_FILE, Phase, RunDir, TrainState};
 
 /// Loads a policy from a model directory onto the training device.
@@ -98,7 +98,7 @@ impl<P: Policy> Trainer<P> {
         config.validate()?;
         check_data(&config, &data)?;
         let model_path = initial_model(&config)?;
-        let policy = load(&model_path)?;
+        let policy = load_policy(&config, load, &model_path, LoraStart::Fresh)?;
         let reference = load_reference(&config, load)?;
         let run = RunDir::create(out, &config)?;
         let state = TrainState {
@@ -126,7 +126,7 @@ impl<P: Policy> Trainer<P> {
         if state.phase != Phase::Grpo {
             return Err(GrpoError::file(&checkpoint, format!("is a {} checkpoint, not a GRPO one", state.phase)));
         }
-        let policy = load(&checkpoint.join(MODEL_DIR))?;
+        let policy = load_policy(&config, load, &checkpoint.join(MODEL_DIR), LoraStart::Resume)?;
         let reference = load_reference(&config, load)?;
         let mut optim = AdamW::new(adamw_config(&config));
         let device =
@@ -267,11 +267,23 @@ impl<P: Policy> Trainer<P> {
         };
         let old_seconds = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let reference = match &self.reference {
-            Some(r) => Some(micro_batches.iter().map(|m| score(r, m)).collect::<Result<Vec<_>>>()?),
+        let reference = match self.reference_view() {
+            Some(r) => Some(micro_batches.iter().map(|m| score(&r, m)).collect::<Result<Vec<_>>>()?),
             None => None,
         };
         Ok(Baselines { old, reference, old_seconds, ref_seconds: t.elapsed().as_secs_f64() })
+    }
+
+    /// The reference model when the KL term needs one: the loaded copy, or under LoRA the
+    /// policy's inference view with its adapters left out (the frozen base, no second copy).
+    fn reference_view(&self) -> Option<P> {
+        match &self.reference {
+            Some(r) => Some(r.clone()),
+            None if self.config.lora.is_some() && self.config.algorithm.loss.kl_coef > 0.0 => {
+                Some(self.policy.valid().without_adapters())
+            }
+            None => None,
+        }
     }
 
     fn device(&self) -> Result<Device> {
@@ -326,7 +338,7 @@ impl<P: Policy> Trainer<P> {
         let micro_per_update = c.completions_per_update() / c.update.micro_batch_size;
         let total_optimizer_steps = target_steps * c.updates_per_rollout() as u64;
         let mut reports = Vec::new();
-        for _epoch in 0..c.update.epochs {
+        for epoch in 0..c.update.epochs {
             for (u, update_micro) in micro_batches.chunks(micro_per_update).enumerate() {
                 let t = Instant::now();
                 let norm = Normaliser {
@@ -338,6 +350,13 @@ impl<P: Policy> Trainer<P> {
                 let mut sums = UpdateSums::default();
                 for (k, m) in update_micro.iter().enumerate() {
                     let index = u * micro_per_update + k;
+                    seed_dropout(
+                        &c,
+                        &self.device()?,
+                        self.state.seed,
+                        step,
+                        (epoch * micro_batches.len() + index) as u64,
+                    );
                     let (prompts, rows) = rollout.micro_batch(m, group);
                     let logp = self.policy.logprobs(&prompts, &rows, c.rollout.temperature)?;
                     let [b, tt] = logp.dims();
@@ -487,9 +506,43 @@ pub(crate) fn initial_model(config: &TrainConfig) -> Result<std::path::PathBuf> 
     })
 }
 
-/// The frozen reference (the run's initial model), only when the KL term is used.
+/// The frozen reference (the run's initial model), only when the KL term is used and LoRA is
+/// off (under LoRA the reference is the policy's own base, see `Trainer::reference_view`).
 fn load_reference<P: Policy>(config: &TrainConfig, load: Loader<P>) -> Result<Option<P>> {
-    if config.algorithm.loss.kl_coef > 0.0 { Ok(Some(load(&initial_model(config)?)?.valid())) } else { Ok(None) }
+    if config.algorithm.loss.kl_coef > 0.0 && config.lora.is_none() {
+        Ok(Some(load(&initial_model(config)?)?.valid()))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Loads the policy a run trains from `path`, with its LoRA adapters when the run uses LoRA
+/// (`start` says whether they are new or the checkpoint's). New adapters are drawn from a
+/// stream of the run's seed that nothing else uses.
+pub(crate) fn load_policy<P: Policy>(
+    config: &TrainConfig,
+    load: Loader<P>,
+    path: &Path,
+    start: LoraStart,
+) -> Result<P> {
+    let policy = load(path)?;
+    match &config.lora {
+        Some(lora) => policy.with_lora(lora, start, run::mix(config.seed ^ LORA_INIT_STREAM, 0)),
+        None => Ok(policy),
+    }
+}
+
+/// Seed streams of LoRA's random draws, apart from the step streams of `run::step_rng`.
+const LORA_INIT_STREAM: u64 = 0x4C6F_5241_496E_6974;
+const LORA_DROPOUT_STREAM: u64 = 0x4C6F_5241_4472_6F70;
+
+/// With LoRA dropout, seeds the device's generator (which draws the dropout masks) from the run's
+/// seed, the step and the micro-batch before that micro-batch's forward, so a resumed run
+/// draws the masks an uninterrupted one drew.
+pub(crate) fn seed_dropout(config: &TrainConfig, device: &Device, seed: u64, step: u64, micro_batch: u64) {
+    if config.lora.as_ref().is_some_and(|l| l.dropout > 0.0) {
+        device.seed(run::mix(run::mix(seed ^ LORA_DROPOUT_STREAM, step), micro_batch));
+    }
 }
 
 fn check_data(config: &TrainConfig, data: &[QaSample]) -> Result<()> {

@@ -8,6 +8,7 @@ use std::path::Path;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use r1_data::QaSample;
+use r1_model::lora::LoraConfig;
 use rand::rngs::StdRng;
 
 use crate::error::Result;
@@ -64,8 +65,33 @@ pub trait Policy: Module + Sized {
     /// Token ids of an assistant reply whose content is `text`, end-of-turn included.
     fn encode_reply(&self, text: &str) -> Result<Vec<u32>>;
 
-    /// Writes the model as a Hugging Face directory.
+    /// Writes the model as a Hugging Face directory (with LoRA adapters, a PEFT adapter folder).
     fn save(&self, dir: &Path) -> Result<()>;
+
+    /// Puts LoRA adapters on the policy and freezes everything else. [`LoraStart::Fresh`] merges
+    /// whatever adapters the policy was loaded with into its weights (a run that starts from a
+    /// LoRA warm-up trains new adapters on the warmed-up model) and attaches new ones drawn
+    /// from `seed`; [`LoraStart::Resume`] keeps the adapters of the checkpoint it was loaded
+    /// from. Policies without adapters refuse.
+    fn with_lora(self, _config: &LoraConfig, _start: LoraStart, _seed: u64) -> Result<Self> {
+        Err(crate::GrpoError::Invalid("this policy has no LoRA adapters (lora is set in the configuration)".into()))
+    }
+
+    /// The policy with its adapters left out, sharing its (frozen) weights: the model the
+    /// adapters were attached to, which is GRPO's reference under LoRA. Without adapters, the
+    /// policy itself.
+    fn without_adapters(&self) -> Self {
+        self.clone()
+    }
+}
+
+/// How [`Policy::with_lora`] treats the adapters a loaded policy already carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoraStart {
+    /// A new run: merge them, attach new ones.
+    Fresh,
+    /// Resuming: keep them.
+    Resume,
 }
 
 /// `[B, T]` mask with 1.0 on the first `lengths[i]` positions of row `i`.

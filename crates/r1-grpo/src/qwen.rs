@@ -17,11 +17,12 @@ use r1_data::QaSample;
 use r1_model::Qwen2_5VlModel;
 use r1_model::checkpoint::{self, Assets, Prompt};
 use r1_model::generate::SamplingConfig;
+use r1_model::lora::{self, LoraConfig};
 use rand::rngs::StdRng;
 
-use crate::error::Result;
+use crate::error::{GrpoError, Result};
 use crate::plan::{ModelShape, PromptShape};
-use crate::policy::{Completion, Policy, Sampling, ScoreRow};
+use crate::policy::{Completion, LoraStart, Policy, Sampling, ScoreRow};
 
 /// Bytes of encoded prompts kept (a 448x448 image is about 3 MiB of pixel values).
 const PROMPT_CACHE_BYTES: usize = 512 << 20;
@@ -37,6 +38,13 @@ pub struct QwenPolicy {
     /// Shared by every clone (the inference view included).
     #[module(skip)]
     encoded: Arc<PromptCache>,
+    /// The folder loaded from.
+    #[module(skip)]
+    source: PathBuf,
+    /// The model the adapters are trained on, recorded in a saved adapter folder: the folder
+    /// loaded from, or the base of an adapter folder.
+    #[module(skip)]
+    base: PathBuf,
 }
 
 impl QwenPolicy {
@@ -49,6 +57,8 @@ impl QwenPolicy {
             assets: Arc::new(assets),
             image_root: image_root.to_path_buf(),
             encoded: Arc::new(PromptCache::new(PROMPT_CACHE_BYTES)),
+            source: dir.to_path_buf(),
+            base: checkpoint::base_dir(dir)?,
         })
     }
 
@@ -98,14 +108,14 @@ impl Policy for QwenPolicy {
 
     fn logprobs(&self, prompts: &[&QaSample], rows: &[ScoreRow], temperature: f64) -> Result<Tensor<2>> {
         let encoded = self.prompts(prompts)?;
-        let row_prompts = rows
-            .iter()
-            .map(|r| {
-                encoded.get(r.prompt).map(|p| p.as_ref()).ok_or_else(|| {
-                    crate::GrpoError::Invalid(format!("a row names prompt {} of {}", r.prompt, prompts.len()))
+        let row_prompts =
+            rows.iter()
+                .map(|r| {
+                    encoded.get(r.prompt).map(|p| p.as_ref()).ok_or_else(|| {
+                        GrpoError::Invalid(format!("a row names prompt {} of {}", r.prompt, prompts.len()))
+                    })
                 })
-            })
-            .collect::<Result<Vec<&Prompt>>>()?;
+                .collect::<Result<Vec<&Prompt>>>()?;
         let ids: Vec<&[u32]> = rows.iter().map(|r| r.ids).collect();
         Ok(self.assets.score(&self.model, &row_prompts, &ids, temperature)?)
     }
@@ -115,7 +125,30 @@ impl Policy for QwenPolicy {
     }
 
     fn save(&self, dir: &Path) -> Result<()> {
-        Ok(checkpoint::save(&self.model, &self.assets, dir)?)
+        if lora::has_adapters(&self.model) {
+            Ok(checkpoint::save_adapted(&self.model, &self.assets, &self.base, dir)?)
+        } else {
+            Ok(checkpoint::save(&self.model, &self.assets, dir)?)
+        }
+    }
+
+    fn with_lora(self, config: &LoraConfig, start: LoraStart, seed: u64) -> Result<Self> {
+        match start {
+            LoraStart::Fresh => {
+                let model = lora::attach(lora::merge(self.model), config, seed)?;
+                // The merged model is the folder this policy came from, adapters and all.
+                Ok(Self { model, base: self.source.clone(), ..self })
+            }
+            LoraStart::Resume if lora::has_adapters(&self.model) => Ok(self),
+            LoraStart::Resume => Err(GrpoError::file(
+                &self.source,
+                "holds no LoRA adapters, but the run trains with lora: not a checkpoint of this run",
+            )),
+        }
+    }
+
+    fn without_adapters(&self) -> Self {
+        Self { model: lora::without_adapters(&self.model), ..self.clone() }
     }
 }
 

@@ -14,10 +14,10 @@ use serde_json::{Map, Value, json};
 
 use crate::config::TrainConfig;
 use crate::error::{GrpoError, Result};
-use crate::grpo::{Loader, adamw_config, initial_model, note_nonfinite};
+use crate::grpo::{Loader, adamw_config, initial_model, load_policy, note_nonfinite, seed_dropout};
 use crate::metrics;
 use crate::optim::AdamW;
-use crate::policy::{Policy, ScoreRow, length_mask};
+use crate::policy::{LoraStart, Policy, ScoreRow, length_mask};
 use crate::run::{self, METRICS_FILE, MODEL_DIR, OPTIMIZER_FILE, Phase, RunDir, TrainState};
 
 /// What the model is taught to reply.
@@ -123,7 +123,7 @@ impl<P: Policy> SftTrainer<P> {
     /// none has one).
     pub fn start(config: TrainConfig, out: &Path, data: Vec<QaSample>, mode: SftMode, load: Loader<P>) -> Result<Self> {
         config.validate()?;
-        let policy = load(&initial_model(&config)?)?;
+        let policy = load_policy(&config, load, &initial_model(&config)?, LoraStart::Fresh)?;
         let (samples, targets) = encode(&policy, data, mode)?;
         let run = RunDir::create(out, &config)?;
         let state = TrainState {
@@ -148,7 +148,7 @@ impl<P: Policy> SftTrainer<P> {
         let Phase::Sft(mode) = state.phase else {
             return Err(GrpoError::file(&checkpoint, format!("is a {} checkpoint, not an SFT one", state.phase)));
         };
-        let policy = load(&checkpoint.join(MODEL_DIR))?;
+        let policy = load_policy(&config, load, &checkpoint.join(MODEL_DIR), LoraStart::Resume)?;
         let device =
             policy.devices().into_iter().next().ok_or_else(|| GrpoError::file(&checkpoint, "model has no device"))?;
         let mut optim = AdamW::new(adamw_config(&config));
@@ -192,7 +192,10 @@ impl<P: Policy> SftTrainer<P> {
         let tokens: f64 = rows.iter().map(|&r| self.targets[r].len() as f64).sum();
         let mut acc = GradientsAccumulator::<P>::new();
         let mut loss_sum = 0.0;
-        for micro in rows.chunks(s.micro_batch_size) {
+        for (index, micro) in rows.chunks(s.micro_batch_size).enumerate() {
+            if let Some(device) = self.policy.devices().first() {
+                seed_dropout(&self.config, device, self.state.seed, step, index as u64);
+            }
             let prompts: Vec<&QaSample> = micro.iter().map(|&r| &self.samples[r]).collect();
             let targets: Vec<ScoreRow> = micro
                 .iter()
