@@ -524,55 +524,38 @@ impl VideoIndex {
         let cameras: Vec<(&CameraFeature, (u32, u32))> =
             columns.cameras.iter().filter_map(|c| c.video.map(|size| (c, size))).collect();
         let located = if v2 { None } else { Some(episodes_v3(root, &cameras)?) };
-        let mut opened: BTreeMap<PathBuf, Result<Arc<Video>, String>> = BTreeMap::new();
+        let mut opened = BTreeMap::new();
         let mut episodes = BTreeMap::new();
         for index in indices {
             let mut per_camera = Vec::with_capacity(cameras.len());
             for (c, (camera, (width, height))) in cameras.iter().enumerate() {
+                let key = || Placeholder::Text(&camera.key);
                 let place = match &located {
                     None => fill_template(
                         template,
                         &[
-                            ("video_key", Placeholder::Text(&camera.key)),
+                            ("video_key", key()),
                             ("episode_chunk", Placeholder::Number(index / chunks_size)),
                             ("episode_index", Placeholder::Number(index)),
                         ],
                     )
                     .map(|rel| (rel, 0.0)),
-                    Some(located) => match located.get(&index) {
-                        Some(places) => {
+                    Some(located) => located
+                        .get(&index)
+                        .ok_or_else(|| format!("episode {index} is not listed in meta/episodes"))
+                        .and_then(|places| {
                             let (chunk, file, from) = places[c];
-                            fill_template(
-                                template,
-                                &[
-                                    ("video_key", Placeholder::Text(&camera.key)),
-                                    ("chunk_index", Placeholder::Number(chunk)),
-                                    ("file_index", Placeholder::Number(file)),
-                                ],
-                            )
-                            .map(|rel| (rel, from))
-                        }
-                        None => Err(format!("episode {index} is not listed in meta/episodes")),
-                    },
+                            let values = [
+                                ("video_key", key()),
+                                ("chunk_index", Placeholder::Number(chunk)),
+                                ("file_index", Placeholder::Number(file)),
+                            ];
+                            fill_template(template, &values).map(|rel| (rel, from))
+                        }),
                 };
                 let entry = match place {
+                    Ok((rel, from)) => open_once(&mut opened, root.join(rel), *width, *height, fps)?.map(|v| (v, from)),
                     Err(e) => Err(e),
-                    Ok((rel, from)) => {
-                        let path = root.join(rel);
-                        let video = match opened.get(&path) {
-                            Some(v) => v.clone(),
-                            None => {
-                                let v = match Video::open(&path, *width, *height, fps) {
-                                    Ok(v) => Ok(Arc::new(v)),
-                                    Err(e @ DataError::FfmpegMissing { .. }) => return Err(e),
-                                    Err(e) => Err(e.to_string()),
-                                };
-                                opened.insert(path, v.clone());
-                                v
-                            }
-                        };
-                        video.map(|v| (v, from))
-                    }
                 };
                 per_camera.push(entry.map_err(|e| format!("camera {:?}: {e}", camera.name)));
             }
@@ -580,6 +563,30 @@ impl VideoIndex {
         }
         Ok(VideoIndex { episodes })
     }
+}
+
+/// A video file opened (probed), or why it cannot be.
+type Opened = std::result::Result<Arc<Video>, String>;
+
+/// The video at `path`, opened (probed) the first time it is asked for. Missing FFmpeg is the
+/// outer error: no video of the dataset can be decoded.
+fn open_once(
+    opened: &mut BTreeMap<PathBuf, Opened>,
+    path: PathBuf,
+    width: u32,
+    height: u32,
+    fps: f64,
+) -> Result<Opened> {
+    if let Some(video) = opened.get(&path) {
+        return Ok(video.clone());
+    }
+    let video = match Video::open(&path, width, height, fps) {
+        Ok(v) => Ok(Arc::new(v)),
+        Err(e @ DataError::FfmpegMissing { .. }) => return Err(e),
+        Err(e) => Err(e.to_string()),
+    };
+    opened.insert(path, video.clone());
+    Ok(video)
 }
 
 /// A v3.0 episode's video for one camera: chunk index, file index, start time in seconds.
@@ -1048,6 +1055,37 @@ mod tests {
         layout.open_below = true;
         assert!(layout.apply(&[0.0, 0.0, 0.0, 0.1]).unwrap().1);
         assert!(layout.apply(&[0.0, 0.0, 0.0]).is_none());
+    }
+
+    #[test]
+    fn path_templates_fill_and_refuse() {
+        let values = [
+            ("video_key", Placeholder::Text("observation.images.front")),
+            ("chunk_index", Placeholder::Number(1)),
+            ("file_index", Placeholder::Number(12)),
+        ];
+        let template = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4";
+        assert_eq!(fill_template(template, &values).unwrap(), "videos/observation.images.front/chunk-001/file-012.mp4");
+        assert_eq!(fill_template("e{file_index}.mp4", &values).unwrap(), "e12.mp4");
+        for bad in ["{episode_index}", "{chunk_index:x}", "{video_key:03d}", "open{"] {
+            assert!(fill_template(bad, &values).unwrap_err().starts_with("video_path template"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn declared_sizes_follow_the_names() {
+        let size = |v: Json| declared_size(&v);
+        assert_eq!(
+            size(serde_json::json!({"shape": [480, 640, 3], "names": ["height", "width", "channels"]})),
+            Some((640, 480))
+        );
+        assert_eq!(
+            size(serde_json::json!({"shape": [3, 480, 640], "names": ["channels", "height", "width"]})),
+            Some((640, 480))
+        );
+        assert_eq!(size(serde_json::json!({"shape": [48, 64, 3]})), Some((64, 48)));
+        assert_eq!(size(serde_json::json!({"shape": [0, 64, 3]})), None);
+        assert_eq!(size(serde_json::json!({})), None);
     }
 
     #[test]
