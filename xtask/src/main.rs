@@ -13,6 +13,7 @@ mod eval;
 mod experiment;
 mod generate;
 mod keypoints;
+mod merge;
 mod progress;
 mod reward;
 mod score;
@@ -38,6 +39,8 @@ enum Command {
     Generate(generate::Args),
     /// Score a given completion: per-token log-probs under a checkpoint.
     Score(score::Args),
+    /// Merge a run's LoRA adapters into its base model: an ordinary Hugging Face checkpoint.
+    Merge(merge::Args),
     /// Compute Robot-R1 rewards for completions in a JSONL file.
     Reward(reward::Args),
     /// Supervised fine-tuning (Direct SFT or CoT SFT baselines).
@@ -62,6 +65,7 @@ impl Cli {
             Command::Keypoints(a) => keypoints::run(a),
             Command::Generate(a) => generate::run(a),
             Command::Score(a) => score::run(a),
+            Command::Merge(a) => merge::run(a),
             Command::Reward(a) => reward::run(a),
             Command::Sft(a) => train::run_sft(a),
             Command::Train(a) => train::run(a),
