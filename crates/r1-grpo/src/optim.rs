@@ -11,6 +11,12 @@
 //! * `n = sqrt(sum over all parameters of sum(g^2))`, `g <- g * min(1, max_norm / (n + 1e-6))`;
 //! * `p <- p (1 - lr wd)`; `m <- b1 m + (1 - b1) g`; `v <- b2 v + (1 - b2) g^2`;
 //! * `p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`.
+//!
+//! Two kinds of parameters are left alone: those under `frozen_prefixes` (`freeze_vision`: their
+//! gradients are computed, then dropped here), and those without a gradient at all. The second is
+//! how LoRA freezes its base: the base requires no gradient, so autodiff neither computes nor
+//! keeps one (a prefix list would still pay for a full-size gradient per step), and only the
+//! adapters reach this optimiser, in the norm and the update alike.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
