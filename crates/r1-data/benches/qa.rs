@@ -19,7 +19,7 @@ use criterion::Criterion;
 use r1_data::dataset::{DatasetConfig, write_dataset};
 use r1_data::episode::{Camera, EnvMetadata, Episode, ImageRef, Pose, Step};
 use r1_data::keypoints::{KeypointConfig, discover, episode_keypoints};
-use r1_data::qa_build::{QaConfig, build_episode};
+use r1_data::qa_build::{QaConfig, TaskKeypoints, build_episode};
 use r1_data::source::{LoadOptions, load_episodes};
 
 const TASKS: usize = 5;
@@ -104,7 +104,9 @@ fn criterion_part(c: &mut Criterion) {
         b.iter(|| episode_keypoints(black_box(&no_velocities), &KeypointConfig::default()))
     });
     let config = QaConfig::default();
-    c.bench_function("qa/build_episode_150_steps_all_types", |b| b.iter(|| build_episode(black_box(&ep), &config)));
+    c.bench_function("qa/build_episode_150_steps_all_types", |b| {
+        b.iter(|| build_episode(black_box(&ep), &config, &TaskKeypoints::default()))
+    });
 }
 
 /// Writes a native-format set of the benchmark's size under `root`.

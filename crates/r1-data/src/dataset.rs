@@ -35,7 +35,7 @@ use crate::episode::Episode;
 use crate::error::{DataError, Result};
 use crate::fsutil::{StagedDir, create_dir, write_atomic, write_pngs};
 use crate::qa::{QaSample, QaType};
-use crate::qa_build::{QaConfig, build_episode, keyed_rng};
+use crate::qa_build::{QaConfig, TaskKeypoints, build_episode, keyed_rng};
 
 /// One of the three splits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -208,8 +208,9 @@ pub fn write_dataset(
         let key = |e: &Episode| (e.task.clone(), e.variation, e.episode);
         key(&episodes[a]).cmp(&key(&episodes[b]))
     });
+    let task_keypoints = TaskKeypoints::new(episodes, &config.qa.keypoints);
     for (episode, &split) in order.iter().map(|&i| (&episodes[i], &splits[i])) {
-        let qa = build_episode(episode, &config.qa)?;
+        let qa = build_episode(episode, &config.qa, &task_keypoints)?;
         let mut images = Vec::with_capacity(qa.images.len());
         for (frame, rel) in &qa.images {
             let dest = staged.path().join(rel);
@@ -294,8 +295,10 @@ pub fn render_card(card: &DatasetCard) -> String {
     }
     s += "\nBlind baselines (below, per split) answer the multiple-choice questions without the image: \
           the option nearest to the printed current position (`nearest_current`), the medoid of the options \
-          (`medoid`), the option nearest to the workspace centre or to the printed origin, and the training \
-          split's most common answer label (`majority_label`). Chance is 25%; ties share their credit.\n";
+          (`medoid`), the option nearest to the workspace centre or to the printed origin, the training \
+          split's most common answer label (`majority_label`), and, on the splits it did not learn from, a \
+          network trained on the training split's prompts without their images (`text_only_model`, \
+          `cargo xtask data` adds it). Chance is 25%; ties share their credit.\n";
     for split in Split::ALL {
         let Some(sc) = card.splits.get(split.as_str()) else {
             continue;
@@ -442,8 +445,10 @@ mod tests {
         for split in Split::ALL {
             let sc = &card.splits[split.as_str()];
             let medoid = &sc.blind.scores[&crate::blind::Baseline::Medoid];
+            let samples = read_split(&out, split).unwrap();
+            let count = |t: QaType| samples.iter().filter(|s| s.qa_type == t).count();
             for t in [QaType::Waypoint, QaType::CurrentState, QaType::Movement] {
-                assert_eq!(medoid[&t].n, sc.samples / 4, "{split} {t}");
+                assert_eq!(medoid[&t].n, count(t), "{split} {t}");
             }
             assert_eq!(sc.blind.majority_labels, card.splits["train"].blind.majority_labels);
         }

@@ -8,9 +8,14 @@
 //!   answer is the option nearest to the current position (waypoint), nearest to the middle
 //!   of the workspace (current state), or the medoid of the options (movement).
 //! * [`DistractorStyle::Balanced`], the default: distractors that share the answer's
-//!   distribution, drawn from the episode itself ([`EpisodePool`]), so that none of those
-//!   blind rules beats chance (`crate::blind` measures them):
-//!   - waypoint ([`waypoint_distractors`]): the demonstration's own moves (from every frame to
+//!   distribution, so that neither those blind rules (`crate::blind`) nor a model trained on
+//!   the prompts' text (`r1_bench::text_only`) beats chance by much:
+//!   - waypoint ([`keypoint_distractors`]): the same keypoint (by index) of the task's other
+//!     episodes, where their objects put it: the answer's height and its place in the plan,
+//!     somewhere else on the table. (The style also asks waypoint questions only where the
+//!     text cannot give the answer away: see `crate::qa_build::NEW_PLACE_MAX_PROGRESS`.)
+//!     Fewer than three such keypoints obey the position rules (a task with few episodes):
+//!     [`waypoint_distractors`], the demonstration's own moves (from every frame to
 //!     its next keypoint: what a waypoint question asked there answers) made from the current
 //!     position, so the options share the answer's shape (axis-aligned, typical lengths,
 //!     mostly downward), kept inside the box the gripper visits. Their distance to the
@@ -20,10 +25,9 @@
 //!     matching distance along the direction of a move; still too few: the band widens (up to
 //!     8 times), then any direction is allowed, then fewer distractors go on the near side (a
 //!     target within half the minimum distance of the current position leaves no room there);
-//!   - current state ([`state_distractors`]): gripper positions of other frames of the
-//!     episode, drawn uniformly over frames, so that the options share the answer's
-//!     distribution; too few distinct ones: points drawn uniformly in the box the gripper
-//!     visits;
+//!   - current state ([`state_distractors`]): gripper positions at the episode's other
+//!     question frames, drawn uniformly, so that the options share the answer's distribution;
+//!     too few distinct ones: points drawn uniformly in the box the gripper visits;
 //!   - movement ([`balanced_movement_distractors`]): the labels of the episode's other moves,
 //!     drawn without replacement in proportion to how many frames make them (so the answer
 //!     is neither the most common label among the options nor their medoid more often than
@@ -214,8 +218,11 @@ fn uniform_distractors(answer: [f64; 3], rules: &PositionRules, rng: &mut impl R
 /// What an episode offers for drawing balanced distractors (built once per episode).
 #[derive(Clone, Debug, PartialEq)]
 pub struct EpisodePool {
-    /// The gripper position of every frame, rounded (repeated positions stay: drawing
-    /// uniformly from the list is drawing uniformly over frames).
+    /// The gripper position of every frame a question is asked at, rounded (repeated
+    /// positions stay: drawing uniformly from the list is drawing uniformly over those frames).
+    /// Only those frames: the answer of a current-state question is one of them, and the
+    /// episode's last frames, where no question is asked, would make distractors a text-only
+    /// model tells apart.
     pub states: Vec<[f64; 3]>,
     /// The moves the demonstration makes: from every frame that has a later keypoint to that
     /// keypoint (the answer of a waypoint question asked there), between rounded positions.
@@ -230,11 +237,13 @@ pub struct EpisodePool {
 }
 
 impl EpisodePool {
-    /// The pool of `episode`, whose keypoints (increasing frames) are `keypoints`;
-    /// `negligible` is the movement labels' threshold, `margin` grows the region.
-    pub fn new(episode: &Episode, keypoints: &[usize], negligible: f64, margin: f64) -> Self {
+    /// The pool of `episode`, whose keypoints (increasing frames) are `keypoints` and whose
+    /// questions are asked at `asked` frames; `negligible` is the movement labels' threshold,
+    /// `margin` grows the region.
+    pub fn new(episode: &Episode, keypoints: &[usize], asked: &[usize], negligible: f64, margin: f64) -> Self {
         let raw: Vec<[f64; 3]> = episode.steps.iter().map(|s| s.pose.position).collect();
-        let states: Vec<[f64; 3]> = raw.iter().map(|&p| round3(p)).collect();
+        let rounded: Vec<[f64; 3]> = raw.iter().map(|&p| round3(p)).collect();
+        let states = asked.iter().filter_map(|&f| rounded.get(f).copied()).collect();
         let pairs: Vec<(usize, usize)> = (0..raw.len())
             .filter_map(|f| {
                 let k = *keypoints.get(keypoints.partition_point(|&k| k <= f))?;
@@ -242,18 +251,18 @@ impl EpisodePool {
             })
             .collect();
         let delta = |p: &[[f64; 3]], (f, k): (usize, usize)| -> [f64; 3] { std::array::from_fn(|a| p[k][a] - p[f][a]) };
-        let moves = pairs.iter().map(|&fk| round3(delta(&states, fk))).collect();
+        let moves = pairs.iter().map(|&fk| round3(delta(&rounded, fk))).collect();
         let movements = pairs.iter().map(|&fk| Movement::from_delta(delta(&raw, fk), negligible)).collect();
         let ws = &episode.metadata.workspace;
         let mut lo = [f64::INFINITY; 3];
         let mut hi = [f64::NEG_INFINITY; 3];
-        for p in &states {
+        for p in &rounded {
             for a in 0..3 {
                 lo[a] = lo[a].min(p[a]);
                 hi[a] = hi[a].max(p[a]);
             }
         }
-        let region = if states.is_empty() {
+        let region = if rounded.is_empty() {
             *ws
         } else {
             let grown_lo = [lo[0] - margin, lo[1] - margin, lo[2]];
@@ -391,6 +400,27 @@ pub fn waypoint_distractors(
         }
     }
     uniform_distractors(answer, rules, rng)
+}
+
+/// Three balanced waypoint distractors for `answer` (the next keypoint) from `others`: the
+/// same keypoint (by index) of the task's other episodes, where their objects put it. They
+/// share the answer's height and its place in the task's plan, so only the image says which
+/// one this scene's objects call for. `None` when fewer than three of them obey the rules.
+pub fn keypoint_distractors(
+    answer: [f64; 3],
+    others: &[[f64; 3]],
+    rules: &PositionRules,
+    rng: &mut impl Rng,
+) -> Option<[[f64; 3]; 3]> {
+    let answer = round3(answer);
+    let mut candidates: Vec<[f64; 3]> = others.iter().map(|&p| round3(p)).collect();
+    candidates.shuffle(rng);
+    let mut chosen = Vec::with_capacity(3);
+    take(&mut chosen, 3, candidates, answer, rules);
+    match chosen[..] {
+        [a, b, c] => Some([a, b, c]),
+        _ => None,
+    }
 }
 
 /// Three balanced current-state distractors for `answer` (the current position): positions
@@ -587,11 +617,13 @@ mod tests {
     }
 
     #[test]
-    fn the_pool_holds_every_frame_and_its_move() {
+    fn the_pool_holds_the_asked_frames_and_every_move() {
         let ep = crate::qa_build::tests::episode();
         let keypoints = crate::keypoints::episode_keypoints(&ep, &Default::default());
-        let pool = EpisodePool::new(&ep, &keypoints, crate::movement::NEGLIGIBLE_M, 0.05);
-        assert_eq!(pool.states.len(), ep.steps.len());
+        let asked = [0, 10, 20];
+        let pool = EpisodePool::new(&ep, &keypoints, &asked, crate::movement::NEGLIGIBLE_M, 0.05);
+        assert_eq!(pool.states, asked.map(|f| round3(ep.steps[f].pose.position)));
+        let states: Vec<[f64; 3]> = ep.steps.iter().map(|s| round3(s.pose.position)).collect();
         let last = *keypoints.last().unwrap();
         assert_eq!(pool.moves.len(), last);
         assert_eq!(pool.movements.len(), last);
@@ -599,14 +631,14 @@ mod tests {
             let k = keypoints[keypoints.partition_point(|&k| k <= f)];
             let (a, b) = (ep.steps[f].pose.position, ep.steps[k].pose.position);
             assert_eq!(pool.movements[f], Movement::between(a, b));
-            let v = round3(std::array::from_fn(|i| pool.states[k][i] - pool.states[f][i]));
+            let v = round3(std::array::from_fn(|i| states[k][i] - states[f][i]));
             assert_eq!(pool.moves[f], v);
         }
-        let lowest = pool.states.iter().map(|p| p[2]).fold(f64::INFINITY, f64::min);
+        let lowest = states.iter().map(|p| p[2]).fold(f64::INFINITY, f64::min);
         assert_eq!(pool.region.min[2], lowest);
-        let west = pool.states.iter().map(|p| p[0]).fold(f64::INFINITY, f64::min);
+        let west = states.iter().map(|p| p[0]).fold(f64::INFINITY, f64::min);
         assert!((pool.region.min[0] - (west - 0.05)).abs() < 1e-9);
-        assert!(pool.states.iter().all(|&p| pool.region.contains(p)));
+        assert!(states.iter().all(|&p| pool.region.contains(p)));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!   the first keypoint strictly after it ([`current_frames`]); frames with no later keypoint
 //!   are skipped.
 //! * Per current frame, one sample per requested [`QaType`]: waypoint (options are positions,
-//!   answer the keypoint's position), current state (answer the current position), movement
+//!   answer the keypoint's position; the balanced style asks it only where the gripper sets off
+//!   somewhere new, [`NEW_PLACE_MAX_PROGRESS`]), current state (answer the current position), movement
 //!   (options are movement phrases, answer [`Movement::between`] current and keypoint) and
 //!   open-ended waypoint (answer the keypoint's position, with SFT targets).
 //! * Multiple choice has 4 options `A` to `D`, the answer shuffled among 3 distractors drawn
@@ -15,8 +16,9 @@
 //!   optionally at most `max_distractor_distance` from the answer (a difficulty knob), rounded
 //!   to the printed 3 decimals.
 //! * Randomness (which description, distractors, shuffle, example label) comes from a
-//!   generator seeded by the configured seed and the sample id, so a sample does not change
-//!   when other episodes are added or removed.
+//!   generator seeded by the configured seed and the sample id. A sample does not change when
+//!   other episodes are added or removed, except balanced waypoint distractors, which are other
+//!   episodes' keypoints ([`TaskKeypoints`]).
 //! * SFT targets on open-ended samples: Direct is the coordinates; CoT is
 //!   "Plan: 1. ... 2. ...\nSubtask: ...\nMove: ...\nAnswer: [x, y, z]" when the episode has a
 //!   plan and the current step names its subtask.
@@ -30,7 +32,8 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::distractors::{DistractorStyle, movement_distractors, position_distractors};
 use crate::distractors::{
-    EpisodePool, PositionRules, balanced_movement_distractors, state_distractors, waypoint_distractors,
+    EpisodePool, PositionRules, balanced_movement_distractors, keypoint_distractors, state_distractors,
+    waypoint_distractors,
 };
 use crate::episode::Episode;
 use crate::error::{DataError, Result};
@@ -196,20 +199,73 @@ fn pick_camera(episode: &Episode, wanted: Option<&str>) -> Result<String> {
     }
 }
 
-/// Builds the QA samples of one (validated) episode.
-pub fn build_episode(episode: &Episode, config: &QaConfig) -> Result<EpisodeQa> {
+/// The keypoint positions of every episode, by task: what balanced waypoint distractors of
+/// one episode draw from the others ([`keypoint_distractors`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TaskKeypoints(BTreeMap<String, Vec<(String, Vec<[f64; 3]>)>>);
+
+impl TaskKeypoints {
+    /// The keypoints of `episodes` (found with `config`), grouped by task, in episode order.
+    pub fn new(episodes: &[Episode], config: &KeypointConfig) -> Self {
+        let mut by_task: BTreeMap<String, Vec<(String, Vec<[f64; 3]>)>> = BTreeMap::new();
+        for episode in episodes {
+            let positions =
+                episode_keypoints(episode, config).iter().map(|&k| episode.steps[k].pose.position).collect();
+            by_task.entry(episode.task.clone()).or_default().push((episode.id(), positions));
+        }
+        // Sorted, so that the episodes' order does not change any draw.
+        by_task.values_mut().for_each(|v| v.sort_by(|a, b| a.0.cmp(&b.0)));
+        Self(by_task)
+    }
+
+    /// The `index`-th keypoint of each other episode of `episode`'s task that has one.
+    fn others(&self, episode: &Episode, index: usize) -> Vec<[f64; 3]> {
+        let id = episode.id();
+        let Some(episodes) = self.0.get(&episode.task) else { return Vec::new() };
+        episodes.iter().filter(|(e, _)| *e != id).filter_map(|(_, k)| k.get(index).copied()).collect()
+    }
+}
+
+/// Waypoint questions the balanced style asks: the gripper about to go somewhere new, early in
+/// its move (at most this fraction of the way from the previous keypoint, or from the start)...
+pub const NEW_PLACE_MAX_PROGRESS: f64 = 0.3;
+/// ...and at least this far (m) horizontally from the target. Elsewhere the text alone gives
+/// the target away: mid-move the current position lies on the expert's straight path to it,
+/// and a move straight down or up keeps the current place (`r1_bench::text_only` measured
+/// 95% of such questions answered without the image).
+pub const NEW_PLACE_MIN_HORIZONTAL: f64 = 0.05;
+
+/// Whether a waypoint question at `frame`, whose target is `keypoint` (the next of
+/// `keypoints`), needs the image (see [`NEW_PLACE_MAX_PROGRESS`]). The vertical axis is the
+/// third, as in every coordinate frame the prompts describe.
+fn needs_the_image(episode: &Episode, keypoints: &[usize], frame: usize, keypoint: usize) -> bool {
+    let previous = keypoints.iter().copied().filter(|&k| k <= frame).max().unwrap_or(0);
+    let progress = (frame - previous) as f64 / (keypoint - previous).max(1) as f64;
+    let (current, target) = (episode.steps[frame].pose.position, episode.steps[keypoint].pose.position);
+    let horizontal = ((target[0] - current[0]).powi(2) + (target[1] - current[1]).powi(2)).sqrt();
+    progress <= NEW_PLACE_MAX_PROGRESS && horizontal >= NEW_PLACE_MIN_HORIZONTAL
+}
+
+/// Builds the QA samples of one (validated) episode; balanced waypoint distractors come from
+/// the same keypoint of `task_keypoints`' other episodes of its task (an empty
+/// `TaskKeypoints` leaves the episode's own moves).
+pub fn build_episode(episode: &Episode, config: &QaConfig, task_keypoints: &TaskKeypoints) -> Result<EpisodeQa> {
     config.check()?;
     let camera = pick_camera(episode, config.camera.as_deref())?;
     let keypoints = episode_keypoints(episode, &config.keypoints);
     let axes = &episode.metadata.axes;
     let rules = config.position_rules(episode);
+    let frames = current_frames(episode.steps.len(), &keypoints, config.every);
+    let balanced = config.distractors == DistractorStyle::Balanced;
     // Balanced distractors draw from the whole episode; the fallback box grows by the minimum
     // spacing so that a short episode still leaves room for three spaced points.
-    let pool = (config.distractors == DistractorStyle::Balanced)
-        .then(|| EpisodePool::new(episode, &keypoints, config.negligible_movement, config.min_distractor_distance));
+    let pool = balanced.then(|| {
+        let asked: Vec<usize> = frames.iter().map(|&(f, _)| f).collect();
+        EpisodePool::new(episode, &keypoints, &asked, config.negligible_movement, config.min_distractor_distance)
+    });
     let mut samples = Vec::new();
     let mut images = Vec::new();
-    for (frame, keypoint) in current_frames(episode.steps.len(), &keypoints, config.every) {
+    for (frame, keypoint) in frames {
         let (step, key_step) = (&episode.steps[frame], &episode.steps[keypoint]);
         let (current, target) = (step.pose.position, key_step.pose.position);
         let delta = std::array::from_fn(|a| target[a] - current[a]);
@@ -225,6 +281,9 @@ pub fn build_episode(episode: &Episode, config: &QaConfig) -> Result<EpisodeQa> 
             target_gripper_open: key_step.gripper_open,
         };
         for &qa_type in &config.qa_types {
+            if balanced && qa_type == QaType::Waypoint && !needs_the_image(episode, &keypoints, frame, keypoint) {
+                continue;
+            }
             let id = format!("{}/f{frame}/{qa_type}", episode.id());
             let mut rng = keyed_rng(config.seed, &id);
             let description = episode.descriptions.choose(&mut rng).map(String::as_str).unwrap_or_default();
@@ -240,7 +299,14 @@ pub fn build_episode(episode: &Episode, config: &QaConfig) -> Result<EpisodeQa> 
                             &mut rng,
                         ),
                         Some(pool) if qa_type == QaType::Waypoint => {
-                            waypoint_distractors((truth, current), &pool.moves, &pool.region, &rules, &mut rng)
+                            let index = keypoints.iter().position(|&k| k == keypoint).unwrap_or_default();
+                            let others = task_keypoints.others(episode, index);
+                            match keypoint_distractors(truth, &others, &rules, &mut rng) {
+                                Some(d) => Ok(d),
+                                None => {
+                                    waypoint_distractors((truth, current), &pool.moves, &pool.region, &rules, &mut rng)
+                                }
+                            }
                         }
                         Some(pool) => state_distractors(truth, &pool.states, &pool.region, &rules, &mut rng),
                     }
@@ -306,6 +372,11 @@ pub(crate) mod tests {
     use crate::prompts::Template;
     use proptest::prelude::*;
 
+    /// No other episodes: balanced waypoint distractors come from the episode's own moves.
+    fn none() -> TaskKeypoints {
+        TaskKeypoints::default()
+    }
+
     /// A 40-step episode: moves along +x to a dwell at 15-17, closes the gripper at 25, then
     /// moves down to the end.
     pub(crate) fn episode() -> Episode {
@@ -345,6 +416,56 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn balanced_waypoint_questions_are_asked_where_the_gripper_sets_off_somewhere_new() {
+        // Keypoints 17 (after the move along +x), 22 and 25 (the gripper closes), 39 (the end
+        // of the descent).
+        let ep = episode();
+        let kps = episode_keypoints(&ep, &KeypointConfig::default());
+        assert_eq!(kps, [17, 22, 25, 39]);
+        assert!(needs_the_image(&ep, &kps, 0, 17), "at rest, 0.2 m to go sideways");
+        assert!(needs_the_image(&ep, &kps, 5, 17), "5/17 of the way: still setting off");
+        assert!(!needs_the_image(&ep, &kps, 10, 17), "10/17 of the way: the path gives the target away");
+        assert!(!needs_the_image(&ep, &kps, 17, 22), "the gripper stays where it is");
+        assert!(!needs_the_image(&ep, &kps, 30, 39), "straight down");
+        let qa = build_episode(&ep, &QaConfig::default(), &none()).unwrap();
+        let asked: Vec<usize> = qa.samples.iter().filter(|s| s.qa_type == QaType::Waypoint).map(|s| s.frame).collect();
+        assert_eq!(asked, [0]);
+        let paper = QaConfig { distractors: DistractorStyle::Paper, ..Default::default() };
+        let qa = build_episode(&ep, &paper, &none()).unwrap();
+        assert_eq!(qa.samples.iter().filter(|s| s.qa_type == QaType::Waypoint).count(), 4, "the paper asks everywhere");
+    }
+
+    #[test]
+    fn balanced_waypoint_distractors_are_the_same_keypoint_of_other_episodes() {
+        let ep = episode();
+        // Other episodes of the task: the same motion with the objects elsewhere.
+        let moved = |episode: u32, dx: f64, dy: f64| {
+            let mut e = episode_clone(&ep, episode);
+            e.steps.iter_mut().for_each(|s| {
+                s.pose.position[0] += dx;
+                s.pose.position[1] += dy;
+            });
+            e
+        };
+        let others = [moved(8, 0.1, 0.0), moved(9, 0.0, 0.1), moved(10, -0.1, -0.1), moved(11, 0.0, -0.2)];
+        let all: Vec<Episode> = std::iter::once(ep.clone()).chain(others.iter().cloned()).collect();
+        let task_keypoints = TaskKeypoints::new(&all, &KeypointConfig::default());
+        let first_keypoints: Vec<String> = others.iter().map(|e| format_position(e.steps[17].pose.position)).collect();
+        let qa = build_episode(&ep, &QaConfig::default(), &task_keypoints).unwrap();
+        let waypoint = qa.samples.iter().find(|s| s.qa_type == QaType::Waypoint).unwrap();
+        let Answer::Label(answer) = &waypoint.answer else { panic!("a label") };
+        for (label, option) in waypoint.options.as_ref().unwrap() {
+            if label != answer {
+                assert!(first_keypoints.contains(option), "{option} is not another episode's first keypoint");
+            }
+        }
+    }
+
+    fn episode_clone(ep: &Episode, episode: u32) -> Episode {
+        Episode { episode, ..ep.clone() }
+    }
+
+    #[test]
     fn builds_every_type_with_consistent_answers() {
         for distractors in DistractorStyle::ALL {
             let config = QaConfig { distractors, ..Default::default() };
@@ -354,10 +475,12 @@ pub(crate) mod tests {
 
     fn check_consistent_answers(config: &QaConfig) {
         let ep = episode();
-        let qa = build_episode(&ep, config).unwrap();
+        let qa = build_episode(&ep, config, &none()).unwrap();
         let kps = episode_keypoints(&ep, &KeypointConfig::default());
         let pairs = current_frames(40, &kps, 10);
-        assert_eq!(qa.samples.len(), pairs.len() * 4);
+        let balanced = config.distractors == DistractorStyle::Balanced;
+        let waypoints = pairs.iter().filter(|&&(f, k)| !balanced || needs_the_image(&ep, &kps, f, k)).count();
+        assert_eq!(qa.samples.len(), pairs.len() * 3 + waypoints);
         assert_eq!(qa.images.len(), pairs.len());
         for s in &qa.samples {
             assert_eq!(s.state.current, ep.steps[s.frame].pose.position);
@@ -404,14 +527,17 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_styles_differ_only_in_the_distractors() {
+    fn the_styles_differ_only_in_the_distractors_and_which_waypoints_are_asked() {
         let ep = episode();
         let paper = QaConfig { distractors: DistractorStyle::Paper, ..Default::default() };
-        let a = build_episode(&ep, &paper).unwrap();
-        let b = build_episode(&ep, &QaConfig::default()).unwrap();
-        assert_eq!(a.samples.len(), b.samples.len());
+        let a = build_episode(&ep, &paper, &none()).unwrap();
+        let b = build_episode(&ep, &QaConfig::default(), &none()).unwrap();
+        // The balanced style leaves out the waypoint questions the text answers.
+        let asked: Vec<&QaSample> = a.samples.iter().filter(|x| b.samples.iter().any(|y| y.id == x.id)).collect();
+        assert_eq!(asked.len(), b.samples.len());
+        assert!(a.samples.iter().filter(|x| !asked.contains(x)).all(|x| x.qa_type == QaType::Waypoint));
         assert_ne!(a.samples, b.samples);
-        for (x, y) in a.samples.iter().zip(&b.samples) {
+        for (x, y) in asked.into_iter().zip(&b.samples) {
             assert_eq!((&x.id, &x.state, &x.sft), (&y.id, &y.state, &y.sft));
             let truth = |s: &QaSample| match &s.answer {
                 Answer::Label(l) => s.options.as_ref().map(|o| o[l].clone()),
@@ -424,9 +550,9 @@ pub(crate) mod tests {
     #[test]
     fn building_is_deterministic_and_seed_dependent() {
         let ep = episode();
-        let a = build_episode(&ep, &QaConfig::default()).unwrap();
-        assert_eq!(a, build_episode(&ep, &QaConfig::default()).unwrap());
-        let b = build_episode(&ep, &QaConfig { seed: 1, ..Default::default() }).unwrap();
+        let a = build_episode(&ep, &QaConfig::default(), &none()).unwrap();
+        assert_eq!(a, build_episode(&ep, &QaConfig::default(), &none()).unwrap());
+        let b = build_episode(&ep, &QaConfig { seed: 1, ..Default::default() }, &none()).unwrap();
         assert_ne!(a.samples, b.samples);
     }
 
@@ -438,7 +564,7 @@ pub(crate) mod tests {
             every: 5,
             ..Default::default()
         };
-        let qa = build_episode(&episode(), &cfg).unwrap();
+        let qa = build_episode(&episode(), &cfg, &none()).unwrap();
         assert!(qa.samples.iter().all(|s| s.qa_type == QaType::Movement && s.sft.is_none()));
         assert!(qa.samples[0].messages[0].joined_text().starts_with("Task: "));
     }
@@ -446,11 +572,12 @@ pub(crate) mod tests {
     #[test]
     fn bad_configuration_and_missing_camera_are_errors() {
         let ep = episode();
-        let err = build_episode(&ep, &QaConfig { camera: Some("wrist".into()), ..Default::default() }).unwrap_err();
+        let err =
+            build_episode(&ep, &QaConfig { camera: Some("wrist".into()), ..Default::default() }, &none()).unwrap_err();
         assert!(err.to_string().contains("pick_up_cup/v0/e7") && err.to_string().contains("wrist"), "{err}");
-        assert!(build_episode(&ep, &QaConfig { every: 0, ..Default::default() }).is_err());
+        assert!(build_episode(&ep, &QaConfig { every: 0, ..Default::default() }, &none()).is_err());
         let impossible = QaConfig { min_distractor_distance: 5.0, ..Default::default() };
-        let err = build_episode(&ep, &impossible).unwrap_err().to_string();
+        let err = build_episode(&ep, &impossible, &none()).unwrap_err().to_string();
         assert!(err.contains("cannot place 3 distractors"), "{err}");
     }
 

@@ -119,7 +119,7 @@ fn exports_the_embedded_dataset_and_reads_it_back() {
     assert!(reward.contains("def compute_score(") && reward.contains("REWARD_TYPE = \"batch\""));
     let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
     let needles = [
-        "| `test.parquet` | 3240 |",
+        "| `test.parquet` | 2586 |",
         "val_files: <this folder>/val.parquet",
         "r1.py:compute_score",
         "format_prompt: null",
