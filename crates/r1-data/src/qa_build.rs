@@ -202,12 +202,15 @@ fn pick_camera(episode: &Episode, wanted: Option<&str>) -> Result<String> {
 /// The keypoint positions of every episode, by task: what balanced waypoint distractors of
 /// one episode draw from the others ([`keypoint_distractors`]).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct TaskKeypoints(BTreeMap<String, Vec<(String, Vec<[f64; 3]>)>>);
+pub struct TaskKeypoints(BTreeMap<String, Vec<EpisodeKeypoints>>);
+
+/// An episode's id and the positions of its keypoints, in order.
+type EpisodeKeypoints = (String, Vec<[f64; 3]>);
 
 impl TaskKeypoints {
     /// The keypoints of `episodes` (found with `config`), grouped by task, in episode order.
     pub fn new(episodes: &[Episode], config: &KeypointConfig) -> Self {
-        let mut by_task: BTreeMap<String, Vec<(String, Vec<[f64; 3]>)>> = BTreeMap::new();
+        let mut by_task: BTreeMap<String, Vec<EpisodeKeypoints>> = BTreeMap::new();
         for episode in episodes {
             let positions =
                 episode_keypoints(episode, config).iter().map(|&k| episode.steps[k].pose.position).collect();

@@ -2,49 +2,16 @@
 //! weights and leaves every vision-tower weight bit for bit where it was. (It used to name a
 //! path the optimiser never saw, so the tower trained anyway.)
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use r1_data::dataset::{Split, read_split};
 use r1_grpo::VISION_PREFIX;
 use r1_grpo::optim::{AdamW, AdamWConfig};
 use r1_grpo::policy::{Policy, ScoreRow};
 use r1_grpo::qwen::QwenPolicy;
 
-fn dataset_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/default")
-}
-
-/// Every float parameter by module path.
-#[derive(Default)]
-struct Weights {
-    path: Vec<String>,
-    values: BTreeMap<String, Vec<f32>>,
-}
-
-impl ModuleVisitor for Weights {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let values = param.val().into_data().try_into_vec_as::<f32>().unwrap();
-        self.values.insert(self.path.join("."), values);
-    }
-}
-
-fn weights(policy: &QwenPolicy) -> BTreeMap<String, Vec<f32>> {
-    let mut w = Weights::default();
-    policy.visit(&mut w);
-    w.values
-}
+mod weights;
+use weights::{dataset_root, weights};
 
 #[test]
 fn frozen_vision_tower_does_not_move() {

@@ -2,11 +2,9 @@
 //! adapters off, checkpoints hold PEFT adapter folders, a resumed run (dropout included) writes
 //! the metrics of an uninterrupted one, and the memory plan counts the adapters the model gets.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use r1_data::dataset::{Split, read_split};
 use r1_grpo::config::TrainConfig;
 use r1_grpo::grpo::Trainer;
@@ -15,37 +13,8 @@ use r1_grpo::run::{METRICS_FILE, MODEL_DIR, RunDir};
 use r1_model::lora::{self, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, LoraConfig};
 use serde_json::{Map, Value};
 
-fn dataset_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/default")
-}
-
-/// Every float parameter by module path.
-#[derive(Default)]
-struct Weights {
-    path: Vec<String>,
-    values: BTreeMap<String, Vec<f32>>,
-}
-
-impl ModuleVisitor for Weights {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let values = param.val().into_data().try_into_vec_as::<f32>().unwrap();
-        self.values.insert(self.path.join("."), values);
-    }
-}
-
-fn weights(policy: &QwenPolicy) -> BTreeMap<String, Vec<f32>> {
-    let mut w = Weights::default();
-    policy.visit(&mut w);
-    w.values
-}
+mod weights;
+use weights::{dataset_root, weights};
 
 /// Metric lines without wall-clock fields.
 fn untimed(lines: Vec<Map<String, Value>>) -> Vec<Map<String, Value>> {
