@@ -24,11 +24,11 @@ use burn::nn::{Linear, LinearConfig, Relu};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use r1_data::blind::{Baseline, Score, parse_position};
+use r1_data::blind::{Baseline, Score, options_and_answer, parse_position};
 use r1_data::dataset::{DatasetCard, Split, read_split, write_card};
 use r1_data::episode::EnvMetadata;
 use r1_data::movement::Movement;
-use r1_data::{Answer, DataError, QaSample, QaType};
+use r1_data::{DataError, QaSample, QaType};
 
 use crate::error::Result;
 
@@ -147,12 +147,7 @@ pub fn add_to_card<'m>(
 /// The features of every option of `sample` (see the module docs), and the answer's index.
 fn encode(sample: &QaSample, metadata: &EnvMetadata, tasks: &[&str]) -> Result<Encoded> {
     let bad = |message: String| DataError::Sample { id: sample.id.clone(), message };
-    let options = sample.options.as_ref().ok_or_else(|| bad("a multiple-choice question without options".into()))?;
-    let Answer::Label(label) = &sample.answer else {
-        return Err(bad("a multiple-choice answer must be an option label".into()).into());
-    };
-    let answer =
-        options.keys().position(|l| l == label).ok_or_else(|| bad(format!("the answer {label:?} is not an option")))?;
+    let (options, _, answer) = options_and_answer(sample)?;
     let current = printed_current(sample);
     let task = tasks.iter().map(|t| f32::from(u8::from(*t == sample.task)));
     let options = options
@@ -260,6 +255,7 @@ fn predict(model: &Scorer, questions: &[Encoded], standardise: &Standardiser, de
 #[cfg(test)]
 mod tests {
     use super::*;
+    use r1_data::Answer;
     use r1_data::qa::{GroundTruth, Message};
 
     /// A waypoint question whose options are `points`, the answer at `answer`.

@@ -191,15 +191,7 @@ impl BlindTally {
             return Ok(());
         }
         let bad = |message: String| DataError::Sample { id: sample.id.clone(), message };
-        let options =
-            sample.options.as_ref().ok_or_else(|| bad("a multiple-choice question without options".into()))?;
-        let Answer::Label(label) = &sample.answer else {
-            return Err(bad("a multiple-choice answer must be an option label".into()));
-        };
-        let answer = options
-            .keys()
-            .position(|l| l == label)
-            .ok_or_else(|| bad(format!("the answer {label:?} is not an option")))?;
+        let (options, label, answer) = options_and_answer(sample)?;
         let mut scores: Vec<(Baseline, f64)> = Vec::new();
         if qa_type == QaType::Movement {
             let moves = options
@@ -233,7 +225,7 @@ impl BlindTally {
             entry.0 += c;
             entry.1 += 1;
         }
-        *self.labels.entry(qa_type).or_default().entry(label.clone()).or_default() += 1;
+        *self.labels.entry(qa_type).or_default().entry(label.to_string()).or_default() += 1;
         Ok(())
     }
 
@@ -266,6 +258,19 @@ impl BlindTally {
         }
         BlindBaselines { scores, majority_labels }
     }
+}
+
+/// A multiple-choice sample's options (by label), its answer's label and that label's index
+/// among them; an error naming the sample when it has no options or its answer is not one.
+pub fn options_and_answer(sample: &QaSample) -> Result<(&BTreeMap<String, String>, &str, usize)> {
+    let bad = |message: String| DataError::Sample { id: sample.id.clone(), message };
+    let options = sample.options.as_ref().ok_or_else(|| bad("a multiple-choice question without options".into()))?;
+    let Answer::Label(label) = &sample.answer else {
+        return Err(bad("a multiple-choice answer must be an option label".into()));
+    };
+    let answer =
+        options.keys().position(|l| l == label).ok_or_else(|| bad(format!("the answer {label:?} is not an option")))?;
+    Ok((options, label, answer))
 }
 
 /// The blind baselines of `split`, with `majority_label` fitted on `train`. `metadata` gives a
