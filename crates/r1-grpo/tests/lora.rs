@@ -11,21 +11,12 @@ use r1_grpo::grpo::Trainer;
 use r1_grpo::qwen::{QwenPolicy, model_shape};
 use r1_grpo::run::{METRICS_FILE, MODEL_DIR, RunDir};
 use r1_model::lora::{self, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, LoraConfig};
-use serde_json::{Map, Value};
 
 mod weights;
 use weights::{dataset_root, weights};
 
-/// Metric lines without wall-clock fields.
-fn untimed(lines: Vec<Map<String, Value>>) -> Vec<Map<String, Value>> {
-    lines
-        .into_iter()
-        .map(|mut l| {
-            l.retain(|k, _| !["timing/", "tokens_per_second/", "memory/"].iter().any(|p| k.starts_with(p)));
-            l
-        })
-        .collect()
-}
+mod untimed;
+use untimed::untimed;
 
 /// 2 prompts x G 2 per rollout, 2 optimiser steps each (old log-probs from the sampler), KL to
 /// the reference, LoRA of rank 4 with dropout on every decoder projection and on the vision

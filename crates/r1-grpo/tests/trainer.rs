@@ -8,21 +8,12 @@ use r1_grpo::GrpoError;
 use r1_grpo::grpo::Trainer;
 use r1_grpo::run::{COMPLETIONS_FILE, METRICS_FILE};
 use r1_grpo::sft::{SftMode, SftTrainer};
-use serde_json::{Map, Value};
+
+mod untimed;
+use untimed::untimed;
 
 fn device() -> Device {
     Device::flex().autodiff()
-}
-
-/// Metric lines without wall-clock fields.
-fn untimed(lines: Vec<Map<String, Value>>) -> Vec<Map<String, Value>> {
-    lines
-        .into_iter()
-        .map(|mut l| {
-            l.retain(|k, _| !["timing/", "tokens_per_second/", "memory/"].iter().any(|p| k.starts_with(p)));
-            l
-        })
-        .collect()
 }
 
 #[test]
