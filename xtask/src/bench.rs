@@ -15,16 +15,15 @@ use anyhow::Context;
 use burn::tensor::{Device, Tensor, TensorData};
 use r1_data::QaSample;
 use r1_grpo::config::{OldLogprobs, Preset, TrainConfig};
-use r1_grpo::grpo::Trainer;
+use r1_grpo::grpo::GrpoTrainer;
 use r1_grpo::loss::{LossInputs, Normaliser, grpo_loss};
-use r1_grpo::metrics::HOST_RSS_KEY;
+use r1_grpo::metrics::StepMetrics;
 use r1_grpo::policy::{Policy, ScoreRow, length_mask};
 use r1_grpo::qwen::QwenPolicy;
-use r1_model::Prompt;
 use r1_model::batch::pack;
 use r1_model::generate::{SamplingConfig, draw_token, generate};
+use r1_model::{DeviceKind, Prompt};
 use serde::Serialize;
-use serde_json::{Map, Value};
 
 use crate::train;
 
@@ -58,9 +57,9 @@ pub struct Args {
     /// QA dataset whose train split supplies the prompts and images.
     #[arg(long, value_name = "DIR", default_value = "datasets/default")]
     data: PathBuf,
-    /// flex (CPU), cuda or wgpu.
-    #[arg(long, default_value = "flex")]
-    device: String,
+    /// Device the figures run on.
+    #[arg(long, value_enum, ignore_case = true, default_value_t = DeviceKind::Flex)]
+    device: DeviceKind,
     /// Tokens generated per row by the decode figures (stop tokens are ignored).
     #[arg(long, value_name = "N", default_value_t = 32)]
     new_tokens: usize,
@@ -135,7 +134,7 @@ fn bench_config(args: &Args) -> anyhow::Result<(TrainConfig, Vec<QaSample>)> {
     };
     config.data.root = args.data.clone();
     config.model.path = args.model.clone();
-    config.device = args.device.clone();
+    config.device = args.device;
     config.validate()?;
     let data = train::training_data(&config)?;
     train::initial_model(&mut config, &data)?;
@@ -175,7 +174,7 @@ impl Prompts<'_> {
 /// generated tokens, timed the same way (steps 2..N).
 fn generation(args: &Args, config: &TrainConfig, data: &[QaSample]) -> anyhow::Result<Vec<Row>> {
     anyhow::ensure!(args.new_tokens >= 2, "--new-tokens must be at least 2 (decode is timed from the second token on)");
-    let device = r1_model::parse_device(&args.device)?;
+    let device = args.device.device()?;
     let policy = QwenPolicy::load(model_dir(config)?, &config.data.root, &device)?;
     let model = &policy.model;
     let assets = policy.assets();
@@ -305,14 +304,14 @@ fn training(args: &Args, config: &TrainConfig, data: Vec<QaSample>) -> anyhow::R
     let device = config.training_device(None)?;
     let root = config.data.root.clone();
     let load = |dir: &Path| QwenPolicy::load(dir, &root, &device);
-    let mut trainer = Trainer::start(config.clone(), &out.0, data.clone(), &load)?;
+    let mut trainer = GrpoTrainer::start(config.clone(), &out.0, data.clone(), &load)?;
     // The step summaries hold the step's metrics.jsonl lines as written.
     let mut lines = Vec::new();
     trainer.train(config.run.steps, |summary| lines.extend(summary.metrics.iter().cloned()))?;
     drop(trainer);
     let steps: Vec<StepFigures> = step_figures(&lines)?.into_iter().skip(1).collect();
     let column = |f: fn(&StepFigures) -> f64| median(steps.iter().map(f).collect());
-    let peak = matmul_flops_per_second(&r1_model::parse_device(&args.device)?, args.repeats);
+    let peak = matmul_flops_per_second(&args.device.device()?, args.repeats);
     let assets = r1_model::Assets::from_dir(model_dir(&config)?)?;
     let mfu = steps
         .iter()
@@ -418,39 +417,31 @@ struct StepFigures {
 
 /// Groups metric lines by `step` (in order) and reads each step's timings: the rollout
 /// figures are repeated on every line of a step, the update figures are per line.
-fn step_figures(lines: &[Map<String, Value>]) -> anyhow::Result<Vec<StepFigures>> {
-    let get = |line: &Map<String, Value>, key: &str| {
-        line.get(key).and_then(Value::as_f64).with_context(|| format!("metrics.jsonl line without a numeric {key}"))
-    };
-    let mut steps: Vec<(f64, Vec<&Map<String, Value>>)> = Vec::new();
+fn step_figures(lines: &[StepMetrics]) -> anyhow::Result<Vec<StepFigures>> {
+    let mut steps: Vec<(u64, Vec<&StepMetrics>)> = Vec::new();
     for line in lines {
-        let step = get(line, "step")?;
         match steps.last_mut() {
-            Some((s, group)) if *s == step => group.push(line),
-            _ => steps.push((step, vec![line])),
+            Some((s, group)) if *s == line.step => group.push(line),
+            _ => steps.push((line.step, vec![line])),
         }
     }
     anyhow::ensure!(!steps.is_empty(), "metrics.jsonl has no GRPO step");
     steps
         .into_iter()
-        .map(|(_, group)| {
-            let first = group[0];
-            let last = group[group.len() - 1];
-            let mut update = 0.0;
-            let mut tokens = 0.0;
-            for line in &group {
-                let seconds = get(line, "timing/update")?;
-                update += seconds;
-                tokens += get(line, "tokens_per_second/training")? * seconds;
-            }
+        .map(|(step, group)| {
+            let (first, last) = (group[0], group[group.len() - 1]);
+            let rollout =
+                first.rollout.as_ref().with_context(|| format!("step {step} of metrics.jsonl is not a GRPO step"))?;
+            let update: f64 = group.iter().map(|l| l.update.update_s).sum();
+            let tokens: f64 = group.iter().map(|l| l.update.training_tps * l.update.update_s).sum();
             Ok(StepFigures {
-                step: get(last, "timing/step")?,
-                generate: get(first, "timing/generate")?,
-                logp: get(first, "timing/old_logp")? + get(first, "timing/ref_logp")?,
-                reward: get(first, "timing/reward")?,
+                step: last.step_s.with_context(|| format!("step {step} of metrics.jsonl has no timing/step"))?,
+                generate: rollout.generate_s,
+                logp: rollout.old_logp_s + rollout.ref_logp_s,
+                reward: rollout.reward_s,
                 update,
-                generation_tps: get(first, "tokens_per_second/generation")?,
-                mean_length: get(first, "completions/mean_length")?,
+                generation_tps: rollout.generation_tps,
+                mean_length: rollout.mean_length,
                 training_tps: tokens / update.max(1e-9),
             })
         })
@@ -482,11 +473,11 @@ fn soak(args: &Args, config: &TrainConfig, data: Vec<QaSample>) -> anyhow::Resul
     let device = config.training_device(None)?;
     let root = config.data.root.clone();
     let load = |dir: &Path| QwenPolicy::load(dir, &root, &device);
-    let mut trainer = Trainer::start(config.clone(), &out.0, data, &load)?;
+    let mut trainer = GrpoTrainer::start(config.clone(), &out.0, data, &load)?;
     let bar = crate::progress::bar(args.soak_steps, "soak");
     let mut rss = Vec::new();
     trainer.train(args.soak_steps, |summary| {
-        let last = summary.metrics.last().and_then(|l| l.get(HOST_RSS_KEY)?.as_f64());
+        let last = summary.metrics.last().and_then(|l| l.host_rss_mib);
         if let Some(mib) = last {
             rss.push((summary.step as f64, mib));
             bar.set_message(format!("{mib:.0} MiB"));
@@ -596,7 +587,7 @@ fn peak_memory(args: &Args, config: &TrainConfig) -> anyhow::Result<Row> {
     let model = model_dir(config)?;
     let mut child = Command::new(&exe);
     child.arg("bench").arg("--peak-memory-child").arg("--model").arg(model).arg("--data").arg(&config.data.root);
-    child.arg("--device").arg(&args.device);
+    child.arg("--device").arg(args.device.to_string());
     if let Some(path) = &args.config {
         child.arg("--config").arg(path);
     }
@@ -681,10 +672,39 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use serde_json::json;
 
-    fn line(value: Value) -> Map<String, Value> {
-        value.as_object().expect("an object").clone()
+    /// A line of GRPO step `step` with the rollout figures the bench reads.
+    fn line(step: u64, update_s: f64, training_tps: f64, step_s: Option<f64>) -> StepMetrics {
+        use r1_grpo::metrics::{ComponentMeans, PolicyMetrics, RolloutMetrics, UpdateMetrics};
+        StepMetrics {
+            step,
+            rollout: Some(RolloutMetrics {
+                reward_mean: 0.5,
+                reward_std: 0.5,
+                components: ComponentMeans { format: 1.0, answer: 0.0 },
+                frac_reward_zero_std: 0.0,
+                mean_length: 12.5,
+                min_length: 10,
+                max_length: 15,
+                clipped_ratio: 0.0,
+                generate_s: 2.0,
+                reward_s: 0.1,
+                old_logp_s: 0.5,
+                ref_logp_s: 0.25,
+                generation_tps: 100.0,
+            }),
+            policy: Some(PolicyMetrics { optimizer_step: 1, kl: 0.0, entropy: 1.0, clip_low: 0.0, clip_high: 0.0 }),
+            update: UpdateMetrics {
+                loss: 0.0,
+                grad_norm: 1.0,
+                learning_rate: 1e-3,
+                skipped_nonfinite: 0,
+                update_s,
+                training_tps,
+            },
+            step_s,
+            host_rss_mib: None,
+        }
     }
 
     /// Two optimiser steps per GRPO step: update seconds add up, training tokens/s is the
@@ -692,20 +712,9 @@ mod tests {
     /// time from its last.
     #[test]
     fn step_figures_group_lines_by_step() {
-        let rollout = |step| {
-            json!({"step": step, "timing/generate": 2.0, "timing/old_logp": 0.5, "timing/ref_logp": 0.25,
-                   "timing/reward": 0.1, "tokens_per_second/generation": 100.0, "completions/mean_length": 12.5})
-        };
         let mut lines = Vec::new();
         for step in [1, 2] {
-            let mut a = line(rollout(step));
-            a.insert("timing/update".into(), json!(1.0));
-            a.insert("tokens_per_second/training".into(), json!(100.0));
-            let mut b = line(rollout(step));
-            b.insert("timing/update".into(), json!(3.0));
-            b.insert("tokens_per_second/training".into(), json!(20.0));
-            b.insert("timing/step".into(), json!(7.0 + step as f64));
-            lines.extend([a, b]);
+            lines.extend([line(step, 1.0, 100.0, None), line(step, 3.0, 20.0, Some(7.0 + step as f64))]);
         }
         let steps = step_figures(&lines).unwrap();
         assert_eq!(steps.len(), 2);
@@ -726,8 +735,11 @@ mod tests {
 
     #[test]
     fn step_figures_name_a_missing_field() {
-        let err = step_figures(&[line(json!({"step": 1}))]).unwrap_err();
-        assert!(err.to_string().contains("timing/update"), "{err}");
+        let err = step_figures(&[line(1, 1.0, 100.0, None)]).unwrap_err();
+        assert!(err.to_string().contains("timing/step"), "{err}");
+        let sft = StepMetrics { rollout: None, ..line(1, 1.0, 100.0, Some(1.0)) };
+        let err = step_figures(&[sft]).unwrap_err();
+        assert!(err.to_string().contains("not a GRPO step"), "{err}");
         assert!(step_figures(&[]).is_err());
     }
 

@@ -10,6 +10,7 @@ use r1_data::dataset::{DatasetConfig, SplitConfig, write_dataset};
 use r1_data::export::export_easyr1;
 use r1_data::keypoints::KeypointConfig;
 use r1_data::movement::NEGLIGIBLE_M;
+use r1_data::names::parse_name;
 use r1_data::prompts::{PromptOptions, Template};
 use r1_data::qa_build::{DistractorStyle, QaConfig};
 use r1_data::source::{LoadOptions, load_episodes};
@@ -79,7 +80,7 @@ pub struct Args {
     types: String,
     /// Distractors: `balanced` (drawn from the episode, so that rules ignoring the image stay
     /// near chance) or `paper` (the paper's: uniform in the workspace, adjacent movements).
-    #[arg(long, default_value = "balanced")]
+    #[arg(long, value_enum, default_value_t = DistractorStyle::Balanced)]
     distractors: DistractorStyle,
     /// Minimum distance in metres of a position distractor from the answer and from the others.
     #[arg(long, value_name = "M", default_value_t = 0.05)]
@@ -90,8 +91,8 @@ pub struct Args {
     /// Per-axis displacement in metres below which a movement label ignores the axis.
     #[arg(long, value_name = "M", default_value_t = NEGLIGIBLE_M)]
     negligible: f64,
-    /// Prompt template: `paper` or `compact`.
-    #[arg(long, default_value = "paper")]
+    /// Prompt template.
+    #[arg(long, value_enum, default_value_t = Template::Paper)]
     template: Template,
     /// Add the orientation quaternion to the robot state in the prompts.
     #[arg(long)]
@@ -125,7 +126,95 @@ fn qa_types(s: &str) -> anyhow::Result<Vec<QaType>> {
     if s == "all" {
         return Ok(QaType::ALL.to_vec());
     }
-    list(s).iter().map(|t| t.parse::<QaType>().map_err(anyhow::Error::msg)).collect()
+    list(s).iter().map(|t| parse_name(t, "question type").map_err(anyhow::Error::msg)).collect()
+}
+
+/// The dataset that ships in `datasets/default`, which `train` regenerates when it is absent.
+/// datasets/README.md gives the same settings as a command line (`cargo xtask data --sim --tasks
+/// all --episodes-per-task 20 --seed 0 --image-size 224 --test 0.25`), which a test checks.
+pub(crate) fn default_dataset() -> (r1_sim::SimConfig, DatasetConfig) {
+    let sim = r1_sim::SimConfig { tasks: Vec::new(), episodes_per_task: 20, seed: 0, image_size: 224 };
+    let config = DatasetConfig {
+        source: sim_source(&sim),
+        qa: QaConfig { seed: sim.seed, ..QaConfig::default() },
+        split: SplitConfig {
+            test_fraction: 0.25,
+            held_out_tasks: sim_held_out(&sim),
+            seed: sim.seed,
+            ..Default::default()
+        },
+        overwrite: false,
+    };
+    (sim, config)
+}
+
+/// The data card's description of simulated demonstrations.
+fn sim_source(sim: &r1_sim::SimConfig) -> String {
+    let tasks = if sim.tasks.is_empty() { "all".to_string() } else { sim.tasks.join(",") };
+    format!(
+        "r1-sim, tasks {tasks}, {} episodes per task, seed {}, {}x{} px images",
+        sim.episodes_per_task, sim.seed, sim.image_size, sim.image_size
+    )
+}
+
+/// The simulator's held-out tasks among those `sim` simulates, in its order.
+fn sim_held_out(sim: &r1_sim::SimConfig) -> Vec<String> {
+    let tasks = if sim.tasks.is_empty() {
+        r1_sim::task_names().into_iter().map(String::from).collect()
+    } else {
+        sim.tasks.clone()
+    };
+    tasks.into_iter().filter(|t| r1_sim::is_held_out(t)).collect()
+}
+
+impl Args {
+    /// The dataset settings of the flags, with `default_held_out` unless `--held-out` is given.
+    fn dataset_config(&self, source: String, default_held_out: Vec<String>) -> anyhow::Result<DatasetConfig> {
+        let held_out = match self.held_out.as_deref() {
+            Some("none") => Vec::new(),
+            Some(l) => list(l),
+            None => default_held_out,
+        };
+        Ok(DatasetConfig {
+            source,
+            qa: QaConfig {
+                every: self.every,
+                qa_types: qa_types(&self.types).context("--types")?,
+                camera: self.camera.clone(),
+                min_distractor_distance: self.min_distance,
+                max_distractor_distance: self.max_distance,
+                distractors: self.distractors,
+                negligible_movement: self.negligible,
+                prompt: PromptOptions {
+                    template: self.template,
+                    include_rotation: self.include_rotation,
+                    include_gripper: self.include_gripper,
+                },
+                keypoints: KeypointConfig { velocity_threshold: self.velocity_threshold, refractory: self.refractory },
+                seed: self.seed,
+            },
+            split: SplitConfig {
+                val_fraction: self.val,
+                test_fraction: self.test,
+                held_out_tasks: held_out,
+                seed: self.seed,
+            },
+            overwrite: self.overwrite,
+        })
+    }
+
+    /// What `--sim` simulates and the dataset it writes.
+    fn sim_dataset(&self) -> anyhow::Result<(r1_sim::SimConfig, DatasetConfig)> {
+        let tasks = if self.tasks == "all" { Vec::new() } else { list(&self.tasks) };
+        let sim = r1_sim::SimConfig {
+            tasks,
+            episodes_per_task: self.episodes_per_task,
+            seed: self.seed,
+            image_size: self.image_size,
+        };
+        let config = self.dataset_config(sim_source(&sim), sim_held_out(&sim))?;
+        Ok((sim, config))
+    }
 }
 
 /// The folder of `--export FORMAT DIR`, once FORMAT is known.
@@ -155,41 +244,52 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return export(dataset, out, args.overwrite);
     }
     let out = args.out.as_deref().context("--out is required with --from or --sim")?;
-    let types = qa_types(&args.types).context("--types")?;
-    let (episodes, source, default_held_out) = if args.sim { simulate(&args)? } else { import(&args)? };
-    let held_out = match args.held_out.as_deref() {
-        Some("none") => Vec::new(),
-        Some(l) => list(l),
-        None => default_held_out,
-    };
-    let config = DatasetConfig {
-        source,
-        qa: QaConfig {
-            every: args.every,
-            qa_types: types,
-            camera: args.camera.clone(),
-            min_distractor_distance: args.min_distance,
-            max_distractor_distance: args.max_distance,
-            distractors: args.distractors,
-            negligible_movement: args.negligible,
-            prompt: PromptOptions {
-                template: args.template,
-                include_rotation: args.include_rotation,
-                include_gripper: args.include_gripper,
-            },
-            keypoints: KeypointConfig { velocity_threshold: args.velocity_threshold, refractory: args.refractory },
-            seed: args.seed,
-        },
-        split: SplitConfig {
-            val_fraction: args.val,
-            test_fraction: args.test,
-            held_out_tasks: held_out,
-            seed: args.seed,
-        },
-        overwrite: args.overwrite,
-    };
+    if args.sim {
+        let (sim, config) = args.sim_dataset()?;
+        write_simulated(&sim, &config, out, args.montage.as_deref(), args.episodes_out.as_deref())?;
+    } else {
+        let mut config = args.dataset_config(String::new(), Vec::new())?;
+        let (episodes, source) = import(&args)?;
+        config.source = source;
+        write(&episodes, out, &config)?;
+    }
+    if let Some(dir) = export_to {
+        export(out, dir, args.overwrite)?;
+    }
+    Ok(())
+}
+
+/// Simulates `sim`'s demonstrations and writes the dataset `config` describes to `out`; also
+/// the montage of the first frame of one episode per task, and the episodes in the native
+/// format, where asked.
+pub(crate) fn write_simulated(
+    sim: &r1_sim::SimConfig,
+    config: &DatasetConfig,
+    out: &Path,
+    montage: Option<&Path>,
+    episodes_out: Option<&Path>,
+) -> anyhow::Result<()> {
+    let bar = progress::bar(0, "simulating");
+    let episodes = r1_sim::simulate(sim, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    if let Some(path) = montage {
+        r1_sim::montage(&episodes, path)?;
+        eprintln!("wrote montage {}", path.display());
+    }
+    if let Some(dir) = episodes_out {
+        write_native(&episodes, dir)?;
+    }
+    write(&episodes, out, config)
+}
+
+/// Writes the dataset of `episodes` to `out`, adds the text-only blind baseline to its card
+/// and says what it wrote.
+fn write(episodes: &[Episode], out: &Path, config: &DatasetConfig) -> anyhow::Result<()> {
     let bar = progress::bar(episodes.len() as u64, "questions");
-    let card = write_dataset(&episodes, out, &config, || bar.inc(1))?;
+    let card = write_dataset(episodes, out, config, || bar.inc(1))?;
     bar.finish_and_clear();
     let metadata: HashMap<(&str, u32, u32), &EnvMetadata> =
         episodes.iter().map(|e| ((e.task.as_str(), e.variation, e.episode), &e.metadata)).collect();
@@ -198,7 +298,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         out,
         card,
         |s| metadata[&(s.task.as_str(), s.variation, s.episode)],
-        args.seed,
+        config.qa.seed,
     )?;
     println!("wrote {}", out.display());
     for (split, sc) in &card.splits {
@@ -207,19 +307,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if sc.episodes == 0 {
             eprintln!(
                 "warning: the {split} split is empty: too few episodes per task for --val {} / --test {}",
-                args.val, args.test
+                config.split.val_fraction, config.split.test_fraction
             );
         }
-    }
-    if let Some(dir) = export_to {
-        export(out, dir, args.overwrite)?;
     }
     Ok(())
 }
 
-/// Loads `--from`, reporting skipped episodes: `(episodes, source description, no default
-/// held-out tasks)`.
-fn import(args: &Args) -> anyhow::Result<(Vec<Episode>, String, Vec<String>)> {
+/// Loads `--from`, reporting skipped episodes: `(episodes, source description)`.
+fn import(args: &Args) -> anyhow::Result<(Vec<Episode>, String)> {
     let from = args.from.as_deref().context("--from or --sim is required")?;
     let opts = LoadOptions {
         strict: args.strict,
@@ -233,42 +329,7 @@ fn import(args: &Args) -> anyhow::Result<(Vec<Episode>, String, Vec<String>)> {
     }
     eprintln!("loaded {} episodes, skipped {} broken ones", loaded.episodes.len(), loaded.skipped.len());
     let episodes = loaded.episodes.into_iter().map(|(_, e)| e).collect();
-    Ok((episodes, format!("imported from {}", from.display()), Vec::new()))
-}
-
-/// Runs the simulator: `(episodes, source description, the simulator's held-out tasks)`.
-fn simulate(args: &Args) -> anyhow::Result<(Vec<Episode>, String, Vec<String>)> {
-    let tasks = if args.tasks == "all" { Vec::new() } else { list(&args.tasks) };
-    let cfg = r1_sim::SimConfig {
-        tasks,
-        episodes_per_task: args.episodes_per_task,
-        seed: args.seed,
-        image_size: args.image_size,
-    };
-    let bar = progress::bar(0, "simulating");
-    let episodes = r1_sim::simulate(&cfg, |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
-    bar.finish_and_clear();
-    if let Some(path) = &args.montage {
-        r1_sim::montage(&episodes, path)?;
-        eprintln!("wrote montage {}", path.display());
-    }
-    if let Some(dir) = &args.episodes_out {
-        write_native(&episodes, dir)?;
-    }
-    let mut held_out: Vec<String> = Vec::new();
-    for e in &episodes {
-        if r1_sim::is_held_out(&e.task) && !held_out.contains(&e.task) {
-            held_out.push(e.task.clone());
-        }
-    }
-    let source = format!(
-        "r1-sim, tasks {}, {} episodes per task, seed {}, {}x{} px images",
-        args.tasks, args.episodes_per_task, args.seed, args.image_size, args.image_size
-    );
-    Ok((episodes, source, held_out))
+    Ok((episodes, format!("imported from {}", from.display())))
 }
 
 /// Writes episodes as native folders `<dir>/<task>/v<variation>/e<episode>`.
@@ -298,6 +359,33 @@ mod tests {
     fn run(args: &[&str]) -> anyhow::Result<()> {
         let cli = Cli::try_parse_from(std::iter::once("data").chain(args.iter().copied()))?;
         super::run(cli.args)
+    }
+
+    /// `train` regenerates datasets/default from [`super::default_dataset`]; datasets/README.md
+    /// documents the command line that regenerates it. Both give the settings the committed
+    /// dataset was written with.
+    #[test]
+    fn the_documented_command_and_train_build_the_committed_default_dataset() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let readme = std::fs::read_to_string(root.join("datasets/README.md")).unwrap();
+        let command = readme
+            .split("```sh\n")
+            .filter_map(|block| block.split("```").next())
+            .find(|block| block.contains("--out datasets/default"))
+            .expect("datasets/README.md shows the command that regenerates default/")
+            .replace("\\\n", " ");
+        let words: Vec<&str> = command.split_whitespace().collect();
+        assert_eq!(words[..3], ["cargo", "xtask", "data"], "{command}");
+        let cli = Cli::try_parse_from(words[2..].iter().copied()).unwrap();
+        assert_eq!(cli.args.out.as_deref(), Some(std::path::Path::new(crate::train::DEFAULT_DATA)));
+        let (sim, mut config) = cli.args.sim_dataset().unwrap();
+        // The documented command replaces the committed folder; `train` writes an absent one.
+        assert!(config.overwrite);
+        config.overwrite = false;
+        let (default_sim, default_config) = super::default_dataset();
+        assert_eq!((&sim, &config), (&default_sim, &default_config));
+        let card = r1_data::dataset::read_card(&root.join(crate::train::DEFAULT_DATA)).unwrap();
+        assert_eq!(card.config, default_config);
     }
 
     #[test]

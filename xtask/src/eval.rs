@@ -1,16 +1,18 @@
-//! `cargo xtask eval`: evaluate a model or training run (`--model`), or answers recorded
-//! elsewhere (`--answers`), on the QA test split and the Robot-R1 Bench; build the bench
-//! (`--make-bench`); compare evaluated runs (`--compare`).
+//! `cargo xtask eval`: evaluate a model or training run (`eval model`), or answers recorded
+//! elsewhere (`eval answers`), on the QA test split and the Robot-R1 Bench; build the bench
+//! (`eval make-bench`); compare evaluated runs (`eval compare`).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use r1_bench::evaluate::{self, RecordedAnswers, Responder};
 use r1_bench::judge::{Judge, JudgeConfig};
-use r1_bench::question::read_bench;
+use r1_bench::question::{BenchQuestion, read_bench};
 use r1_bench::report::{self, Results, Source};
 use r1_bench::{charts, make};
+use r1_data::QaSample;
 use r1_data::dataset::{Split, read_split};
+use r1_model::DeviceKind;
 
 use crate::progress;
 
@@ -21,22 +23,69 @@ const DEFAULT_MAX_NEW_TOKENS: usize = 512;
 const DEFAULT_BENCH: &str = "datasets/bench";
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("mode").required(true).args(["model", "answers", "make_bench", "compare"])))]
 pub struct Args {
+    #[command(subcommand)]
+    command: EvalCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum EvalCommand {
+    /// Evaluate a model folder or a training run (its latest checkpoint): it answers the QA
+    /// split and the bench.
+    Model(ModelArgs),
+    /// Evaluate answers recorded elsewhere (another model, an API) to the QA split and the bench.
+    Answers(AnswersArgs),
+    /// Build the simulator's Robot-R1 Bench.
+    MakeBench(MakeBenchArgs),
+    /// Compare evaluation folders (or runs evaluated to `<run>/eval`) side by side.
+    Compare(CompareArgs),
+}
+
+#[derive(clap::Args)]
+struct ModelArgs {
     /// Model folder (Hugging Face layout) or training run (its latest checkpoint) to evaluate.
-    #[arg(long, value_name = "RUN_OR_MODEL_DIR")]
-    model: Option<PathBuf>,
-    /// Answers recorded elsewhere (another model, an API): JSONL lines `{"id", "completion"}`
-    /// or `{"id", "completions": [...]}`, one per question of the split and of the bench.
-    #[arg(long, value_name = "FILE.jsonl")]
-    answers: Option<PathBuf>,
+    #[arg(value_name = "RUN_OR_MODEL_DIR")]
+    model: PathBuf,
+    /// Output folder (default: `<run>/eval` for a run, `<model>/eval` for a model folder).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+    /// Device the model runs on.
+    #[arg(long, value_enum, ignore_case = true, default_value_t = DeviceKind::Flex)]
+    device: DeviceKind,
+    /// Sampling temperature (0: greedy).
+    #[arg(long, value_name = "T", default_value_t = 0.0)]
+    temperature: f64,
+    /// Longest completion, in tokens (default: the training run's `rollout.max_response_tokens`
+    /// when the model is a run or one of its checkpoints, else 512).
+    #[arg(long, value_name = "N")]
+    max_new_tokens: Option<usize>,
+}
+
+#[derive(clap::Args)]
+struct AnswersArgs {
+    /// JSONL lines `{"id", "completion"}` or `{"id", "completions": [...]}`, one per question of
+    /// the split and of the bench.
+    #[arg(value_name = "FILE.jsonl")]
+    answers: PathBuf,
+    /// Output folder (default: `<answers>.eval/`).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// What `eval model` and `eval answers` share: the questions, the samples and the judge.
+#[derive(clap::Args)]
+struct Common {
     /// QA dataset whose split is answered (multiple choice and open ended).
     #[arg(long, value_name = "DIR", default_value = "datasets/default")]
     data: PathBuf,
     /// Split of the QA dataset.
-    #[arg(long, default_value = "test")]
+    #[arg(long, value_enum, default_value_t = Split::Test)]
     split: Split,
-    /// Robot-R1 Bench folder (built by --make-bench).
+    /// Robot-R1 Bench folder (built by `eval make-bench`).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_BENCH)]
     bench: PathBuf,
     /// Skip the QA split (bench only).
@@ -48,23 +97,9 @@ pub struct Args {
     /// Evaluate only the first N questions of each set (a quick look, not a result).
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
-    /// Output folder. Default: `<run>/eval` for a run, `<model>/eval` for a model folder,
-    /// `<answers>.eval/` for recorded answers; with --make-bench, the bench folder to write.
-    #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
-    /// Device: flex (CPU), cuda or wgpu.
-    #[arg(long, default_value = "flex")]
-    device: String,
     /// Completions per question; with more than one, metrics also report best of N.
     #[arg(long, value_name = "N", default_value_t = 1)]
     samples: usize,
-    /// Sampling temperature (0: greedy). Not with --answers, whose sampling r1 cannot know.
-    #[arg(long, value_name = "T", default_value_t = 0.0, conflicts_with = "answers")]
-    temperature: f64,
-    /// Longest completion, in tokens (default: the training run's `rollout.max_response_tokens`
-    /// when --model is a run or one of its checkpoints, else 512).
-    #[arg(long, value_name = "N")]
-    max_new_tokens: Option<usize>,
 
     /// Judge endpoint base URL (OpenAI-compatible, e.g. https://api.openai.com/v1); default
     /// from R1_JUDGE_BASE_URL or OPENAI_BASE_URL. Without one, only the rule-based scorer runs.
@@ -79,41 +114,54 @@ pub struct Args {
     /// Judge requests per answer, averaged.
     #[arg(long, value_name = "N", default_value_t = 3)]
     judge_samples: u32,
+}
 
-    /// Build the simulator's Robot-R1 Bench into --out (default datasets/bench).
-    #[arg(long)]
-    make_bench: bool,
-    /// [--make-bench] Seed of the bench's episodes.
+#[derive(clap::Args)]
+struct MakeBenchArgs {
+    /// The bench folder to write.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_BENCH)]
+    out: PathBuf,
+    /// Seed of the bench's episodes.
     #[arg(long, default_value_t = make::DEFAULT_SEED)]
-    bench_seed: u64,
-    /// [--make-bench] Replace an existing bench folder.
+    seed: u64,
+    /// Replace an existing bench folder.
     #[arg(long)]
     overwrite: bool,
+}
 
-    /// Evaluation folders (or runs evaluated to `<run>/eval`) to compare side by side.
-    #[arg(long, value_name = "RUN", num_args = 1..)]
-    compare: Vec<PathBuf>,
-    /// [--compare] One row per configuration: mean ± std over runs that differ only by seed.
+#[derive(clap::Args)]
+struct CompareArgs {
+    /// Evaluation folders, or runs evaluated to `<run>/eval`.
+    #[arg(value_name = "RUN", required = true)]
+    runs: Vec<PathBuf>,
+    /// One row per configuration: mean ± std over runs that differ only by seed.
     #[arg(long)]
     seeds: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if args.make_bench {
-        make_bench(&args)
-    } else if !args.compare.is_empty() {
-        compare(&args)
-    } else {
-        evaluate(&args)
+    match args.command {
+        EvalCommand::Model(a) => evaluate_model(&a),
+        EvalCommand::Answers(a) => evaluate_answers(&a),
+        EvalCommand::MakeBench(a) => make_bench(&a),
+        EvalCommand::Compare(a) => compare(&a),
     }
 }
 
-fn make_bench(args: &Args) -> anyhow::Result<()> {
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_BENCH));
+/// The command that rebuilds a bench: recorded in the bench's README.
+fn make_bench_command(out: &Path, seed: u64) -> String {
+    let mut command = format!("cargo xtask eval make-bench --out {}", out.display());
+    if seed != make::DEFAULT_SEED {
+        command += &format!(" --seed {seed}");
+    }
+    command
+}
+
+fn make_bench(args: &MakeBenchArgs) -> anyhow::Result<()> {
     let cfg = r1_sim::SimConfig {
         tasks: Vec::new(),
         episodes_per_task: make::FRAMES_PER_TASK,
-        seed: args.bench_seed,
+        seed: args.seed,
         image_size: 224,
     };
     let bar = progress::bar((r1_sim::task_names().len() * make::FRAMES_PER_TASK) as u64, "simulating");
@@ -121,18 +169,14 @@ fn make_bench(args: &Args) -> anyhow::Result<()> {
         r1_sim::simulate(&cfg, |done, _| bar.set_position(done as u64)).context("simulating the bench episodes")?;
     bar.finish_and_clear();
     let bench = make::build(&episodes, r1_sim::is_held_out)?;
-    let mut command = format!("cargo xtask eval --make-bench --out {}", out.display());
-    if args.bench_seed != make::DEFAULT_SEED {
-        command += &format!(" --bench-seed {}", args.bench_seed);
-    }
-    make::write(&bench, &out, &command, args.overwrite)?;
-    println!("wrote {} questions and {} images to {}", bench.questions.len(), bench.images.len(), out.display());
+    make::write(&bench, &args.out, &make_bench_command(&args.out, args.seed), args.overwrite)?;
+    println!("wrote {} questions and {} images to {}", bench.questions.len(), bench.images.len(), args.out.display());
     Ok(())
 }
 
-fn compare(args: &Args) -> anyhow::Result<()> {
+fn compare(args: &CompareArgs) -> anyhow::Result<()> {
     let runs = args
-        .compare
+        .runs
         .iter()
         .map(|p| {
             let name = p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned());
@@ -152,25 +196,69 @@ fn limited<T>(items: Vec<T>, limit: Option<usize>) -> Vec<T> {
 
 /// What answers the questions, and how the results name it.
 struct Subject {
-    /// The model folder to load, or the answers file.
-    path: String,
+    /// The model or answers as given on the command line.
+    name: String,
+    /// How the answers were made: the model folder loaded, or the answers file.
+    source: Source,
     step: Option<u64>,
     run: Option<PathBuf>,
     out: PathBuf,
 }
 
-/// Resolves what is evaluated (a checkpoint, or recorded answers) before anything is read.
-fn subject(args: &Args) -> anyhow::Result<Subject> {
-    if let Some(file) = &args.answers {
-        let mut out = file.clone().into_os_string();
-        out.push(".eval");
-        let out = args.out.clone().unwrap_or_else(|| PathBuf::from(out));
-        return Ok(Subject { path: file.display().to_string(), step: None, run: None, out });
+impl Common {
+    /// The checks made before anything is read.
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.samples >= 1, "--samples must be at least 1");
+        anyhow::ensure!(!(self.no_qa && self.no_bench), "--no-qa and --no-bench leave nothing to evaluate");
+        Ok(())
     }
-    let model = args.model.as_deref().expect("clap requires one mode");
-    let resolved = report::resolve_model(model)?;
-    let out = args.out.clone().unwrap_or_else(|| resolved.run.as_deref().unwrap_or(model).join("eval"));
-    Ok(Subject { path: resolved.model_dir.display().to_string(), step: resolved.step, run: resolved.run, out })
+}
+
+fn evaluate_answers(args: &AnswersArgs) -> anyhow::Result<()> {
+    args.common.check()?;
+    let mut out = args.answers.clone().into_os_string();
+    out.push(".eval");
+    let subject = Subject {
+        name: args.answers.display().to_string(),
+        source: Source::Answers { answers: args.answers.display().to_string() },
+        step: None,
+        run: None,
+        out: args.out.clone().unwrap_or_else(|| PathBuf::from(out)),
+    };
+    evaluate(&args.common, subject, |_, _| Ok(Box::new(RecordedAnswers::read(&args.answers)?)))
+}
+
+fn evaluate_model(args: &ModelArgs) -> anyhow::Result<()> {
+    let c = &args.common;
+    c.check()?;
+    anyhow::ensure!(args.temperature >= 0.0 && args.temperature.is_finite(), "--temperature must be finite and >= 0");
+    anyhow::ensure!(
+        c.samples == 1 || args.temperature > 0.0,
+        "--samples {} at temperature 0 would repeat one greedy completion: give --temperature",
+        c.samples
+    );
+    let resolved = report::resolve_model(&args.model)?;
+    let subject = Subject {
+        name: args.model.display().to_string(),
+        source: Source::Model { model_dir: resolved.model_dir.display().to_string(), temperature: args.temperature },
+        step: resolved.step,
+        out: args.out.clone().unwrap_or_else(|| resolved.run.as_deref().unwrap_or(&args.model).join("eval")),
+        run: resolved.run,
+    };
+    let run = subject.run.clone();
+    evaluate(c, subject, |qa, bench| {
+        let max_new_tokens = match (args.max_new_tokens, &run) {
+            (Some(n), _) => n,
+            (None, Some(run)) => r1_grpo::run::RunDir::open(run)?.1.rollout.max_response_tokens,
+            (None, None) => DEFAULT_MAX_NEW_TOKENS,
+        };
+        eprintln!(
+            "answering {} questions with up to {max_new_tokens} new tokens each (--max-new-tokens)",
+            qa.len() + bench.len()
+        );
+        let config = r1_model::SamplingConfig { max_new_tokens, temperature: args.temperature, top_p: 1.0, top_k: 0 };
+        load_model(&resolved.model_dir, args.device, config)
+    })
 }
 
 /// A checkpoint answering with r1-model's generation.
@@ -197,7 +285,7 @@ impl Responder for ModelResponder {
 
 /// A checkpoint as a [`Responder`]: greedy at temperature 0, otherwise sampled with a fixed
 /// seed so an evaluation can be repeated.
-fn load_model(dir: &Path, device: &str, config: r1_model::SamplingConfig) -> anyhow::Result<Box<dyn Responder>> {
+fn load_model(dir: &Path, device: DeviceKind, config: r1_model::SamplingConfig) -> anyhow::Result<Box<dyn Responder>> {
     use burn::module::Module;
     use rand::SeedableRng;
     config.validate()?;
@@ -209,9 +297,9 @@ fn load_model(dir: &Path, device: &str, config: r1_model::SamplingConfig) -> any
 /// greedily (images relative to `root`), with a progress bar named `label`.
 pub(crate) fn greedy_mcqa(
     dir: &Path,
-    samples: &[r1_data::QaSample],
+    samples: &[QaSample],
     root: &Path,
-    device: &str,
+    device: DeviceKind,
     max_new_tokens: usize,
     label: &str,
 ) -> anyhow::Result<std::collections::BTreeMap<String, f64>> {
@@ -224,9 +312,9 @@ pub(crate) fn greedy_mcqa(
 /// `label` (the rule-based bench scorer only: no judge).
 pub(crate) fn greedy_records(
     dir: &Path,
-    (samples, root): (&[r1_data::QaSample], &Path),
-    (questions, bench_root): (&[r1_bench::question::BenchQuestion], &Path),
-    device: &str,
+    (samples, root): (&[QaSample], &Path),
+    (questions, bench_root): (&[BenchQuestion], &Path),
+    device: DeviceKind,
     max_new_tokens: usize,
     label: &str,
 ) -> anyhow::Result<(Vec<evaluate::QaRecord>, Vec<evaluate::BenchRecord>)> {
@@ -242,20 +330,17 @@ pub(crate) fn greedy_records(
 /// The blind baselines of `split` from the data card of the dataset at `root`, if it has them.
 pub(crate) fn split_blind(root: &Path, split: Split) -> Option<r1_data::blind::BlindBaselines> {
     let mut card = r1_data::dataset::read_card(root).ok()?;
-    card.splits.remove(split.as_str()).map(|s| s.blind).filter(|b| !b.scores.is_empty())
+    card.splits.remove(&split.to_string()).map(|s| s.blind).filter(|b| !b.scores.is_empty())
 }
 
-fn evaluate(args: &Args) -> anyhow::Result<()> {
-    let name = args.model.as_deref().or(args.answers.as_deref()).expect("clap requires one mode");
-    anyhow::ensure!(args.samples >= 1, "--samples must be at least 1");
-    anyhow::ensure!(args.temperature >= 0.0 && args.temperature.is_finite(), "--temperature must be finite and >= 0");
-    anyhow::ensure!(!(args.no_qa && args.no_bench), "--no-qa and --no-bench leave nothing to evaluate");
-    anyhow::ensure!(
-        args.answers.is_some() || args.samples == 1 || args.temperature > 0.0,
-        "--samples {} at temperature 0 would repeat one greedy completion: give --temperature",
-        args.samples
-    );
-    let Subject { path, step, run, out } = subject(args)?;
+/// Answers the QA split and the bench of `args` with the responder `responder` makes (given the
+/// questions, once they are read), scores the answers, and writes and prints the results.
+fn evaluate(
+    args: &Common,
+    subject: Subject,
+    responder: impl FnOnce(&[QaSample], &[BenchQuestion]) -> anyhow::Result<Box<dyn Responder>>,
+) -> anyhow::Result<()> {
+    let Subject { name, source, step, run, out } = subject;
     // Read every input before loading the model, so a missing split fails fast.
     let qa = if args.no_qa {
         Vec::new()
@@ -274,7 +359,7 @@ fn evaluate(args: &Args) -> anyhow::Result<()> {
         Vec::new()
     } else {
         let questions = read_bench(&args.bench).with_context(|| {
-            format!("{} is not a Robot-R1 Bench folder (build one with --make-bench)", args.bench.display())
+            format!("{} is not a Robot-R1 Bench folder (build one with `eval make-bench`)", args.bench.display())
         })?;
         limited(questions, args.limit)
     };
@@ -286,23 +371,7 @@ fn evaluate(args: &Args) -> anyhow::Result<()> {
         |k| std::env::var(k).ok(),
     )?
     .map(Judge::new);
-    let mut responder: Box<dyn Responder> = match &args.answers {
-        Some(file) => Box::new(RecordedAnswers::read(file)?),
-        None => {
-            let max_new_tokens = match (args.max_new_tokens, &run) {
-                (Some(n), _) => n,
-                (None, Some(run)) => r1_grpo::run::RunDir::open(run)?.1.rollout.max_response_tokens,
-                (None, None) => DEFAULT_MAX_NEW_TOKENS,
-            };
-            eprintln!(
-                "answering {} questions with up to {max_new_tokens} new tokens each (--max-new-tokens)",
-                qa.len() + bench.len()
-            );
-            let config =
-                r1_model::SamplingConfig { max_new_tokens, temperature: args.temperature, top_p: 1.0, top_k: 0 };
-            load_model(Path::new(&path), &args.device, config)?
-        }
-    };
+    let mut responder = responder(&qa, &bench)?;
     let bar = progress::bar((qa.len() + bench.len()) as u64, "answering");
     let mut tick = progress::estimating_tick(&bar, "question");
     let qa_records =
@@ -313,14 +382,14 @@ fn evaluate(args: &Args) -> anyhow::Result<()> {
 
     let metrics = evaluate::summarise(&qa_records, &bench_records, args.samples);
     let run = run.as_deref();
+    let path = match &source {
+        Source::Model { model_dir, .. } => model_dir.clone(),
+        Source::Answers { answers } => answers.clone(),
+    };
     let results = Results {
-        model: name.display().to_string(),
-        group: run.and_then(report::config_group).unwrap_or_else(|| path.clone()),
-        source: if args.answers.is_some() {
-            Source::Answers { answers: path }
-        } else {
-            Source::Model { model_dir: path, temperature: args.temperature }
-        },
+        model: name,
+        group: run.and_then(report::config_group).unwrap_or(path),
+        source,
         step,
         seed: run.and_then(report::config_seed),
         samples: args.samples,

@@ -27,10 +27,12 @@ use r1_bench::stats;
 use r1_data::dataset::{Split, read_split};
 use r1_data::{QaSample, QaType};
 use r1_grpo::config::{Preset, TrainConfig};
-use r1_grpo::run::{CONFIG_FILE, METRICS_FILE, RunDir};
+use r1_grpo::metrics::{self, Metric, StepMetrics};
+use r1_grpo::run::{CONFIG_FILE, RunDir};
 use r1_grpo::sft::SftMode;
+use r1_model::DeviceKind;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::train::{self, WARMUP_DIR};
 
@@ -89,9 +91,9 @@ pub struct Args {
     /// rollout.max_response_tokens if longer, so that no method is cut short).
     #[arg(long, value_name = "N")]
     max_new_tokens: Option<usize>,
-    /// flex (CPU), cuda or wgpu, for training and evaluation (default: the config's).
-    #[arg(long)]
-    device: Option<String>,
+    /// Device for training and evaluation (default: the config's).
+    #[arg(long, value_enum, ignore_case = true)]
+    device: Option<DeviceKind>,
 }
 
 /// What is trained.
@@ -196,8 +198,8 @@ struct Experiment {
     out: PathBuf,
     settings: Settings,
     /// Device override for training (`None`: the config's) and the device evaluations run on.
-    device: Option<String>,
-    eval_device: String,
+    device: Option<DeviceKind>,
+    eval_device: DeviceKind,
     data_root: PathBuf,
     questions: Vec<QaSample>,
     bench: Vec<BenchQuestion>,
@@ -280,7 +282,7 @@ fn prepare(args: &Args) -> anyhow::Result<Experiment> {
     let questions = train::evenly_per_group(test, args.eval_questions, |s| (s.task.clone(), s.qa_type));
     let bench = r1_bench::question::read_bench(&args.bench).with_context(|| {
         format!(
-            "{} is not a Robot-R1 Bench folder (build one with `cargo xtask eval --make-bench`)",
+            "{} is not a Robot-R1 Bench folder (build one with `cargo xtask eval make-bench`)",
             args.bench.display()
         )
     })?;
@@ -314,8 +316,8 @@ fn prepare(args: &Args) -> anyhow::Result<Experiment> {
         r1_data::fsutil::write_atomic(&path, c.to_toml()?.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    let eval_device = args.device.clone().unwrap_or_else(|| config.device.clone());
-    Ok(Experiment { out, settings, device: args.device.clone(), eval_device, data_root, questions, bench })
+    let eval_device = args.device.unwrap_or(config.device);
+    Ok(Experiment { out, settings, device: args.device, eval_device, data_root, questions, bench })
 }
 
 fn config_path(out: &Path, method: Method) -> PathBuf {
@@ -382,14 +384,14 @@ fn trained_steps(dir: &Path) -> anyhow::Result<Option<u64>> {
 fn train_run(exp: &Experiment, method: Method, seed: u64, dir: &Path, steps: u64) -> anyhow::Result<()> {
     let common = |resume: bool| train::Common {
         config: (!resume).then(|| config_path(&exp.out, method)),
-        preset: "tiny".into(),
+        preset: Preset::Tiny,
         model: None,
         data: None,
         steps: Some(steps),
         out: (!resume).then(|| dir.to_path_buf()),
         save_every: None,
         resume: resume.then(|| dir.to_path_buf()),
-        device: exp.device.clone(),
+        device: exp.device,
         seed: (!resume).then_some(seed),
     };
     match method.sft_mode() {
@@ -400,7 +402,7 @@ fn train_run(exp: &Experiment, method: Method, seed: u64, dir: &Path, steps: u64
                 // Nothing to resume from: the run starts again.
                 std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
             }
-            train::run_sft(train::SftArgs { common: common(checkpointed), mode: mode.as_str().into() })
+            train::run_sft(train::SftArgs { common: common(checkpointed), mode })
         }
         None => {
             // `train --resume` continues the pipeline wherever it stopped, in the warm-up too.
@@ -442,7 +444,7 @@ fn evaluate_model(exp: &Experiment, model: &Path, out: &Path, group: &str, seed:
         &resolved.model_dir,
         (&exp.questions, &exp.data_root),
         (&exp.bench, &exp.settings.bench),
-        &exp.eval_device,
+        exp.eval_device,
         exp.settings.max_new_tokens,
         &format!("eval {label}"),
     )?;
@@ -519,9 +521,9 @@ struct MethodSummary {
 /// their change (completion length, reward, answer reward), and seconds per step.
 fn training_figures(dir: &Path) -> anyhow::Result<BTreeMap<String, f64>> {
     let mut out = BTreeMap::new();
-    let lines = RunDir::open(dir)?.0.read_lines(METRICS_FILE)?;
-    for (name, key) in CURVES.iter().filter(|(n, _, _)| *n != "loss").map(|(n, k, _)| (n, k)) {
-        let ys: Vec<f64> = r1_grpo::plot::series(&lines, key).into_iter().map(|(_, y)| y).collect();
+    let lines = RunDir::open(dir)?.0.read_metrics()?;
+    for (name, metric) in CURVES.iter().filter(|(n, _, _)| *n != "loss").map(|(n, m, _)| (n, m)) {
+        let ys: Vec<f64> = metric.series(&lines).into_iter().map(|(_, y)| y).collect();
         let window = (ys.len() / 10).max(1);
         if let (Some(first), Some(last)) =
             (stats::mean(&ys[..window.min(ys.len())]), stats::mean(&ys[ys.len().saturating_sub(window)..]))
@@ -532,10 +534,10 @@ fn training_figures(dir: &Path) -> anyhow::Result<BTreeMap<String, f64>> {
         }
     }
     // GRPO logs its whole step; SFT (and the warm-up) log the update, which is their step.
-    let per_step = |lines: &[Map<String, Value>]| {
-        let step: Vec<f64> = r1_grpo::plot::series(lines, "timing/step").into_iter().map(|(_, y)| y).collect();
+    let per_step = |lines: &[StepMetrics]| {
+        let step: Vec<f64> = metrics::STEP_SECONDS.series(lines).into_iter().map(|(_, y)| y).collect();
         let step = if step.is_empty() {
-            r1_grpo::plot::series(lines, "timing/update").into_iter().map(|(_, y)| y).collect()
+            metrics::UPDATE_SECONDS.series(lines).into_iter().map(|(_, y)| y).collect()
         } else {
             step
         };
@@ -546,7 +548,7 @@ fn training_figures(dir: &Path) -> anyhow::Result<BTreeMap<String, f64>> {
     }
     let warmup = dir.join(WARMUP_DIR);
     if warmup.join(CONFIG_FILE).is_file()
-        && let Some(s) = per_step(&RunDir::open(&warmup)?.0.read_lines(METRICS_FILE)?)
+        && let Some(s) = per_step(&RunDir::open(&warmup)?.0.read_metrics()?)
     {
         out.insert("warmup.seconds_per_step".into(), s);
     }
@@ -558,13 +560,13 @@ fn training_figures(dir: &Path) -> anyhow::Result<BTreeMap<String, f64>> {
     Ok(out)
 }
 
-/// The training curves plotted per method (mean over seeds at each step): file stem, metric
-/// key, y-axis label. SFT samples nothing while it trains, so its only curve is its loss.
-const CURVES: [(&str, &str, &str); 4] = [
-    ("reward", "reward/mean", "mean reward (format + answer)"),
-    ("accuracy", "rewards/answer/mean", "answer reward of the samples (accuracy)"),
-    ("length", "completions/mean_length", "mean completion length (tokens)"),
-    ("loss", "loss", "loss"),
+/// The training curves plotted per method (mean over seeds at each step): file stem, figure,
+/// y-axis label. SFT samples nothing while it trains, so its only curve is its loss.
+const CURVES: [(&str, Metric, &str); 4] = [
+    ("reward", metrics::REWARD, "mean reward (format + answer)"),
+    ("accuracy", metrics::ANSWER_REWARD, "answer reward of the samples (accuracy)"),
+    ("length", metrics::MEAN_LENGTH, "mean completion length (tokens)"),
+    ("loss", metrics::LOSS, "loss"),
 ];
 
 /// Summaries of the base model and of every method with at least one evaluated seed.
@@ -935,15 +937,15 @@ fn plots(exp: &Experiment, summaries: &[MethodSummary]) -> anyhow::Result<Vec<Pa
     let mut written = Vec::new();
     for m in summaries {
         let Some(method) = Method::ALL.into_iter().find(|x| x.name() == m.name) else { continue };
-        let logs: Vec<Vec<Map<String, Value>>> = m
+        let logs: Vec<Vec<StepMetrics>> = m
             .seeds
             .iter()
-            .map(|&seed| Ok(RunDir::open(&run_dir(&exp.out, method, seed))?.0.read_lines(METRICS_FILE)?))
+            .map(|&seed| Ok(RunDir::open(&run_dir(&exp.out, method, seed))?.0.read_metrics()?))
             .collect::<anyhow::Result<_>>()?;
-        for (stem, key, label) in CURVES {
+        for (stem, metric, label) in CURVES {
             let mut sums: BTreeMap<u64, (f64, usize)> = BTreeMap::new();
             for lines in &logs {
-                for (x, y) in r1_grpo::plot::series(lines, key) {
+                for (x, y) in metric.series(lines) {
                     let e = sums.entry(x as u64).or_default();
                     *e = (e.0 + y, e.1 + 1);
                 }
@@ -954,7 +956,7 @@ fn plots(exp: &Experiment, summaries: &[MethodSummary]) -> anyhow::Result<Vec<Pa
             }
             let points: Vec<(f64, f64)> = sums.into_iter().map(|(x, (sum, n))| (x as f64, sum / n as f64)).collect();
             let path = dir.join(format!("{}-{stem}.png", m.name));
-            let title = format!("{}: {key} (mean of {} seed(s))", m.label, m.seeds.len());
+            let title = format!("{}: {} (mean of {} seed(s))", m.label, metric.key, m.seeds.len());
             r1_grpo::plot::line_chart(&path, &title, label, &points)?;
             written.push(path);
         }

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use burn::module::Module;
 use r1_data::Message;
-use r1_model::Qwen2_5VlModel;
 use r1_model::checkpoint::{self, Assets, Prompt};
 use r1_model::generate::SamplingConfig;
+use r1_model::{DeviceKind, Qwen2_5VlModel};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -24,16 +24,16 @@ pub struct Input {
     /// The user's text.
     #[arg(long)]
     pub prompt: String,
-    /// flex (CPU), cuda or wgpu.
-    #[arg(long, default_value = "flex")]
-    pub device: String,
+    /// Device the model runs on.
+    #[arg(long, value_enum, ignore_case = true, default_value_t = DeviceKind::Flex)]
+    pub device: DeviceKind,
 }
 
 impl Input {
     /// Loads the checkpoint for inference and encodes the prompt: one user turn, the image first
     /// and the text second, rendered with the generation prompt.
     pub fn load(&self) -> anyhow::Result<(Assets, Qwen2_5VlModel, Prompt)> {
-        let (assets, model) = load(&self.model, &self.device)?;
+        let (assets, model) = load(&self.model, self.device)?;
         let image =
             self.image.to_str().with_context(|| format!("{}: the path is not valid UTF-8", self.image.display()))?;
         let prompt = assets.encode_prompt(&[Message::user_with_image(image, &self.prompt)], Path::new("."))?;
@@ -63,9 +63,9 @@ pub struct Args {
 }
 
 /// Loads the checkpoint behind `path` for inference on `device`.
-pub fn load(path: &Path, device: &str) -> anyhow::Result<(Assets, Qwen2_5VlModel)> {
+pub fn load(path: &Path, device: DeviceKind) -> anyhow::Result<(Assets, Qwen2_5VlModel)> {
     let resolved = r1_bench::report::resolve_model(path)?;
-    let device = r1_model::parse_device(device)?;
+    let device = device.device()?;
     Ok(checkpoint::load(&resolved.model_dir, &device)?)
 }
 

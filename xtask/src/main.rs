@@ -47,7 +47,8 @@ enum Command {
     Sft(train::SftArgs),
     /// GRPO training; with no arguments, the whole default pipeline on the embedded dataset.
     Train(train::Args),
-    /// Evaluate a model or run on the QA test split and the Robot-R1 Bench.
+    /// Evaluate a model, a run or recorded answers on the QA test split and the Robot-R1 Bench;
+    /// build the bench; compare evaluations.
     Eval(eval::Args),
     /// The paper's findings at small scale: Direct SFT, CoT SFT, GRPO and waypoint-only GRPO
     /// from one base model and budget, over several seeds, evaluated and compared in a report.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use r1_model::{checkpoint, lora};
+use r1_model::{DeviceKind, checkpoint, lora};
 
 #[derive(Parser)]
 pub struct Args {
@@ -15,9 +15,9 @@ pub struct Args {
     /// Where the merged checkpoint goes (must not exist yet, or be empty).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Device the merge runs on (`flex`, `cuda`, `wgpu`).
-    #[arg(long, default_value = "flex")]
-    pub device: String,
+    /// Device the merge runs on.
+    #[arg(long, value_enum, ignore_case = true, default_value_t = DeviceKind::Flex)]
+    pub device: DeviceKind,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -26,7 +26,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("{} already exists and is not empty: choose another --out", args.out.display());
     }
     let resolved = r1_bench::report::resolve_model(&args.model)?;
-    let device = r1_model::parse_device(&args.device)?;
+    let device = args.device.device()?;
     let (assets, model) = checkpoint::load(&resolved.model_dir, &device)?;
     if !lora::has_adapters(&model) {
         bail!("{} holds no LoRA adapters: there is nothing to merge", resolved.model_dir.display());

@@ -10,15 +10,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use burn::tensor::Device;
-use clap::Parser;
 use r1_data::dataset::{Split, read_split};
 use r1_data::{QaSample, QaType};
 use r1_grpo::config::{Preset, TrainConfig};
-use r1_grpo::grpo::Trainer;
+use r1_grpo::grpo::GrpoTrainer;
+use r1_grpo::metrics::{self, Metric};
 use r1_grpo::qwen::QwenPolicy;
 use r1_grpo::run::{COMPLETIONS_FILE, CONFIG_FILE, METRICS_FILE, MODEL_DIR, RunDir};
 use r1_grpo::sft::{SftMode, SftTrainer};
-use serde_json::{Map, Value};
+use r1_model::DeviceKind;
 
 use crate::progress;
 
@@ -26,24 +26,8 @@ use crate::progress;
 pub(crate) const WARMUP_DIR: &str = "warmup";
 /// Where the tiny model is created when no model is given.
 const TINY_MODEL_DIR: &str = "models/r1-tiny";
-/// The dataset that ships with the repository, and how to regenerate it (datasets/README.md).
-const DEFAULT_DATA: &str = "datasets/default";
-const REGENERATE_DEFAULT_DATA: [&str; 14] = [
-    "data",
-    "--sim",
-    "--tasks",
-    "all",
-    "--episodes-per-task",
-    "20",
-    "--seed",
-    "0",
-    "--image-size",
-    "224",
-    "--test",
-    "0.25",
-    "--out",
-    DEFAULT_DATA,
-];
+/// The dataset that ships with the repository (regenerated with [`crate::data::default_dataset`]).
+pub(crate) const DEFAULT_DATA: &str = "datasets/default";
 
 /// Settings shared by `train` and `sft`.
 #[derive(clap::Args)]
@@ -52,8 +36,8 @@ pub struct Common {
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// Preset the configuration starts from.
-    #[arg(long, default_value = "tiny", value_parser = ["tiny", "paper"])]
-    pub(crate) preset: String,
+    #[arg(long, value_enum, default_value_t = Preset::Tiny)]
+    pub(crate) preset: Preset,
     /// Hugging Face Qwen2.5-VL directory to train, or a training run (its newest checkpoint) or
     /// checkpoint folder to continue from, as SFT then GRPO does (default: the project's tiny
     /// model, created in models/r1-tiny if absent).
@@ -75,9 +59,9 @@ pub struct Common {
     /// Continue the run in this folder from its newest checkpoint.
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "model", "out"])]
     pub(crate) resume: Option<PathBuf>,
-    /// flex (CPU), cuda or wgpu.
-    #[arg(long)]
-    pub(crate) device: Option<String>,
+    /// Device to train on (default: the configuration's).
+    #[arg(long, value_enum, ignore_case = true)]
+    pub(crate) device: Option<DeviceKind>,
     /// Seed of every random draw (the tiny model's creation, sampling, data order).
     #[arg(long)]
     pub(crate) seed: Option<u64>,
@@ -118,7 +102,7 @@ fn check_memory(config: &TrainConfig, data: &[QaSample], args: &Args) -> anyhow:
     let plan = r1_grpo::plan::memory_plan(config, &shape, prompt);
     let available = match args.device_memory {
         Some(gib) => Some(gib),
-        None if config.device.parse::<r1_model::DeviceKind>()? == r1_model::DeviceKind::Flex => host_available_gib(),
+        None if config.device == DeviceKind::Flex => host_available_gib(),
         None => None,
     };
     let total = r1_grpo::plan::gib(plan.total());
@@ -159,16 +143,15 @@ pub struct SftArgs {
     /// direct: the answer only; cot: plan, subtask, move, answer; format: the
     /// `<think>..</think> <answer>..</answer>` shape with a stand-in answer; grounded: format
     /// with the gripper's true position as the reasoning.
-    #[arg(long, value_parser = ["direct", "cot", "format", "grounded"])]
-    pub(crate) mode: String,
+    #[arg(long, value_enum)]
+    pub(crate) mode: SftMode,
 }
 
 /// The configuration of a new run: file or preset, then the command-line overrides.
 fn resolve_config(c: &Common) -> anyhow::Result<TrainConfig> {
-    let preset: Preset = c.preset.parse()?;
     let mut config = match &c.config {
-        Some(path) => TrainConfig::load(path, preset)?,
-        None => TrainConfig::preset(preset),
+        Some(path) => TrainConfig::load(path, c.preset)?,
+        None => TrainConfig::preset(c.preset),
     };
     if let Some(model) = &c.model {
         config.model.path = Some(r1_bench::report::resolve_model(model)?.model_dir);
@@ -182,8 +165,8 @@ fn resolve_config(c: &Common) -> anyhow::Result<TrainConfig> {
     if let Some(n) = c.save_every {
         config.run.save_every = n;
     }
-    if let Some(d) = &c.device {
-        config.device = d.clone();
+    if let Some(d) = c.device {
+        config.device = d;
     }
     if let Some(s) = c.seed {
         config.seed = s;
@@ -211,13 +194,10 @@ pub(crate) fn training_data(config: &TrainConfig) -> anyhow::Result<Vec<QaSample
     let root = &config.data.root;
     if !root.exists() && root == Path::new(DEFAULT_DATA) {
         eprintln!("{DEFAULT_DATA} is absent: regenerating it with the simulator");
-        crate::Cli::try_parse_from(std::iter::once("xtask").chain(REGENERATE_DEFAULT_DATA))
-            .map_err(anyhow::Error::from)
-            .and_then(crate::Cli::run)
-            .context("regenerating the default dataset")?;
+        let (sim, dataset) = crate::data::default_dataset();
+        crate::data::write_simulated(&sim, &dataset, root, None, None).context("regenerating the default dataset")?;
     }
-    let split: Split = config.data.split.parse().map_err(|e: String| anyhow::anyhow!("data.split: {e}"))?;
-    Ok(config.data.select(read_split(root, split)?))
+    Ok(config.data.select(read_split(root, config.data.split)?))
 }
 
 /// The model to start from: the configured one, or the tiny model (created from the
@@ -230,7 +210,7 @@ pub(crate) fn initial_model(config: &mut TrainConfig, data: &[QaSample]) -> anyh
     if !dir.join("config.json").is_file() {
         eprintln!("creating the tiny model and tokenizer in {}", dir.display());
         let texts = r1_model::tiny::dataset_texts(data);
-        r1_model::tiny::create_tiny(&dir, &texts, config.seed, &r1_model::parse_device("flex")?)?;
+        r1_model::tiny::create_tiny(&dir, &texts, config.seed, &DeviceKind::Flex.device()?)?;
     }
     config.model.path = Some(dir.clone());
     Ok(dir)
@@ -265,7 +245,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             SftTrainer::start(config.clone(), &out.join(WARMUP_DIR), data.clone(), config.sft.warmup_mode, &load)?;
         warm_up(sft, &mut config)?;
     }
-    let trainer = Trainer::start(config.clone(), &out, data, &load)?;
+    let trainer = GrpoTrainer::start(config.clone(), &out, data, &load)?;
     grpo(trainer, config.run.steps, args.eval_questions)
 }
 
@@ -274,12 +254,12 @@ fn warm_up(mut sft: SftTrainer<QwenPolicy>, config: &mut TrainConfig) -> anyhow:
     let steps = sft.config.sft.warmup_steps;
     let bar = progress::bar(steps, "warm-up");
     bar.set_position(sft.state.step);
-    sft.train(steps, |line| {
-        bar.set_message(format!("warm-up loss {:.3}", line["loss"].as_f64().unwrap_or(f64::NAN)));
+    sft.train(steps, |s| {
+        bar.set_message(format!("warm-up loss {:.3}", s.last(metrics::LOSS).unwrap_or(f64::NAN)));
         bar.inc(1);
     })?;
     bar.finish();
-    r1_grpo::plot::plot_metrics(&sft.run.read_lines(METRICS_FILE)?, &sft.run.root.join("plots"))?;
+    r1_grpo::plot::plot_metrics(&sft.run.read_metrics()?, &sft.run.root.join("plots"))?;
     let (_, checkpoint) = sft.run.latest_checkpoint()?.context("the warm-up wrote no checkpoint")?;
     config.model.path = Some(checkpoint.join(MODEL_DIR));
     Ok(())
@@ -300,19 +280,19 @@ fn resume(dir: &Path, c: &Common, eval_questions: usize) -> anyhow::Result<()> {
     }
     let (run, mut config) = resumed_config(&recorded, c)?;
     let data = training_data(&config)?;
-    let device = config.training_device(c.device.as_deref())?;
+    let device = config.training_device(c.device)?;
     let root = config.data.root.clone();
     let load = loader(&root, &device);
     let checkpointed = run.latest_checkpoint()?.is_some();
     if grpo_started {
         let trainer = if checkpointed {
-            Trainer::resume(dir, data, &load)?
+            GrpoTrainer::resume(dir, data, &load)?
         } else {
             // Nothing was checkpointed: what it logged is dropped and GRPO starts again.
             for file in [CONFIG_FILE, METRICS_FILE, COMPLETIONS_FILE] {
                 remove_if_present(&dir.join(file))?;
             }
-            Trainer::start(config.clone(), dir, data, &load)?
+            GrpoTrainer::start(config.clone(), dir, data, &load)?
         };
         let steps = c.steps.unwrap_or(trainer.config.run.steps);
         return grpo(trainer, steps, eval_questions);
@@ -324,7 +304,7 @@ fn resume(dir: &Path, c: &Common, eval_questions: usize) -> anyhow::Result<()> {
         SftTrainer::start(config.clone(), &recorded, data.clone(), config.sft.warmup_mode, &load)?
     };
     warm_up(sft, &mut config)?;
-    let trainer = Trainer::start(config.clone(), dir, data, &load)?;
+    let trainer = GrpoTrainer::start(config.clone(), dir, data, &load)?;
     grpo(trainer, c.steps.unwrap_or(config.run.steps), eval_questions)
 }
 
@@ -339,16 +319,16 @@ fn remove_if_present(path: &Path) -> anyhow::Result<()> {
 
 /// Runs GRPO to `steps`, plots, says where everything is, then evaluates the model before and
 /// after GRPO on up to `eval_questions` test questions per task and type.
-fn grpo(mut trainer: Trainer<QwenPolicy>, steps: u64, eval_questions: usize) -> anyhow::Result<()> {
+fn grpo(mut trainer: GrpoTrainer<QwenPolicy>, steps: u64, eval_questions: usize) -> anyhow::Result<()> {
     let bar = progress::bar(steps, "GRPO");
     bar.set_position(trainer.state.step);
     bar.reset_eta();
     trainer.train(steps, |s| {
-        bar.set_message(format!("reward {:.3}", s.reward_mean));
+        bar.set_message(format!("reward {:.3}", s.last(metrics::REWARD).unwrap_or(f64::NAN)));
         bar.inc(1);
     })?;
     bar.finish();
-    finish(&trainer.run, "reward/mean")?;
+    finish(&trainer.run, metrics::REWARD)?;
     if eval_questions > 0 {
         before_after(&trainer.config, &trainer.run, eval_questions)?;
     }
@@ -375,9 +355,8 @@ fn before_after(config: &TrainConfig, run: &RunDir, per_task: usize) -> anyhow::
         return Ok(());
     }
     let tokens = config.rollout.max_response_tokens;
-    let before = crate::eval::greedy_mcqa(&start, &questions, root, &config.device, tokens, "eval start")?;
-    let after =
-        crate::eval::greedy_mcqa(&last.join(MODEL_DIR), &questions, root, &config.device, tokens, "eval final")?;
+    let before = crate::eval::greedy_mcqa(&start, &questions, root, config.device, tokens, "eval start")?;
+    let after = crate::eval::greedy_mcqa(&last.join(MODEL_DIR), &questions, root, config.device, tokens, "eval final")?;
     let blind = crate::eval::split_blind(root, Split::Test);
     let table = before_after_table(&types, &before, &after, blind.as_ref());
     // The atomic writer creates the folder.
@@ -458,14 +437,18 @@ fn before_after_table(
 
 /// Plots a finished run and prints where its files are, with the first and last value of
 /// `headline` so the effect of training shows in the terminal.
-fn finish(run: &RunDir, headline: &str) -> anyhow::Result<()> {
-    let lines = run.read_lines(METRICS_FILE)?;
+fn finish(run: &RunDir, headline: Metric) -> anyhow::Result<()> {
+    let lines = run.read_metrics()?;
     let plots = r1_grpo::plot::plot_metrics(&lines, &run.root.join("plots"))?;
-    let values: Vec<f64> = lines.iter().filter_map(|l| l.get(headline).and_then(Value::as_f64)).collect();
+    let values: Vec<f64> = headline.series(&lines).into_iter().map(|(_, y)| y).collect();
     if let (Some(first), Some(last)) = (values.first(), values.last()) {
         let tail = &values[values.len().saturating_sub(5)..];
         let recent = tail.iter().sum::<f64>() / tail.len() as f64;
-        println!("{headline}: first {first:.3}, last {last:.3}, mean of the last {} lines {recent:.3}", tail.len());
+        println!(
+            "{}: first {first:.3}, last {last:.3}, mean of the last {} lines {recent:.3}",
+            headline.key,
+            tail.len()
+        );
     }
     println!("run:         {}", run.root.display());
     println!("metrics:     {}", run.root.join(METRICS_FILE).display());
@@ -480,11 +463,11 @@ fn finish(run: &RunDir, headline: &str) -> anyhow::Result<()> {
 
 pub fn run_sft(args: SftArgs) -> anyhow::Result<()> {
     let c = &args.common;
-    let mode: SftMode = args.mode.parse()?;
+    let mode = args.mode;
     let (mut trainer, steps) = if let Some(dir) = &c.resume {
         let (_, config) = resumed_config(dir, c)?;
         let data = training_data(&config)?;
-        let device = config.training_device(c.device.as_deref())?;
+        let device = config.training_device(c.device)?;
         let trainer = SftTrainer::resume(dir, data, &loader(&config.data.root, &device))?;
         let steps = c.steps.unwrap_or_else(|| trainer.steps_for_epochs(trainer.config.sft.epochs));
         (trainer, steps)
@@ -501,12 +484,12 @@ pub fn run_sft(args: SftArgs) -> anyhow::Result<()> {
     };
     let bar = progress::bar(steps, "SFT");
     bar.set_position(trainer.state.step);
-    trainer.train(steps, |line: &Map<String, Value>| {
-        bar.set_message(format!("loss {:.3}", line["loss"].as_f64().unwrap_or(f64::NAN)));
+    trainer.train(steps, |s| {
+        bar.set_message(format!("loss {:.3}", s.last(metrics::LOSS).unwrap_or(f64::NAN)));
         bar.inc(1);
     })?;
     bar.finish();
-    finish(&trainer.run, "loss")
+    finish(&trainer.run, metrics::LOSS)
 }
 
 #[cfg(test)]

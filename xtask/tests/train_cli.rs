@@ -179,7 +179,7 @@ fn empty_split_warns_and_cannot_be_evaluated() {
     ]);
     assert!(data.status.success(), "{}", String::from_utf8_lossy(&data.stderr));
     assert!(String::from_utf8_lossy(&data.stderr).contains("warning: the val split is empty"));
-    let eval = run(&["eval", "--answers", "none.jsonl", "--data", "d", "--split", "val", "--no-bench"]);
+    let eval = run(&["eval", "answers", "none.jsonl", "--data", "d", "--split", "val", "--no-bench"]);
     let stderr = String::from_utf8_lossy(&eval.stderr);
     assert!(!eval.status.success() && stderr.contains("val split") && stderr.contains("no questions"), "{stderr}");
 }

@@ -113,8 +113,7 @@ fn save(dir: &Path, name: &str, rgb: Vec<u8>) -> Result<()> {
     image
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(|e| BenchError::Plot { path: path.clone(), message: e.to_string() })?;
-    r1_grpo::fsio::write_atomic(&path, &png)?;
-    Ok(())
+    crate::error::write_atomic(&path, &png)
 }
 
 /// Writes [`MCQA_CHART`] and [`BENCH_CHART`] into `dir`, each atomically.
@@ -126,8 +125,8 @@ pub fn write(dir: &Path, r: &Results) -> Result<()> {
     let png =
         draw("Multiple choice accuracy (all / In / Out)", "accuracy", 1.0, &mcqa).map_err(plot_err(MCQA_CHART))?;
     save(dir, MCQA_CHART, png)?;
-    let names: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
-    let bench = bars(r, "bench", &names, "score");
+    let names: Vec<String> = Category::ALL.iter().map(Category::to_string).collect();
+    let bench = bars(r, "bench", &names.iter().map(String::as_str).collect::<Vec<_>>(), "score");
     let png = draw("Robot-R1 Bench, rule-based score (all / In / Out)", "score (0-3)", 3.0, &bench)
         .map_err(plot_err(BENCH_CHART))?;
     save(dir, BENCH_CHART, png)

@@ -52,3 +52,9 @@ impl BenchError {
         Self::Invalid { path: path.into(), message: message.into() }
     }
 }
+
+/// Writes `bytes` to `path` atomically (see [`r1_data::fsutil::write_file_atomic`]), naming the
+/// file in the error.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    r1_data::fsutil::write_atomic(path, bytes).map_err(|e| BenchError::io(path, e))
+}

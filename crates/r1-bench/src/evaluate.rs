@@ -288,7 +288,7 @@ pub fn summarise(qa: &[QaRecord], bench: &[BenchRecord], n: usize) -> BTreeMap<S
         put_group(&mut out, &format!("mcqa.{t}"), "accuracy", &of_type, answers, n);
         for split in [TaskSet::In, TaskSet::Out] {
             let part: Vec<&QaRecord> = of_type.iter().copied().filter(|r| r.split == split).collect();
-            put_group(&mut out, &format!("mcqa.{t}.{}", split.as_str()), "accuracy", &part, answers, n);
+            put_group(&mut out, &format!("mcqa.{t}.{split}"), "accuracy", &part, answers, n);
         }
         let tasks: std::collections::BTreeSet<&str> = of_type.iter().map(|r| r.task.as_str()).collect();
         for task in tasks {
@@ -298,7 +298,7 @@ pub fn summarise(qa: &[QaRecord], bench: &[BenchRecord], n: usize) -> BTreeMap<S
     }
     for split in [TaskSet::In, TaskSet::Out] {
         let part: Vec<&QaRecord> = mc.iter().copied().filter(|r| r.split == split).collect();
-        put_group(&mut out, &format!("mcqa.{}", split.as_str()), "accuracy", &part, answers, n);
+        put_group(&mut out, &format!("mcqa.{split}"), "accuracy", &part, answers, n);
     }
     let mc_answers: Vec<&str> =
         mc.iter().flat_map(|r| &r.scores).map(|s| extract_answer(&s.completion.text).map_or("", str::trim)).collect();
@@ -337,7 +337,7 @@ pub fn summarise(qa: &[QaRecord], bench: &[BenchRecord], n: usize) -> BTreeMap<S
         put_group(&mut out, &format!("bench.{c}"), "score", &of_cat, rules, n);
         for split in [TaskSet::In, TaskSet::Out] {
             let part: Vec<&BenchRecord> = of_cat.iter().copied().filter(|r| r.split == split).collect();
-            put_group(&mut out, &format!("bench.{c}.{}", split.as_str()), "score", &part, rules, n);
+            put_group(&mut out, &format!("bench.{c}.{split}"), "score", &part, rules, n);
         }
         if has_judge {
             let scored: Vec<&BenchRecord> = of_cat.iter().copied().filter(|r| !judged(r).is_empty()).collect();
@@ -348,7 +348,7 @@ pub fn summarise(qa: &[QaRecord], bench: &[BenchRecord], n: usize) -> BTreeMap<S
     put_group(&mut out, "bench.overall", "score", &every, rules, n);
     for split in [TaskSet::In, TaskSet::Out] {
         let part: Vec<&BenchRecord> = every.iter().copied().filter(|r| r.split == split).collect();
-        put_group(&mut out, &format!("bench.overall.{}", split.as_str()), "score", &part, rules, n);
+        put_group(&mut out, &format!("bench.overall.{split}"), "score", &part, rules, n);
     }
     if has_judge {
         let failed = bench.iter().flat_map(|r| &r.scores).filter(|s| s.judge_error.is_some()).count();

@@ -245,7 +245,7 @@ pub fn card(bench: &Bench, command: &str) -> String {
         s += &format!("| {c} | {i} | {o} | {} |\n", i + o);
     }
     s += "\nTasks: ";
-    s += &tasks.iter().map(|(t, sp)| format!("{t} ({})", sp.as_str())).collect::<Vec<_>>().join(", ");
+    s += &tasks.iter().map(|(t, sp)| format!("{t} ({sp})")).collect::<Vec<_>>().join(", ");
     s += "\n\nFiles: `bench.jsonl` (one question per line: id, task, split, category, chat messages \
           with the system prompt and the image, reference, structured truth) and `images/`.\n";
     s
@@ -336,7 +336,7 @@ mod tests {
         let bench = build(&episodes(), r1_sim::is_held_out).unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("bench");
-        write(&bench, &dir, "cargo xtask eval --make-bench", false).unwrap();
+        write(&bench, &dir, "cargo xtask eval make-bench", false).unwrap();
         assert_eq!(read_bench(&dir).unwrap(), bench.questions);
         assert!(write(&bench, &dir, "x", false).is_err(), "no silent overwrite");
         write(&bench, &dir, "x", true).unwrap();

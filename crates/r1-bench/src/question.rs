@@ -23,8 +23,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{BenchError, Result};
 
 /// The four question categories of the paper's bench.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Category {
     /// The steps that finish the task, in order.
     Planning,
@@ -38,37 +39,26 @@ pub enum Category {
 
 impl Category {
     pub const ALL: [Category; 4] = [Self::Planning, Self::HighLevelAction, Self::Movement, Self::Spatial];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Planning => "planning",
-            Self::HighLevelAction => "high_level_action",
-            Self::Movement => "movement",
-            Self::Spatial => "spatial",
-        }
-    }
 }
 
 impl std::fmt::Display for Category {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        r1_data::names::fmt_name(self, f)
     }
 }
 
 /// Whether the question's task is one the model trained on ("In") or a held-out one ("Out").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum TaskSet {
     In,
     Out,
 }
 
-impl TaskSet {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::In => "in",
-            Self::Out => "out",
-        }
+impl std::fmt::Display for TaskSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        r1_data::names::fmt_name(self, f)
     }
 }
 

@@ -4,12 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use r1_grpo::fsio;
 use r1_grpo::run::{CONFIG_FILE, MODEL_DIR, checkpoint_step};
 use r1_model::weights::CONFIG_FILE as MODEL_CONFIG;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{BenchError, Result};
+use crate::error::{BenchError, Result, write_atomic};
 use crate::evaluate::{BenchRecord, QaRecord};
 use crate::question::Category;
 use crate::stats;
@@ -124,7 +123,7 @@ pub enum Source {
     /// A checkpoint answered: the model folder actually loaded, sampled at `temperature`
     /// (0: greedy).
     Model { model_dir: String, temperature: f64 },
-    /// A file of answers produced elsewhere (`--answers`): how they were sampled is unknown.
+    /// A file of answers produced elsewhere (`eval answers`): how they were sampled is unknown.
     Answers { answers: String },
 }
 
@@ -138,25 +137,36 @@ enum Record<'a> {
 
 /// Writes `results.json`, `records.jsonl` and `report.md` into `dir`, each atomically.
 pub fn write(dir: &Path, results: &Results, qa: &[QaRecord], bench: &[BenchRecord]) -> Result<()> {
-    fsio::write_json(&dir.join(RESULTS_FILE), results)?;
+    let path = dir.join(RESULTS_FILE);
+    let json = serde_json::to_vec_pretty(results).map_err(|source| BenchError::Json {
+        path: path.clone(),
+        line: None,
+        source,
+    })?;
+    write_atomic(&path, &json)?;
     let mut lines = String::new();
     for record in qa.iter().map(Record::Qa).chain(bench.iter().map(Record::Bench)) {
         let path = dir.join(RECORDS_FILE);
         lines += &serde_json::to_string(&record).map_err(|source| BenchError::Json { path, line: None, source })?;
         lines.push('\n');
     }
-    fsio::write_atomic(&dir.join(RECORDS_FILE), lines.as_bytes())?;
-    fsio::write_atomic(&dir.join(REPORT_FILE), markdown(results).as_bytes())?;
+    write_atomic(&dir.join(RECORDS_FILE), lines.as_bytes())?;
+    write_atomic(&dir.join(REPORT_FILE), markdown(results).as_bytes())?;
     Ok(())
 }
 
 /// Reads the results of an evaluation folder, or of a run whose evaluation went to its
 /// default place (`<run>/eval/`).
 pub fn read_results(path: &Path) -> Result<Results> {
-    let file =
-        [path.join(RESULTS_FILE), path.join("eval").join(RESULTS_FILE)].into_iter().find(|p| p.is_file()).ok_or_else(
-            || BenchError::invalid(path, format!("no {RESULTS_FILE} here nor in eval/ (run `cargo xtask eval` first)")),
-        )?;
+    let file = [path.join(RESULTS_FILE), path.join("eval").join(RESULTS_FILE)]
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            BenchError::invalid(
+                path,
+                format!("no {RESULTS_FILE} here nor in eval/ (run `cargo xtask eval model` first)"),
+            )
+        })?;
     let text = std::fs::read_to_string(&file).map_err(|e| BenchError::io(&file, e))?;
     serde_json::from_str(&text).map_err(|source| BenchError::Json { path: file, line: None, source })
 }
@@ -244,7 +254,7 @@ pub fn markdown(r: &Results) -> String {
     s += &format!("\n## Robot-R1 Bench (0-3)\n\n| category | rule-based | n | In | Out |{best_header}");
     s += if judged { " judge | judged n |" } else { "" };
     s += &format!("\n|---|---|---|---|---|{best_rule}{}\n", if judged { "---|---|" } else { "" });
-    let names: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).chain(["overall"]).collect();
+    let names: Vec<String> = Category::ALL.iter().map(Category::to_string).chain(["overall".into()]).collect();
     for c in names {
         s += &format!(
             "| {c} | {} | {} | {} | {} |{}",

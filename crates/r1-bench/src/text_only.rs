@@ -134,7 +134,7 @@ pub fn add_to_card<'m>(
     let evals: Vec<&[QaSample]> = splits.iter().map(|(_, samples)| samples.as_slice()).collect();
     let scores = text_only_scores(&train, &evals, metadata, seed)?;
     for ((split, _), per_type) in splits.iter().zip(scores) {
-        if let Some(split_card) = card.splits.get_mut(split.as_str())
+        if let Some(split_card) = card.splits.get_mut(&split.to_string())
             && !per_type.is_empty()
         {
             split_card.blind.scores.insert(Baseline::TextOnlyModel, per_type);

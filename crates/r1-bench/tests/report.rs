@@ -18,7 +18,7 @@ fn model() -> Source {
 /// Every metric the charts draw, all / In / Out, set to `value`.
 fn chart_metrics(value: f64) -> BTreeMap<String, f64> {
     let mc = ["waypoint", "current_state", "movement"].map(|t| (format!("mcqa.{t}"), "accuracy"));
-    let bench = Category::ALL.map(|c| (format!("bench.{}", c.as_str()), "score"));
+    let bench = Category::ALL.map(|c| (format!("bench.{c}"), "score"));
     mc.into_iter()
         .chain(bench)
         .flat_map(|(prefix, metric)| ["", ".in", ".out"].map(|split| (format!("{prefix}{split}.{metric}"), value)))

@@ -38,8 +38,9 @@ use crate::movement::Movement;
 use crate::qa::{Answer, QaSample, QaType};
 
 /// A blind answering rule (see the module docs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Baseline {
     NearestCurrent,
     Medoid,
@@ -53,17 +54,6 @@ impl Baseline {
     /// The fixed rules, which [`BlindTally`] scores.
     pub const RULES: [Baseline; 5] =
         [Self::NearestCurrent, Self::Medoid, Self::NearestWorkspaceCentre, Self::NearestOrigin, Self::MajorityLabel];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::NearestCurrent => "nearest_current",
-            Self::Medoid => "medoid",
-            Self::NearestWorkspaceCentre => "nearest_workspace_centre",
-            Self::NearestOrigin => "nearest_origin",
-            Self::MajorityLabel => "majority_label",
-            Self::TextOnlyModel => "text_only_model",
-        }
-    }
 
     /// Whether the rule can answer this question type from its prompt.
     pub fn applies_to(self, qa_type: QaType) -> bool {
@@ -79,7 +69,7 @@ impl Baseline {
 
 impl std::fmt::Display for Baseline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        crate::names::fmt_name(self, f)
     }
 }
 

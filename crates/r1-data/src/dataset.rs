@@ -38,8 +38,9 @@ use crate::qa::{QaSample, QaType};
 use crate::qa_build::{QaConfig, TaskKeypoints, build_episode, keyed_rng};
 
 /// One of the three splits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Split {
     Train,
     Val,
@@ -48,29 +49,11 @@ pub enum Split {
 
 impl Split {
     pub const ALL: [Split; 3] = [Split::Train, Split::Val, Split::Test];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Split::Train => "train",
-            Split::Val => "val",
-            Split::Test => "test",
-        }
-    }
 }
 
 impl std::fmt::Display for Split {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Split {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|x| x.as_str() == s)
-            .ok_or_else(|| format!("unknown split {s:?} (expected train, val or test)"))
+        crate::names::fmt_name(self, f)
     }
 }
 
@@ -228,7 +211,7 @@ pub fn write_dataset(
                 serde_json::to_string(sample).map_err(|source| DataError::Json { path: path.clone(), source })?;
             writeln!(writer, "{line}").map_err(|e| DataError::io(&*path, e))?;
         }
-        let split_card = card.get_mut(split.as_str()).expect("a card per split");
+        let split_card = card.get_mut(&split.to_string()).expect("a card per split");
         split_card.episodes += 1;
         split_card.samples += qa.samples.len();
         let task = split_card.tasks.entry(episode.task.clone()).or_default();
@@ -242,7 +225,7 @@ pub fn write_dataset(
         writer.flush().map_err(|e| DataError::io(&path, e))?;
     }
     for (split, tally) in &blind {
-        card.get_mut(split.as_str()).expect("a card per split").blind = tally.finish(&blind[&Split::Train]);
+        card.get_mut(&split.to_string()).expect("a card per split").blind = tally.finish(&blind[&Split::Train]);
     }
     let card = DatasetCard { config: config.clone(), splits: card };
     write_card(staged.path(), &card)?;
@@ -269,13 +252,13 @@ pub fn render_card(card: &DatasetCard) -> String {
     s += "Layout: `qa/{train,val,test}.jsonl` (one question per line, Hugging Face chat `messages` with the \
           image first; image paths relative to this folder), `images/`, `card.json` (this card, machine readable).\n\n";
     s += "## Settings\n\n";
-    let types: Vec<&str> = c.qa.qa_types.iter().map(|t| t.as_str()).collect();
+    let types: Vec<String> = c.qa.qa_types.iter().map(QaType::to_string).collect();
     let held_out =
         if c.split.held_out_tasks.is_empty() { "none".to_string() } else { c.split.held_out_tasks.join(", ") };
     for (k, v) in [
         ("question types", types.join(", ")),
         ("current frame every", format!("{} steps", c.qa.every)),
-        ("prompt template", format!("{:?}", c.qa.prompt.template).to_lowercase()),
+        ("prompt template", c.qa.prompt.template.to_string()),
         ("distractors", c.qa.distractors.to_string()),
         ("minimum distractor distance", format!("{} m", c.qa.min_distractor_distance)),
         ("maximum distractor distance", c.qa.max_distractor_distance.map_or("none".into(), |m| format!("{m} m"))),
@@ -300,7 +283,7 @@ pub fn render_card(card: &DatasetCard) -> String {
           network trained on the training split's prompts without their images (`text_only_model`, \
           `cargo xtask data` adds it). Chance is 25%; ties share their credit.\n";
     for split in Split::ALL {
-        let Some(sc) = card.splits.get(split.as_str()) else {
+        let Some(sc) = card.splits.get(&split.to_string()) else {
             continue;
         };
         s += &format!("\n## {split}: {} episodes, {} questions\n\n", sc.episodes, sc.samples);
@@ -321,7 +304,7 @@ pub fn render_card(card: &DatasetCard) -> String {
         for (task, counts) in &sc.tasks {
             s += &format!("| {task} | {} |", counts.episodes);
             for t in QaType::ALL {
-                s += &format!(" {} |", counts.samples.get(t.as_str()).copied().unwrap_or(0));
+                s += &format!(" {} |", counts.samples.get(&t.to_string()).copied().unwrap_or(0));
             }
             s += "\n";
         }
@@ -423,7 +406,7 @@ mod tests {
         let mut total = 0;
         for split in Split::ALL {
             let samples = read_split(&out, split).unwrap();
-            let sc = &card.splits[split.as_str()];
+            let sc = &card.splits[&split.to_string()];
             assert_eq!(samples.len(), sc.samples);
             total += sc.episodes;
             for s in &samples {
@@ -443,7 +426,7 @@ mod tests {
         assert!(readme.contains("Source: unit test") && readme.contains("| out | 3 |"), "{readme}");
         // Blind baselines per split, with the majority label fitted on train.
         for split in Split::ALL {
-            let sc = &card.splits[split.as_str()];
+            let sc = &card.splits[&split.to_string()];
             let medoid = &sc.blind.scores[&crate::blind::Baseline::Medoid];
             let samples = read_split(&out, split).unwrap();
             let count = |t: QaType| samples.iter().filter(|s| s.qa_type == t).count();

@@ -57,8 +57,9 @@ use crate::movement::Movement;
 use crate::prompts::format_position;
 
 /// How the distractors of a question are drawn (see the module docs).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum DistractorStyle {
     /// The paper's: positions "randomly sampled from the valid state space" (uniform in the
     /// workspace), movements adjacent to the answer. Answerable without the image.
@@ -70,28 +71,11 @@ pub enum DistractorStyle {
 
 impl DistractorStyle {
     pub const ALL: [DistractorStyle; 2] = [Self::Paper, Self::Balanced];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Paper => "paper",
-            Self::Balanced => "balanced",
-        }
-    }
 }
 
 impl std::fmt::Display for DistractorStyle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for DistractorStyle {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|d| d.as_str() == s)
-            .ok_or_else(|| format!("unknown distractor style {s:?} (expected paper or balanced)"))
+        crate::names::fmt_name(self, f)
     }
 }
 
@@ -516,12 +500,13 @@ mod tests {
 
     #[test]
     fn styles_parse_and_print() {
+        assert_eq!(DistractorStyle::ALL.map(|s| s.to_string()), ["paper", "balanced"]);
         for s in DistractorStyle::ALL {
-            assert_eq!(s.as_str().parse::<DistractorStyle>(), Ok(s));
-            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
+            assert_eq!(crate::names::parse_name(&s.to_string(), "distractor style"), Ok(s));
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
         }
         assert_eq!(DistractorStyle::default(), DistractorStyle::Balanced);
-        assert!("hard".parse::<DistractorStyle>().is_err());
+        assert!(crate::names::parse_name::<DistractorStyle>("hard", "distractor style").is_err());
     }
 
     /// Moves of many lengths (0.02 to 0.5 m) and directions, mostly axis-aligned.

@@ -20,6 +20,7 @@ pub mod fsutil;
 pub mod keypoints;
 pub mod lerobot;
 pub mod movement;
+pub mod names;
 pub mod native;
 pub mod prompts;
 pub mod qa;

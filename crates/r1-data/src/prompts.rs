@@ -20,22 +20,18 @@ use crate::episode::{EnvMetadata, Pose};
 use crate::qa::QaType;
 
 /// Which prompt wording to use.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Template {
     #[default]
     Paper,
     Compact,
 }
 
-impl std::str::FromStr for Template {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "paper" => Ok(Self::Paper),
-            "compact" => Ok(Self::Compact),
-            _ => Err(format!("unknown template {s:?} (expected paper or compact)")),
-        }
+impl std::fmt::Display for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::names::fmt_name(self, f)
     }
 }
 

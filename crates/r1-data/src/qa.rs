@@ -18,8 +18,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// The kind of question.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum QaType {
     /// Multiple choice: the next keypoint position.
     Waypoint,
@@ -38,6 +39,8 @@ impl QaType {
         !matches!(self, Self::WaypointOpen)
     }
 
+    /// The name as a `&'static str`, for the trainer's code that still needs one; everything else
+    /// prints the type ([`Display`](std::fmt::Display)), which a test keeps equal to this.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Waypoint => "waypoint",
@@ -50,16 +53,7 @@ impl QaType {
 
 impl std::fmt::Display for QaType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for QaType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| {
-            format!("unknown qa_type {s:?} (expected waypoint, current_state, movement or waypoint_open)")
-        })
+        crate::names::fmt_name(self, f)
     }
 }
 

@@ -110,7 +110,7 @@ fn exports_the_embedded_dataset_and_reads_it_back() {
     let summary = export_easyr1(&default_dataset(), &out, false).unwrap();
     let card = r1_data::dataset::read_card(&default_dataset()).unwrap();
     for &(split, rows) in &summary.rows {
-        assert_eq!(rows, card.splits[split.as_str()].samples, "{split}");
+        assert_eq!(rows, card.splits[&split.to_string()].samples, "{split}");
         assert_eq!(check_split(&default_dataset(), &out, split, 97), rows);
     }
     assert_eq!(summary.rows.len(), 3);

@@ -11,7 +11,9 @@
 
 use std::path::{Path, PathBuf};
 
+use r1_data::dataset::Split;
 use r1_data::{QaSample, QaType};
+use r1_model::DeviceKind;
 use r1_model::lora::LoraConfig;
 use serde::{Deserialize, Serialize};
 
@@ -37,8 +39,9 @@ pub enum OldLogprobs {
 }
 
 /// A named starting point for a configuration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Preset {
     /// Qwen2.5-VL-7B on a GPU, EasyR1's settings.
     Paper,
@@ -46,14 +49,9 @@ pub enum Preset {
     Tiny,
 }
 
-impl std::str::FromStr for Preset {
-    type Err = GrpoError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "paper" => Ok(Self::Paper),
-            "tiny" => Ok(Self::Tiny),
-            _ => Err(GrpoError::Invalid(format!("unknown preset {s:?} (expected tiny or paper)"))),
-        }
+impl std::fmt::Display for Preset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        r1_data::names::fmt_name(self, f)
     }
 }
 
@@ -64,7 +62,7 @@ pub struct TrainConfig {
     pub preset: Preset,
     pub seed: u64,
     /// `flex` (CPU), `cuda` or `wgpu`.
-    pub device: String,
+    pub device: DeviceKind,
     pub model: ModelSection,
     pub data: DataSection,
     pub rollout: RolloutSection,
@@ -103,7 +101,7 @@ pub struct ModelSection {
 pub struct DataSection {
     /// Dataset root (the folder holding `qa/`).
     pub root: PathBuf,
-    pub split: String,
+    pub split: Split,
     /// Question types trained on: the three multiple-choice types by default, as the paper
     /// trained; `waypoint_open` (its ablation) is available.
     #[serde(default = "multiple_choice")]
@@ -219,7 +217,7 @@ impl TrainConfig {
         Self {
             preset: Preset::Paper,
             seed: 1,
-            device: "cuda".into(),
+            device: DeviceKind::Cuda,
             model: ModelSection {
                 path: Some(PathBuf::from("models/Qwen2.5-VL-7B-Instruct")),
                 freeze_vision: false,
@@ -227,7 +225,7 @@ impl TrainConfig {
             },
             data: DataSection {
                 root: PathBuf::from("datasets/default"),
-                split: "train".into(),
+                split: Split::Train,
                 qa_types: multiple_choice(),
             },
             rollout: RolloutSection {
@@ -274,7 +272,7 @@ impl TrainConfig {
     pub fn tiny() -> Self {
         let mut c = Self::paper();
         c.preset = Preset::Tiny;
-        c.device = "flex".into();
+        c.device = DeviceKind::Flex;
         c.model.path = None;
         c.rollout = RolloutSection {
             group_size: 4,
@@ -311,10 +309,10 @@ impl TrainConfig {
         }
     }
 
-    /// The training device: `name` (a `--device` override) or the configured one, with
+    /// The training device: `kind` (a `--device` override) or the configured one, with
     /// autodiff, and gradient checkpointing when `model.gradient_checkpointing` asks for it.
-    pub fn training_device(&self, name: Option<&str>) -> Result<burn::tensor::Device> {
-        let device = r1_model::parse_device(name.unwrap_or(&self.device))?.autodiff();
+    pub fn training_device(&self, kind: Option<DeviceKind>) -> Result<burn::tensor::Device> {
+        let device = kind.unwrap_or(self.device).device()?.autodiff();
         Ok(if self.model.gradient_checkpointing { device.gradient_checkpointing() } else { device })
     }
 
@@ -323,7 +321,9 @@ impl TrainConfig {
     pub fn from_toml(text: &str, default_preset: Preset, origin: &Path) -> Result<Self> {
         let overrides: toml::Table = toml::from_str(text).map_err(|e| GrpoError::file(origin, e))?;
         let preset = match overrides.get("preset") {
-            Some(toml::Value::String(s)) => s.parse().map_err(|e: GrpoError| GrpoError::file(origin, e))?,
+            Some(toml::Value::String(s)) => {
+                r1_data::names::parse_name(s, "preset").map_err(|e| GrpoError::file(origin, GrpoError::Invalid(e)))?
+            }
             Some(other) => {
                 return Err(GrpoError::file(origin, format!("`preset` must be a string, not {other}")));
             }
@@ -585,6 +585,41 @@ mod tests {
             let err = TrainConfig::from_toml(text, Preset::Tiny, Path::new("l.toml")).unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");
         }
+    }
+
+    /// Presets, SFT modes, devices and splits keep their spellings in files and on the command
+    /// line; an unknown one is refused with the accepted names.
+    #[test]
+    fn names_keep_their_spellings() {
+        for (mode, name) in [
+            (SftMode::Direct, "direct"),
+            (SftMode::Cot, "cot"),
+            (SftMode::Format, "format"),
+            (SftMode::Grounded, "grounded"),
+        ] {
+            assert_eq!((mode.as_str(), mode.to_string()), (name, name.to_string()));
+            assert_eq!(serde_json::to_string(&mode).unwrap(), format!("\"{name}\""));
+            assert_eq!(name.parse::<SftMode>().unwrap(), mode);
+        }
+        let err = "cto".parse::<SftMode>().unwrap_err().to_string();
+        assert!(err.contains("unknown SFT mode \"cto\" (expected direct, cot, format or grounded)"), "{err}");
+        for (preset, name) in [(Preset::Tiny, "tiny"), (Preset::Paper, "paper")] {
+            assert_eq!(preset.to_string(), name);
+            let text = format!("preset = \"{name}\"\n");
+            assert_eq!(TrainConfig::from_toml(&text, Preset::Paper, Path::new("p.toml")).unwrap().preset, preset);
+        }
+        let err = TrainConfig::from_toml("preset = \"big\"\n", Preset::Paper, Path::new("p.toml")).unwrap_err();
+        assert!(err.to_string().contains("unknown preset \"big\" (expected paper or tiny)"), "{err}");
+        let text = TrainConfig::tiny().to_toml().unwrap();
+        assert!(text.contains("device = \"flex\"") && text.contains("split = \"train\""), "{text}");
+        let c =
+            TrainConfig::from_toml("device = \"cpu\"\n[data]\nsplit = \"val\"\n", Preset::Tiny, Path::new("d.toml"))
+                .unwrap();
+        assert_eq!((c.device, c.data.split), (DeviceKind::Flex, Split::Val));
+        let err = TrainConfig::from_toml("[data]\nsplit = \"dev\"\n", Preset::Tiny, Path::new("d.toml")).unwrap_err();
+        assert!(err.to_string().contains("dev") && err.to_string().contains("val"), "{err}");
+        let err = TrainConfig::from_toml("device = \"tpu\"\n", Preset::Tiny, Path::new("d.toml")).unwrap_err();
+        assert!(err.to_string().contains("tpu") && err.to_string().contains("wgpu"), "{err}");
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! * [`config`]: the TOML configuration, its presets and validation.
 //! * [`policy`]: what the trainers need from a model.
 //! * [`qwen`]: the policy for r1-model's Qwen2.5-VL.
-//! * [`grpo`]: the GRPO trainer.
-//! * [`sft`]: the supervised trainer (Direct, CoT, format warm-up).
+//! * [`trainer`]: the training loop: start, resume, steps, metric lines, checkpoints.
+//! * [`grpo`]: the GRPO step.
+//! * [`sft`]: the supervised step (Direct, CoT, format warm-up).
 //! * [`crash`]: crash points for the fault-injection tests.
 //! * [`run`]: the run directory, checkpoints, seeded data order for exact resume.
 //! * [`metrics`]: the typed lines of `metrics.jsonl`.
@@ -31,6 +32,7 @@ pub mod qwen;
 pub mod run;
 pub mod schedule;
 pub mod sft;
+pub mod trainer;
 
 /// Module path of the vision tower as the optimiser walks a [`qwen::QwenPolicy`] (its field
 /// `model`, then the model's `visual`): the parameters `freeze_vision` excludes.

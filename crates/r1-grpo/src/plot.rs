@@ -6,9 +6,9 @@ use std::sync::OnceLock;
 
 use plotters::prelude::*;
 use plotters::style::FontStyle;
-use serde_json::{Map, Value};
 
 use crate::error::{GrpoError, Result};
+use crate::metrics::{self, Metric, StepMetrics};
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
@@ -20,24 +20,15 @@ pub fn register_font() -> Result<()> {
     if ok { Ok(()) } else { Err(GrpoError::Invalid("the bundled DejaVuSans.ttf is not a valid font".into())) }
 }
 
-/// The plots drawn at the end of a run (those with data: an SFT run has only a loss): file
-/// stem, metric key, y-axis label.
-pub const PLOTS: [(&str, &str, &str); 5] = [
-    ("loss", "loss", "loss"),
-    ("reward", "reward/mean", "mean reward"),
-    ("length", "completions/mean_length", "mean completion length (tokens)"),
-    ("kl", "kl", "KL to the reference"),
-    ("memory", crate::metrics::HOST_RSS_KEY, "resident host memory (MiB)"),
+/// The plots drawn at the end of a run (those with data: an SFT run has only a loss and the
+/// memory): file stem, figure (its key is the title), y-axis label.
+pub const PLOTS: [(&str, Metric, &str); 5] = [
+    ("loss", metrics::LOSS, "loss"),
+    ("reward", metrics::REWARD, "mean reward"),
+    ("length", metrics::MEAN_LENGTH, "mean completion length (tokens)"),
+    ("kl", metrics::KL, "KL to the reference"),
+    ("memory", metrics::HOST_RSS, "resident host memory (MiB)"),
 ];
-
-/// `(step, value)` of every line that holds a finite `key`.
-pub fn series(lines: &[Map<String, Value>], key: &str) -> Vec<(f64, f64)> {
-    lines
-        .iter()
-        .filter_map(|l| Some((l.get("step")?.as_f64()?, l.get(key)?.as_f64()?)))
-        .filter(|(_, y)| y.is_finite())
-        .collect()
-}
 
 /// Draws one line chart to `path` (atomically: drawn to a temporary PNG, then renamed).
 pub fn line_chart(path: &Path, title: &str, y_label: &str, points: &[(f64, f64)]) -> Result<()> {
@@ -133,16 +124,16 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
 }
 
 /// Draws every plot of [`PLOTS`] from metric lines into `dir`; returns the files written.
-pub fn plot_metrics(lines: &[Map<String, Value>], dir: &Path) -> Result<Vec<PathBuf>> {
+pub fn plot_metrics(lines: &[StepMetrics], dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(|e| GrpoError::io(dir, e))?;
     let mut written = Vec::new();
-    for (stem, key, label) in PLOTS {
-        let points = series(lines, key);
+    for (stem, metric, label) in PLOTS {
+        let points = metric.series(lines);
         if points.is_empty() {
             continue;
         }
         let path = dir.join(format!("{stem}.png"));
-        line_chart(&path, key, label, &points)?;
+        line_chart(&path, metric.key, label, &points)?;
         written.push(path);
     }
     Ok(written)
@@ -173,13 +164,28 @@ mod tests {
     #[test]
     fn plots_are_valid_pngs() {
         let dir = tempfile::tempdir().unwrap();
-        let lines: Vec<Map<String, Value>> = (1..=5)
-            .map(|s| serde_json::json!({"step": s, "reward/mean": s as f64 * 0.1, "kl": 0.0}))
-            .map(|v| v.as_object().unwrap().clone())
+        // SFT lines: a loss and nothing of GRPO's; a non-finite loss is left out.
+        let lines: Vec<StepMetrics> = (1..=5u64)
+            .map(|step| StepMetrics {
+                step,
+                rollout: None,
+                policy: None,
+                update: metrics::UpdateMetrics {
+                    loss: if step == 3 { f64::NAN } else { 1.0 / step as f64 },
+                    grad_norm: 1.0,
+                    learning_rate: 1e-3,
+                    skipped_nonfinite: 0,
+                    update_s: 1.0,
+                    training_tps: 10.0,
+                },
+                step_s: None,
+                host_rss_mib: None,
+            })
             .collect();
+        assert_eq!(metrics::LOSS.series(&lines).len(), 4);
         let written = plot_metrics(&lines, dir.path()).unwrap();
-        // No length metric in the lines: two plots.
-        assert_eq!(written.len(), 2);
+        // No GRPO figures nor memory in the lines: the loss only.
+        assert_eq!(written, [dir.path().join("loss.png")]);
         for p in written {
             let img = image::open(&p).unwrap();
             assert_eq!((img.width(), img.height()), (800, 500));

@@ -19,13 +19,14 @@ use std::path::{Path, PathBuf};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 use crate::config::TrainConfig;
 use crate::crash;
 use crate::error::{GrpoError, Result};
 use crate::fsio;
+use crate::metrics::StepMetrics;
 use crate::optim::AdamW;
 use crate::policy::Policy;
 use crate::sft::SftMode;
@@ -133,6 +134,13 @@ pub struct TrainState {
     /// Non-finite losses skipped so far, and the current streak.
     pub skipped_nonfinite: u64,
     pub nonfinite_streak: u32,
+}
+
+impl TrainState {
+    /// The state of a run of `phase` seeded with `seed` before its first step.
+    pub fn new(phase: Phase, seed: u64) -> Self {
+        Self { phase, step: 0, optimizer_step: 0, cursor: 0, seed, skipped_nonfinite: 0, nonfinite_streak: 0 }
+    }
 }
 
 /// A run directory.
@@ -246,30 +254,44 @@ impl RunDir {
         fsio::read_json(&checkpoint.join(STATE_FILE))
     }
 
-    /// Appends one JSON object as a line of `file` (metrics or completions), in a single write,
-    /// so that a crash leaves at most that one line torn (see [`truncate_after`](Self::truncate_after)).
-    pub fn append(&self, file: &str, line: &Value) -> Result<()> {
+    /// Appends `line` as one JSON object on a line of `file` (metrics or completions), in a
+    /// single write, so that a crash leaves at most that one line torn (see
+    /// [`truncate_after`](Self::truncate_after)). Keys are written in sorted order; non-finite
+    /// numbers as `null`.
+    pub fn append(&self, file: &str, line: &impl Serialize) -> Result<()> {
         use std::io::Write;
         let path = self.root.join(file);
+        // Through a `Value`: its objects keep their keys sorted, whatever the field order.
+        let line = serde_json::to_value(line).map_err(|e| GrpoError::file(&path, e))?;
         let mut f =
             std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| GrpoError::io(&path, e))?;
         f.write_all(format!("{line}\n").as_bytes()).map_err(|e| GrpoError::io(&path, e))
     }
 
-    /// Reads every line of a JSONL file of the run (missing file: no lines).
-    pub fn read_lines(&self, file: &str) -> Result<Vec<Map<String, Value>>> {
+    /// The lines of `metrics.jsonl` (none before the first step).
+    pub fn read_metrics(&self) -> Result<Vec<StepMetrics>> {
+        self.read_lines(METRICS_FILE)
+    }
+
+    /// Reads every line of a JSONL file of the run as a `T` (missing file: no lines).
+    pub fn read_lines<T: DeserializeOwned>(&self, file: &str) -> Result<Vec<T>> {
         let path = self.root.join(file);
         if !path.exists() {
             return Ok(Vec::new());
         }
         let text = std::fs::read_to_string(&path).map_err(|e| GrpoError::io(&path, e))?;
-        parse_lines(&path, text.lines())
+        parse_lines(&path, text.lines()).map(|lines| lines.into_iter().map(|(_, line)| line).collect())
     }
 
-    /// Keeps only the lines of `file` whose `key` is at most `last` (the rest were logged after
+    /// Keeps only the lines of `file` whose `step` is at most `last` (the rest were logged after
     /// the checkpoint being resumed), rewriting the file atomically. A last line without its
     /// newline was torn by a crash while being appended, and is dropped.
-    pub fn truncate_after(&self, file: &str, key: &str, last: u64) -> Result<()> {
+    pub fn truncate_after(&self, file: &str, last: u64) -> Result<()> {
+        /// What truncation reads of a line.
+        #[derive(Deserialize)]
+        struct Stepped {
+            step: Option<u64>,
+        }
         let path = self.root.join(file);
         if !path.exists() {
             return Ok(());
@@ -277,9 +299,9 @@ impl RunDir {
         let text = std::fs::read_to_string(&path).map_err(|e| GrpoError::io(&path, e))?;
         let complete = text.rfind('\n').map_or("", |end| &text[..end]);
         let mut kept = String::new();
-        for line in parse_lines(&path, complete.lines())? {
-            if line.get(key).and_then(Value::as_u64).is_some_and(|s| s <= last) {
-                kept.push_str(&Value::Object(line).to_string());
+        for (text, line) in parse_lines::<Stepped>(&path, complete.lines())? {
+            if line.step.is_some_and(|s| s <= last) {
+                kept.push_str(text);
                 kept.push('\n');
             }
         }
@@ -287,12 +309,19 @@ impl RunDir {
     }
 }
 
-/// Parses the non-empty `lines` of the JSONL file `path` as objects; errors name the line.
-fn parse_lines<'a>(path: &Path, lines: impl Iterator<Item = &'a str>) -> Result<Vec<Map<String, Value>>> {
+/// Parses the non-empty `lines` of the JSONL file `path`, each with its text; errors name the
+/// line.
+fn parse_lines<'a, T: DeserializeOwned>(
+    path: &Path,
+    lines: impl Iterator<Item = &'a str>,
+) -> Result<Vec<(&'a str, T)>> {
     lines
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).map_err(|e| GrpoError::file(path, format!("line {}: {e}", i + 1))))
+        .map(|(i, l)| {
+            let line = serde_json::from_str(l).map_err(|e| GrpoError::file(path, format!("line {}: {e}", i + 1)))?;
+            Ok((l, line))
+        })
         .collect()
 }
 
@@ -321,15 +350,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run = RunDir::create(dir.path(), &TrainConfig::tiny()).unwrap();
         assert!(RunDir::create(dir.path(), &TrainConfig::tiny()).is_err());
-        let mut state = TrainState {
-            phase: Phase::Grpo,
-            step: 0,
-            optimizer_step: 0,
-            cursor: 0,
-            seed: 1,
-            skipped_nonfinite: 0,
-            nonfinite_streak: 0,
-        };
+        let mut state = TrainState::new(Phase::Grpo, 1);
         for step in 1..=4 {
             state.step = step;
             run.write_checkpoint(&state, 2, |d| fsio::write_atomic(&d.join("x"), b"1")).unwrap();
@@ -346,17 +367,44 @@ mod tests {
         assert_eq!(config, TrainConfig::tiny());
     }
 
+    /// An SFT line of step `step`.
+    fn line(step: u64) -> StepMetrics {
+        StepMetrics {
+            step,
+            rollout: None,
+            policy: None,
+            update: crate::metrics::UpdateMetrics {
+                loss: 0.5,
+                grad_norm: f64::NAN,
+                learning_rate: 1e-3,
+                skipped_nonfinite: 0,
+                update_s: 1.0,
+                training_tps: 10.0,
+            },
+            step_s: None,
+            host_rss_mib: None,
+        }
+    }
+
     #[test]
     fn truncation_drops_lines_after_the_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let run = RunDir::create(dir.path(), &TrainConfig::tiny()).unwrap();
         for step in 1..=3u64 {
-            run.append(METRICS_FILE, &serde_json::json!({"step": step, "loss": 0.5})).unwrap();
+            run.append(METRICS_FILE, &line(step)).unwrap();
         }
-        run.truncate_after(METRICS_FILE, "step", 1).unwrap();
-        let lines = run.read_lines(METRICS_FILE).unwrap();
+        let before = std::fs::read_to_string(dir.path().join(METRICS_FILE)).unwrap();
+        run.truncate_after(METRICS_FILE, 1).unwrap();
+        let lines = run.read_metrics().unwrap();
         assert_eq!(lines.len(), 1);
-        assert_eq!(lines[0]["step"], 1);
+        assert_eq!(lines[0].step, 1);
+        assert!(lines[0].update.grad_norm.is_nan(), "null reads back as not a number");
+        // The kept line is the line as written, keys in sorted order.
+        let after = std::fs::read_to_string(dir.path().join(METRICS_FILE)).unwrap();
+        assert_eq!(after, before.lines().next().unwrap().to_string() + "\n");
+        assert!(
+            after.starts_with(r#"{"grad_norm":null,"learning_rate":0.001,"loss":0.5,"skipped_nonfinite":0,"step":1,"#)
+        );
     }
 
     /// A line torn by a crash in the middle of an append is dropped on resume, not an error.
@@ -366,14 +414,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run = RunDir::create(dir.path(), &TrainConfig::tiny()).unwrap();
         for step in 1..=2u64 {
-            run.append(METRICS_FILE, &serde_json::json!({"step": step, "loss": 0.5})).unwrap();
+            run.append(METRICS_FILE, &line(step)).unwrap();
         }
         let path = dir.path().join(METRICS_FILE);
         std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"step\": 3, \"lo").unwrap();
-        assert!(run.read_lines(METRICS_FILE).is_err(), "a torn line is not valid JSON");
-        run.truncate_after(METRICS_FILE, "step", 2).unwrap();
-        let steps: Vec<u64> =
-            run.read_lines(METRICS_FILE).unwrap().iter().map(|l| l["step"].as_u64().unwrap()).collect();
+        assert!(run.read_metrics().is_err(), "a torn line is not valid JSON");
+        run.truncate_after(METRICS_FILE, 2).unwrap();
+        let steps: Vec<u64> = run.read_metrics().unwrap().iter().map(|l| l.step).collect();
         assert_eq!(steps, [1, 2]);
     }
 

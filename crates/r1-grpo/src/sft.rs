@@ -10,19 +10,18 @@ use std::time::Instant;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use r1_data::{Answer, QaSample};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
 
 use crate::config::TrainConfig;
 use crate::error::{GrpoError, Result};
-use crate::grpo::{Loader, adamw_config, initial_model, load_policy, note_nonfinite, seed_dropout};
-use crate::metrics;
-use crate::optim::AdamW;
-use crate::policy::{LoraStart, Policy, ScoreRow, length_mask};
-use crate::run::{self, METRICS_FILE, MODEL_DIR, OPTIMIZER_FILE, Phase, RunDir, TrainState};
+use crate::metrics::{self, StepMetrics, UpdateMetrics};
+use crate::policy::{Policy, ScoreRow, length_mask};
+use crate::run::Phase;
+use crate::trainer::{Algorithm, Loader, StepContext, Trainer};
 
 /// What the model is taught to reply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum SftMode {
     /// The answer only (`QaSample.sft.direct`).
     Direct,
@@ -41,7 +40,8 @@ pub enum SftMode {
 impl SftMode {
     pub const ALL: [SftMode; 4] = [SftMode::Direct, SftMode::Cot, SftMode::Format, SftMode::Grounded];
 
-    /// The name configs, the command line and checkpoints use.
+    /// The name configs, the command line and checkpoints use, as a `&'static str` for the code
+    /// that needs one (everything else prints the mode; a test keeps the two equal).
     pub fn as_str(self) -> &'static str {
         match self {
             SftMode::Direct => "direct",
@@ -52,12 +52,16 @@ impl SftMode {
     }
 }
 
+impl std::fmt::Display for SftMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        r1_data::names::fmt_name(self, f)
+    }
+}
+
 impl std::str::FromStr for SftMode {
     type Err = GrpoError;
     fn from_str(s: &str) -> Result<Self> {
-        Self::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
-            GrpoError::Invalid(format!("unknown SFT mode {s:?} (expected direct, cot, format or grounded)"))
-        })
+        r1_data::names::parse_name(s, "SFT mode").map_err(GrpoError::Invalid)
     }
 }
 
@@ -108,12 +112,11 @@ fn stand_in_label(sample: &QaSample) -> Result<&str> {
 }
 
 /// An SFT run in progress.
-pub struct SftTrainer<P: Policy> {
-    pub config: TrainConfig,
-    pub run: RunDir,
-    pub state: TrainState,
-    policy: P,
-    optim: AdamW,
+pub type SftTrainer<P> = Trainer<P, Sft>;
+
+/// SFT's part of a run: the samples that have a target in its mode, and the targets' token ids.
+pub struct Sft {
+    mode: SftMode,
     samples: Vec<QaSample>,
     targets: Vec<Vec<u32>>,
 }
@@ -122,147 +125,101 @@ impl<P: Policy> SftTrainer<P> {
     /// Starts a run in `out`; samples without a target for `mode` are left out (an error if
     /// none has one).
     pub fn start(config: TrainConfig, out: &Path, data: Vec<QaSample>, mode: SftMode, load: Loader<P>) -> Result<Self> {
-        config.validate()?;
-        let policy = load_policy(&config, load, &initial_model(&config)?, LoraStart::Fresh)?;
-        let (samples, targets) = encode(&policy, data, mode)?;
-        let run = RunDir::create(out, &config)?;
-        let state = TrainState {
-            phase: Phase::Sft(mode),
-            step: 0,
-            optimizer_step: 0,
-            cursor: 0,
-            seed: config.seed,
-            skipped_nonfinite: 0,
-            nonfinite_streak: 0,
-        };
-        let optim = AdamW::new(adamw_config(&config));
-        Ok(Self { config, run, state, policy, optim, samples, targets })
+        Self::start_with(config, out, load, |_, policy| Sft::new(policy, data, mode))
     }
 
-    /// Continues the SFT run in `dir` from its newest checkpoint.
+    /// Continues the SFT run in `dir` from its newest checkpoint, in the mode it was started in.
     pub fn resume(dir: &Path, data: Vec<QaSample>, load: Loader<P>) -> Result<Self> {
-        let (run, config) = RunDir::open(dir)?;
-        let (_, checkpoint) =
-            run.latest_checkpoint()?.ok_or_else(|| GrpoError::file(dir, "has no checkpoint to resume from"))?;
-        let state = RunDir::read_state(&checkpoint)?;
-        let Phase::Sft(mode) = state.phase else {
-            return Err(GrpoError::file(&checkpoint, format!("is a {} checkpoint, not an SFT one", state.phase)));
+        let mode = |phase| match phase {
+            Phase::Sft(mode) => Some(mode),
+            Phase::Grpo => None,
         };
-        let policy = load_policy(&config, load, &checkpoint.join(MODEL_DIR), LoraStart::Resume)?;
-        let device =
-            policy.devices().into_iter().next().ok_or_else(|| GrpoError::file(&checkpoint, "model has no device"))?;
-        let mut optim = AdamW::new(adamw_config(&config));
-        optim.load(&checkpoint.join(OPTIMIZER_FILE), &device)?;
-        let (samples, targets) = encode(&policy, data, mode)?;
-        run.truncate_after(METRICS_FILE, "step", state.step)?;
-        Ok(Self { config, run, state, policy, optim, samples, targets })
-    }
-
-    pub fn policy(&self) -> &P {
-        &self.policy
+        Self::resume_with(dir, load, mode, |_, mode, policy| Sft::new(policy, data, mode))
     }
 
     /// Optimiser steps of `epochs` passes over the samples.
     pub fn steps_for_epochs(&self, epochs: usize) -> u64 {
-        (self.samples.len() * epochs).div_ceil(self.config.sft.batch_size) as u64
+        (self.algorithm.samples.len() * epochs).div_ceil(self.config.sft.batch_size) as u64
+    }
+}
+
+impl<P: Policy> Algorithm<P> for Sft {
+    const NAME: &'static str = "an SFT";
+
+    fn phase(&self) -> Phase {
+        Phase::Sft(self.mode)
     }
 
-    /// Trains until `target_steps` optimiser steps are done, checkpointing like GRPO.
-    pub fn train(&mut self, target_steps: u64, mut on_step: impl FnMut(&Map<String, Value>)) -> Result<()> {
-        while self.state.step < target_steps {
-            let line = self.step(target_steps)?;
-            let every = self.config.run.save_every;
-            if (every > 0 && self.state.step.is_multiple_of(every)) || self.state.step == target_steps {
-                self.checkpoint()?;
-            }
-            on_step(&line);
-        }
-        Ok(())
-    }
-
-    pub fn checkpoint(&self) -> Result<std::path::PathBuf> {
-        self.run.save(&self.state, self.config.run.keep_last, &self.policy, &self.optim)
-    }
-
-    fn step(&mut self, target_steps: u64) -> Result<Map<String, Value>> {
-        let s = &self.config.sft;
-        let step = self.state.step + 1;
+    /// One optimiser step over a batch of samples.
+    fn step(&mut self, ctx: &mut StepContext<'_, P>) -> Result<Vec<StepMetrics>> {
+        let s = &ctx.config.sft;
         let t = Instant::now();
-        let rows = run::take_prompts(self.state.seed, self.samples.len(), self.state.cursor, s.batch_size);
+        let rows = ctx.take_prompts(self.samples.len(), s.batch_size);
         let tokens: f64 = rows.iter().map(|&r| self.targets[r].len() as f64).sum();
         let mut acc = GradientsAccumulator::<P>::new();
         let mut loss_sum = 0.0;
         for (index, micro) in rows.chunks(s.micro_batch_size).enumerate() {
-            if let Some(device) = self.policy.devices().first() {
-                seed_dropout(&self.config, device, self.state.seed, step, index as u64);
-            }
+            ctx.seed_dropout(index as u64)?;
             let prompts: Vec<&QaSample> = micro.iter().map(|&r| &self.samples[r]).collect();
             let targets: Vec<ScoreRow> = micro
                 .iter()
                 .enumerate()
                 .map(|(i, &r)| ScoreRow { prompt: i, ids: self.targets[r].as_slice() })
                 .collect();
-            let logp = self.policy.logprobs(&prompts, &targets, 1.0)?;
+            let logp = ctx.policy.logprobs(&prompts, &targets, 1.0)?;
             let [_, tt] = logp.dims();
             let mask = length_mask(&targets.iter().map(|r| r.ids.len()).collect::<Vec<_>>(), tt, &logp.device());
             let loss = -(logp * mask).sum() / tokens.max(1.0);
             let value = loss.clone().detach().into_scalar::<f32>() as f64;
             loss_sum += value;
             if value.is_finite() {
-                acc.accumulate(&self.policy, GradientsParams::from_grads(loss.backward(), &self.policy));
+                acc.accumulate(&*ctx.policy, GradientsParams::from_grads(loss.backward(), &*ctx.policy));
             }
         }
-        let lr = s.schedule.lr(s.lr, self.state.optimizer_step, target_steps);
-        let mut grad_norm = f64::NAN;
-        let applied = loss_sum.is_finite() && {
-            let (policy, report) = self.optim.step(lr, self.policy.clone(), acc.grads())?;
-            self.policy = policy;
-            grad_norm = report.grad_norm;
-            report.applied
-        };
-        let elapsed = t.elapsed().as_secs_f64();
-        let mut line = Map::new();
-        line.insert("step".into(), json!(step));
-        line.insert("loss".into(), json!(loss_sum));
-        line.insert("grad_norm".into(), json!(grad_norm));
-        line.insert("learning_rate".into(), json!(lr));
-        line.insert("timing/update".into(), json!(elapsed));
-        line.insert("tokens_per_second/training".into(), json!(tokens / elapsed.max(1e-9)));
-        if applied {
-            self.state.optimizer_step += 1;
-        }
-        note_nonfinite(&mut self.state, applied, self.config.run.max_nonfinite_steps, &self.run, step)?;
-        line.insert("skipped_nonfinite".into(), json!(self.state.skipped_nonfinite));
-        if let Some(rss) = metrics::host_rss_mib() {
-            line.insert(metrics::HOST_RSS_KEY.into(), json!(rss));
-        }
-        self.run.append(METRICS_FILE, &Value::Object(line.clone()))?;
-        self.state.step = step;
-        self.state.cursor += rows.len() as u64;
-        Ok(line)
+        let lr = s.schedule.lr(s.lr, ctx.state.optimizer_step, ctx.target_steps);
+        let grad_norm = ctx.optimise(lr, loss_sum, acc)?;
+        let update_s = t.elapsed().as_secs_f64();
+        Ok(vec![StepMetrics {
+            step: ctx.step,
+            rollout: None,
+            policy: None,
+            update: UpdateMetrics {
+                loss: loss_sum,
+                grad_norm,
+                learning_rate: lr,
+                skipped_nonfinite: ctx.state.skipped_nonfinite,
+                update_s,
+                training_tps: tokens / update_s.max(1e-9),
+            },
+            step_s: None,
+            host_rss_mib: metrics::host_rss_mib(),
+        }])
     }
 }
 
-/// Keeps the samples that have a target in `mode`, with the target's token ids.
-fn encode<P: Policy>(policy: &P, data: Vec<QaSample>, mode: SftMode) -> Result<(Vec<QaSample>, Vec<Vec<u32>>)> {
-    let mut samples = Vec::new();
-    let mut targets = Vec::new();
-    let total = data.len();
-    for sample in data {
-        if let Ok(text) = target(&sample, mode) {
-            targets.push(policy.encode_reply(&text)?);
-            samples.push(sample);
+impl Sft {
+    /// Keeps the samples that have a target in `mode`, with the target's token ids.
+    fn new<P: Policy>(policy: &P, data: Vec<QaSample>, mode: SftMode) -> Result<Self> {
+        let mut samples = Vec::new();
+        let mut targets = Vec::new();
+        let total = data.len();
+        for sample in data {
+            if let Ok(text) = target(&sample, mode) {
+                targets.push(policy.encode_reply(&text)?);
+                samples.push(sample);
+            }
         }
+        if samples.is_empty() {
+            return Err(GrpoError::Invalid(format!("none of the {total} samples has a {mode:?} SFT target")));
+        }
+        Ok(Self { mode, samples, targets })
     }
-    if samples.is_empty() {
-        return Err(GrpoError::Invalid(format!("none of the {total} samples has a {mode:?} SFT target")));
-    }
-    Ok((samples, targets))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn format_target_passes_the_strict_format_reward() {

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use r1_data::dataset::{Split, read_split};
 use r1_grpo::config::TrainConfig;
-use r1_grpo::grpo::Trainer;
+use r1_grpo::grpo::GrpoTrainer;
 use r1_grpo::qwen::{QwenPolicy, model_shape};
-use r1_grpo::run::{METRICS_FILE, MODEL_DIR, RunDir};
+use r1_grpo::run::{MODEL_DIR, RunDir};
 use r1_model::lora::{self, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, LoraConfig};
 
 mod weights;
@@ -51,7 +51,7 @@ fn lora_run_trains_only_the_adapters_and_resumes_exactly() {
     let base = weights(&load(&base_dir).unwrap());
 
     let whole = tmp.path().join("whole");
-    let mut t = Trainer::start(config(base_dir.clone()), &whole, samples.clone(), &load).unwrap();
+    let mut t = GrpoTrainer::start(config(base_dir.clone()), &whole, samples.clone(), &load).unwrap();
     let planned = r1_grpo::plan::lora_parameters(t.config.lora.as_ref().unwrap(), &model_shape(&base_dir).unwrap());
     assert_eq!(planned, lora::adapter_parameters(&t.policy().model), "the plan counts the adapters attached");
     t.train(2, |_| {}).unwrap();
@@ -85,18 +85,19 @@ fn lora_run_trains_only_the_adapters_and_resumes_exactly() {
     assert_eq!(reloaded, after, "the checkpoint loads back to the trained policy");
 
     // KL to the base: zero at the first update (B = 0), positive once the adapters moved.
-    let lines = untimed(RunDir { root: whole.clone() }.read_lines(METRICS_FILE).unwrap());
+    let lines = RunDir { root: whole.clone() }.read_metrics().unwrap();
     assert_eq!(lines.len(), 4);
-    assert_eq!(lines[0]["kl"].as_f64(), Some(0.0));
-    assert!(lines[1..].iter().any(|l| l["kl"].as_f64().unwrap() > 0.0), "{lines:?}");
+    let kl: Vec<f64> = lines.iter().map(|l| l.policy.as_ref().unwrap().kl).collect();
+    assert_eq!(kl[0], 0.0);
+    assert!(kl[1..].iter().any(|&kl| kl > 0.0), "{lines:?}");
 
     let split = tmp.path().join("split");
-    let mut t = Trainer::start(config(base_dir.clone()), &split, samples.clone(), &load).unwrap();
+    let mut t = GrpoTrainer::start(config(base_dir.clone()), &split, samples.clone(), &load).unwrap();
     t.train(1, |_| {}).unwrap();
     drop(t);
-    let mut t = Trainer::resume(&split, samples, &load).unwrap();
+    let mut t = GrpoTrainer::resume(&split, samples, &load).unwrap();
     t.train(2, |_| {}).unwrap();
-    let resumed = untimed(RunDir { root: split }.read_lines(METRICS_FILE).unwrap());
-    assert_eq!(resumed, lines);
+    let resumed = RunDir { root: split }.read_metrics().unwrap();
+    assert_eq!(untimed(&resumed), untimed(&lines));
     assert_eq!(weights(t.policy()), after);
 }

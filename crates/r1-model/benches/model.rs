@@ -1,15 +1,17 @@
-//! Hot paths of the model on flex: a prefill forward of a dataset-sized prompt with its image,
-//! one decoding step with the KV cache, and teacher-forced scoring of a 32-token reply; the
-//! tiny preset's architecture, built from a small corpus in a temporary folder.
+//! Hot paths of the model on flex: Qwen2.5-VL image preprocessing of a 224x224 frame, a prefill
+//! forward of a dataset-sized prompt with its image, one decoding step with the KV cache, and
+//! teacher-forced scoring of a 32-token reply; the tiny preset's architecture, built from a small
+//! corpus in a temporary folder.
 
 use std::hint::black_box;
 use std::path::Path;
 
 use burn::tensor::Device;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use r1_data::Message;
 use r1_model::checkpoint::{self, Prompt};
 use r1_model::generate::SamplingConfig;
+use r1_model::processor::ImageProcessor;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -55,5 +57,18 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+fn image(c: &mut Criterion) {
+    let processor = ImageProcessor::default();
+    let frame = image::RgbImage::from_fn(224, 224, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+    });
+    let mut g = c.benchmark_group("image");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("qwen2.5-vl preprocess 224x224", |b| {
+        b.iter(|| processor.process(&frame).expect("valid image").grid_thw)
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, image);
 criterion_main!(benches);

@@ -5,14 +5,19 @@ use std::fmt;
 use std::str::FromStr;
 
 use burn::tensor::Device;
+use clap::ValueEnum;
 
 use crate::error::ModelError;
 
-/// The backends r1 can run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The backends r1 can run on. Read from the command line (clap), configs (serde) and plain
+/// text ([`FromStr`]) alike: case-insensitive, `cpu` standing for `flex`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+#[value(rename_all = "lowercase")]
 pub enum DeviceKind {
     /// burn's pure-Rust CPU backend (the default; what CI tests).
     #[default]
+    #[value(alias = "cpu")]
     Flex,
     /// NVIDIA GPU 0; needs the crate feature `cuda`.
     Cuda,
@@ -21,9 +26,6 @@ pub enum DeviceKind {
 }
 
 impl DeviceKind {
-    /// The names accepted by [`FromStr`], for help texts.
-    pub const NAMES: [&'static str; 3] = ["flex", "cuda", "wgpu"];
-
     /// The burn device for this kind. Fails for `cuda` when the crate was built without the
     /// `cuda` feature, rather than silently falling back to another backend.
     pub fn device(self) -> Result<Device, ModelError> {
@@ -52,25 +54,27 @@ impl FromStr for DeviceKind {
     type Err = ModelError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "flex" | "cpu" => Ok(Self::Flex),
-            "cuda" => Ok(Self::Cuda),
-            "wgpu" => Ok(Self::Wgpu),
-            other => Err(ModelError::Device {
-                name: other.to_string(),
-                message: format!("unknown device, expected one of {}", Self::NAMES.join(", ")),
-            }),
-        }
+        <Self as ValueEnum>::from_str(s.trim(), true).map_err(|_| {
+            let names: Vec<String> = Self::value_variants().iter().map(|v| v.to_string()).collect();
+            ModelError::Device {
+                name: s.trim().to_string(),
+                message: format!("unknown device, expected one of {}", names.join(", ")),
+            }
+        })
+    }
+}
+
+impl TryFrom<String> for DeviceKind {
+    type Error = ModelError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
     }
 }
 
 impl fmt::Display for DeviceKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Flex => "flex",
-            Self::Cuda => "cuda",
-            Self::Wgpu => "wgpu",
-        })
+        f.write_str(self.to_possible_value().expect("no variant is skipped").get_name())
     }
 }
 
@@ -85,11 +89,16 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for name in DeviceKind::NAMES {
-            let kind: DeviceKind = name.parse().unwrap();
+        for (kind, name) in [(DeviceKind::Flex, "flex"), (DeviceKind::Cuda, "cuda"), (DeviceKind::Wgpu, "wgpu")] {
+            assert_eq!(name.parse::<DeviceKind>().unwrap(), kind);
             assert_eq!(kind.to_string(), name);
+            assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{name}\""));
+            assert_eq!(serde_json::from_str::<DeviceKind>(&format!("\"{name}\"")).unwrap(), kind);
         }
-        assert_eq!("FLEX".parse::<DeviceKind>().unwrap(), DeviceKind::Flex);
+        for alias in ["FLEX", " cpu ", "Cpu"] {
+            assert_eq!(alias.parse::<DeviceKind>().unwrap(), DeviceKind::Flex);
+            assert_eq!(serde_json::from_str::<DeviceKind>(&format!("\"{alias}\"")).unwrap(), DeviceKind::Flex);
+        }
     }
 
     #[test]

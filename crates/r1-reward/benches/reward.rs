@@ -80,7 +80,7 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(questions.len() as u64));
     for format in [FormatMode::Strict, FormatMode::Paper] {
         let f = RewardFn::new(RewardConfig { format, ..RewardConfig::default() });
-        group.bench_function(format.as_str(), |b| {
+        group.bench_function(format.to_string(), |b| {
             b.iter(|| {
                 for (qa_type, options, answer, completion) in &questions {
                     let rewards = f.score_parts(black_box(completion), *qa_type, options.as_ref(), answer);

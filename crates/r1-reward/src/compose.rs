@@ -14,7 +14,8 @@ use crate::movement::{movement_reward, parse_movement};
 use crate::position::{PositionMetric, position_answer_reward};
 
 /// A named reward component.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
 pub enum Component {
     /// The format reward (0 or 1).
     Format,
@@ -25,6 +26,8 @@ pub enum Component {
 impl Component {
     pub const ALL: [Component; 2] = [Component::Format, Component::Answer];
 
+    /// The name as a `&'static str`, for the trainer's code that still needs one; everything
+    /// else prints the component ([`Display`](std::fmt::Display)), which a test keeps equal to this.
     pub fn name(self) -> &'static str {
         match self {
             Component::Format => "format",
@@ -33,14 +36,10 @@ impl Component {
     }
 }
 
-impl std::str::FromStr for Component {
-    type Err = RewardError;
-    fn from_str(s: &str) -> Result<Self, RewardError> {
-        Self::ALL.into_iter().find(|c| c.name() == s).ok_or_else(|| RewardError::UnknownName {
-            what: "reward component",
-            name: s.into(),
-            expected: "format or answer",
-        })
+/// The name of the component's key in weights and rewards (`format`, `answer`).
+impl std::fmt::Display for Component {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        r1_data::names::fmt_name(self, f)
     }
 }
 
@@ -64,7 +63,7 @@ impl Weights {
     /// These weights with `component` set to `weight`; `Err` unless it is finite and >= 0.
     pub fn with(mut self, component: Component, weight: f64) -> Result<Self, String> {
         if !(weight.is_finite() && weight >= 0.0) {
-            return Err(format!("the weight of {} must be a finite number >= 0, not {weight}", component.name()));
+            return Err(format!("the weight of {component} must be a finite number >= 0, not {weight}"));
         }
         self.0[component as usize] = weight;
         Ok(self)
@@ -75,9 +74,9 @@ impl Weights {
         let mut weights = Self::default();
         let mut seen = [false; Component::ALL.len()];
         for (name, weight) in pairs {
-            let component: Component = name.trim().parse().map_err(|e: RewardError| e.to_string())?;
+            let component: Component = r1_data::names::parse_name(name.trim(), "reward component")?;
             if std::mem::replace(&mut seen[component as usize], true) {
-                return Err(format!("{} is given twice", component.name()));
+                return Err(format!("{component} is given twice"));
             }
             weights = weights.with(component, weight)?;
         }
@@ -113,7 +112,7 @@ impl TryFrom<BTreeMap<String, f64>> for Weights {
 
 impl From<Weights> for BTreeMap<String, f64> {
     fn from(weights: Weights) -> Self {
-        Component::ALL.into_iter().map(|c| (c.name().to_string(), weights.get(c))).collect()
+        Component::ALL.into_iter().map(|c| (c.to_string(), weights.get(c))).collect()
     }
 }
 
@@ -158,7 +157,7 @@ impl Serialize for Rewards {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(Component::ALL.len() + 1))?;
         for (component, value) in self.iter() {
-            map.serialize_entry(component.name(), &value)?;
+            map.serialize_entry(&component.to_string(), &value)?;
         }
         map.serialize_entry("total", &self.total)?;
         map.end()
@@ -253,6 +252,14 @@ mod tests {
 
     fn options() -> BTreeMap<String, String> {
         [("A", "move up"), ("B", "move down")].into_iter().map(|(l, t)| (l.to_string(), t.to_string())).collect()
+    }
+
+    #[test]
+    fn component_names() {
+        assert_eq!(Component::ALL.map(|c| c.to_string()), ["format", "answer"]);
+        for c in Component::ALL {
+            assert_eq!(c.name(), c.to_string());
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Typed errors. A completion never causes an error (a bad completion earns 0); errors concern
-//! the configuration (names, weights) or a sample whose reference answer cannot be scored.
+//! the configuration (weights) or a sample whose reference answer cannot be scored.
 
 use r1_data::QaType;
 
@@ -7,9 +7,6 @@ use crate::movement::Axis;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RewardError {
-    /// A name given for an enumerated setting (format mode, position metric, component).
-    #[error("unknown {what} {name:?} (expected {expected})")]
-    UnknownName { what: &'static str, name: String, expected: &'static str },
     /// A `--weights` specification such as `format=1,answer=oops`.
     #[error("invalid weights {spec:?}: {reason}")]
     Weights { spec: String, reason: String },

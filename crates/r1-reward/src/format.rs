@@ -2,12 +2,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::RewardError;
 use crate::tags::{Tag, tags};
 
 /// Which format rule the format reward applies.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum FormatMode {
     /// After trimming, exactly `<think>`…`</think>`, optional whitespace, `<answer>`…`</answer>`,
     /// each of the four tags exactly once.
@@ -18,29 +18,9 @@ pub enum FormatMode {
     Paper,
 }
 
-impl FormatMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Strict => "strict",
-            Self::Paper => "paper",
-        }
-    }
-}
-
 impl std::fmt::Display for FormatMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for FormatMode {
-    type Err = RewardError;
-    fn from_str(s: &str) -> Result<Self, RewardError> {
-        [Self::Strict, Self::Paper].into_iter().find(|m| m.as_str() == s).ok_or_else(|| RewardError::UnknownName {
-            what: "format",
-            name: s.into(),
-            expected: "strict or paper",
-        })
+        r1_data::names::fmt_name(self, f)
     }
 }
 
@@ -136,10 +116,13 @@ mod tests {
     }
 
     #[test]
-    fn parses_mode_names() {
-        assert_eq!("paper".parse::<FormatMode>().unwrap(), FormatMode::Paper);
-        assert_eq!("strict".parse::<FormatMode>().unwrap(), FormatMode::Strict);
-        let err = "loose".parse::<FormatMode>().unwrap_err().to_string();
-        assert!(err.contains("loose") && err.contains("strict or paper"), "{err}");
+    fn mode_names() {
+        for (mode, name) in [(FormatMode::Strict, "strict"), (FormatMode::Paper, "paper")] {
+            assert_eq!(mode.to_string(), name);
+            assert_eq!(serde_json::from_str::<FormatMode>(&format!("\"{name}\"")).unwrap(), mode);
+            assert_eq!(<FormatMode as clap::ValueEnum>::from_str(name, false).unwrap(), mode);
+        }
+        let err = serde_json::from_str::<FormatMode>("\"loose\"").unwrap_err().to_string();
+        assert!(err.contains("loose") && err.contains("strict") && err.contains("paper"), "{err}");
     }
 }

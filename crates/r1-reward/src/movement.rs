@@ -34,13 +34,14 @@ pub struct AxisMove {
     pub slight: bool,
 }
 
-/// A movement: a step or nothing along each axis, indexed x, y, z.
+/// What a movement phrase says: a step or nothing along each axis, indexed x, y, z (the label a
+/// dataset stores is r1-data's [`Movement`](r1_data::movement::Movement)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Movement {
+pub struct ParsedMovement {
     pub steps: [Option<AxisMove>; 3],
 }
 
-impl Movement {
+impl ParsedMovement {
     pub fn step(&self, axis: Axis) -> Option<AxisMove> {
         self.steps[axis as usize]
     }
@@ -77,8 +78,8 @@ fn direction(word: &str) -> Option<(Axis, bool)> {
 ///
 /// Errors: neither a direction word nor "still", or one axis given two different steps ("up
 /// and down", "up and slightly up"); repeating the same step is fine. O(len), no allocation.
-pub fn parse_movement(text: &str) -> Result<Movement, MovementError> {
-    let mut movement = Movement::default();
+pub fn parse_movement(text: &str) -> Result<ParsedMovement, MovementError> {
+    let mut movement = ParsedMovement::default();
     let mut slight = false;
     let mut still = false;
     for word in text.split(|c: char| !c.is_ascii_alphabetic()).filter(|w| !w.is_empty()) {
@@ -111,7 +112,7 @@ pub fn parse_movement(text: &str) -> Result<Movement, MovementError> {
 /// So "move down" against "move down and slightly right" earns 0.5 (z right, y missed), and
 /// "move up" against "move down" earns 0. It is 1 exactly when the two are equal (two "stay
 /// still" included).
-pub fn movement_credit(prediction: &Movement, reference: &Movement) -> f64 {
+pub fn movement_credit(prediction: &ParsedMovement, reference: &ParsedMovement) -> f64 {
     let (mut credit, mut axes) = (0.0, 0u32);
     for (p, r) in prediction.steps.iter().zip(&reference.steps) {
         let axis_credit = match (p, r) {
@@ -128,7 +129,7 @@ pub fn movement_credit(prediction: &Movement, reference: &Movement) -> f64 {
 
 /// The reward for an open-ended movement answer: [`movement_credit`] of its parse, 0 when it
 /// does not parse.
-pub fn movement_reward(answer: &str, reference: &Movement) -> f64 {
+pub fn movement_reward(answer: &str, reference: &ParsedMovement) -> f64 {
     parse_movement(answer).map_or(0.0, |p| movement_credit(&p, reference))
 }
 
@@ -148,7 +149,7 @@ mod tests {
         assert_eq!(m.steps, [None, step(true, true), step(false, false)]);
         let m = parse_movement("move backwards, back again").unwrap();
         assert_eq!(m.steps, [step(false, false), None, None]);
-        assert_eq!(parse_movement("Stay still."), Ok(Movement::default()));
+        assert_eq!(parse_movement("Stay still."), Ok(ParsedMovement::default()));
         // Directions win over "still".
         assert_eq!(parse_movement("still, move up").unwrap().steps, [None, None, step(true, false)]);
     }
@@ -175,7 +176,7 @@ mod tests {
         assert_eq!(credit("move up and down"), 0.0);
         assert_eq!(credit("I am not sure"), 0.0);
         assert_eq!(credit("stay still"), 0.0);
-        assert_eq!(movement_reward("stay still", &Movement::default()), 1.0);
-        assert_eq!(movement_reward("move up", &Movement::default()), 0.0);
+        assert_eq!(movement_reward("stay still", &ParsedMovement::default()), 1.0);
+        assert_eq!(movement_reward("move up", &ParsedMovement::default()), 0.0);
     }
 }

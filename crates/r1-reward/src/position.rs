@@ -2,16 +2,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::RewardError;
-
 /// The largest f64 below 1: what a prediction that is off by less than the f64 resolution gets,
 /// so that 1 is paid only for the exact target.
 const BELOW_ONE: f64 = 1.0 - f64::EPSILON / 2.0;
 
 /// How the distance between prediction `p` and target `t` becomes a reward in [0, 1].
 /// With `e = p - t` in metres:
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum PositionMetric {
     /// `clip(1 - (|e_x| + |e_y| + |e_z|), 0, 1)`, the paper's reward.
     #[default]
@@ -23,22 +22,9 @@ pub enum PositionMetric {
     PerAxis,
 }
 
-impl PositionMetric {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::L1 => "l1",
-            Self::L2 => "l2",
-            Self::PerAxis => "per_axis",
-        }
-    }
-}
-
-impl std::str::FromStr for PositionMetric {
-    type Err = RewardError;
-    fn from_str(s: &str) -> Result<Self, RewardError> {
-        [Self::L1, Self::L2, Self::PerAxis].into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
-            RewardError::UnknownName { what: "position metric", name: s.into(), expected: "l1, l2 or per_axis" }
-        })
+impl std::fmt::Display for PositionMetric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        r1_data::names::fmt_name(self, f)
     }
 }
 
@@ -155,8 +141,14 @@ mod tests {
     }
 
     #[test]
-    fn parses_metric_names() {
-        assert_eq!("per_axis".parse::<PositionMetric>().unwrap(), PositionMetric::PerAxis);
-        assert!("l3".parse::<PositionMetric>().is_err());
+    fn metric_names() {
+        for (metric, name) in
+            [(PositionMetric::L1, "l1"), (PositionMetric::L2, "l2"), (PositionMetric::PerAxis, "per_axis")]
+        {
+            assert_eq!(metric.to_string(), name);
+            assert_eq!(serde_json::from_str::<PositionMetric>(&format!("\"{name}\"")).unwrap(), metric);
+            assert_eq!(<PositionMetric as clap::ValueEnum>::from_str(name, false).unwrap(), metric);
+        }
+        assert!(serde_json::from_str::<PositionMetric>("\"l3\"").is_err());
     }
 }

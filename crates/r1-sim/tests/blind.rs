@@ -112,7 +112,7 @@ fn report_blind_baselines_of_both_styles() {
     let keep = std::env::var_os("R1_BLIND_OUT").map(PathBuf::from);
     for style in DistractorStyle::ALL {
         let (per_split, overall) = match &keep {
-            Some(dir) => baselines_in(&dir.join(style.as_str()), &episodes, style),
+            Some(dir) => baselines_in(&dir.join(style.to_string()), &episodes, style),
             None => baselines(&episodes, style),
         };
         println!("## distractors {style}, 10 tasks x {n} episodes, seed 0\n");

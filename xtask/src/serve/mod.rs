@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use burn::module::Module;
+use r1_model::DeviceKind;
 use r1_model::checkpoint::{Assets, Prompt};
 use r1_model::generate::SamplingConfig;
 use rand::SeedableRng;
@@ -55,9 +56,9 @@ pub struct Args {
     /// The model's id in the API (`/v1/models`, the requests' `model`); default: --model as given.
     #[arg(long, value_name = "NAME")]
     served_model_name: Option<String>,
-    /// flex (CPU), cuda or wgpu.
-    #[arg(long, default_value = "flex")]
-    device: String,
+    /// Device the model runs on.
+    #[arg(long, value_enum, ignore_case = true, default_value_t = DeviceKind::Flex)]
+    device: DeviceKind,
     /// Sequences decoded together at most (a request counts as its `n`); also the largest `n`.
     #[arg(long, value_name = "N", default_value_t = 16)]
     max_batch: usize,
@@ -76,7 +77,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.max_batch >= 1, "--max-batch must be at least 1");
     anyhow::ensure!(args.max_tokens >= 1, "--max-tokens must be at least 1");
-    let (assets, model) = crate::generate::load(&args.model, &args.device)?;
+    let (assets, model) = crate::generate::load(&args.model, args.device)?;
     let assets = Arc::new(assets);
     let listener = TcpListener::bind((args.host.as_str(), args.port))
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;

@@ -1,30 +1,16 @@
-//! Criterion benches of hot paths that have no bench in their own crate: image preprocessing
-//! (r1-model) and the GRPO loss (r1-grpo). Reward scoring, rendering, keypoints and QA
-//! building are benched in r1-reward, r1-sim and r1-data; the bench scorer in `scoring.rs`.
-//! Run with `cargo bench -p r1-bench --bench hot_paths`.
+//! Criterion bench of the GRPO loss's forward on flex (clipped ratio, KL to the reference,
+//! token-level normalisation) over a [16 x 256] batch of per-token log-probs.
+//! Run with `cargo bench --workspace --bench loss`.
 
 use burn::prelude::*;
 use burn::tensor::{Distribution, TensorData};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use r1_grpo::config::TrainConfig;
 use r1_grpo::loss::{LossInputs, Normaliser, grpo_loss};
-use r1_model::processor::ImageProcessor;
-
-fn image(c: &mut Criterion) {
-    let processor = ImageProcessor::default();
-    let frame = image::RgbImage::from_fn(224, 224, |x, y| {
-        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
-    });
-    let mut g = c.benchmark_group("image");
-    g.throughput(Throughput::Elements(1));
-    g.bench_function("qwen2.5-vl preprocess 224x224", |b| {
-        b.iter(|| processor.process(&frame).expect("valid image").grid_thw)
-    });
-    g.finish();
-}
 
 fn loss(c: &mut Criterion) {
     let device = Device::flex();
-    let config = r1_grpo::config::TrainConfig::paper().algorithm.loss;
+    let config = TrainConfig::paper().algorithm.loss;
     let (b, t) = (16, 256);
     let logp = || Tensor::<2>::random([b, t], Distribution::Uniform(-3.0, 0.0), &device);
     let (new, old, reference) = (logp(), logp(), logp());
@@ -48,5 +34,5 @@ fn loss(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, image, loss);
+criterion_group!(benches, loss);
 criterion_main!(benches);
