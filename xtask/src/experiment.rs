@@ -28,9 +28,10 @@ use r1_data::dataset::{Split, read_split};
 use r1_data::{QaSample, QaType};
 use r1_grpo::config::{Preset, TrainConfig};
 use r1_grpo::metrics::{self, Metric, StepMetrics};
-use r1_grpo::run::{CONFIG_FILE, RunDir};
+use r1_grpo::run::RunDir;
 use r1_grpo::sft::SftMode;
 use r1_model::DeviceKind;
+use r1_model::checkpoint::run::CONFIG_FILE;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -957,7 +958,7 @@ fn plots(exp: &Experiment, summaries: &[MethodSummary]) -> anyhow::Result<Vec<Pa
             let points: Vec<(f64, f64)> = sums.into_iter().map(|(x, (sum, n))| (x as f64, sum / n as f64)).collect();
             let path = dir.join(format!("{}-{stem}.png", m.name));
             let title = format!("{}: {} (mean of {} seed(s))", m.label, metric.key, m.seeds.len());
-            r1_grpo::plot::line_chart(&path, &title, label, &points)?;
+            r1_bench::plot::line_chart(&path, &title, label, &points)?;
             written.push(path);
         }
     }

@@ -14,6 +14,7 @@ mod experiment;
 mod generate;
 mod keypoints;
 mod merge;
+mod plots;
 mod progress;
 mod reward;
 mod score;

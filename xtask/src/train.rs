@@ -16,9 +16,10 @@ use r1_grpo::config::{Preset, TrainConfig};
 use r1_grpo::grpo::GrpoTrainer;
 use r1_grpo::metrics::{self, Metric};
 use r1_grpo::qwen::QwenPolicy;
-use r1_grpo::run::{COMPLETIONS_FILE, CONFIG_FILE, METRICS_FILE, MODEL_DIR, RunDir};
+use r1_grpo::run::RunDir;
 use r1_grpo::sft::{SftMode, SftTrainer};
 use r1_model::DeviceKind;
+use r1_model::checkpoint::run::{COMPLETIONS_FILE, CONFIG_FILE, METRICS_FILE, MODEL_DIR, PLOTS_DIR};
 
 use crate::progress;
 
@@ -207,9 +208,9 @@ pub(crate) fn initial_model(config: &mut TrainConfig, data: &[QaSample]) -> anyh
         return Ok(path.clone());
     }
     let dir = PathBuf::from(TINY_MODEL_DIR);
-    if !dir.join("config.json").is_file() {
+    if !dir.join(r1_model::weights::CONFIG_FILE).is_file() {
         eprintln!("creating the tiny model and tokenizer in {}", dir.display());
-        let texts = r1_model::tiny::dataset_texts(data);
+        let texts = r1_data::qa::dataset_texts(data);
         r1_model::tiny::create_tiny(&dir, &texts, config.seed, &DeviceKind::Flex.device()?)?;
     }
     config.model.path = Some(dir.clone());
@@ -259,7 +260,7 @@ fn warm_up(mut sft: SftTrainer<QwenPolicy>, config: &mut TrainConfig) -> anyhow:
         bar.inc(1);
     })?;
     bar.finish();
-    r1_grpo::plot::plot_metrics(&sft.run.read_metrics()?, &sft.run.root.join("plots"))?;
+    crate::plots::plot_metrics(&sft.run.read_metrics()?, &sft.run.root.join(PLOTS_DIR))?;
     let (_, checkpoint) = sft.run.latest_checkpoint()?.context("the warm-up wrote no checkpoint")?;
     config.model.path = Some(checkpoint.join(MODEL_DIR));
     Ok(())
@@ -439,7 +440,7 @@ fn before_after_table(
 /// `headline` so the effect of training shows in the terminal.
 fn finish(run: &RunDir, headline: Metric) -> anyhow::Result<()> {
     let lines = run.read_metrics()?;
-    let plots = r1_grpo::plot::plot_metrics(&lines, &run.root.join("plots"))?;
+    let plots = crate::plots::plot_metrics(&lines, &run.root.join(PLOTS_DIR))?;
     let values: Vec<f64> = headline.series(&lines).into_iter().map(|(_, y)| y).collect();
     if let (Some(first), Some(last)) = (values.first(), values.last()) {
         let tail = &values[values.len().saturating_sub(5)..];

@@ -32,7 +32,7 @@ fn tiny_model(dir: &Path) -> (PathBuf, Vec<QaSample>) {
     let model = dir.join("tiny");
     r1_model::tiny::create_tiny(
         &model,
-        &r1_model::tiny::dataset_texts(&samples),
+        &r1_data::qa::dataset_texts(&samples),
         0,
         &r1_model::parse_device("flex").unwrap(),
     )

@@ -15,7 +15,7 @@ fn tiny_model(dir: &Path) -> (PathBuf, PathBuf) {
     let data = repo().join("datasets/default");
     let samples = read_split(&data, Split::Train).expect("the default dataset is part of the repository");
     let model = dir.join("tiny");
-    let texts = r1_model::tiny::dataset_texts(&samples);
+    let texts = r1_data::qa::dataset_texts(&samples);
     r1_model::tiny::create_tiny(&model, &texts, 0, &r1_model::parse_device("flex").unwrap()).unwrap();
     let image = samples[0].messages.iter().flat_map(|m| m.images()).next().expect("a question shows an image");
     (model, data.join(image))

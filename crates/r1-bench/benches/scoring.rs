@@ -1,5 +1,5 @@
 //! Criterion bench of the Robot-R1 Bench rule-based scorer over the whole simulator bench.
-//! Run with `cargo bench -p r1-bench --bench scoring`.
+//! Run with `cargo bench --workspace --bench scoring`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use r1_bench::{make, rubric};

@@ -118,8 +118,8 @@ fn save(dir: &Path, name: &str, rgb: Vec<u8>) -> Result<()> {
 
 /// Writes [`MCQA_CHART`] and [`BENCH_CHART`] into `dir`, each atomically.
 pub fn write(dir: &Path, r: &Results) -> Result<()> {
-    // r1-grpo's font, so that evaluation charts and training plots look alike.
-    r1_grpo::plot::register_font()?;
+    // The line charts' font, so that evaluation charts and training plots look alike.
+    crate::plot::register_font()?;
     let plot_err = |name: &'static str| move |message: String| BenchError::Plot { path: dir.join(name), message };
     let mcqa = bars(r, "mcqa", &["waypoint", "current_state", "movement"], "accuracy");
     let png =

@@ -28,8 +28,6 @@ pub enum BenchError {
     Data(#[from] r1_data::DataError),
     #[error(transparent)]
     Judge(#[from] crate::judge::JudgeError),
-    #[error(transparent)]
-    Grpo(#[from] r1_grpo::GrpoError),
     /// The model failed on a question (an image it cannot take, a prompt it cannot encode).
     #[error(transparent)]
     Model(#[from] r1_model::ModelError),

@@ -9,6 +9,7 @@
 //! * [`report`]: `results.json`, the Markdown report, checkpoint resolution and the comparison
 //!   of runs.
 //! * [`charts`]: PNG bar charts of one evaluation.
+//! * [`plot`]: line charts of a series over steps (a run's metrics), and the bundled font.
 //! * [`stats`]: means and standard deviations over seeds, scorer agreement.
 //! * [`text_only`]: the learned blind baseline, a network that answers from the prompt's text.
 
@@ -17,6 +18,7 @@ pub mod error;
 pub mod evaluate;
 pub mod judge;
 pub mod make;
+pub mod plot;
 pub mod question;
 pub mod report;
 pub mod rubric;

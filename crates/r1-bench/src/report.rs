@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use r1_grpo::run::{CONFIG_FILE, MODEL_DIR, checkpoint_step};
+use r1_model::checkpoint::run::{CONFIG_FILE, MODEL_DIR, checkpoint_dirs, checkpoint_step};
 use r1_model::weights::CONFIG_FILE as MODEL_CONFIG;
 use serde::{Deserialize, Serialize};
 
@@ -45,13 +45,7 @@ pub fn resolve_model(path: &Path) -> Result<Resolved> {
     if !path.is_dir() {
         return Err(BenchError::invalid(path, "no such model folder or training run"));
     }
-    let entries = std::fs::read_dir(path).map_err(|e| BenchError::io(path, e))?;
-    let latest = entries
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| checkpoint_step(&e.file_name().to_string_lossy()).map(|s| (s, e.path())))
-        .max_by_key(|(s, _)| *s);
-    let Some((step, dir)) = latest else {
+    let Some((step, dir)) = checkpoint_dirs(path).map_err(|e| BenchError::io(path, e))?.pop() else {
         return Err(BenchError::invalid(
             path,
             "neither a model folder (no config.json) nor a training run (no checkpoint-<step> folder)",

@@ -4,7 +4,7 @@
 //! a folder written by `python3 tests/fixtures/gen_rlbench.py --bench DIR` (the issue's
 //! RLBench-sized set: 5 tasks x 50 episodes x 150 steps, one 224x224 camera), that set too.
 //!
-//! Run: `cargo bench -p r1-data --bench import`.
+//! Run: `cargo bench --workspace --bench import`.
 
 use std::path::{Path, PathBuf};
 

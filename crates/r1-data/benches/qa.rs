@@ -8,7 +8,7 @@
 //!   `R1_BENCH_RLBENCH=DIR`; without it, an equally sized native-format set is generated in a
 //!   temporary folder first (not timed).
 //!
-//! Run: `cargo bench -p r1-data --bench qa` (criterion's filters apply to the first part).
+//! Run: `cargo bench --workspace --bench qa` (criterion's filters apply to the first part).
 
 use std::hint::black_box;
 use std::path::Path;

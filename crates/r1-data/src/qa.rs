@@ -175,3 +175,24 @@ pub struct QaSample {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sft: Option<SftTargets>,
 }
+
+/// The text of `samples` a tokenizer should know: every message's text, the options, the SFT
+/// targets and each answer in the `<think> </think> <answer> .. </answer>` reply form.
+pub fn dataset_texts(samples: &[QaSample]) -> Vec<String> {
+    let mut texts = Vec::new();
+    for sample in samples {
+        texts.extend(sample.messages.iter().map(Message::joined_text));
+        texts.extend(sample.options.iter().flat_map(|o| o.values().cloned()));
+        if let Some(sft) = &sample.sft {
+            texts.push(sft.direct.clone());
+            texts.extend(sft.cot.clone());
+        }
+        let answer = match &sample.answer {
+            Answer::Label(label) => format!("[[{label}]]"),
+            Answer::Position(p) => crate::prompts::format_position(*p),
+            Answer::Movement(m) => m.clone(),
+        };
+        texts.push(format!("<think> </think> <answer> {answer} </answer>"));
+    }
+    texts
+}

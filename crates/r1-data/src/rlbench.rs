@@ -1,6 +1,6 @@
 //! RLBench demonstrations on disk.
 //!
-//! Two layouts are read (see `shared/reference/demonstrations.md`):
+//! Two layouts are read (RLBench's own dataset generator writes the first, PerAct's the second):
 //! * stock: `<task>/variation<V>/episodes/episode<E>/`, with the variation's phrasings in
 //!   `<task>/variation<V>/variation_descriptions.pkl`;
 //! * PerAct's: `<task>/all_variations/episodes/episode<E>/`, with `variation_number.pkl` and

@@ -20,7 +20,9 @@ use crate::error::{GrpoError, Result};
 use crate::loss::{LossInputs, Normaliser, grpo_loss};
 use crate::metrics::{self, ComponentMeans, PolicyMetrics, RolloutMetrics, StepMetrics, UpdateMetrics};
 use crate::policy::{Completion, Policy, Sampling, ScoreRow, length_mask};
-use crate::run::{self, COMPLETIONS_FILE, Phase};
+use r1_model::checkpoint::run::COMPLETIONS_FILE;
+
+use crate::run::{self, Phase};
 use crate::trainer::{Algorithm, Loader, StepContext, Trainer, initial_model};
 
 /// A GRPO run in progress.

@@ -5,6 +5,7 @@
 //! * [`optim`]: AdamW with PyTorch semantics, global gradient-norm clipping, path-keyed state.
 //! * [`schedule`]: learning-rate schedules.
 //! * [`plan`]: the memory plan of a run, before it starts.
+//! * [`bench`]: what `cargo xtask bench` measures (step figures, MFU, peak memory).
 //! * [`config`]: the TOML configuration, its presets and validation.
 //! * [`policy`]: what the trainers need from a model.
 //! * [`qwen`]: the policy for r1-model's Qwen2.5-VL.
@@ -14,9 +15,9 @@
 //! * [`crash`]: crash points for the fault-injection tests.
 //! * [`run`]: the run directory, checkpoints, seeded data order for exact resume.
 //! * [`metrics`]: the typed lines of `metrics.jsonl`.
-//! * [`plot`]: PNG plots of the metrics.
 
 pub mod advantage;
+pub mod bench;
 pub mod config;
 pub mod crash;
 pub mod error;
@@ -26,7 +27,6 @@ pub mod loss;
 pub mod metrics;
 pub mod optim;
 pub mod plan;
-pub mod plot;
 pub mod policy;
 pub mod qwen;
 pub mod run;

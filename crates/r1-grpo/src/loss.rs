@@ -1,5 +1,5 @@
-//! The GRPO policy loss on burn tensors, as verl/EasyR1 define it (see
-//! `shared/reference/grpo.md`). Shapes: `B` completions, `T` completion positions (padded);
+//! The GRPO policy loss on burn tensors, as verl/EasyR1 define it (`compute_policy_loss` in
+//! verl's `core_algos.py`). Shapes: `B` completions, `T` completion positions (padded);
 //! `mask` is 1.0 on real completion tokens and 0.0 on padding.
 //!
 //! Per token, with `A` the completion's advantage:

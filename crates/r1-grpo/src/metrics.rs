@@ -31,6 +31,13 @@ pub struct StepMetrics {
     pub host_rss_mib: Option<f64>,
 }
 
+impl StepMetrics {
+    /// A line with the update's figures only, as an SFT step writes.
+    pub fn supervised(step: u64, update: UpdateMetrics) -> Self {
+        Self { step, rollout: None, policy: None, update, step_s: None, host_rss_mib: None }
+    }
+}
+
 /// Figures of a GRPO rollout.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RolloutMetrics {

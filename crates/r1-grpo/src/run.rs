@@ -1,13 +1,4 @@
-//! The run directory and its bookkeeping, independent of the model:
-//!
-//! ```text
-//! RUN/
-//!   config.toml                 resolved configuration
-//!   metrics.jsonl               one JSON object per optimiser step
-//!   completions.jsonl           sampled completions with rewards and advantages
-//!   checkpoint-<step>/          model/ (HF layout), optimizer.safetensors, state.json
-//!   plots/{reward,length,kl}.png
-//! ```
+//! The run directory (its layout is [`r1_model::checkpoint::run`]'s) and its bookkeeping.
 //!
 //! Exact resume rests on two choices: every random draw of step `s` comes from a generator
 //! seeded with `(seed, s)` (so the RNG state to restore is the step itself), and the prompt
@@ -22,6 +13,8 @@ use rand::seq::SliceRandom;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use r1_model::checkpoint::run::{self as layout, CONFIG_FILE, METRICS_FILE, MODEL_DIR, OPTIMIZER_FILE, STATE_FILE};
+
 use crate::config::TrainConfig;
 use crate::crash;
 use crate::error::{GrpoError, Result};
@@ -30,20 +23,6 @@ use crate::metrics::StepMetrics;
 use crate::optim::AdamW;
 use crate::policy::Policy;
 use crate::sft::SftMode;
-
-pub const CONFIG_FILE: &str = "config.toml";
-pub const METRICS_FILE: &str = "metrics.jsonl";
-pub const COMPLETIONS_FILE: &str = "completions.jsonl";
-pub const STATE_FILE: &str = "state.json";
-pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
-pub const MODEL_DIR: &str = "model";
-const CHECKPOINT_PREFIX: &str = "checkpoint-";
-
-/// The step of a checkpoint folder named `checkpoint-<step>` (r1's and Hugging Face Trainer's
-/// naming); `None` for any other name.
-pub fn checkpoint_step(name: &str) -> Option<u64> {
-    name.strip_prefix(CHECKPOINT_PREFIX)?.parse().ok()
-}
 
 /// Mixes a seed with a stream index (SplitMix64 finaliser) so that nearby indices give
 /// unrelated generators.
@@ -174,23 +153,14 @@ impl RunDir {
     }
 
     pub fn checkpoint_dir(&self, step: u64) -> PathBuf {
-        self.root.join(format!("{CHECKPOINT_PREFIX}{step}"))
+        layout::checkpoint_dir(&self.root, step)
     }
 
-    /// Checkpoints present, oldest first, as `(step, dir)`.
+    /// Complete checkpoints (those with their `state.json`), oldest first, as `(step, dir)`.
     pub fn checkpoints(&self) -> Result<Vec<(u64, PathBuf)>> {
-        let entries = std::fs::read_dir(&self.root).map_err(|e| GrpoError::io(&self.root, e))?;
-        let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| GrpoError::io(&self.root, e))?;
-            if let Some(step) = checkpoint_step(&entry.file_name().to_string_lossy())
-                && entry.path().join(STATE_FILE).exists()
-            {
-                out.push((step, entry.path()));
-            }
-        }
-        out.sort();
-        Ok(out)
+        let mut found = layout::checkpoint_dirs(&self.root).map_err(|e| GrpoError::io(&self.root, e))?;
+        found.retain(|(_, dir)| dir.join(STATE_FILE).exists());
+        Ok(found)
     }
 
     /// The newest complete checkpoint.
@@ -210,7 +180,8 @@ impl RunDir {
         fill: impl FnOnce(&Path) -> Result<()>,
     ) -> Result<PathBuf> {
         let final_dir = self.checkpoint_dir(state.step);
-        let tmp = self.root.join(format!(".{CHECKPOINT_PREFIX}{}.tmp", state.step));
+        // A hidden sibling, so listings never take it for a checkpoint.
+        let tmp = self.root.join(format!(".{}.tmp", final_dir.file_name().unwrap_or_default().to_string_lossy()));
         let staged = (|| {
             if tmp.exists() {
                 std::fs::remove_dir_all(&tmp).map_err(|e| GrpoError::io(&tmp, e))?;
@@ -369,21 +340,15 @@ mod tests {
 
     /// An SFT line of step `step`.
     fn line(step: u64) -> StepMetrics {
-        StepMetrics {
-            step,
-            rollout: None,
-            policy: None,
-            update: crate::metrics::UpdateMetrics {
-                loss: 0.5,
-                grad_norm: f64::NAN,
-                learning_rate: 1e-3,
-                skipped_nonfinite: 0,
-                update_s: 1.0,
-                training_tps: 10.0,
-            },
-            step_s: None,
-            host_rss_mib: None,
-        }
+        let update = crate::metrics::UpdateMetrics {
+            loss: 0.5,
+            grad_norm: f64::NAN,
+            learning_rate: 1e-3,
+            skipped_nonfinite: 0,
+            update_s: 1.0,
+            training_tps: 10.0,
+        };
+        StepMetrics::supervised(step, update)
     }
 
     #[test]

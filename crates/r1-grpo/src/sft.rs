@@ -179,21 +179,15 @@ impl<P: Policy> Algorithm<P> for Sft {
         let lr = s.schedule.lr(s.lr, ctx.state.optimizer_step, ctx.target_steps);
         let grad_norm = ctx.optimise(lr, loss_sum, acc)?;
         let update_s = t.elapsed().as_secs_f64();
-        Ok(vec![StepMetrics {
-            step: ctx.step,
-            rollout: None,
-            policy: None,
-            update: UpdateMetrics {
-                loss: loss_sum,
-                grad_norm,
-                learning_rate: lr,
-                skipped_nonfinite: ctx.state.skipped_nonfinite,
-                update_s,
-                training_tps: tokens / update_s.max(1e-9),
-            },
-            step_s: None,
-            host_rss_mib: metrics::host_rss_mib(),
-        }])
+        let update = UpdateMetrics {
+            loss: loss_sum,
+            grad_norm,
+            learning_rate: lr,
+            skipped_nonfinite: ctx.state.skipped_nonfinite,
+            update_s,
+            training_tps: tokens / update_s.max(1e-9),
+        };
+        Ok(vec![StepMetrics { host_rss_mib: metrics::host_rss_mib(), ..StepMetrics::supervised(ctx.step, update) }])
     }
 }
 

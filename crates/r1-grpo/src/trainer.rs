@@ -15,7 +15,9 @@ use crate::error::{GrpoError, Result};
 use crate::metrics::{Metric, StepMetrics};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::policy::{LoraStart, Policy};
-use crate::run::{self, COMPLETIONS_FILE, METRICS_FILE, MODEL_DIR, OPTIMIZER_FILE, Phase, RunDir, TrainState};
+use r1_model::checkpoint::run::{COMPLETIONS_FILE, METRICS_FILE, MODEL_DIR, OPTIMIZER_FILE};
+
+use crate::run::{self, Phase, RunDir, TrainState};
 
 /// Loads a policy from a model directory onto the training device.
 pub type Loader<'a, P> = &'a dyn Fn(&Path) -> Result<P>;

@@ -60,7 +60,7 @@ fn checkpointed_gradients_equal_the_plain_ones() {
     let samples = read_split(&dataset_root(), Split::Train).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("tiny");
-    r1_model::tiny::create_tiny(&dir, &r1_model::tiny::dataset_texts(&samples[..40]), 0, &Device::flex()).unwrap();
+    r1_model::tiny::create_tiny(&dir, &r1_data::qa::dataset_texts(&samples[..40]), 0, &Device::flex()).unwrap();
 
     let mut config = TrainConfig::tiny();
     let plain = gradients(&dir, &config.training_device(None).unwrap());

@@ -18,7 +18,7 @@ fn frozen_vision_tower_does_not_move() {
     let samples = read_split(&dataset_root(), Split::Train).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("tiny");
-    let texts = r1_model::tiny::dataset_texts(&samples[..40]);
+    let texts = r1_data::qa::dataset_texts(&samples[..40]);
     r1_model::tiny::create_tiny(&dir, &texts, 0, &Device::flex()).unwrap();
     let policy = QwenPolicy::load(&dir, &dataset_root(), &Device::flex().autodiff()).unwrap();
     let before = weights(&policy);

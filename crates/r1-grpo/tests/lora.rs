@@ -9,7 +9,8 @@ use r1_data::dataset::{Split, read_split};
 use r1_grpo::config::TrainConfig;
 use r1_grpo::grpo::GrpoTrainer;
 use r1_grpo::qwen::{QwenPolicy, model_shape};
-use r1_grpo::run::{MODEL_DIR, RunDir};
+use r1_grpo::run::RunDir;
+use r1_model::checkpoint::run::MODEL_DIR;
 use r1_model::lora::{self, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, LoraConfig};
 
 mod weights;
@@ -45,7 +46,7 @@ fn lora_run_trains_only_the_adapters_and_resumes_exactly() {
     let samples: Vec<_> = samples.into_iter().take(40).collect();
     let tmp = tempfile::tempdir().unwrap();
     let base_dir = tmp.path().join("tiny");
-    r1_model::tiny::create_tiny(&base_dir, &r1_model::tiny::dataset_texts(&samples), 0, &Device::flex()).unwrap();
+    r1_model::tiny::create_tiny(&base_dir, &r1_data::qa::dataset_texts(&samples), 0, &Device::flex()).unwrap();
     let device = Device::flex().autodiff();
     let load = |dir: &Path| QwenPolicy::load(dir, &dataset_root(), &device);
     let base = weights(&load(&base_dir).unwrap());

@@ -6,8 +6,9 @@ use burn::tensor::Device;
 use common::{Bigram, initial_model, micro_config, samples};
 use r1_grpo::GrpoError;
 use r1_grpo::grpo::GrpoTrainer;
-use r1_grpo::run::{COMPLETIONS_FILE, RunDir};
+use r1_grpo::run::RunDir;
 use r1_grpo::sft::{SftMode, SftTrainer};
+use r1_model::checkpoint::run::COMPLETIONS_FILE;
 
 mod untimed;
 use untimed::untimed;

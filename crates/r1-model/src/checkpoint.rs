@@ -9,6 +9,9 @@
 //!   preprocessor_config.json (or processor_config.json)
 //!   generation_config.json
 //! ```
+//!
+//! A training run keeps such a directory inside each of its checkpoints; [`run`] spells out the
+//! run folder around it.
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +30,8 @@ use crate::processor::{ImageProcessor, ImageProcessorConfig, ProcessedImage};
 use crate::score::completion_logprobs;
 use crate::tokenizer::{ENDOFTEXT, IM_END, Tokenizer, expand_image_pads};
 use crate::weights::{CONFIG_FILE, load_model, save_model, weight_files, write_atomic, write_config};
+
+pub mod run;
 
 const TOKENIZER_FILE: &str = "tokenizer.json";
 const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";

@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use r1_data::{Answer, Message, QaSample};
+use r1_data::Message;
 use tokenizers::decoders::DecoderWrapper;
 use tokenizers::models::TrainerWrapper;
 use tokenizers::models::bpe::{BPE, BpeTrainer};
@@ -181,27 +181,6 @@ pub fn tiny_config(tokenizer: &Tokenizer) -> Result<Qwen2_5VlConfig, ModelError>
     };
     config.validate().map_err(|message| ModelError::Config { path: PathBuf::from("<tiny config>"), message })?;
     Ok(config)
-}
-
-/// The text of `samples` a tokenizer should know: every message's text, the options, the SFT
-/// targets and each answer in the `<think> </think> <answer> .. </answer>` reply form.
-pub fn dataset_texts(samples: &[QaSample]) -> Vec<String> {
-    let mut texts = Vec::new();
-    for sample in samples {
-        texts.extend(sample.messages.iter().map(Message::joined_text));
-        texts.extend(sample.options.iter().flat_map(|o| o.values().cloned()));
-        if let Some(sft) = &sample.sft {
-            texts.push(sft.direct.clone());
-            texts.extend(sft.cot.clone());
-        }
-        let answer = match &sample.answer {
-            Answer::Label(label) => format!("[[{label}]]"),
-            Answer::Position(p) => r1_data::prompts::format_position(*p),
-            Answer::Movement(m) => m.clone(),
-        };
-        texts.push(format!("<think> </think> <answer> {answer} </answer>"));
-    }
-    texts
 }
 
 /// Creates the tiny checkpoint directory `dir`: trains the tokenizer on `texts` plus the chat

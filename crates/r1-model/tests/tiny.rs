@@ -10,9 +10,10 @@ use std::time::Instant;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use proptest::prelude::*;
 use r1_data::dataset::{Split, read_split};
+use r1_data::qa::dataset_texts;
 use r1_data::{Message, QaSample};
 use r1_model::checkpoint::{self, Assets};
-use r1_model::tiny::{SPECIAL_TOKENS, TAGS, TINY_VOCAB_SIZE, create_tiny, dataset_texts, tiny_config, train_tokenizer};
+use r1_model::tiny::{SPECIAL_TOKENS, TAGS, TINY_VOCAB_SIZE, create_tiny, tiny_config, train_tokenizer};
 use r1_model::tokenizer::Tokenizer;
 use r1_model::{ModelError, Qwen2_5VlModel};
 

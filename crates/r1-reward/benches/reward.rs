@@ -1,6 +1,6 @@
 //! Completions scored per second on one core, for typical ~300-character completions of every
 //! question kind (issue 5 asks for at least 100,000/s). Run with
-//! `cargo bench -p r1-reward --bench reward`; the figure is criterion's `thrpt` in elements/s.
+//! `cargo bench --workspace --bench reward`; the figure is criterion's `thrpt` in elements/s.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;

@@ -1,6 +1,6 @@
 //! Time to simulate and render the whole suite: 10 tasks x 50 episodes at 224x224 on every
 //! core (the target is under two minutes on 2 cores). Prints one table; pass a
-//! number to change the episodes per task (`cargo bench -p r1-sim --bench generate -- 5`).
+//! number to change the episodes per task (`cargo bench --workspace --bench generate -- 5`).
 
 use std::time::Instant;
 

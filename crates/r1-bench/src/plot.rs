@@ -1,34 +1,23 @@
-//! PNG plots of a run's metrics over steps (reward, completion length, KL), drawn with plotters
+//! Line charts of a series over steps (a run's reward, loss, length, ...), drawn with plotters
 //! and the DejaVu Sans font shipped in `assets/` (so text renders on machines without fonts).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::error::{GrpoError, Result};
-use crate::metrics::{self, Metric, StepMetrics};
+use crate::error::{BenchError, Result};
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
 /// Registers the bundled font as plotters' "sans-serif", once per process: every r1 chart
-/// (these plots and r1-bench's evaluation charts) draws its text with it.
+/// (line charts and the evaluation's bar charts) draws its text with it.
 pub fn register_font() -> Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok = *REGISTERED.get_or_init(|| plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok());
-    if ok { Ok(()) } else { Err(GrpoError::Invalid("the bundled DejaVuSans.ttf is not a valid font".into())) }
+    if ok { Ok(()) } else { Err(BenchError::invalid("assets/DejaVuSans.ttf", "the bundled font does not load")) }
 }
-
-/// The plots drawn at the end of a run (those with data: an SFT run has only a loss and the
-/// memory): file stem, figure (its key is the title), y-axis label.
-pub const PLOTS: [(&str, Metric, &str); 5] = [
-    ("loss", metrics::LOSS, "loss"),
-    ("reward", metrics::REWARD, "mean reward"),
-    ("length", metrics::MEAN_LENGTH, "mean completion length (tokens)"),
-    ("kl", metrics::KL, "KL to the reference"),
-    ("memory", metrics::HOST_RSS, "resident host memory (MiB)"),
-];
 
 /// Draws one line chart to `path` (atomically: drawn to a temporary PNG, then renamed).
 pub fn line_chart(path: &Path, title: &str, y_label: &str, points: &[(f64, f64)]) -> Result<()> {
@@ -80,7 +69,7 @@ pub fn line_chart(path: &Path, title: &str, y_label: &str, points: &[(f64, f64)]
     r1_data::fsutil::write_file_atomic(path, |tmp| {
         draw(tmp).map_err(|e| std::io::Error::other(format!("cannot draw the plot: {e}")))
     })
-    .map_err(|e| GrpoError::io(path, e))
+    .map_err(|e| BenchError::io(path, e))
 }
 
 /// Where the legend hides no data: the last quarter of the curve ends on the right, so the
@@ -97,7 +86,7 @@ fn smoothing_window(n: usize) -> usize {
 }
 
 /// Trailing mean of the `window` points up to and including each point (fewer at the start).
-pub fn rolling_mean(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
+fn rolling_mean(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
     let window = window.max(1);
     let mut sum = 0.0;
     points
@@ -123,22 +112,6 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
-/// Draws every plot of [`PLOTS`] from metric lines into `dir`; returns the files written.
-pub fn plot_metrics(lines: &[StepMetrics], dir: &Path) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).map_err(|e| GrpoError::io(dir, e))?;
-    let mut written = Vec::new();
-    for (stem, metric, label) in PLOTS {
-        let points = metric.series(lines);
-        if points.is_empty() {
-            continue;
-        }
-        let path = dir.join(format!("{stem}.png"));
-        line_chart(&path, metric.key, label, &points)?;
-        written.push(path);
-    }
-    Ok(written)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,33 +135,14 @@ mod tests {
     }
 
     #[test]
-    fn plots_are_valid_pngs() {
+    fn line_chart_is_a_valid_png() {
         let dir = tempfile::tempdir().unwrap();
-        // SFT lines: a loss and nothing of GRPO's; a non-finite loss is left out.
-        let lines: Vec<StepMetrics> = (1..=5u64)
-            .map(|step| StepMetrics {
-                step,
-                rollout: None,
-                policy: None,
-                update: metrics::UpdateMetrics {
-                    loss: if step == 3 { f64::NAN } else { 1.0 / step as f64 },
-                    grad_norm: 1.0,
-                    learning_rate: 1e-3,
-                    skipped_nonfinite: 0,
-                    update_s: 1.0,
-                    training_tps: 10.0,
-                },
-                step_s: None,
-                host_rss_mib: None,
-            })
-            .collect();
-        assert_eq!(metrics::LOSS.series(&lines).len(), 4);
-        let written = plot_metrics(&lines, dir.path()).unwrap();
-        // No GRPO figures nor memory in the lines: the loss only.
-        assert_eq!(written, [dir.path().join("loss.png")]);
-        for p in written {
-            let img = image::open(&p).unwrap();
-            assert_eq!((img.width(), img.height()), (800, 500));
-        }
+        let path = dir.path().join("loss.png");
+        let points: Vec<(f64, f64)> = (1..=30).map(|s| (s as f64, 1.0 / s as f64)).collect();
+        line_chart(&path, "loss", "loss", &points).unwrap();
+        let img = image::open(&path).unwrap();
+        assert_eq!((img.width(), img.height()), (800, 500));
+        // Drawn to a temporary file, then renamed: nothing else is left in the folder.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
