@@ -19,7 +19,7 @@ use r1_grpo::bench::{
 };
 use r1_grpo::config::{Preset, TrainConfig};
 use r1_grpo::grpo::GrpoTrainer;
-use r1_grpo::qwen::QwenPolicy;
+use r1_grpo::qwen::{QwenPolicy, loader};
 use r1_model::generate::{SamplingConfig, generate};
 use r1_model::{DeviceKind, Prompt};
 use serde::Serialize;
@@ -170,7 +170,8 @@ fn generation(args: &Args, config: &TrainConfig, data: &[QaSample]) -> anyhow::R
     anyhow::ensure!(args.new_tokens >= 2, "--new-tokens must be at least 2 (decode is timed from the second token on)");
     let device = args.device.device()?;
     let policy = QwenPolicy::load(model_dir(config)?, &config.data.root, &device)?;
-    let model = &policy.model;
+    // In the configured dtype, as a rollout generates.
+    let model = &r1_model::precision::cast(policy.model.clone(), config.model.dtype);
     let assets = policy.assets();
     let pad = assets.tokenizer.special().endoftext;
     let n = args.new_tokens;
@@ -262,9 +263,7 @@ fn training(args: &Args, config: &TrainConfig, data: Vec<QaSample>) -> anyhow::R
     config.run.save_every = 0;
     config.run.log_completions = 0;
     let out = TempDir::new("grpo")?;
-    let device = config.training_device(None)?;
-    let root = config.data.root.clone();
-    let load = |dir: &Path| QwenPolicy::load(dir, &root, &device);
+    let load = loader(&config, config.training_device(None)?);
     let mut trainer = GrpoTrainer::start(config.clone(), &out.0, data.clone(), &load)?;
     // The step summaries hold the step's metrics.jsonl lines as written.
     let mut lines = Vec::new();
@@ -281,12 +280,13 @@ fn training(args: &Args, config: &TrainConfig, data: Vec<QaSample>) -> anyhow::R
         .collect::<anyhow::Result<Vec<f64>>>()?;
     let r = &config.rollout;
     let setup = format!(
-        "tiny preset: {} prompts x {} completions, <= {} tokens, {} updates/step, {}, median of {} steps",
+        "tiny preset: {} prompts x {} completions, <= {} tokens, {} updates/step, {} in {}, median of {} steps",
         r.prompts_per_rollout,
         r.group_size,
         r.max_response_tokens,
         config.updates_per_rollout(),
         args.device,
+        config.model.dtype,
         steps.len()
     );
     let row = |key, figure: &str, value, unit| Row { key, figure: figure.into(), value, unit, setup: setup.clone() };
@@ -334,9 +334,7 @@ fn soak(args: &Args, config: &TrainConfig, data: Vec<QaSample>) -> anyhow::Resul
         epoch + SOAK_MIN_STEADY_STEPS
     );
     let out = TempDir::new("soak")?;
-    let device = config.training_device(None)?;
-    let root = config.data.root.clone();
-    let load = |dir: &Path| QwenPolicy::load(dir, &root, &device);
+    let load = loader(&config, config.training_device(None)?);
     let mut trainer = GrpoTrainer::start(config.clone(), &out.0, data, &load)?;
     let bar = crate::progress::bar(args.soak_steps, "soak");
     let mut rss = Vec::new();
@@ -405,11 +403,12 @@ fn peak_memory(args: &Args, config: &TrainConfig) -> anyhow::Result<Row> {
         value: m.peak_kib as f64 / 1024.0,
         unit: "MiB",
         setup: format!(
-            "VmHWM of a child process: model loaded ({:.0} MiB RSS) + {} completions x {} tokens; host memory only, {}{}",
+            "VmHWM of a child process: model loaded ({:.0} MiB RSS) + {} completions x {} tokens; host memory only, {} in {}{}",
             m.before_kib as f64 / 1024.0,
             c.micro_batch_size,
             config.rollout.max_response_tokens,
             args.device,
+            config.model.dtype,
             if config.model.gradient_checkpointing { ", gradient checkpointing" } else { "" }
         ),
     })

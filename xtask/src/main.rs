@@ -16,6 +16,7 @@ mod keypoints;
 mod merge;
 mod plots;
 mod progress;
+mod random_model;
 mod reward;
 mod score;
 mod serve;
@@ -56,6 +57,9 @@ enum Command {
     Experiment(experiment::Args),
     /// End-to-end throughput figures (generation, training step, rendering) as a table.
     Bench(bench::Args),
+    /// Create a randomly initialised checkpoint (the tiny shape, or Qwen2.5-VL-3B's / 7B's at a
+    /// chosen depth) for benchmarks.
+    RandomModel(random_model::Args),
     /// Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models).
     Serve(serve::Args),
 }
@@ -74,6 +78,7 @@ impl Cli {
             Command::Eval(a) => eval::run(a),
             Command::Experiment(a) => experiment::run(a),
             Command::Bench(a) => bench::run(a),
+            Command::RandomModel(a) => random_model::run(a),
             Command::Serve(a) => serve::run(a),
         }
     }

@@ -9,13 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use burn::tensor::Device;
 use r1_data::dataset::{Split, read_split};
 use r1_data::{QaSample, QaType};
 use r1_grpo::config::{Preset, TrainConfig};
 use r1_grpo::grpo::GrpoTrainer;
 use r1_grpo::metrics::{self, Metric};
-use r1_grpo::qwen::QwenPolicy;
+use r1_grpo::qwen::{QwenPolicy, loader};
 use r1_grpo::run::RunDir;
 use r1_grpo::sft::{SftMode, SftTrainer};
 use r1_model::DeviceKind;
@@ -217,11 +216,6 @@ pub(crate) fn initial_model(config: &mut TrainConfig, data: &[QaSample]) -> anyh
     Ok(dir)
 }
 
-/// Loads policies onto `device`, with image paths relative to the dataset root.
-fn loader<'a>(root: &'a Path, device: &'a Device) -> impl Fn(&Path) -> r1_grpo::Result<QwenPolicy> + 'a {
-    move |dir: &Path| QwenPolicy::load(dir, root, device)
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     let c = &args.common;
     if let Some(dir) = &c.resume {
@@ -234,10 +228,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.dry_run {
         return Ok(());
     }
-    let device = config.training_device(None)?;
     let out = c.out.clone().unwrap_or_else(|| default_out("train"));
-    let root = config.data.root.clone();
-    let load = loader(&root, &device);
+    let load = loader(&config, config.training_device(None)?);
     // Recorded as run: the run folders' config.toml says what the warm-up did.
     let warmup = args.warmup_steps.unwrap_or(config.sft.warmup_steps);
     config.sft.warmup_steps = warmup;
@@ -281,9 +273,7 @@ fn resume(dir: &Path, c: &Common, eval_questions: usize) -> anyhow::Result<()> {
     }
     let (run, mut config) = resumed_config(&recorded, c)?;
     let data = training_data(&config)?;
-    let device = config.training_device(c.device)?;
-    let root = config.data.root.clone();
-    let load = loader(&root, &device);
+    let load = loader(&config, config.training_device(c.device)?);
     let checkpointed = run.latest_checkpoint()?.is_some();
     if grpo_started {
         let trainer = if checkpointed {
@@ -468,18 +458,16 @@ pub fn run_sft(args: SftArgs) -> anyhow::Result<()> {
     let (mut trainer, steps) = if let Some(dir) = &c.resume {
         let (_, config) = resumed_config(dir, c)?;
         let data = training_data(&config)?;
-        let device = config.training_device(c.device)?;
-        let trainer = SftTrainer::resume(dir, data, &loader(&config.data.root, &device))?;
+        let trainer = SftTrainer::resume(dir, data, &loader(&config, config.training_device(c.device)?))?;
         let steps = c.steps.unwrap_or_else(|| trainer.steps_for_epochs(trainer.config.sft.epochs));
         (trainer, steps)
     } else {
         let mut config = resolve_config(c)?;
         let data = training_data(&config)?;
         initial_model(&mut config, &data)?;
-        let device = config.training_device(None)?;
         let out = c.out.clone().unwrap_or_else(|| default_out("sft"));
-        let root = config.data.root.clone();
-        let trainer = SftTrainer::start(config, &out, data, mode, &loader(&root, &device))?;
+        let load = loader(&config, config.training_device(None)?);
+        let trainer = SftTrainer::start(config, &out, data, mode, &load)?;
         let steps = c.steps.unwrap_or_else(|| trainer.steps_for_epochs(trainer.config.sft.epochs));
         (trainer, steps)
     };

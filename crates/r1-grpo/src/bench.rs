@@ -189,7 +189,7 @@ pub fn peak_memory_micro_batch(config: &TrainConfig, data: &[QaSample]) -> Resul
     let device = config.training_device(None)?;
     let model =
         config.model.path.as_deref().ok_or_else(|| GrpoError::Invalid("the configuration names no model".into()))?;
-    let policy = QwenPolicy::load(model, &config.data.root, &device)?;
+    let policy = crate::qwen::loader(config, device.clone())(model)?;
     let micro = config.update.micro_batch_size;
     let group = config.rollout.group_size;
     let t = config.rollout.max_response_tokens;

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use r1_data::dataset::Split;
 use r1_data::{QaSample, QaType};
-use r1_model::DeviceKind;
 use r1_model::lora::LoraConfig;
+use r1_model::{DeviceKind, Precision};
 use serde::{Deserialize, Serialize};
 
 use crate::advantage::AdvantageEstimator;
@@ -94,6 +94,11 @@ pub struct ModelSection {
     /// it covers every decoder and vision block at once.
     #[serde(default)]
     pub gradient_checkpointing: bool,
+    /// Dtype of every forward pass (generation, scoring, the update): `f32`, or `bf16` with
+    /// f32 where precision needs it (see `r1_model::precision`). Master weights, gradients and
+    /// AdamW's moments stay f32 either way; the reference model is kept in this dtype.
+    #[serde(default)]
+    pub dtype: Precision,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -222,6 +227,7 @@ impl TrainConfig {
                 path: Some(PathBuf::from("models/Qwen2.5-VL-7B-Instruct")),
                 freeze_vision: false,
                 gradient_checkpointing: false,
+                dtype: Precision::Bf16,
             },
             data: DataSection {
                 root: PathBuf::from("datasets/default"),
@@ -274,6 +280,7 @@ impl TrainConfig {
         c.preset = Preset::Tiny;
         c.device = DeviceKind::Flex;
         c.model.path = None;
+        c.model.dtype = Precision::F32;
         c.rollout = RolloutSection {
             group_size: 4,
             prompts_per_rollout: 4,

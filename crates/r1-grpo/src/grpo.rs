@@ -418,7 +418,7 @@ fn mean(xs: &[f64]) -> f64 {
 /// off (under LoRA the reference is the policy's own base, see `Grpo::reference_view`).
 fn load_reference<P: Policy>(config: &TrainConfig, load: Loader<P>) -> Result<Option<P>> {
     if config.algorithm.loss.kl_coef > 0.0 && config.lora.is_none() {
-        Ok(Some(load(&initial_model(config)?)?.valid()))
+        Ok(Some(load(&initial_model(config)?)?.into_reference()))
     } else {
         Ok(None)
     }

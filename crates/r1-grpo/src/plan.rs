@@ -3,8 +3,11 @@
 //! cannot fit is refused with the numbers instead of dying hours in (`cargo xtask train
 //! --dry-run` prints it and stops).
 //!
-//! Everything is f32, as r1 trains today. Weights, gradients, AdamW's two moments and the
-//! reference model are exact counts. The generation KV cache is exact for the longest prompt
+//! Weights, gradients and AdamW's two moments are f32 whatever `model.dtype`; with `bf16` the
+//! forward passes run on a bf16 copy of the weights (kept by the update's graph), and the
+//! reference model, the KV cache and the activations are bf16, except the attention scores
+//! and the logits' log-softmax, which stay f32. Weights, gradients, moments and the reference
+//! model are exact counts. The generation KV cache is exact for the longest prompt
 //! given. Training activations are an estimate of what autodiff keeps for one micro-batch:
 //! per token and layer about `10 hidden + 4 intermediate` values (the inputs of every
 //! projection, the MLP's gate, up and activation, the residual stream), the attention
@@ -19,6 +22,7 @@
 
 use serde::Serialize;
 
+use r1_model::Precision;
 use r1_model::lora::LoraConfig;
 
 use crate::config::TrainConfig;
@@ -151,11 +155,25 @@ pub fn memory_plan(config: &TrainConfig, model: &ModelShape, prompt: PromptShape
         None if config.model.freeze_vision => model.text_params,
         None => params,
     };
-    let how = match config.lora {
-        Some(_) => format!("{base} parameters + {adapters} of LoRA adapters, f32"),
-        None => format!("{params} parameters, f32"),
+    let dtype = config.model.dtype;
+    let elem = dtype.bytes();
+    // Under LoRA the frozen base is stored in the forward dtype; only trained weights need f32.
+    let (stored, how, cast) = match config.lora {
+        Some(_) => (
+            base * elem + adapters * F32,
+            format!("{base} frozen parameters in {dtype} + {adapters} of LoRA adapters in f32"),
+            adapters,
+        ),
+        None => (params * F32, format!("{params} parameters, f32"), params),
     };
-    let mut rows = vec![PlanRow { what: "weights", bytes: params * F32, how }];
+    let mut rows = vec![PlanRow { what: "weights", bytes: stored, how }];
+    if dtype != Precision::F32 {
+        rows.push(PlanRow {
+            what: "forward weights",
+            bytes: cast * elem,
+            how: format!("the f32 weights cast to {dtype} for the forward passes"),
+        });
+    }
     if config.algorithm.loss.kl_coef > 0.0 {
         rows.push(match config.lora {
             Some(_) => PlanRow {
@@ -163,7 +181,11 @@ pub fn memory_plan(config: &TrainConfig, model: &ModelShape, prompt: PromptShape
                 bytes: 0,
                 how: "the base with the LoRA adapters off: no copy".into(),
             },
-            None => PlanRow { what: "reference model", bytes: params * F32, how: "a second copy (kl_coef > 0)".into() },
+            None => PlanRow {
+                what: "reference model",
+                bytes: params * elem,
+                how: format!("a second copy in {dtype} (kl_coef > 0)"),
+            },
         });
     }
     rows.push(PlanRow { what: "gradients", bytes: trainable * F32, how: format!("{trainable} trained parameters") });
@@ -174,7 +196,7 @@ pub fn memory_plan(config: &TrainConfig, model: &ModelShape, prompt: PromptShape
     let chunk = r.generation_chunks().iter().map(|c| c.len() as u64).max().unwrap_or(0);
     let sequences = chunk * group;
     let length = prompt.tokens + r.max_response_tokens as u64;
-    let kv = sequences * length * model.layers * 2 * model.kv_heads * model.head_dim * F32;
+    let kv = sequences * length * model.layers * 2 * model.kv_heads * model.head_dim * elem;
     rows.push(PlanRow {
         what: "generation KV cache",
         bytes: kv,
@@ -189,7 +211,7 @@ pub fn memory_plan(config: &TrainConfig, model: &ModelShape, prompt: PromptShape
     let tokens = prompts * prompt.tokens + micro * t;
     let per_token = kept.hidden * model.hidden + kept.mlp * model.intermediate;
     let attention = model.heads * (prompts * prompt.tokens.pow(2) + micro * t * (prompt.tokens + t));
-    let decoder = model.layers * (tokens * per_token + kept.attention * attention) * F32;
+    let decoder = model.layers * (tokens * per_token * elem + kept.attention * attention * F32);
     let logits = micro * t * model.vocab * kept.logit_bytes;
     // A tower without gradients (frozen by LoRA) records no graph; `freeze_vision` only drops
     // its gradients at the optimiser, so its activations are still kept.
@@ -201,7 +223,7 @@ pub fn memory_plan(config: &TrainConfig, model: &ModelShape, prompt: PromptShape
         let per_patch = kept.hidden * model.vision_hidden + kept.mlp * model.vision_intermediate;
         // Full attention over each image: the window blocks hold less, so this is an upper bound.
         let attention = model.vision_heads * prompts * prompt.patches.pow(2);
-        model.vision_layers * (patches * per_patch + kept.attention * attention) * F32
+        model.vision_layers * (patches * per_patch * elem + kept.attention * attention * F32)
     };
     rows.push(PlanRow {
         what: "training activations",
@@ -283,7 +305,8 @@ mod tests {
 
     /// What LoRA saves on Qwen2.5-VL-7B's shape (the README's figures): rank 16 on the seven
     /// decoder projections is 40.4M parameters, and the 8.29B-parameter model's weights,
-    /// reference, gradients and moments shrink from 20 to about 4 bytes per parameter.
+    /// reference, gradients and moments shrink from 20 to about 4 bytes per parameter in f32,
+    /// 2 in bf16 (the frozen base stored in bf16).
     #[test]
     fn lora_on_the_7b_shape() {
         let qwen7b = ModelShape {
@@ -307,16 +330,49 @@ mod tests {
         assert_eq!(adapters, 16 * 28 * (2 * (3584 + 3584) + 2 * (3584 + 512) + 3 * (3584 + 18944)));
         let prompt = PromptShape { tokens: 400, patches: 1024 };
         let fixed = |plan: &MemoryPlan| {
-            ["weights", "reference model", "gradients", "AdamW moments"].iter().map(|w| bytes(plan, w)).sum::<u64>()
+            ["weights", "forward weights", "reference model", "gradients", "AdamW moments"]
+                .iter()
+                .map(|w| bytes(plan, w))
+                .sum::<u64>()
         };
         let lora = fixed(&memory_plan(&c, &qwen7b, prompt));
+        c.model.dtype = Precision::F32;
+        let lora_f32 = fixed(&memory_plan(&c, &qwen7b, prompt));
         let full = fixed(&memory_plan(&TrainConfig::paper(), &qwen7b, prompt));
         println!(
-            "7B, LoRA r 16: adapters {adapters}, fixed {:.1} GiB; full fine-tuning {:.1} GiB",
+            "7B, LoRA r 16: adapters {adapters}, fixed {:.1} GiB in bf16, {:.1} GiB in f32; full fine-tuning {:.1} GiB",
             gib(lora),
+            gib(lora_f32),
             gib(full)
         );
-        assert!(gib(full) > 150.0 && gib(lora) < 32.0, "{} {}", gib(full), gib(lora));
+        assert!(gib(full) > 150.0 && gib(lora_f32) < 32.0 && gib(lora) < 17.0);
+    }
+
+    /// bf16 halves what only the forward passes read (the reference, the KV cache) and adds
+    /// the bf16 copy of the weights; the f32 master weights, gradients and moments stay.
+    #[test]
+    fn bf16_halves_the_forward_state_not_the_master_state() {
+        let mut c = TrainConfig::tiny();
+        let prompt = PromptShape { tokens: 10, patches: 16 };
+        let f32 = memory_plan(&c, &shape(), prompt);
+        c.model.dtype = Precision::Bf16;
+        let bf16 = memory_plan(&c, &shape(), prompt);
+        for what in ["weights", "gradients", "AdamW moments"] {
+            assert_eq!(bytes(&bf16, what), bytes(&f32, what), "{what}");
+        }
+        assert_eq!(bytes(&f32, "forward weights"), 0);
+        assert_eq!(bytes(&bf16, "forward weights"), 1200 * 2);
+        for what in ["reference model", "generation KV cache"] {
+            assert_eq!(2 * bytes(&bf16, what), bytes(&f32, what), "{what}");
+        }
+        let activations = |p: &MemoryPlan| bytes(p, "training activations");
+        assert!(activations(&bf16) < activations(&f32) && 2 * activations(&bf16) > activations(&f32));
+
+        c.lora = Some(LoraConfig { r: 2, ..LoraConfig::default() });
+        let lora = memory_plan(&c, &shape(), prompt);
+        let adapters = lora_parameters(c.lora.as_ref().unwrap(), &shape());
+        assert_eq!(bytes(&lora, "weights"), 1200 * 2 + adapters * 4, "the frozen base in bf16");
+        assert_eq!(bytes(&lora, "forward weights"), adapters * 2);
     }
 
     #[test]

@@ -83,6 +83,12 @@ pub trait Policy: Module + Sized {
     fn without_adapters(&self) -> Self {
         self.clone()
     }
+
+    /// The frozen copy GRPO's KL term scores against: the inference view, stored as compactly
+    /// as its forward passes allow (no optimiser needs its weights in f32).
+    fn into_reference(self) -> Self {
+        self.valid()
+    }
 }
 
 /// How [`Policy::with_lora`] treats the adapters a loaded policy already carries.

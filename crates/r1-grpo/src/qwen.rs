@@ -18,8 +18,10 @@ use r1_model::Qwen2_5VlModel;
 use r1_model::checkpoint::{self, Assets, Prompt};
 use r1_model::generate::SamplingConfig;
 use r1_model::lora::{self, LoraConfig};
+use r1_model::precision::{self, Precision};
 use rand::rngs::StdRng;
 
+use crate::config::TrainConfig;
 use crate::error::{GrpoError, Result};
 use crate::plan::{ModelShape, PromptShape};
 use crate::policy::{Completion, LoraStart, Policy, Sampling, ScoreRow};
@@ -45,6 +47,9 @@ pub struct QwenPolicy {
     /// loaded from, or the base of an adapter folder.
     #[module(skip)]
     base: PathBuf,
+    /// Dtype of the forward passes; `model` keeps its own (f32 master weights when trained).
+    #[module(skip)]
+    precision: Precision,
 }
 
 impl QwenPolicy {
@@ -59,7 +64,22 @@ impl QwenPolicy {
             encoded: Arc::new(PromptCache::new(PROMPT_CACHE_BYTES)),
             source: dir.to_path_buf(),
             base: checkpoint::base_dir(dir)?,
+            precision: Precision::F32,
         })
+    }
+
+    /// The policy with its forward passes in `precision`.
+    pub fn with_precision(self, precision: Precision) -> Self {
+        Self { precision, ..self }
+    }
+
+    /// Runs `f` on the model in the forward dtype: under autodiff the casts are in the graph,
+    /// so gradients reach the stored (master) weights in their own dtype.
+    fn forward<T>(&self, f: impl FnOnce(&Qwen2_5VlModel) -> T) -> T {
+        match self.precision {
+            Precision::F32 => f(&self.model),
+            p => f(&precision::cast(self.model.clone(), p)),
+        }
     }
 
     pub fn assets(&self) -> &Assets {
@@ -99,7 +119,7 @@ impl Policy for QwenPolicy {
             top_p: sampling.top_p,
             top_k: 0,
         };
-        let out = self.assets.sample(&self.model, &refs, group, &config, rng)?;
+        let out = self.forward(|model| self.assets.sample(model, &refs, group, &config, rng))?;
         Ok(out
             .into_iter()
             .map(|(g, text)| Completion { truncated: !g.stopped, ids: g.ids, logprobs: g.logprobs, text })
@@ -117,7 +137,7 @@ impl Policy for QwenPolicy {
                 })
                 .collect::<Result<Vec<&Prompt>>>()?;
         let ids: Vec<&[u32]> = rows.iter().map(|r| r.ids).collect();
-        Ok(self.assets.score(&self.model, &row_prompts, &ids, temperature)?)
+        Ok(self.forward(|model| self.assets.score(model, &row_prompts, &ids, temperature))?)
     }
 
     fn encode_reply(&self, text: &str) -> Result<Vec<u32>> {
@@ -132,24 +152,40 @@ impl Policy for QwenPolicy {
         }
     }
 
+    /// The frozen base is stored in the forward dtype (only the adapters keep f32 masters).
     fn with_lora(self, config: &LoraConfig, start: LoraStart, seed: u64) -> Result<Self> {
-        match start {
+        let policy = match start {
             LoraStart::Fresh => {
                 let model = lora::attach(lora::merge(self.model), config, seed)?;
                 // The merged model is the folder this policy came from, adapters and all.
-                Ok(Self { model, base: self.source.clone(), ..self })
+                Self { model, base: self.source.clone(), ..self }
             }
-            LoraStart::Resume if lora::has_adapters(&self.model) => Ok(self),
-            LoraStart::Resume => Err(GrpoError::file(
-                &self.source,
-                "holds no LoRA adapters, but the run trains with lora: not a checkpoint of this run",
-            )),
-        }
+            LoraStart::Resume if lora::has_adapters(&self.model) => self,
+            LoraStart::Resume => {
+                return Err(GrpoError::file(
+                    &self.source,
+                    "holds no LoRA adapters, but the run trains with lora: not a checkpoint of this run",
+                ));
+            }
+        };
+        Ok(Self { model: precision::cast_frozen(policy.model.clone(), policy.precision), ..policy })
     }
 
     fn without_adapters(&self) -> Self {
         Self { model: lora::without_adapters(&self.model), ..self.clone() }
     }
+
+    fn into_reference(self) -> Self {
+        let policy = self.valid();
+        Self { model: precision::cast(policy.model.clone(), policy.precision), ..policy }
+    }
+}
+
+/// Loads policies as `config` trains them: onto `device`, with image paths relative to its
+/// dataset root and forward passes in its dtype.
+pub fn loader(config: &TrainConfig, device: Device) -> impl Fn(&Path) -> Result<QwenPolicy> + use<> {
+    let (root, precision) = (config.data.root.clone(), config.model.dtype);
+    move |dir: &Path| Ok(QwenPolicy::load(dir, &root, &device)?.with_precision(precision))
 }
 
 /// The [`ModelShape`] of the checkpoint in `dir`, from its `config.json` and the headers of its

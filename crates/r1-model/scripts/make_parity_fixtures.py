@@ -11,13 +11,16 @@ crates/r1-model/tests/fixtures/<case>/, with:
   - reference.safetensors: patch_embeds [N, Hv], blocks_out [N, Hv] (window order),
     merged [N/4, H] (window order), features [N/4, H] (processor order),
     position_ids [3, B, T], next_position [B] (position of the first generated token),
-    logits [B, T, V]
+    logits [B, T, V]; cases with `bf16_reference` also logits_bf16 [B, T, V]: the same
+    forward with the model and pixels cast to bfloat16 (transformers' bf16 inference), stored
+    as f32 (SDPA attention), and logits_bf16_eager (eager attention)
   - generate.json (case "gqa1_tied" only): transformers' greedy `generate` tokens.
 
 Usage: python crates/r1-model/scripts/make_parity_fixtures.py  (needs torch, transformers,
 safetensors from PyPI; reruns give identical files for a given transformers version).
 """
 
+import copy
 import json
 import os
 import shutil
@@ -222,6 +225,23 @@ def build(case):
         features = torch.cat(features, 0) if isinstance(features, (list, tuple)) else features
     for h in hooks:
         h.remove()
+    if case.get("bf16_reference"):
+        # Two bf16 runs of transformers: SDPA (its default attention, scores and softmax in
+        # f32 as r1's fused kernel keeps them) and eager (scores rounded to bf16). How far
+        # apart they are is the yardstick for r1's own bf16 rounding.
+        bf16_logits = {}
+        for attention in ("sdpa", "eager"):
+            bf16 = copy.deepcopy(model).to(torch.bfloat16)
+            bf16.set_attn_implementation(attention)
+            bf16.model.rope_deltas = None
+            with torch.no_grad():
+                bf16_logits[attention] = bf16(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    pixel_values=pixel_values.to(torch.bfloat16),
+                    image_grid_thw=grid_thw,
+                    mm_token_type_ids=mm_types,
+                ).logits.float()
     # transformers 5 measures the delta from the unpadded length, older versions from the
     # padded one; the position of the first new token is the same in both.
     next_position = deltas.reshape(-1) + attention_mask.sum(-1)
@@ -244,6 +264,11 @@ def build(case):
             "position_ids": position_ids.contiguous(),
             "next_position": next_position.contiguous(),
             "logits": logits.contiguous(),
+            **(
+                {"logits_bf16": bf16_logits["sdpa"].contiguous(), "logits_bf16_eager": bf16_logits["eager"].contiguous()}
+                if case.get("bf16_reference")
+                else {}
+            ),
         },
         out / "reference.safetensors",
     )
@@ -293,6 +318,7 @@ CASES = [
         grids=[[1, 4, 6], [1, 2, 4]],
         rows=lambda g: [prompt([5, 6, 7], g[:1], [8, 9]), prompt([10], g[1:], [11, 12, 13, 14, 15, 16, 17, 18, 19, 20])],
         generate=8,
+        bf16_reference=True,
     ),
     # GQA ratio 2, untied head, transformers-5 layout; a 16x12-patch image (8x6 merged units
     # -> 2x2 windows, the last column cut short) and a 8x20 one (1x3 windows) in one prompt.
@@ -320,6 +346,7 @@ CASES = [
         vision=dict(depth=2, hidden=16, inter=32, heads=1, patch=4, window=16, fullatt=[]),
         grids=[[1, 6, 10]],
         rows=lambda g: [prompt([5], g, [6, 7]), [8, 9, 10, 11]],
+        bf16_reference=True,
     ),
 ]
 

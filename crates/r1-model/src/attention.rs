@@ -51,10 +51,13 @@ fn fused(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Option<Tensor<4, Bool>>
     fused_attention(q, k, v, mask, None, options)
 }
 
+/// In f32 from the scores on, as the fused kernel computes, so that a bf16 policy's training
+/// forward rounds where its sampling forward does (the PPO ratio starts at 1).
 fn explicit(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Option<Tensor<4, Bool>>) -> Tensor<4> {
     let dtype = q.dtype();
     let scale = (q.dims()[3] as f64).powf(-0.5);
-    let scores = q.mul_scalar(scale).matmul(k.swap_dims(2, 3));
+    let f32 = |x: Tensor<4>| if x.dtype() == DType::F32 { x } else { x.cast(DType::F32) };
+    let scores = f32(q).mul_scalar(scale).matmul(f32(k).swap_dims(2, 3));
     let scores = match mask {
         Some(mask) => {
             let [b, h, t, s] = scores.dims();
@@ -62,7 +65,8 @@ fn explicit(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Option<Tensor<4, Boo
         }
         None => scores,
     };
-    softmax(scores.cast(DType::F32), 3).cast(dtype).matmul(v)
+    let out = softmax(scores, 3).matmul(f32(v));
+    if dtype == DType::F32 { out } else { out.cast(dtype) }
 }
 
 #[cfg(test)]

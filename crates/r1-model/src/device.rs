@@ -54,12 +54,9 @@ impl FromStr for DeviceKind {
     type Err = ModelError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        <Self as ValueEnum>::from_str(s.trim(), true).map_err(|_| {
-            let names: Vec<String> = Self::value_variants().iter().map(|v| v.to_string()).collect();
-            ModelError::Device {
-                name: s.trim().to_string(),
-                message: format!("unknown device, expected one of {}", names.join(", ")),
-            }
+        <Self as ValueEnum>::from_str(s.trim(), true).map_err(|_| ModelError::Device {
+            name: s.trim().to_string(),
+            message: format!("unknown device (expected {})", r1_data::names::expected::<Self>()),
         })
     }
 }
@@ -74,7 +71,7 @@ impl TryFrom<String> for DeviceKind {
 
 impl fmt::Display for DeviceKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.to_possible_value().expect("no variant is skipped").get_name())
+        r1_data::names::fmt_name(self, f)
     }
 }
 

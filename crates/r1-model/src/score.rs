@@ -15,7 +15,7 @@
 
 use burn::module::Module;
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 
 use crate::checkpoint::Prompt;
 use crate::error::ModelError;
@@ -154,7 +154,9 @@ fn token_logprobs(model: &Qwen2_5VlModel, hidden: Tensor<3>, targets: Tensor<2, 
     let mut parts = Vec::with_capacity(t.div_ceil(chunk));
     for start in (0..t).step_by(chunk) {
         let end = (start + chunk).min(t);
-        let logits = model.logits(hidden.clone().slice([0..n, start..end])) / temperature;
+        // The log-sum-exp over the vocabulary in f32 whatever the compute dtype: summed in
+        // bf16 (8 significant bits) over 152k entries, the small terms would be lost.
+        let logits = model.logits(hidden.clone().slice([0..n, start..end])).cast(DType::F32) / temperature;
         let index = targets.clone().slice([0..n, start..end]).unsqueeze_dim::<3>(2);
         parts.push(log_softmax(logits, 2).gather(2, index).squeeze_dim::<2>(2));
     }

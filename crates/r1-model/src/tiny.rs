@@ -183,9 +183,96 @@ pub fn tiny_config(tokenizer: &Tokenizer) -> Result<Qwen2_5VlConfig, ModelError>
     Ok(config)
 }
 
-/// Creates the tiny checkpoint directory `dir`: trains the tokenizer on `texts` plus the chat
-/// template's own text, builds [`tiny_config`], initialises the model from `seed`, and saves
-/// weights, config, tokenizer, chat template and image processor.
+/// The architecture of a randomly initialised checkpoint: the tiny preset's, or a released
+/// Qwen2.5-VL's (its `config.json` values) for benchmarks of its real widths, vocabulary
+/// included, at a chosen depth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shape {
+    Tiny,
+    #[value(name = "qwen2.5-vl-3b")]
+    Qwen2_5Vl3b,
+    #[value(name = "qwen2.5-vl-7b")]
+    Qwen2_5Vl7b,
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        r1_data::names::fmt_name(self, f)
+    }
+}
+
+/// Decoder layers and vision blocks of a [`Shape`] built shallower than released (`None`: as
+/// released).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Depth {
+    pub layers: Option<usize>,
+    pub vision_layers: Option<usize>,
+}
+
+impl Shape {
+    /// The configuration for `tokenizer`'s special tokens. The released shapes keep their own
+    /// vocabulary size (the tokenizer's ids are a prefix of it) and their image processor's
+    /// defaults; the vision blocks with full attention are those of the released model that
+    /// remain, or the last one.
+    fn config(self, tokenizer: &Tokenizer, depth: Depth) -> Result<Qwen2_5VlConfig, ModelError> {
+        let mut config = tiny_config(tokenizer)?;
+        let (t, v) = (&mut config.text, &mut config.vision);
+        match self {
+            Self::Tiny => {}
+            Self::Qwen2_5Vl3b | Self::Qwen2_5Vl7b => {
+                let is_7b = self == Self::Qwen2_5Vl7b;
+                t.vocab_size = if is_7b { 152_064 } else { 151_936 };
+                t.hidden_size = if is_7b { 3584 } else { 2048 };
+                t.intermediate_size = if is_7b { 18_944 } else { 11_008 };
+                t.num_hidden_layers = if is_7b { 28 } else { 36 };
+                t.num_attention_heads = if is_7b { 28 } else { 16 };
+                t.num_key_value_heads = if is_7b { 4 } else { 2 };
+                t.rope_theta = 1_000_000.0;
+                t.mrope_section = [16, 24, 24];
+                t.max_position_embeddings = 128_000;
+                *v = VisionConfig {
+                    depth: 32,
+                    hidden_size: 1280,
+                    intermediate_size: 3420,
+                    num_heads: 16,
+                    out_hidden_size: t.hidden_size,
+                    fullatt_block_indexes: vec![7, 15, 23, 31],
+                    ..v.clone()
+                };
+                config.tie_word_embeddings = !is_7b;
+            }
+        }
+        if let Some(layers) = depth.layers {
+            t.num_hidden_layers = layers;
+        }
+        if let Some(blocks) = depth.vision_layers {
+            v.depth = blocks;
+            v.fullatt_block_indexes.retain(|&i| i < blocks);
+            if v.fullatt_block_indexes.is_empty() && blocks > 0 {
+                v.fullatt_block_indexes.push(blocks - 1);
+            }
+        }
+        config.validate().map_err(|message| ModelError::Config { path: PathBuf::from("<random config>"), message })?;
+        Ok(config)
+    }
+
+    fn processor(self) -> ImageProcessorConfig {
+        match self {
+            Self::Tiny => tiny_processor_config(),
+            Self::Qwen2_5Vl3b | Self::Qwen2_5Vl7b => ImageProcessorConfig::default(),
+        }
+    }
+}
+
+/// Creates the tiny checkpoint directory `dir` ([`create_random`] of [`Shape::Tiny`]).
+pub fn create_tiny(dir: &Path, texts: &[String], seed: u64, device: &Device) -> Result<(), ModelError> {
+    create_random(dir, texts, Shape::Tiny, Depth::default(), seed, device)
+}
+
+/// Creates a randomly initialised checkpoint directory `dir`: trains the tokenizer on `texts`
+/// plus the chat template's own text, builds `shape`'s configuration at `depth`, initialises
+/// the model from `seed`, and saves weights, config, tokenizer, chat template and image
+/// processor.
 ///
 /// The directory appears whole or not at all: everything is written to a sibling staging
 /// directory that is then renamed, so a caller that creates the model "if absent" never finds
@@ -193,7 +280,14 @@ pub fn tiny_config(tokenizer: &Tokenizer) -> Result<Qwen2_5VlConfig, ModelError>
 ///
 /// The weights are reproducible for a given seed as long as nothing else draws from the
 /// backend's random generator meanwhile (burn seeds it per backend, not per call).
-pub fn create_tiny(dir: &Path, texts: &[String], seed: u64, device: &Device) -> Result<(), ModelError> {
+pub fn create_random(
+    dir: &Path,
+    texts: &[String],
+    shape: Shape,
+    depth: Depth,
+    seed: u64,
+    device: &Device,
+) -> Result<(), ModelError> {
     if dir.exists() {
         return Err(ModelError::io(dir, std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists")));
     }
@@ -203,7 +297,7 @@ pub fn create_tiny(dir: &Path, texts: &[String], seed: u64, device: &Device) -> 
     let scaffold = template.render(&[Message::text("user", "")], true)?;
     let corpus: Vec<String> = texts.iter().cloned().chain(std::iter::once(scaffold)).collect();
     let tokenizer = Tokenizer::new(train_tokenizer(&corpus, TINY_VOCAB_SIZE)?, &dir.join("tokenizer.json"))?;
-    let config = tiny_config(&tokenizer)?;
+    let config = shape.config(&tokenizer, depth)?;
     device.seed(seed);
     // Parameters are initialised lazily, on first use: `checkpoint::save` visits them in a
     // fixed order right after seeding, which fixes the draws.
@@ -212,7 +306,7 @@ pub fn create_tiny(dir: &Path, texts: &[String], seed: u64, device: &Device) -> 
         config,
         tokenizer,
         template,
-        processor: ImageProcessor::new(tiny_processor_config()),
+        processor: ImageProcessor::new(shape.processor()),
         tokenizer_config: None,
     };
     let staging = staging_dir(dir);
@@ -255,6 +349,25 @@ mod tests {
                 prop_assert_eq!(stripped, text);
             }
         }
+    }
+
+    /// A released shape keeps its vocabulary (every tokenizer id below it) and widths at any
+    /// depth; a shallower vision tower keeps the full-attention blocks that remain, or makes
+    /// its last block one.
+    #[test]
+    fn released_shapes_at_reduced_depth() {
+        let texts = vec!["pick up the red cup and put it on the plate".to_string(); 4];
+        let tokenizer = Tokenizer::new(train_tokenizer(&texts, 300).unwrap(), Path::new("tokenizer.json")).unwrap();
+        let depth = |layers, vision_layers| Depth { layers: Some(layers), vision_layers: Some(vision_layers) };
+        let c = Shape::Qwen2_5Vl3b.config(&tokenizer, depth(4, 9)).unwrap();
+        assert_eq!((c.text.vocab_size, c.text.hidden_size, c.text.num_hidden_layers), (151_936, 2048, 4));
+        assert!(c.image_token_id < c.text.vocab_size as u32 && c.tie_word_embeddings);
+        assert_eq!((c.vision.depth, c.vision.fullatt_block_indexes.clone()), (9, vec![7]));
+        let c = Shape::Qwen2_5Vl7b.config(&tokenizer, depth(2, 3)).unwrap();
+        assert_eq!((c.text.hidden_size, c.vision.out_hidden_size, c.tie_word_embeddings), (3584, 3584, false));
+        assert_eq!(c.vision.fullatt_block_indexes, vec![2]);
+        let full = Shape::Qwen2_5Vl7b.config(&tokenizer, Depth::default()).unwrap();
+        assert_eq!((full.text.num_hidden_layers, full.vision.depth), (28, 32));
     }
 
     #[test]

@@ -4,18 +4,20 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor};
 use r1_grpo::qwen::QwenPolicy;
 
 pub fn dataset_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/default")
 }
 
-/// Every float parameter by module path, as [`weights`] collects them.
+/// Every float parameter by module path (as f32) and its dtype, as [`weights`] and [`dtypes`]
+/// collect them.
 #[derive(Default)]
 struct Weights {
     path: Vec<String>,
     values: BTreeMap<String, Vec<f32>>,
+    dtypes: BTreeMap<String, DType>,
 }
 
 impl ModuleVisitor for Weights {
@@ -28,13 +30,23 @@ impl ModuleVisitor for Weights {
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let values = param.val().into_data().try_into_vec_as::<f32>().unwrap();
-        self.values.insert(self.path.join("."), values);
+        let value = param.val();
+        self.dtypes.insert(self.path.join("."), value.dtype());
+        self.values.insert(self.path.join("."), value.into_data().try_into_vec_as::<f32>().unwrap());
     }
 }
 
-pub fn weights(policy: &QwenPolicy) -> BTreeMap<String, Vec<f32>> {
+fn visit(policy: &QwenPolicy) -> Weights {
     let mut w = Weights::default();
     policy.visit(&mut w);
-    w.values
+    w
+}
+
+pub fn weights(policy: &QwenPolicy) -> BTreeMap<String, Vec<f32>> {
+    visit(policy).values
+}
+
+#[allow(dead_code)] // each test binary includes this module; not every one reads dtypes
+pub fn dtypes(policy: &QwenPolicy) -> BTreeMap<String, DType> {
+    visit(policy).dtypes
 }

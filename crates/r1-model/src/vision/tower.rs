@@ -264,7 +264,9 @@ impl VisionTower {
         let layout = window_layout(grids, self.spatial_merge_size, self.window_merged);
         let perm = unit_to_patch_permutation(&layout.window_index, unit);
 
-        let patch_embeds = self.patch_embed.proj.forward(images.pixel_values.clone());
+        // Pixels arrive in f32 from the processor; the projection runs in the weights' dtype.
+        let dtype = self.patch_embed.proj.weight.val().dtype();
+        let patch_embeds = self.patch_embed.proj.forward(images.pixel_values.clone().cast(dtype));
         let mut x = patch_embeds.clone().select(0, index_tensor(&perm, &device));
 
         let rows_cols = patch_rows_cols(grids, self.spatial_merge_size);

@@ -64,3 +64,14 @@ pub fn masked_diff(a: &[f32], b: &[f32], mask: &[i64], width: usize) -> f32 {
         .map(|(i, _)| max_abs_diff(&a[i * width..(i + 1) * width], &b[i * width..(i + 1) * width]))
         .fold(0.0, f32::max)
 }
+
+/// Mean |diff| over the rows (of width `width`) whose token is not padding.
+pub fn masked_mean_diff(a: &[f32], b: &[f32], mask: &[i64], width: usize) -> f64 {
+    let rows: Vec<usize> = mask.iter().enumerate().filter(|&(_, &m)| m == 1).map(|(i, _)| i).collect();
+    let sum: f64 = rows
+        .iter()
+        .flat_map(|&i| a[i * width..(i + 1) * width].iter().zip(&b[i * width..(i + 1) * width]))
+        .map(|(x, y)| (x - y).abs() as f64)
+        .sum();
+    sum / (rows.len() * width).max(1) as f64
+}
