@@ -162,10 +162,12 @@ impl Prompts<'_> {
 /// Prefill and KV-cache decode through [`generate`], and decode without a cache, at batch 1
 /// and 16.
 ///
-/// Prefill is `generate` with one new token (the prompt's forward plus one host-side draw);
-/// decode is the difference between `N` and one new tokens on the same prompts, i.e. the
-/// `N - 1` cached single-token steps. Without a cache every step is a forward over prompt and
-/// generated tokens, timed the same way (steps 2..N).
+/// Prefill is `generate` with one new token (the prompt's forward plus one host-side draw), at
+/// batch 16 and, on the same 16 prompts, one prompt at a time, so that the two figures differ
+/// by the batching alone (prompt lengths change the cost per token); decode is the difference
+/// between `N` and one new tokens on the same prompts, i.e. the `N - 1` cached single-token
+/// steps. Without a cache every step is a forward over prompt and generated tokens, timed the
+/// same way (steps 2..N).
 fn generation(args: &Args, config: &TrainConfig, data: &[QaSample]) -> anyhow::Result<Vec<Row>> {
     anyhow::ensure!(args.new_tokens >= 2, "--new-tokens must be at least 2 (decode is timed from the second token on)");
     let device = args.device.device()?;
@@ -187,42 +189,54 @@ fn generation(args: &Args, config: &TrainConfig, data: &[QaSample]) -> anyhow::R
     // Warm-up (allocator, thread pool), outside every figure.
     run(&prompts.take(1)?, 2, &mut rng)?;
 
+    // Prefill: the same sets of 16 prompts, batched and one at a time.
+    let (mut batched, mut alone, mut prompt_tokens) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..args.repeats {
+        let set = prompts.take(16)?;
+        let tokens: usize = set.iter().map(|p| p.ids.len()).sum();
+        prompt_tokens.push(tokens as f64 / set.len() as f64);
+        let ((), seconds) = timed(|| run(&set, 1, &mut rng))?;
+        batched.push(tokens as f64 / seconds);
+        let mut seconds = 0.0;
+        for prompt in set.chunks(1) {
+            seconds += timed(|| run(prompt, 1, &mut rng))?.1;
+        }
+        alone.push(tokens as f64 / seconds);
+    }
+    let prompt_len = median(prompt_tokens).round();
+    let mut prefill =
+        [("prefill_b1", 1, alone), ("prefill_b16", 16, batched)].into_iter().map(|(key, batch, values)| Row {
+            key,
+            figure: format!("prefill, batch {batch}"),
+            value: median(values),
+            unit: "tokens/s",
+            setup: format!("the same 16 dataset prompts (+ 1 image each, ~{prompt_len} tokens/row), {}", args.device),
+        });
+
     let mut rows = Vec::new();
-    for (batch, keys) in [
-        (1usize, ["prefill_b1", "decode_cache_b1", "decode_nocache_b1"]),
-        (16, ["prefill_b16", "decode_cache_b16", "decode_nocache_b16"]),
-    ] {
-        let (mut prefill, mut decode, mut nocache) = (Vec::new(), Vec::new(), Vec::new());
-        let mut prompt_tokens = Vec::new();
+    for (batch, keys) in
+        [(1usize, ["decode_cache_b1", "decode_nocache_b1"]), (16, ["decode_cache_b16", "decode_nocache_b16"])]
+    {
+        let (mut decode, mut nocache) = (Vec::new(), Vec::new());
         for _ in 0..args.repeats {
             let set = prompts.take(batch)?;
-            let tokens: usize = set.iter().map(|p| p.ids.len()).sum();
-            prompt_tokens.push(tokens as f64 / batch as f64);
             let ((), one) = timed(|| run(&set, 1, &mut rng))?;
             let ((), all) = timed(|| run(&set, n, &mut rng))?;
-            prefill.push(tokens as f64 / one);
             decode.push((batch * (n - 1)) as f64 / (all - one).max(1e-9));
             let set = prompts.take(batch)?;
             let seconds = decode_without_cache(&policy, &set, n, &device)?;
             nocache.push((batch * (n - 1)) as f64 / seconds.max(1e-9));
         }
-        let prompt_len = median(prompt_tokens).round();
+        rows.extend(prefill.next());
         rows.push(Row {
             key: keys[0],
-            figure: format!("prefill, batch {batch}"),
-            value: median(prefill),
-            unit: "tokens/s",
-            setup: format!("dataset prompt + 1 image, ~{prompt_len} tokens/row, {}", args.device),
-        });
-        rows.push(Row {
-            key: keys[1],
             figure: format!("decode with KV cache, batch {batch}"),
             value: median(decode),
             unit: "tokens/s",
             setup: format!("greedy, {n} new tokens/row, no stop, {}", args.device),
         });
         rows.push(Row {
-            key: keys[2],
+            key: keys[1],
             figure: format!("decode without cache, batch {batch}"),
             value: median(nocache),
             unit: "tokens/s",

@@ -1,4 +1,5 @@
-//! Packing prompts (and continuations) of different lengths into one batch.
+//! Packing prompts (and continuations) of different lengths into one batch, and grouping
+//! prompts into batches that need no padding.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -51,5 +52,39 @@ pub fn pack(
         mask: Tensor::from_data(TensorData::new(mask, [b, width]), device),
         images: (!images.is_empty()).then(|| processor.to_input(&images, device)),
         prompt_width: p,
+    }
+}
+
+/// Indices into `lengths` grouped by length, shortest first: the prompts that can share a
+/// prefill batch without padding. A padded position costs a real one's compute, and on flex a
+/// batch is no faster per token than one prompt at a time, so prompts of different lengths
+/// are not batched together (`cargo xtask bench --only generation` measures both).
+pub fn same_length_groups(lengths: &[usize]) -> Vec<Vec<usize>> {
+    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = std::collections::BTreeMap::new();
+    for (i, &len) in lengths.iter().enumerate() {
+        groups.entry(len).or_default().push(i);
+    }
+    groups.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A partition of the indices into groups of one length each, one group per length.
+        #[test]
+        fn groups_partition_by_length(lengths in proptest::collection::vec(1usize..20, 0..40)) {
+            let groups = same_length_groups(&lengths);
+            let mut seen: Vec<usize> = groups.concat();
+            seen.sort();
+            prop_assert_eq!(seen, (0..lengths.len()).collect::<Vec<_>>());
+            let firsts: Vec<usize> = groups.iter().map(|g| lengths[g[0]]).collect();
+            prop_assert!(firsts.windows(2).all(|w| w[0] < w[1]));
+            for g in &groups {
+                prop_assert!(g.iter().all(|&i| lengths[i] == lengths[g[0]]));
+            }
+        }
     }
 }

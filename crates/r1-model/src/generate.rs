@@ -2,15 +2,19 @@
 //! for the `group` samples GRPO draws from it, then tokens are decoded one step at a time for
 //! all rows together until each row meets a stop token or the length limit.
 //!
+//! Prompts are prefilled in batches of one length (a padded position costs as much as a real
+//! one), and the batches' caches are joined, left-padded, for decoding, where a padding slot
+//! costs one masked cache position instead of a forward pass.
+//!
 //! Sampling happens on the host from each step's logits, with one uniform draw per active row
 //! per step from the caller's generator, so a seed reproduces a run on every backend whose
 //! logits agree.
 
 use burn::module::Module;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{Rng, RngExt};
 
-use crate::batch::pack;
+use crate::batch::{pack, same_length_groups};
 use crate::checkpoint::Prompt;
 use crate::error::ModelError;
 use crate::model::Qwen2_5VlModel;
@@ -181,22 +185,10 @@ pub fn generate_with(
     }
     let device =
         model.devices().into_iter().next().ok_or_else(|| ModelError::Input("the model has no device".into()))?;
-    let empty: Vec<&[u32]> = vec![&[]; prompts.len()];
-    let packed = pack(prompts, &empty, pad, processor, &device);
-    let b = prompts.len();
-    let p = packed.prompt_width;
     // Room for every token fed back (the last one drawn never is), so decoding never copies
     // the cache.
-    let mut cache = KvCache::with_reserve(config.max_new_tokens - 1);
-    let hidden = model.forward_hidden(packed.ids, packed.mask, packed.images.as_ref(), Some(&mut cache))?;
-    let mut logits = model.logits(hidden.slice([0..b, p - 1..p]));
-    if group > 1 {
-        cache = cache.repeat_interleave(group);
-        let rows: Vec<i64> = (0..b as i64).flat_map(|r| std::iter::repeat_n(r, group)).collect();
-        let index = Tensor::<1, Int>::from_data(TensorData::new(rows, [b * group]), &device);
-        logits = logits.select(0, index);
-    }
-    let n = b * group;
+    let (mut cache, mut logits) = prefill(model, processor, prompts, group, pad, config.max_new_tokens - 1, &device)?;
+    let n = prompts.len() * group;
     let vocab = logits.dims()[2];
     let mut out = vec![Generation { ids: Vec::new(), logprobs: Vec::new(), stopped: false }; n];
     // A row ends at a stop token or when `on_token` declines more of it.
@@ -233,6 +225,48 @@ pub fn generate_with(
         logits = model.forward(ids, mask, None, Some(&mut cache))?;
     }
     Ok(out)
+}
+
+/// Prefills `prompts` in batches of one length ([`same_length_groups`]) into caches with room
+/// for `reserve` more tokens, and joins them: the cache and the last position's logits
+/// `[B * group, 1, vocab]` hold each prompt's row `group` times, prompt-major.
+fn prefill(
+    model: &Qwen2_5VlModel,
+    processor: &ImageProcessor,
+    prompts: &[&Prompt],
+    group: usize,
+    pad: u32,
+    reserve: usize,
+    device: &Device,
+) -> Result<(KvCache, Tensor<3>), ModelError> {
+    let lengths: Vec<usize> = prompts.iter().map(|p| p.ids.len()).collect();
+    let batches = same_length_groups(&lengths);
+    // (batch, row within it) of every prompt.
+    let mut place = vec![(0, 0); prompts.len()];
+    let (mut caches, mut logits) = (Vec::with_capacity(batches.len()), Vec::with_capacity(batches.len()));
+    for (k, batch) in batches.iter().enumerate() {
+        let members: Vec<&Prompt> = batch.iter().map(|&i| prompts[i]).collect();
+        for (row, &i) in batch.iter().enumerate() {
+            place[i] = (k, row);
+        }
+        let empty: Vec<&[u32]> = vec![&[]; members.len()];
+        let packed = pack(&members, &empty, pad, processor, device);
+        let (b, p) = (members.len(), packed.prompt_width);
+        let mut cache = KvCache::with_reserve(reserve);
+        let hidden = model.forward_hidden(packed.ids, packed.mask, packed.images.as_ref(), Some(&mut cache))?;
+        logits.push(model.logits(hidden.slice([0..b, p - 1..p])));
+        caches.push(cache);
+    }
+    let rows: Vec<(usize, usize)> = place.iter().flat_map(|&at| std::iter::repeat_n(at, group)).collect();
+    if caches.len() == 1 && group == 1 && rows.iter().enumerate().all(|(i, &(_, r))| i == r) {
+        return Ok((caches.pop().expect("one batch"), logits.pop().expect("one batch")));
+    }
+    // The logits' rows in batch order, then gathered like the cache's.
+    let starts: Vec<usize> =
+        batches.iter().scan(0, |start, b| Some(std::mem::replace(start, *start + b.len()))).collect();
+    let index: Vec<i64> = rows.iter().map(|&(k, r)| (starts[k] + r) as i64).collect();
+    let index = Tensor::<1, Int>::from_data(TensorData::new(index, [rows.len()]), device);
+    Ok((KvCache::gather_left_padded(&caches, &rows), Tensor::cat(logits, 0).select(0, index)))
 }
 
 #[cfg(test)]

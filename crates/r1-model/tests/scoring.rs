@@ -161,3 +161,34 @@ fn generate_with_reports_tokens_and_ends_rows_on_request() {
         assert_eq!(c.logprobs.len(), c.ids.len(), "row {row}");
     }
 }
+
+/// Prompts of different lengths generated together (prefilled in groups of one length, their
+/// caches joined and put back in prompt order) decode as each prompt does alone.
+#[test]
+fn batched_generation_equals_one_prompt_at_a_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let (assets, model, _) = setup(&tmp.path().join("tiny"), &device);
+    let samples = read_split(&dataset_root(), Split::Train).unwrap();
+    let prompts: Vec<Prompt> = [7, 0, 30, 12, 0]
+        .iter()
+        .map(|&i| assets.encode_prompt(r1_data::qa::prompt_turns(&samples[i].messages), &dataset_root()).unwrap())
+        .collect();
+    let lengths: Vec<usize> = prompts.iter().map(|p| p.ids.len()).collect();
+    let groups = r1_model::batch::same_length_groups(&lengths);
+    assert!(groups.len() > 1 && groups.len() < lengths.len(), "{lengths:?}: one batch, and several");
+    let refs: Vec<&Prompt> = prompts.iter().collect();
+    let pad = assets.tokenizer.special().endoftext;
+    let config = SamplingConfig::greedy(6);
+    let group = 2;
+    let mut rng = StdRng::seed_from_u64(0);
+    let together = generate(&model, &assets.processor, &refs, group, &config, &[], pad, &mut rng).unwrap();
+    for (p, prompt) in refs.iter().enumerate() {
+        let alone = generate(&model, &assets.processor, &[prompt], group, &config, &[], pad, &mut rng).unwrap();
+        for (i, g) in alone.iter().enumerate() {
+            let row = &together[p * group + i];
+            assert_eq!(row.ids, g.ids, "prompt {p} sample {i}");
+            assert_close(&row.logprobs, &g.logprobs, &format!("prompt {p} sample {i}"));
+        }
+    }
+}

@@ -6,7 +6,7 @@
 //! everything cached so far. The slots not written yet are never read: the causal bias masks
 //! every key after the query.
 
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::Tensor;
 
 /// Keys and values of one decoder layer, `[B, kv_heads, capacity, head_dim]` each, before the
 /// grouped-query sharing and after the rotary embedding; only the first `KvCache::len`
@@ -122,29 +122,51 @@ impl KvCache {
     /// Repeats each row `n` times (row-major: row `i` -> rows `i*n .. i*n + n`) so a prompt
     /// prefilled once serves `n` samples.
     pub fn repeat_interleave(&self, n: usize) -> Self {
-        let rows: Vec<i64> = (0..self.batch).flat_map(|b| std::iter::repeat_n(b as i64, n)).collect();
-        let layers = match self.layers.first() {
-            None => Vec::new(),
-            Some(first) => {
-                let index: Tensor<1, Int> =
-                    Tensor::from_data(TensorData::new(rows.clone(), [rows.len()]), &first.k.device());
-                self.layers
-                    .iter()
-                    .map(|l| LayerKv {
-                        k: l.k.clone().select(0, index.clone()),
-                        v: l.v.clone().select(0, index.clone()),
-                    })
-                    .collect()
-            }
-        };
-        let repeat = |row: usize| self.mask[row * self.len..(row + 1) * self.len].iter().copied();
+        let rows: Vec<(usize, usize)> = (0..self.batch).flat_map(|b| std::iter::repeat_n((0, b), n)).collect();
+        Self::gather_left_padded(std::slice::from_ref(self), &rows)
+    }
+
+    /// The cache whose row `i` is row `rows[i].1` of `parts[rows[i].0]` (repeats allowed),
+    /// each part left-padded to the longest: padding slots are masked, and a row's rope delta
+    /// drops by its padding so that the next token keeps its position. Every row is copied
+    /// once, into buffers of the longest part's capacity. The parts must come from one model
+    /// (same layers and widths) and share their reserve.
+    pub fn gather_left_padded(parts: &[Self], rows: &[(usize, usize)]) -> Self {
+        let len = parts.iter().map(|p| p.len).max().unwrap_or(0);
+        let reserve = parts.first().map_or(0, |p| p.reserve);
+        let pad = |p: usize| len - parts[p].len;
+        let mut mask = Vec::with_capacity(rows.len() * len);
+        for &(p, r) in rows {
+            let part = &parts[p];
+            mask.extend(std::iter::repeat_n(false, pad(p)));
+            mask.extend_from_slice(&part.mask[r * part.len..(r + 1) * part.len]);
+        }
+        let layer_count = parts.first().map_or(0, |p| p.layers.len());
+        let layers = (0..layer_count)
+            .map(|l| {
+                let gather = |pick: fn(&LayerKv) -> &Tensor<4>| {
+                    let first = pick(&parts[0].layers[l]);
+                    let [_, heads, _, d] = first.dims();
+                    let capacity = (0..parts.len()).map(|p| pad(p) + parts[p].layers[l].capacity()).max().unwrap_or(0);
+                    let mut out =
+                        Tensor::<4>::zeros([rows.len(), heads, capacity, d], &first.device()).cast(first.dtype());
+                    for (i, &(p, r)) in rows.iter().enumerate() {
+                        let source = pick(&parts[p].layers[l]).clone().narrow(0, r, 1);
+                        let width = source.dims()[2];
+                        out = out.slice_assign([i..i + 1, 0..heads, pad(p)..pad(p) + width, 0..d], source);
+                    }
+                    out
+                };
+                LayerKv { k: gather(|kv| &kv.k), v: gather(|kv| &kv.v) }
+            })
+            .collect();
         Self {
             layers,
-            mask: rows.iter().flat_map(|&b| repeat(b as usize)).collect(),
-            batch: self.batch * n,
-            len: self.len,
-            rope_deltas: rows.iter().map(|&b| self.rope_deltas[b as usize]).collect(),
-            reserve: self.reserve,
+            mask,
+            batch: rows.len(),
+            len,
+            rope_deltas: rows.iter().map(|&(p, r)| parts[p].rope_deltas[r] - pad(p) as i64).collect(),
+            reserve,
         }
     }
 }
