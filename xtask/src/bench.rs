@@ -20,7 +20,7 @@ use r1_grpo::bench::{
 use r1_grpo::config::{Preset, TrainConfig};
 use r1_grpo::grpo::GrpoTrainer;
 use r1_grpo::qwen::{QwenPolicy, loader};
-use r1_model::generate::{SamplingConfig, generate};
+use r1_model::generate::{SamplingConfig, generate_with};
 use r1_model::{DeviceKind, Prompt};
 use serde::Serialize;
 
@@ -164,10 +164,11 @@ impl Prompts<'_> {
 ///
 /// Prefill is `generate` with one new token (the prompt's forward plus one host-side draw), at
 /// batch 16 and, on the same 16 prompts, one prompt at a time, so that the two figures differ
-/// by the batching alone (prompt lengths change the cost per token); decode is the difference
-/// between `N` and one new tokens on the same prompts, i.e. the `N - 1` cached single-token
-/// steps. Without a cache every step is a forward over prompt and generated tokens, timed the
-/// same way (steps 2..N).
+/// by the batching alone (prompt lengths change the cost per token); decode is timed within an
+/// `N`-token generation, from the first token drawn (the prefill done) to the last: the `N - 1`
+/// cached single-token steps. (The difference between an `N`-token and a one-token run, as
+/// it was timed before, can come out negative on a busy machine.) Without a cache every step
+/// is a forward over prompt and generated tokens (steps 2..N).
 fn generation(args: &Args, config: &TrainConfig, data: &[QaSample]) -> anyhow::Result<Vec<Row>> {
     anyhow::ensure!(args.new_tokens >= 2, "--new-tokens must be at least 2 (decode is timed from the second token on)");
     let device = args.device.device()?;
@@ -180,11 +181,16 @@ fn generation(args: &Args, config: &TrainConfig, data: &[QaSample]) -> anyhow::R
     let mut prompts = Prompts { policy: &policy, samples: data, next: 0 };
     let mut rng = r1_grpo::run::step_rng(0, 0);
     let greedy = |tokens| SamplingConfig::greedy(tokens);
-    let run = |prompts: &[Prompt], tokens: usize, rng: &mut rand::rngs::StdRng| -> anyhow::Result<()> {
+    // Returns the seconds from the first token drawn to the end.
+    let run = |prompts: &[Prompt], tokens: usize, rng: &mut rand::rngs::StdRng| -> anyhow::Result<f64> {
         let refs: Vec<&Prompt> = prompts.iter().collect();
+        let mut first: Option<Instant> = None;
         // No stop ids: every row generates exactly `tokens`.
-        generate(model, &assets.processor, &refs, 1, &greedy(tokens), &[], pad, rng)?;
-        Ok(())
+        generate_with(model, &assets.processor, &refs, 1, &greedy(tokens), &[], pad, rng, |_, _| {
+            first.get_or_insert_with(Instant::now);
+            true
+        })?;
+        Ok(first.map_or(0.0, |t| t.elapsed().as_secs_f64()))
     };
     // Warm-up (allocator, thread pool), outside every figure.
     run(&prompts.take(1)?, 2, &mut rng)?;
@@ -195,7 +201,7 @@ fn generation(args: &Args, config: &TrainConfig, data: &[QaSample]) -> anyhow::R
         let set = prompts.take(16)?;
         let tokens: usize = set.iter().map(|p| p.ids.len()).sum();
         prompt_tokens.push(tokens as f64 / set.len() as f64);
-        let ((), seconds) = timed(|| run(&set, 1, &mut rng))?;
+        let (_, seconds) = timed(|| run(&set, 1, &mut rng))?;
         batched.push(tokens as f64 / seconds);
         let mut seconds = 0.0;
         for prompt in set.chunks(1) {
@@ -220,9 +226,7 @@ fn generation(args: &Args, config: &TrainConfig, data: &[QaSample]) -> anyhow::R
         let (mut decode, mut nocache) = (Vec::new(), Vec::new());
         for _ in 0..args.repeats {
             let set = prompts.take(batch)?;
-            let ((), one) = timed(|| run(&set, 1, &mut rng))?;
-            let ((), all) = timed(|| run(&set, n, &mut rng))?;
-            decode.push((batch * (n - 1)) as f64 / (all - one).max(1e-9));
+            decode.push((batch * (n - 1)) as f64 / run(&set, n, &mut rng)?.max(1e-9));
             let set = prompts.take(batch)?;
             let seconds = decode_without_cache(&policy, &set, n, &device)?;
             nocache.push((batch * (n - 1)) as f64 / seconds.max(1e-9));

@@ -2,21 +2,26 @@
 """Generation throughput of r1 (burn) against transformers on the same checkpoint and prompts.
 
 Runs `cargo xtask bench --only generation --json` for r1's figures, then measures the same
-figures with transformers' Qwen2_5_VLForConditionalGeneration (CPU, float32, one thread per
-core) and prints one Markdown table: figure | r1 | transformers | r1/transformers.
+figures with transformers' Qwen2_5_VLForConditionalGeneration and prints one Markdown table:
+figure | r1 | transformers | r1/transformers. By default both run on the CPU in float32
+(transformers with one thread per core); on a GPU machine --device cuda --dtype bfloat16 runs
+transformers there and r1 on --r1-device (wgpu) with `model.dtype` to match.
 
 The figures are defined the same way on both sides (see xtask/src/bench.rs):
-  - prefill tokens/s: prompt tokens (padding excluded) / time of a 1-token generation;
-  - decode tokens/s: B * (N - 1) / (time of an N-token generation - time of a 1-token one),
+  - prefill tokens/s: prompt tokens / time of a 1-token generation, on the same 16 prompts
+    batched (left-padded: padding is not counted as tokens) and one prompt at a time;
+  - decode tokens/s: B * (N - 1) / the time an N-token generation takes from its first new
+    token (the prefill done) to its end (transformers: a streamer notes the first token),
     greedy, stop tokens ignored (transformers: min_new_tokens = N), with and without the KV
     cache (transformers: use_cache=True/False);
 each the median over --repeats runs, each run on the next prompts of the training split.
 
 Usage (from the repository root):
   python crates/r1-model/scripts/bench_vs_transformers.py [--model models/r1-tiny]
-      [--data datasets/default] [--repeats 3] [--new-tokens 32]
-Needs torch (CPU build), transformers and Pillow from PyPI. The machine is shared, so the
-absolute numbers are noisy; the ratios are measured in the same run.
+      [--data datasets/default] [--repeats 3] [--new-tokens 32] [--device cpu|cuda]
+      [--dtype float32|bfloat16] [--xtask "cargo xtask"] [--r1-device flex|wgpu|cuda]
+Needs torch, transformers and Pillow from PyPI. The machine is shared, so the absolute numbers
+are noisy; the ratios are measured in the same run.
 """
 
 import argparse
@@ -43,15 +48,22 @@ FIGURES = [
 ]
 
 
+R1_DTYPE = {"float32": "f32", "bfloat16": "bf16"}
+
+
 def r1_figures(args):
-    """r1's rows as {key: tokens/s}, from the xtask bench's JSON output."""
-    cmd = [
-        "cargo", "xtask", "bench", "--only", "generation", "--json",
-        "--model", str(args.model), "--data", str(args.data),
-        "--repeats", str(args.repeats), "--new-tokens", str(args.new_tokens),
-    ]
-    print("running:", " ".join(cmd), file=sys.stderr)
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    """r1's rows as {key: tokens/s}, from the xtask bench's JSON output, in --dtype."""
+    with tempfile.NamedTemporaryFile("w", suffix=".toml") as config:
+        config.write(f'preset = "tiny"\n[model]\ndtype = "{R1_DTYPE[args.dtype]}"\n')
+        config.flush()
+        cmd = args.xtask.split() + [
+            "bench", "--only", "generation", "--json",
+            "--model", str(args.model), "--data", str(args.data), "--config", config.name,
+            "--device", args.r1_device,
+            "--repeats", str(args.repeats), "--new-tokens", str(args.new_tokens),
+        ]
+        print("running:", " ".join(cmd), file=sys.stderr)
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return {row["key"]: row["value"] for row in json.loads(out)}
 
 
@@ -74,21 +86,28 @@ def prompt_messages(sample, root):
 class Prompts:
     """The training prompts in order, as padded model inputs, a new set at every call."""
 
-    def __init__(self, processor, data):
+    def __init__(self, processor, data, device):
         self.processor = processor
+        self.device = device
         self.root = Path(data)
         with open(self.root / "qa" / "train.jsonl") as f:
             self.samples = [json.loads(line) for line in f if line.strip()]
         self.next = 0
 
-    def take(self, n):
+    def take_messages(self, n):
         batch = []
         for _ in range(n):
             batch.append(prompt_messages(self.samples[self.next % len(self.samples)], self.root))
             self.next += 1
+        return batch
+
+    def encode(self, batch):
         return self.processor.apply_chat_template(
             batch, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt", padding=True
-        )
+        ).to(self.device)
+
+    def take(self, n):
+        return self.encode(self.take_messages(n))
 
 
 def loadable_copy(model_dir, tmp):
@@ -112,17 +131,40 @@ def loadable_copy(model_dir, tmp):
 
 def transformers_figures(args):
     torch.set_num_threads(os.cpu_count() or 1)
+    dtype = getattr(torch, args.dtype)
     with tempfile.TemporaryDirectory() as tmp:
         loadable_copy(args.model, tmp)
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(tmp, dtype=torch.float32).eval()
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(tmp, dtype=dtype).to(args.device).eval()
         processor = AutoProcessor.from_pretrained(tmp)
     # Decoder-only batches are padded on the left, as r1 does.
     processor.tokenizer.padding_side = "left"
     pad = processor.tokenizer.pad_token_id
-    prompts = Prompts(processor, args.data)
+    prompts = Prompts(processor, args.data, args.device)
     n = args.new_tokens
 
+    def sync():
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    class FirstToken:
+        """A `generate` streamer: `put` gets the prompt, then each step's new tokens."""
+
+        def __init__(self):
+            self.calls, self.first = 0, None
+
+        def put(self, _value):
+            self.calls += 1
+            if self.calls == 2:
+                sync()
+                self.first = time.perf_counter()
+
+        def end(self):
+            pass
+
     def run(inputs, tokens, use_cache):
+        """(seconds in all, seconds from the first new token to the end)."""
+        streamer = FirstToken()
+        sync()
         start = time.perf_counter()
         with torch.inference_mode():
             out = model.generate(
@@ -132,27 +174,29 @@ def transformers_figures(args):
                 do_sample=False,
                 use_cache=use_cache,
                 pad_token_id=pad,
+                streamer=streamer,
             )
-        seconds = time.perf_counter() - start
+        sync()
+        end = time.perf_counter()
         assert out.shape[1] == inputs["input_ids"].shape[1] + tokens, "generation stopped early"
-        return seconds
+        return end - start, end - streamer.first
 
     run(prompts.take(1), 2, True)  # warm-up, outside every figure
     figures = {}
+    batched, alone = [], []
+    for _ in range(args.repeats):
+        messages = prompts.take_messages(16)
+        inputs = prompts.encode(messages)
+        tokens = int(inputs["attention_mask"].sum())
+        batched.append(tokens / run(inputs, 1, True)[0])
+        alone.append(tokens / sum(run(prompts.encode([m]), 1, True)[0] for m in messages))
+    figures["prefill_b1"] = statistics.median_high(alone)
+    figures["prefill_b16"] = statistics.median_high(batched)
     for batch in (1, 16):
-        prefill, cached, uncached = [], [], []
+        cached, uncached = [], []
         for _ in range(args.repeats):
-            inputs = prompts.take(batch)
-            tokens = int(inputs["attention_mask"].sum())
-            one = run(inputs, 1, True)
-            every = run(inputs, n, True)
-            prefill.append(tokens / one)
-            cached.append(batch * (n - 1) / max(every - one, 1e-9))
-            inputs = prompts.take(batch)
-            one = run(inputs, 1, False)
-            every = run(inputs, n, False)
-            uncached.append(batch * (n - 1) / max(every - one, 1e-9))
-        figures[f"prefill_b{batch}"] = statistics.median_high(prefill)
+            cached.append(batch * (n - 1) / max(run(prompts.take(batch), n, True)[1], 1e-9))
+            uncached.append(batch * (n - 1) / max(run(prompts.take(batch), n, False)[1], 1e-9))
         figures[f"decode_cache_b{batch}"] = statistics.median_high(cached)
         figures[f"decode_nocache_b{batch}"] = statistics.median_high(uncached)
     return figures
@@ -164,6 +208,10 @@ def main():
     parser.add_argument("--data", type=Path, default=Path("datasets/default"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--device", default="cpu", help="transformers' device: cpu or cuda")
+    parser.add_argument("--dtype", choices=sorted(R1_DTYPE), default="float32", help="both sides' compute dtype")
+    parser.add_argument("--xtask", default="cargo xtask", help="how to run r1's command line (a built binary on a machine without cargo)")
+    parser.add_argument("--r1-device", default="flex", help="r1's device: flex, wgpu or cuda")
     args = parser.parse_args()
     if args.repeats < 1 or args.new_tokens < 2:
         parser.error("--repeats must be at least 1 and --new-tokens at least 2")
@@ -171,7 +219,10 @@ def main():
     # r1 first: it creates the tiny model when the default one is absent.
     ours = r1_figures(args)
     theirs = transformers_figures(args)
-    print(f"{os.cpu_count()} CPU threads, float32, greedy, {args.new_tokens} new tokens, median of {args.repeats}")
+    print(
+        f"transformers on {args.device} ({os.cpu_count()} CPU threads), r1 on {args.r1_device}, {args.dtype}, greedy, "
+        f"{args.new_tokens} new tokens, median of {args.repeats}"
+    )
     print("| figure (tokens/s) | r1 | transformers | r1/transformers |")
     print("|---|---|---|---|")
     for key, name in FIGURES:
