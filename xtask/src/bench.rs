@@ -159,16 +159,16 @@ impl Prompts<'_> {
     }
 }
 
-/// Prefill and KV-cache decode through [`generate`], and decode without a cache, at batch 1
-/// and 16.
+/// Prefill and KV-cache decode through [`generate_with`], and decode without a cache, at
+/// batch 1 and 16.
 ///
 /// Prefill is `generate` with one new token (the prompt's forward plus one host-side draw), at
 /// batch 16 and, on the same 16 prompts, one prompt at a time, so that the two figures differ
 /// by the batching alone (prompt lengths change the cost per token); decode is timed within an
 /// `N`-token generation, from the first token drawn (the prefill done) to the last: the `N - 1`
-/// cached single-token steps. (The difference between an `N`-token and a one-token run, as
-/// it was timed before, can come out negative on a busy machine.) Without a cache every step
-/// is a forward over prompt and generated tokens (steps 2..N).
+/// cached single-token steps (the difference between an `N`-token and a one-token run can
+/// come out negative on a busy machine). Without a cache every step is a forward over prompt
+/// and generated tokens (steps 2..N).
 fn generation(args: &Args, config: &TrainConfig, data: &[QaSample]) -> anyhow::Result<Vec<Row>> {
     anyhow::ensure!(args.new_tokens >= 2, "--new-tokens must be at least 2 (decode is timed from the second token on)");
     let device = args.device.device()?;

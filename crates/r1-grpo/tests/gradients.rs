@@ -23,7 +23,7 @@ use r1_model::Precision;
 use r1_model::lora::LoraConfig;
 
 mod weights;
-use weights::{dataset_root, dtypes, weights};
+use weights::{dataset_root, dtypes, short_grpo, weights};
 
 /// The gradient of every parameter that has one, by module path.
 struct Grads<'a> {
@@ -145,15 +145,8 @@ fn bf16_lora_stores_the_base_in_bf16_and_trains_f32_adapters() {
     let tmp = tempfile::tempdir().unwrap();
     let base_dir = tmp.path().join("tiny");
     r1_model::tiny::create_tiny(&base_dir, &r1_data::qa::dataset_texts(&samples), 0, &Device::flex()).unwrap();
-    let mut c = tiny_config();
-    c.model.path = Some(base_dir.clone());
+    let mut c = short_grpo(base_dir.clone());
     c.model.dtype = Precision::Bf16;
-    c.rollout.group_size = 2;
-    c.rollout.prompts_per_rollout = 2;
-    c.rollout.max_response_tokens = 6;
-    c.update.prompts_per_update = 1;
-    c.update.micro_batch_size = 2;
-    c.optim.lr = 1e-2;
     c.lora = Some(LoraConfig { r: 4, alpha: 8.0, ..LoraConfig::default() });
     let load = loader(&c, c.training_device(None).unwrap());
     let loaded = weights(&load(&base_dir).unwrap());

@@ -14,7 +14,7 @@ use r1_model::checkpoint::run::MODEL_DIR;
 use r1_model::lora::{self, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, LoraConfig};
 
 mod weights;
-use weights::{dataset_root, weights};
+use weights::{dataset_root, short_grpo, weights};
 
 mod untimed;
 use untimed::untimed;
@@ -23,15 +23,7 @@ use untimed::untimed;
 /// the reference, LoRA of rank 4 with dropout on every decoder projection and on the vision
 /// blocks' projections of those names and `qkv`, `proj`.
 fn config(model: PathBuf) -> TrainConfig {
-    let mut c = TrainConfig::tiny();
-    c.model.path = Some(model);
-    c.data.root = dataset_root();
-    c.rollout.group_size = 2;
-    c.rollout.prompts_per_rollout = 2;
-    c.rollout.max_response_tokens = 6;
-    c.update.prompts_per_update = 1;
-    c.update.micro_batch_size = 2;
-    c.optim.lr = 1e-2;
+    let mut c = short_grpo(model);
     c.run.save_every = 1;
     c.run.keep_last = 5;
     let mut targets: Vec<String> = lora::TEXT_TARGETS.iter().map(|s| s.to_string()).collect();

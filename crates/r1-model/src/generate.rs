@@ -257,10 +257,11 @@ fn prefill(
         logits.push(model.logits(hidden.slice([0..b, p - 1..p])));
         caches.push(cache);
     }
-    let rows: Vec<(usize, usize)> = place.iter().flat_map(|&at| std::iter::repeat_n(at, group)).collect();
-    if caches.len() == 1 && group == 1 && rows.iter().enumerate().all(|(i, &(_, r))| i == r) {
+    // One batch keeps the prompts' order: with one sample each, it is the result as it is.
+    if caches.len() == 1 && group == 1 {
         return Ok((caches.pop().expect("one batch"), logits.pop().expect("one batch")));
     }
+    let rows: Vec<(usize, usize)> = place.iter().flat_map(|&at| std::iter::repeat_n(at, group)).collect();
     // The logits' rows in batch order, then gathered like the cache's.
     let starts: Vec<usize> =
         batches.iter().scan(0, |start, b| Some(std::mem::replace(start, *start + b.len()))).collect();

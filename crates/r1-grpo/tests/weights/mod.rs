@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{DType, Tensor};
+use r1_grpo::config::TrainConfig;
 use r1_grpo::qwen::QwenPolicy;
 
 pub fn dataset_root() -> PathBuf {
@@ -46,7 +47,23 @@ pub fn weights(policy: &QwenPolicy) -> BTreeMap<String, Vec<f32>> {
     visit(policy).values
 }
 
-#[allow(dead_code)] // each test binary includes this module; not every one reads dtypes
+/// A GRPO run of seconds on the model in `model`: 2 prompts x G 2 per rollout, replies of up to
+/// 6 tokens, 2 optimiser steps per rollout, lr 1e-2, on the default dataset.
+#[allow(dead_code)] // each test binary includes this module; not every one runs GRPO
+pub fn short_grpo(model: PathBuf) -> TrainConfig {
+    let mut c = TrainConfig::tiny();
+    c.model.path = Some(model);
+    c.data.root = dataset_root();
+    c.rollout.group_size = 2;
+    c.rollout.prompts_per_rollout = 2;
+    c.rollout.max_response_tokens = 6;
+    c.update.prompts_per_update = 1;
+    c.update.micro_batch_size = 2;
+    c.optim.lr = 1e-2;
+    c
+}
+
+#[allow(dead_code)] // not every test binary reads dtypes
 pub fn dtypes(policy: &QwenPolicy) -> BTreeMap<String, DType> {
     visit(policy).dtypes
 }
