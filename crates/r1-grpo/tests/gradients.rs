@@ -143,8 +143,7 @@ fn bf16_gradients_are_f32_and_close_to_the_f32_ones() {
 fn bf16_lora_stores_the_base_in_bf16_and_trains_f32_adapters() {
     let samples: Vec<_> = read_split(&dataset_root(), Split::Train).unwrap().into_iter().take(40).collect();
     let tmp = tempfile::tempdir().unwrap();
-    let base_dir = tmp.path().join("tiny");
-    r1_model::tiny::create_tiny(&base_dir, &r1_data::qa::dataset_texts(&samples), 0, &Device::flex()).unwrap();
+    let base_dir = tiny_model(tmp.path());
     let mut c = short_grpo(base_dir.clone());
     c.model.dtype = Precision::Bf16;
     c.lora = Some(LoraConfig { r: 4, alpha: 8.0, ..LoraConfig::default() });
