@@ -142,7 +142,8 @@ pub struct SftArgs {
     pub(crate) common: Common,
     /// direct: the answer only; cot: plan, subtask, move, answer; format: the
     /// `<think>..</think> <answer>..</answer>` shape with a stand-in answer; grounded: format
-    /// with the gripper's true position as the reasoning.
+    /// with the gripper's true position as the reasoning; perceive: perception pretraining, the
+    /// gripper's true position asked in a short question of its own about each frame's image.
     #[arg(long, value_enum)]
     pub(crate) mode: SftMode,
 }

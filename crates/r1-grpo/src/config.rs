@@ -207,7 +207,8 @@ pub struct SftSection {
     /// Optimiser steps of the format warm-up before GRPO (0: none).
     pub warmup_steps: u64,
     /// What the warm-up teaches: `format` (the reply's shape) or `grounded` (the shape, with
-    /// the gripper's true position as the reasoning); neither says which option is right.
+    /// the gripper's true position as the reasoning); neither says which option is right. The
+    /// other SFT modes teach no reply format and are refused here.
     #[serde(default = "format_mode")]
     pub warmup_mode: SftMode,
 }
@@ -457,6 +458,13 @@ impl TrainConfig {
             s.micro_batch_size >= 1 && s.batch_size.is_multiple_of(s.micro_batch_size.max(1)),
             format!("sft.micro_batch_size = {} does not divide sft.batch_size = {}", s.micro_batch_size, s.batch_size),
         );
+        check(
+            matches!(s.warmup_mode, SftMode::Format | SftMode::Grounded),
+            format!(
+                "sft.warmup_mode = \"{}\" teaches no reply format: the warm-up before GRPO is \"format\" or \"grounded\"",
+                s.warmup_mode
+            ),
+        );
         check(self.run.keep_last >= 1, "run.keep_last must be at least 1".into());
         check(self.run.max_nonfinite_steps >= 1, "run.max_nonfinite_steps must be at least 1".into());
         if let Some(lora) = &self.lora {
@@ -541,6 +549,14 @@ mod tests {
         }
     }
 
+    /// The other shipped files (layered over a preset, like a user's) load and validate.
+    #[test]
+    fn shipped_overlay_files_load() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/perceive.toml");
+        let c = TrainConfig::load(&path, Preset::Paper).unwrap();
+        assert_eq!((c.preset, c.sft.batch_size), (Preset::Tiny, 32));
+    }
+
     #[test]
     fn file_overrides_its_preset_and_round_trips() {
         let c = TrainConfig::from_toml(
@@ -566,6 +582,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("micro_batch_size = 7") && err.contains("640"), "{err}");
+        let err = TrainConfig::from_toml("[sft]\nwarmup_mode = \"perceive\"\n", Preset::Tiny, Path::new("w.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("w.toml") && err.contains("sft.warmup_mode = \"perceive\" teaches no reply format"),
+            "{err}"
+        );
     }
 
     /// `[lora]` turns LoRA on with PEFT-like defaults, round-trips through the run's
@@ -603,13 +626,14 @@ mod tests {
             (SftMode::Cot, "cot"),
             (SftMode::Format, "format"),
             (SftMode::Grounded, "grounded"),
+            (SftMode::Perceive, "perceive"),
         ] {
             assert_eq!((mode.as_str(), mode.to_string()), (name, name.to_string()));
             assert_eq!(serde_json::to_string(&mode).unwrap(), format!("\"{name}\""));
             assert_eq!(name.parse::<SftMode>().unwrap(), mode);
         }
         let err = "cto".parse::<SftMode>().unwrap_err().to_string();
-        assert!(err.contains("unknown SFT mode \"cto\" (expected direct, cot, format or grounded)"), "{err}");
+        assert!(err.contains("unknown SFT mode \"cto\" (expected direct, cot, format, grounded or perceive)"), "{err}");
         for (preset, name) in [(Preset::Tiny, "tiny"), (Preset::Paper, "paper")] {
             assert_eq!(preset.to_string(), name);
             let text = format!("preset = \"{name}\"\n");

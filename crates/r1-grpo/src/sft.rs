@@ -4,11 +4,12 @@
 //! Loss of a batch: `-(sum over reply tokens of log p) / (reply tokens in the batch)`, the
 //! token mean over the whole optimiser batch (gradient accumulation gives the same gradient).
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Instant;
 
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use r1_data::{Answer, QaSample};
+use r1_data::{Answer, Message, QaSample};
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
@@ -35,10 +36,16 @@ pub enum SftMode {
     /// truth) as the reasoning: meant to teach the format and to see where the gripper is, and
     /// still nothing of which option is right.
     Grounded,
+    /// Perception pretraining on the simulator's ground truth: one short question of its own
+    /// per frame ([`PERCEIVE_QUESTION`], the frame's image and nothing of the task, the question
+    /// or the options) answered with [`Grounded`](Self::Grounded)'s sentence. It gives a small
+    /// base model the sight a pretrained 7B model brings, and teaches no answer.
+    Perceive,
 }
 
 impl SftMode {
-    pub const ALL: [SftMode; 4] = [SftMode::Direct, SftMode::Cot, SftMode::Format, SftMode::Grounded];
+    pub const ALL: [SftMode; 5] =
+        [SftMode::Direct, SftMode::Cot, SftMode::Format, SftMode::Grounded, SftMode::Perceive];
 
     /// The name configs, the command line and checkpoints use, as a `&'static str` for the code
     /// that needs one (everything else prints the mode; a test keeps the two equal).
@@ -48,6 +55,7 @@ impl SftMode {
             SftMode::Cot => "cot",
             SftMode::Format => "format",
             SftMode::Grounded => "grounded",
+            SftMode::Perceive => "perceive",
         }
     }
 }
@@ -69,12 +77,24 @@ impl std::str::FromStr for SftMode {
 /// a reply; what the reasoning says is left to GRPO.
 pub const FORMAT_REASONING: &str = "I compare the gripper with the goal.";
 
+/// The whole prompt text of a [`SftMode::Perceive`] sample, beside the frame's image.
+pub const PERCEIVE_QUESTION: &str = "Where is the gripper? Give its position [x, y, z] in metres.";
+
+/// Where the gripper is, from the simulator's ground truth: the reasoning of the grounded
+/// warm-up and the whole reply of perception pretraining, one sentence so that the warm-up asks
+/// for what pretraining taught. Centimetres: finer than the 5 cm between options.
+fn gripper_sentence(sample: &QaSample) -> String {
+    let [x, y, z] = sample.state.current;
+    format!("The gripper is at [{x:.2}, {y:.2}, {z:.2}].")
+}
+
 /// The reply `sample` is trained towards in `mode`.
 pub fn target(sample: &QaSample, mode: SftMode) -> Result<String> {
     let missing = |what: &str| GrpoError::Invalid(format!("sample {} has no {what} SFT target", sample.id));
     match mode {
         SftMode::Direct => sample.sft.as_ref().map(|s| s.direct.clone()).ok_or_else(|| missing("direct")),
         SftMode::Cot => sample.sft.as_ref().and_then(|s| s.cot.clone()).ok_or_else(|| missing("CoT")),
+        SftMode::Perceive => Ok(gripper_sentence(sample)),
         SftMode::Format | SftMode::Grounded => {
             let answer = match &sample.answer {
                 Answer::Label(_) => format!("[[{}]]", stand_in_label(sample)?),
@@ -86,10 +106,7 @@ pub fn target(sample: &QaSample, mode: SftMode) -> Result<String> {
                 Answer::Movement(_) => return Err(missing("format")),
             };
             let reasoning = match mode {
-                SftMode::Grounded => {
-                    let [x, y, z] = sample.state.current;
-                    format!("The gripper is at [{x:.2}, {y:.2}, {z:.2}].")
-                }
+                SftMode::Grounded => gripper_sentence(sample),
                 _ => FORMAT_REASONING.to_string(),
             };
             Ok(format!("<think>{reasoning}</think> <answer>{answer}</answer>"))
@@ -194,6 +211,7 @@ impl<P: Policy> Algorithm<P> for Sft {
 impl Sft {
     /// Keeps the samples that have a target in `mode`, with the target's token ids.
     fn new<P: Policy>(policy: &P, data: Vec<QaSample>, mode: SftMode) -> Result<Self> {
+        let data = if mode == SftMode::Perceive { perception_samples(data)? } else { data };
         let mut samples = Vec::new();
         let mut targets = Vec::new();
         let total = data.len();
@@ -208,6 +226,26 @@ impl Sft {
         }
         Ok(Self { mode, samples, targets })
     }
+}
+
+/// What perception pretraining asks: one sample per frame (the first question on it), its
+/// prompt replaced by [`PERCEIVE_QUESTION`] beside the frame's image, under an id of its own
+/// (policies cache prompts by id).
+fn perception_samples(data: Vec<QaSample>) -> Result<Vec<QaSample>> {
+    let mut seen = HashSet::new();
+    let mut samples = Vec::new();
+    for mut sample in data {
+        let image = sample.messages.iter().flat_map(Message::images).next().map(str::to_owned);
+        let image =
+            image.ok_or_else(|| GrpoError::Invalid(format!("sample {} has no image to perceive", sample.id)))?;
+        if seen.insert(image.clone()) {
+            sample.id = format!("{image}/perceive");
+            sample.messages = vec![Message::user_with_image(image, PERCEIVE_QUESTION)];
+            sample.options = None;
+            samples.push(sample);
+        }
+    }
+    Ok(samples)
 }
 
 #[cfg(test)]
@@ -255,5 +293,39 @@ mod tests {
         }
         assert_eq!(counts.len(), 4, "{counts:?}");
         assert!(counts.values().all(|&n| (70..=130).contains(&n)), "{counts:?}");
+    }
+
+    /// Perception pretraining asks one question per frame, shows the frame's image and nothing
+    /// of the question or its options, and is answered with the grounded warm-up's sentence.
+    #[test]
+    fn perception_asks_one_short_question_per_frame() {
+        let sample = |qa_type: &str, image: &str| -> QaSample {
+            serde_json::from_value(json!({
+                "id": format!("t/v0/e0/{image}/{qa_type}"), "task": "t", "variation": 0, "episode": 0, "frame": 0,
+                "keypoint_frame": 3, "qa_type": qa_type,
+                "messages": [{"role": "user", "content": [{"type": "image", "image": image},
+                                                          {"type": "text", "text": "Which movement? [[A]] move up"}]}],
+                "options": {"A": "move up", "B": "move down"},
+                "answer": {"label": "B"},
+                "state": {"current": [0.123, -0.456, 0.5], "target": [0.0, 0.0, 0.4], "movement": "move down",
+                          "gripper_open": true, "target_gripper_open": true}
+            }))
+            .unwrap()
+        };
+        let data = vec![sample("movement", "a.png"), sample("current_state", "a.png"), sample("movement", "b.png")];
+        let grounded = target(&data[0], SftMode::Grounded).unwrap();
+        let samples = perception_samples(data).unwrap();
+        assert_eq!(samples.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["a.png/perceive", "b.png/perceive"]);
+        for (s, image) in samples.iter().zip(["a.png", "b.png"]) {
+            assert_eq!(s.messages, vec![Message::user_with_image(image, PERCEIVE_QUESTION)]);
+            assert_eq!(s.options, None);
+            let reply = target(s, SftMode::Perceive).unwrap();
+            assert_eq!(reply, "The gripper is at [0.12, -0.46, 0.50].");
+            assert!(grounded.contains(&format!("<think>{reply}</think>")), "{grounded}");
+        }
+        let mut blind = sample("movement", "c.png");
+        blind.messages = vec![Message::text("user", "Which movement?")];
+        let err = perception_samples(vec![blind]).unwrap_err().to_string();
+        assert!(err.contains("t/v0/e0/c.png/movement has no image to perceive"), "{err}");
     }
 }
