@@ -1,5 +1,6 @@
 //! Supervised fine-tuning on the same QA data, loss on the assistant tokens only: the paper's
-//! Direct SFT and CoT SFT baselines, and the format warm-up of the tiny model before GRPO.
+//! Direct SFT and CoT SFT baselines, the format warm-up of the tiny model before GRPO, and its
+//! perception pretraining.
 //!
 //! Loss of a batch: `-(sum over reply tokens of log p) / (reply tokens in the batch)`, the
 //! token mean over the whole optimiser batch (gradient accumulation gives the same gradient).
@@ -38,8 +39,8 @@ pub enum SftMode {
     Grounded,
     /// Perception pretraining on the simulator's ground truth: one short question of its own
     /// per frame ([`PERCEIVE_QUESTION`], the frame's image and nothing of the task, the question
-    /// or the options) answered with [`Grounded`](Self::Grounded)'s sentence. It gives a small
-    /// base model the sight a pretrained 7B model brings, and teaches no answer.
+    /// or the options) answered with [`Grounded`](Self::Grounded)'s sentence. Meant to give a
+    /// small base model the sight a pretrained 7B model brings; it teaches no answer.
     Perceive,
 }
 
@@ -327,5 +328,8 @@ mod tests {
         blind.messages = vec![Message::text("user", "Which movement?")];
         let err = perception_samples(vec![blind]).unwrap_err().to_string();
         assert!(err.contains("t/v0/e0/c.png/movement has no image to perceive"), "{err}");
+        // The script that measures perception asks the same question.
+        let script = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../xtask/scripts/perception.py"));
+        assert!(script.unwrap().contains(&format!("PERCEIVE_QUESTION = \"{PERCEIVE_QUESTION}\"")));
     }
 }
