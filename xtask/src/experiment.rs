@@ -403,7 +403,8 @@ fn train_run(exp: &Experiment, method: Method, seed: u64, dir: &Path, steps: u64
                 // Nothing to resume from: the run starts again.
                 std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
             }
-            train::run_sft(train::SftArgs { common: common(checkpointed), mode })
+            // A resumed run keeps the mode its checkpoint records.
+            train::run_sft(train::SftArgs { common: common(checkpointed), mode: (!checkpointed).then_some(mode) })
         }
         None => {
             // `train --resume` continues the pipeline wherever it stopped, in the warm-up too.

@@ -29,6 +29,18 @@ pub fn bar(len: u64, message: impl Into<String>) -> ProgressBar {
     bar
 }
 
+/// [`bar`] for work resumed with `done` of its `len` items already done: they count in the
+/// position, not in the rate or the ETA.
+pub fn resumed_bar(len: u64, done: u64, message: impl Into<String>) -> ProgressBar {
+    let bar = bar(len, message);
+    bar.set_position(done);
+    // The rate estimator takes in the jump to `done` at this tick; resetting it afterwards
+    // forgets the jump (it keeps the position it measures from).
+    bar.tick();
+    bar.reset_eta();
+    bar
+}
+
 /// A tick for `bar` that, once the first item is done, says how long all of them will take at
 /// its pace: a long job (an evaluation whose model never stops talking) tells its user up front,
 /// not only through the ETA of a bar they may not be watching.
@@ -140,5 +152,23 @@ impl Drop for PlainLines {
         if let Some(line) = state.unprinted.take() {
             state.print(line);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Steps done before a resume are not speed: one step 20 ms after resuming at step 500
+    /// reads as tens of steps a second, not millions.
+    #[test]
+    fn resumed_bar_rates_only_the_new_steps() {
+        let bar = resumed_bar(2000, 500, "SFT");
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+        std::thread::sleep(Duration::from_millis(20));
+        bar.inc(1);
+        bar.tick();
+        assert_eq!(bar.position(), 501);
+        assert!(bar.per_sec() < 1000.0, "{} steps/s", bar.per_sec());
     }
 }

@@ -144,8 +144,9 @@ pub struct SftArgs {
     /// `<think>..</think> <answer>..</answer>` shape with a stand-in answer; grounded: format
     /// with the gripper's true position as the reasoning; perceive: perception pretraining, the
     /// gripper's true position asked in a short question of its own about each frame's image.
-    #[arg(long, value_enum)]
-    pub(crate) mode: SftMode,
+    /// Required for a new run; a resumed one keeps the mode its checkpoint records.
+    #[arg(long, value_enum, required_unless_present = "resume", conflicts_with = "resume")]
+    pub(crate) mode: Option<SftMode>,
 }
 
 /// The configuration of a new run: file or preset, then the command-line overrides.
@@ -246,8 +247,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// Trains the warm-up to its configured steps and points `config` at its final checkpoint.
 fn warm_up(mut sft: SftTrainer<QwenPolicy>, config: &mut TrainConfig) -> anyhow::Result<()> {
     let steps = sft.config.sft.warmup_steps;
-    let bar = progress::bar(steps, "warm-up");
-    bar.set_position(sft.state.step);
+    let bar = progress::resumed_bar(steps, sft.state.step, "warm-up");
     sft.train(steps, |s| {
         bar.set_message(format!("warm-up loss {:.3}", s.last(metrics::LOSS).unwrap_or(f64::NAN)));
         bar.inc(1);
@@ -312,9 +312,7 @@ fn remove_if_present(path: &Path) -> anyhow::Result<()> {
 /// Runs GRPO to `steps`, plots, says where everything is, then evaluates the model before and
 /// after GRPO on up to `eval_questions` test questions per task and type.
 fn grpo(mut trainer: GrpoTrainer<QwenPolicy>, steps: u64, eval_questions: usize) -> anyhow::Result<()> {
-    let bar = progress::bar(steps, "GRPO");
-    bar.set_position(trainer.state.step);
-    bar.reset_eta();
+    let bar = progress::resumed_bar(steps, trainer.state.step, "GRPO");
     trainer.train(steps, |s| {
         bar.set_message(format!("reward {:.3}", s.last(metrics::REWARD).unwrap_or(f64::NAN)));
         bar.inc(1);
@@ -455,7 +453,6 @@ fn finish(run: &RunDir, headline: Metric) -> anyhow::Result<()> {
 
 pub fn run_sft(args: SftArgs) -> anyhow::Result<()> {
     let c = &args.common;
-    let mode = args.mode;
     let (mut trainer, steps) = if let Some(dir) = &c.resume {
         let (_, config) = resumed_config(dir, c)?;
         let data = training_data(&config)?;
@@ -463,6 +460,7 @@ pub fn run_sft(args: SftArgs) -> anyhow::Result<()> {
         let steps = c.steps.unwrap_or_else(|| trainer.steps_for_epochs(trainer.config.sft.epochs));
         (trainer, steps)
     } else {
+        let mode = args.mode.context("--mode is required for a new SFT run")?;
         let mut config = resolve_config(c)?;
         let data = training_data(&config)?;
         initial_model(&mut config, &data)?;
@@ -472,8 +470,7 @@ pub fn run_sft(args: SftArgs) -> anyhow::Result<()> {
         let steps = c.steps.unwrap_or_else(|| trainer.steps_for_epochs(trainer.config.sft.epochs));
         (trainer, steps)
     };
-    let bar = progress::bar(steps, "SFT");
-    bar.set_position(trainer.state.step);
+    let bar = progress::resumed_bar(steps, trainer.state.step, "SFT");
     trainer.train(steps, |s| {
         bar.set_message(format!("loss {:.3}", s.last(metrics::LOSS).unwrap_or(f64::NAN)));
         bar.inc(1);

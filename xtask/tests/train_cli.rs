@@ -125,6 +125,17 @@ fn bad_input_is_one_clear_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("nope.toml"), "{stderr}");
     assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
+    // `sft --resume` needs no --mode (the checkpoint records it) and refuses one.
+    let sft = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask")).current_dir(tmp.path()).args(args).output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = sft(&["sft", "--resume", "nowhere"]);
+    assert!(stderr.contains("nowhere") && !stderr.contains("--mode"), "{stderr}");
+    let stderr = sft(&["sft", "--resume", "nowhere", "--mode", "cot"]);
+    assert!(stderr.contains("--mode") && stderr.contains("cannot be used with"), "{stderr}");
+    assert!(sft(&["sft"]).contains("--mode"));
 }
 
 /// `--dry-run` prints the memory plan and starts nothing; a plan larger than the device stops
