@@ -908,8 +908,9 @@ fn markdown(exp: &Experiment, summaries: &[MethodSummary], findings: &[Finding],
     let metric = |m: &MethodSummary, key: &str| Stat::cell(m.metrics.get(key));
     s += "## Multiple choice on the test split (accuracy; chance 0.25)\n\n";
     s += &table(summaries, &MC_COLUMNS, metric);
-    s += "\n## Open waypoint question on the test split\n\nThe reward and L1 read the `<answer>` block, which the \
-          SFT targets (the paper's) do not have.\n\n";
+    s += "\n## Open waypoint question on the test split\n\nThe reward pays only an `<answer>` block, which the \
+          SFT targets (the paper's) do not have; the L1 error reads the position a reply states (its answer \
+          block's, or the last one it writes when it has none).\n\n";
     s += &table(summaries, &OPEN_COLUMNS, metric);
     s += "\n## Robot-R1 Bench (rule-based, 0-3)\n\n";
     s += &table(summaries, &BENCH_COLUMNS, metric);

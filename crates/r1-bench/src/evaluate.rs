@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use r1_data::{Answer, Message, QaSample, QaType};
-use r1_reward::{RewardFn, extract_answer, parse_position};
+use r1_reward::{RewardFn, extract_answer, parse_position, positions};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BenchError, Result};
@@ -184,7 +184,7 @@ pub fn run_qa(
                 .into_iter()
                 .map(|c| {
                     let r = reward.score(&c.text, s)?;
-                    let l1 = match (&s.answer, extract_answer(&c.text).and_then(parse_position)) {
+                    let l1 = match (&s.answer, stated_position(&c.text)) {
                         (Answer::Position(t), Some(p)) => Some((0..3).map(|i| (p[i] - t[i]).abs()).sum()),
                         _ => None,
                     };
@@ -196,6 +196,18 @@ pub fn run_qa(
             Ok(QaRecord { id: s.id.clone(), task: s.task.clone(), split, qa_type: s.qa_type, scores })
         })
         .collect()
+}
+
+/// The position a reply states, for the open question's L1 error: the first in its answer
+/// block, as the reward reads it; for a reply that writes no `<answer>` tag (the SFT baselines,
+/// whose targets end `Answer: [x, y, z]`), the last in the reply, as the bench's scorer reads
+/// such a reply whole. The reward itself still pays only an answer block.
+fn stated_position(completion: &str) -> Option<[f64; 3]> {
+    if completion.contains("<answer>") {
+        extract_answer(completion).and_then(parse_position)
+    } else {
+        positions(completion).last()
+    }
 }
 
 /// Answers and scores bench questions (images relative to `root`), with the judge when
@@ -275,7 +287,8 @@ fn put_group<R>(
 /// * `mcqa.format_rate` (strict format over every QA completion) and
 ///   `mcqa.completion_tokens.mean`;
 /// * `open.waypoint.reward`, `.n` and `open.waypoint.l1` (mean over completions whose
-///   position parses), `open.waypoint.parsed_rate`;
+///   position parses; the position a reply states, see [`stated_position`]),
+///   `open.waypoint.parsed_rate`;
 /// * `bench.<category>.score`, `.n` (0-3, rule-based), also under `.in.` / `.out.`, and
 ///   `bench.overall.score` (also `.in.` / `.out.`); with a judge `bench.judge.<category>.score`, `.n`,
 ///   `bench.judge.failed` and `bench.agreement.{n,pearson,exact,mean_abs_diff}`.
@@ -451,6 +464,30 @@ mod tests {
         assert!(!m.contains_key("bench.movement.in.score"));
         assert!(!m.contains_key("mcqa.waypoint.best_of_n"), "one sample: no best of N");
         assert!(!m.contains_key("bench.judge.failed"), "no judge");
+    }
+
+    /// A reply without an `<answer>` tag (an SFT baseline's) is measured by the last position it
+    /// writes and paid nothing; one with the tag by its answer block alone.
+    #[test]
+    fn the_open_question_reads_the_position_a_reply_states() {
+        let samples: Vec<QaSample> = ["cot", "tagged", "none"]
+            .iter()
+            .map(|&id| qa(id, "pick_up_cup", QaType::WaypointOpen, id, Answer::Position([0.3, 0.1, 0.8])))
+            .collect();
+        let mut script = Script(vec![
+            ("cot", "Plan: 1. reach [0.0, 0.0, 0.0]. Move: down. Answer: [0.3, 0.1, 0.6]"),
+            ("tagged", "<think>[0.0, 0.0, 0.0]</think><answer>[0.3, 0.2, 0.8] or [0.3, 0.1, 0.8]</answer>"),
+            ("none", "I cannot tell."),
+        ]);
+        let records = run_qa(&samples, Path::new("."), &mut script, 1, &|_| false, &mut || {}).unwrap();
+        let l1: Vec<Option<f64>> = records.iter().map(|r| r.scores[0].l1).collect();
+        assert!((l1[0].unwrap() - 0.2).abs() < 1e-9, "the last position of the reply: {l1:?}");
+        assert!((l1[1].unwrap() - 0.1).abs() < 1e-9, "the first of the answer block: {l1:?}");
+        assert_eq!(l1[2], None);
+        assert_eq!(records[0].scores[0].answer, 0.0, "no answer block, no reward");
+        let m = summarise(&records, &[], 1);
+        assert!((m["open.waypoint.parsed_rate"] - 2.0 / 3.0).abs() < 1e-12);
+        assert!((m["open.waypoint.l1"] - 0.15).abs() < 1e-9);
     }
 
     fn movement_question(id: &str) -> BenchQuestion {

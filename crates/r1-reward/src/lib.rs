@@ -73,4 +73,4 @@ pub use error::{MovementError, RewardError, SampleError};
 pub use extract::extract_answer;
 pub use format::{FormatMode, format_reward, is_well_formatted};
 pub use movement::{Axis, AxisMove, ParsedMovement, movement_credit, movement_reward, parse_movement};
-pub use position::{PositionMetric, parse_position, position_answer_reward, position_reward};
+pub use position::{PositionMetric, parse_position, position_answer_reward, position_reward, positions};

@@ -61,9 +61,15 @@ pub fn position_answer_reward(answer: &str, target: [f64; 3], metric: PositionMe
 /// optional decimal point (at least one digit), and an optional exponent (`1e-3`). Values may be
 /// infinite when the exponent overflows; the reward then treats them as wrong. O(len).
 pub fn parse_position(text: &str) -> Option<[f64; 3]> {
-    // A failed attempt stops at the next `[` at the latest (no triple contains one), so trying
-    // every `[` is linear overall.
-    text.match_indices('[').find_map(|(i, _)| triple(&text[i + 1..]))
+    positions(text).next()
+}
+
+/// Every `[x, y, z]` in `text`, in order, by [`parse_position`]'s syntax. O(len) for the whole
+/// iteration.
+pub fn positions(text: &str) -> impl Iterator<Item = [f64; 3]> + '_ {
+    // An attempt, failed or not, stops at the next `[` at the latest (no triple contains one),
+    // so trying every `[` is linear overall.
+    text.match_indices('[').filter_map(|(i, _)| triple(&text[i + 1..]))
 }
 
 /// `x, y, z]` at the start of `s` (the `[` already consumed).
@@ -118,6 +124,8 @@ mod tests {
         assert_eq!(parse_position("near [1, 2] then [ +1.5e-1 ,-.5,3. ] and [9, 9, 9]"), Some([0.15, -0.5, 3.0]));
         assert_eq!(parse_position("[[0.1, 0.2, 0.3]]"), Some([0.1, 0.2, 0.3]));
         assert_eq!(parse_position("[1e999, 0, 0]"), Some([f64::INFINITY, 0.0, 0.0]));
+        let all: Vec<[f64; 3]> = positions("[[1, 2, 3]] then [4,5] [4, 5, 6]").collect();
+        assert_eq!(all, vec![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]);
         for text in ["", "[1, 2, 3", "(1, 2, 3)", "[1, 2, 3, 4]", "[1 2 3]", "[., 1, 2]", "[nan, 1, 2]", "[1e, 2, 3]"] {
             assert_eq!(parse_position(text), None, "{text:?}");
         }
