@@ -11,10 +11,21 @@
       states, its L1 error and correlation per axis with the gripper's true position, the L1
       of always stating the train split's mean position, and on current-state questions how
       often the option nearest the stated position is the right one.
+  perception.py compare DATASET OUT sparse|dense|axes [N]
+      Writes to OUT a text-only dataset that asks for the option nearest a stated position:
+      the gripper's position stated to the centimetre (as `sft --mode perceive` teaches it,
+      with an error of about the tiny model's), after four options drawn from DATASET's real
+      gripper positions (its train split for OUT's train split, its test split for OUT's test
+      split; the three others at least 0.15 m from the truth). Its CoT target states the
+      position, then judges every option near or far (dense) or every option's x, y and z
+      within 5 cm or not (axes), then gives the label: a probe of
+      whether the model can learn the comparison the current-state question needs. N training
+      questions (default 20000), 500 test questions.
 Standard library only.
 """
 import json
 import os
+import random
 import re
 import sys
 
@@ -109,10 +120,67 @@ def score(dataset, records):
             summary(f"split {split}", found[split], mean)
 
 
+def fmt(p, places):
+    return "[" + ", ".join(f"{v:.{places}f}" for v in p) + "]"
+
+
+def compare_question(rng, pool, style, i, split):
+    """One synthetic comparison question: four options from `pool`, the stated position near one."""
+    truth = rng.choice(pool)
+    distractors = [p for p in rng.sample(pool, 40) if l1(p, truth) >= 0.15][:3]
+    if len(distractors) < 3:
+        return None
+    stated = [round(v + rng.gauss(0.0, 0.015), 2) for v in truth]
+    labels = "ABCD"
+    positions = distractors + [truth]
+    rng.shuffle(positions)
+    nearest = min(range(4), key=lambda k: l1(positions[k], stated))
+    answer = labels[nearest]
+    options = {labels[k]: fmt(p, 3) for k, p in enumerate(positions)}
+    text = ("Which option is the current position of the gripper? Choose the most accurate option.\n"
+            + "".join(f"[[{k}]] {v}\n" for k, v in options.items())
+            + f"The gripper is at {fmt(stated, 2)}.\n"
+            + "First think inside <think> </think>, then give the label inside <answer> </answer>.")
+    reasoning = f"The gripper is at {fmt(stated, 2)}."
+    if style == "dense":
+        reasoning += "".join(f" [[{k}]] {'near' if k == answer else 'far'}." for k in labels)
+    elif style == "axes":
+        near = lambda k, i: "near" if abs(positions[k][i] - stated[i]) < 0.05 else "far"
+        reasoning += "".join(f" [[{labels[k]}]] x {near(k, 0)}, y {near(k, 1)}, z {near(k, 2)}." for k in range(4))
+    return {"id": f"compare/{split}/{i}/current_state", "task": "compare", "variation": 0, "episode": i,
+            "frame": 0, "keypoint_frame": 0, "qa_type": "current_state",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}],
+            "options": options, "answer": {"label": answer},
+            "state": {"current": truth, "target": truth, "movement": "", "gripper_open": True,
+                      "target_gripper_open": True},
+            "sft": {"direct": f"[[{answer}]]", "cot": f"<think>{reasoning}</think> <answer>[[{answer}]]</answer>"}}
+
+
+def compare(dataset, out, style, n):
+    if style not in ("sparse", "dense", "axes"):
+        sys.exit(f"style must be sparse, dense or axes, not {style}")
+    rng = random.Random(0)
+    os.makedirs(os.path.join(out, "qa"), exist_ok=True)
+    with open(os.path.join(dataset, "card.json")) as src, open(os.path.join(out, "card.json"), "w") as dst:
+        dst.write(src.read())
+    for split, source, count in (("train", "train", n), ("val", "val", 100), ("test", "test", 500)):
+        pool = sorted({tuple(r["state"]["current"]) for r in rows(dataset, source)})
+        with open(os.path.join(out, "qa", f"{split}.jsonl"), "w") as f:
+            written = 0
+            while written < count:
+                q = compare_question(rng, [list(p) for p in pool], style, written, split)
+                if q:
+                    f.write(json.dumps(q) + "\n")
+                    written += 1
+        print(f"{split}: {count} questions")
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "questions":
         questions(sys.argv[2], sys.argv[3])
     elif len(sys.argv) == 4 and sys.argv[1] == "score":
         score(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) in (5, 6) and sys.argv[1] == "compare":
+        compare(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]) if len(sys.argv) == 6 else 20000)
     else:
         sys.exit(__doc__)

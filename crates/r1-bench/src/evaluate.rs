@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use r1_data::{Answer, Message, QaSample, QaType};
-use r1_reward::{RewardFn, extract_answer, parse_position, positions};
+use r1_reward::{RewardFn, extract_answer, positions};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BenchError, Result};
@@ -198,16 +198,13 @@ pub fn run_qa(
         .collect()
 }
 
-/// The position a reply states, for the open question's L1 error: the first in its answer
-/// block, as the reward reads it; for a reply that writes no `<answer>` tag (the SFT baselines,
-/// whose targets end `Answer: [x, y, z]`), the last in the reply, as the bench's scorer reads
-/// such a reply whole. The reward itself still pays only an answer block.
+/// The position a reply states, for the open question's L1 error, read from the text the bench
+/// judges ([`rubric::judged_text`]): the first of a reasoning reply's answer block, as the
+/// reward reads it; the last of any other reply (the SFT baselines', whose targets end
+/// `Answer: [x, y, z]`). The reward itself still pays only an answer block.
 fn stated_position(completion: &str) -> Option<[f64; 3]> {
-    if completion.contains("<answer>") {
-        extract_answer(completion).and_then(parse_position)
-    } else {
-        positions(completion).last()
-    }
+    let mut stated = positions(rubric::judged_text(completion));
+    if rubric::is_reasoning_reply(completion) { stated.next() } else { stated.last() }
 }
 
 /// Answers and scores bench questions (images relative to `root`), with the judge when

@@ -271,11 +271,17 @@ pub fn score_plan(answer: &str, reference: &[String]) -> u8 {
     }
 }
 
-/// The part of a completion that is judged: for a reasoning model (one that wrote an
-/// `<answer>` tag) the content of its one answer block by r1-reward's rule, or nothing when
-/// that block is missing or ambiguous; otherwise the whole completion. Trimmed.
+/// Whether `completion` is a reasoning model's reply (it wrote an `<answer>` tag), which is
+/// judged on its answer block alone; any other reply (the SFT baselines') is judged whole.
+pub fn is_reasoning_reply(completion: &str) -> bool {
+    completion.contains("<answer>")
+}
+
+/// The part of a completion that is judged: for a reasoning reply ([`is_reasoning_reply`]) the
+/// content of its one answer block by r1-reward's rule, or nothing when that block is missing
+/// or ambiguous; otherwise the whole completion. Trimmed.
 pub fn judged_text(completion: &str) -> &str {
-    if completion.contains("<answer>") {
+    if is_reasoning_reply(completion) {
         r1_reward::extract_answer(completion).unwrap_or("").trim()
     } else {
         completion.trim()
