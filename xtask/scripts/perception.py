@@ -127,7 +127,7 @@ def fmt(p, places):
 def compare_question(rng, pool, style, i, split):
     """One synthetic comparison question: four options from `pool`, the stated position near one."""
     truth = rng.choice(pool)
-    distractors = [p for p in rng.sample(pool, 40) if l1(p, truth) >= 0.15][:3]
+    distractors = [p for p in rng.sample(pool, min(40, len(pool))) if l1(p, truth) >= 0.15][:3]
     if len(distractors) < 3:
         return None
     stated = [round(v + rng.gauss(0.0, 0.015), 2) for v in truth]
@@ -145,7 +145,7 @@ def compare_question(rng, pool, style, i, split):
     if style == "dense":
         reasoning += "".join(f" [[{k}]] {'near' if k == answer else 'far'}." for k in labels)
     elif style == "axes":
-        near = lambda k, i: "near" if abs(positions[k][i] - stated[i]) < 0.05 else "far"
+        near = lambda k, axis: "near" if abs(positions[k][axis] - stated[axis]) < 0.05 else "far"
         reasoning += "".join(f" [[{labels[k]}]] x {near(k, 0)}, y {near(k, 1)}, z {near(k, 2)}." for k in range(4))
     return {"id": f"compare/{split}/{i}/current_state", "task": "compare", "variation": 0, "episode": i,
             "frame": 0, "keypoint_frame": 0, "qa_type": "current_state",
@@ -163,14 +163,16 @@ def compare(dataset, out, style, n):
     # No card.json: DATASET's blind baselines say nothing of these questions.
     os.makedirs(os.path.join(out, "qa"), exist_ok=True)
     for split, source, count in (("train", "train", n), ("val", "val", 100), ("test", "test", 500)):
-        pool = sorted({tuple(r["state"]["current"]) for r in rows(dataset, source)})
+        pool = [list(p) for p in sorted({tuple(r["state"]["current"]) for r in rows(dataset, source)})]
         with open(os.path.join(out, "qa", f"{split}.jsonl"), "w") as f:
-            written = 0
+            written = misses = 0
             while written < count:
-                q = compare_question(rng, [list(p) for p in pool], style, written, split)
+                q = compare_question(rng, pool, style, written, split)
                 if q:
                     f.write(json.dumps(q) + "\n")
-                    written += 1
+                    written, misses = written + 1, 0
+                elif (misses := misses + 1) == 1000:
+                    sys.exit(f"{dataset} {source}: too few gripper positions 0.15 m apart for four options")
         print(f"{split}: {count} questions")
 
 
