@@ -11,7 +11,7 @@
       states, its L1 error and correlation per axis with the gripper's true position, the L1
       of always stating the train split's mean position, and on current-state questions how
       often the option nearest the stated position is the right one.
-  perception.py compare DATASET OUT sparse|dense|axes [N]
+  perception.py compare DATASET OUT sparse|dense|axes|pairs|pairs-aligned|order|threshold [N]
       Writes to OUT a text-only dataset that asks for the option nearest a stated position:
       the gripper's position stated to the centimetre (as `sft --mode perceive` teaches it,
       with an error of about the tiny model's), after four options drawn from DATASET's real
@@ -21,6 +21,13 @@
       within 5 cm or not (axes), then gives the label: a probe of
       whether the model can learn the comparison the current-state question needs. N training
       questions (default 20000), 500 test questions.
+      The pair styles ask one one-dimensional step alone, as a two-option question (yes or no)
+      about one coordinate of a real gripper position, stated (two decimals for pairs, three
+      for the others) with the error above, and a second number (three decimals) half the time
+      within 0.05 of it; the CoT target is a word (near or far, else yes or no). From hardest
+      to easiest:
+      pairs and pairs-aligned: is the second within 0.05 of the stated one? order: is it
+      greater? threshold: is the stated one greater than 0.500 (no second number)?
 Standard library only.
 """
 import json
@@ -156,9 +163,40 @@ def compare_question(rng, pool, style, i, split):
             "sft": {"direct": f"[[{answer}]]", "cot": f"<think>{reasoning}</think> <answer>[[{answer}]]</answer>"}}
 
 
+PAIR_STYLES = ("pairs", "pairs-aligned", "order", "threshold")
+
+
+def pair_question(rng, pool, style, i, split):
+    """One two-option question about one coordinate: see the pair styles in the docstring."""
+    truth = rng.choice(pool)[rng.randrange(3)]
+    places = 2 if style == "pairs" else 3
+    stated = round(truth + rng.gauss(0.0, 0.015), places)
+    offset = rng.uniform(-0.05, 0.05) if rng.random() < 0.5 else rng.choice((-1, 1)) * rng.uniform(0.05, 0.25)
+    other = round(truth + offset, 3)
+    if style == "threshold":
+        question, yes = f"Is {stated:.3f} greater than 0.500?", stated > 0.5
+    elif style == "order":
+        question, yes = f"Is {other:.3f} greater than {stated:.3f}?", other > stated
+    else:
+        question, yes = f"Is {other:.3f} within 0.05 of {stated:.{places}f}?", abs(stated - other) < 0.05
+    answer = "A" if yes else "B"
+    word = ("yes" if yes else "no") if style in ("order", "threshold") else ("near" if yes else "far")
+    text = (f"{question}\n[[A]] yes\n[[B]] no\n"
+            "First think inside <think> </think>, then give the label inside <answer> </answer>.")
+    return {"id": f"compare/{split}/{i}/current_state", "task": "compare", "variation": 0, "episode": i,
+            "frame": 0, "keypoint_frame": 0, "qa_type": "current_state",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}],
+            "options": {"A": "yes", "B": "no"}, "answer": {"label": answer},
+            "state": {"current": [stated] * 3, "target": [stated] * 3, "movement": "", "gripper_open": True,
+                      "target_gripper_open": True},
+            "sft": {"direct": f"[[{answer}]]",
+                    "cot": f"<think>{word}.</think> <answer>[[{answer}]]</answer>"}}
+
+
 def compare(dataset, out, style, n):
-    if style not in ("sparse", "dense", "axes"):
-        sys.exit(f"style must be sparse, dense or axes, not {style}")
+    if style not in ("sparse", "dense", "axes") + PAIR_STYLES:
+        sys.exit(f"style must be one of sparse, dense, axes, {', '.join(PAIR_STYLES)}, not {style}")
+    make = pair_question if style in PAIR_STYLES else compare_question
     rng = random.Random(0)
     # No card.json: DATASET's blind baselines say nothing of these questions.
     os.makedirs(os.path.join(out, "qa"), exist_ok=True)
@@ -167,7 +205,7 @@ def compare(dataset, out, style, n):
         with open(os.path.join(out, "qa", f"{split}.jsonl"), "w") as f:
             written = misses = 0
             while written < count:
-                q = compare_question(rng, pool, style, written, split)
+                q = make(rng, pool, style, written, split)
                 if q:
                     f.write(json.dumps(q) + "\n")
                     written, misses = written + 1, 0

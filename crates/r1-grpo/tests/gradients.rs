@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{DType, Device, Tensor};
 use r1_data::dataset::{Split, read_split};
@@ -21,33 +21,10 @@ use r1_grpo::qwen::{QwenPolicy, loader};
 use r1_grpo::run::RunDir;
 use r1_model::Precision;
 use r1_model::lora::LoraConfig;
+use r1_model::weights::gradients_by_path;
 
 mod weights;
 use weights::{dataset_root, dtypes, short_grpo, weights};
-
-/// The gradient of every parameter that has one, by module path.
-struct Grads<'a> {
-    grads: &'a GradientsParams,
-    path: Vec<String>,
-    values: BTreeMap<String, Vec<f32>>,
-}
-
-impl ModuleVisitor for Grads<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if let Some(g) = self.grads.get::<D>(param.id) {
-            assert_eq!((param.val().dtype(), g.dtype()), (DType::F32, DType::F32), "{}", self.path.join("."));
-            self.values.insert(self.path.join("."), g.into_data().try_into_vec_as::<f32>().unwrap());
-        }
-    }
-}
 
 /// Log-probs `[2, T]` of two completions after the first training prompt.
 fn two_completions(policy: &QwenPolicy) -> Tensor<2> {
@@ -66,9 +43,14 @@ fn gradients(dir: &Path, config: &TrainConfig) -> (BTreeMap<String, Vec<f32>>, V
     // Different weights per row, as advantages give them.
     let loss = (logp.clone().narrow(0, 0, 1).sum() * 0.7 - logp.narrow(0, 1, 1).sum() * 1.3).sum();
     let grads = GradientsParams::from_grads(loss.backward(), &policy);
-    let mut visitor = Grads { grads: &grads, path: Vec::new(), values: BTreeMap::new() };
-    policy.visit(&mut visitor);
-    (visitor.values, values)
+    let by_path = gradients_by_path(&policy, &grads)
+        .into_iter()
+        .map(|(path, (dtype, g))| {
+            assert_eq!((dtype, g.dtype()), (DType::F32, DType::F32), "{path}");
+            (path, g.try_into_vec_as::<f32>().unwrap())
+        })
+        .collect();
+    (by_path, values)
 }
 
 /// The tiny preset, reading the default dataset from this crate's folder.

@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::optim::GradientsParams;
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde_json::Value;
 
@@ -433,6 +434,35 @@ impl ModuleVisitor for Collector {
         let values = tensor.into_data().try_into_vec_as::<f32>().expect("converted to f32");
         self.tensors.push((key, shape, values));
     }
+}
+
+/// Every parameter's gradient in `grads` by module path (`model.layers.0.mlp.up_proj.weight`),
+/// with the parameter's own dtype, for comparing two ways of computing a gradient parameter by
+/// parameter. Parameters without a gradient are left out.
+pub fn gradients_by_path(module: &impl Module, grads: &GradientsParams) -> BTreeMap<String, (DType, TensorData)> {
+    struct Grads<'a> {
+        grads: &'a GradientsParams,
+        path: Vec<String>,
+        found: BTreeMap<String, (DType, TensorData)>,
+    }
+    impl ModuleVisitor for Grads<'_> {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(param.id) {
+                self.found.insert(self.path.join("."), (param.val().dtype(), g.into_data()));
+            }
+        }
+    }
+    let mut visitor = Grads { grads, path: Vec::new(), found: BTreeMap::new() };
+    module.visit(&mut visitor);
+    visitor.found
 }
 
 /// Writes `bytes` to `path` atomically (see [`r1_data::fsutil::write_file_atomic`]), so a

@@ -1,9 +1,12 @@
 //! Teacher-forced scoring with shared prompts, on a tiny random checkpoint and real dataset
 //! prompts: the prefix-shared path equals a plain forward over each whole sequence, on the
-//! inference and the autodiff device, and generation's own log-probs equal scoring's.
+//! inference and the autodiff device, in value and in gradient, and generation's own
+//! log-probs equal scoring's.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use r1_data::dataset::{Split, read_split};
@@ -11,6 +14,7 @@ use r1_data::qa::dataset_texts;
 use r1_model::checkpoint::{self, Assets, Prompt};
 use r1_model::generate::{SamplingConfig, generate, generate_with};
 use r1_model::tiny::create_tiny;
+use r1_model::weights::gradients_by_path;
 use r1_model::{Qwen2_5VlModel, completion_logprobs};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -45,23 +49,27 @@ fn completions(assets: &Assets) -> Vec<Vec<u32>> {
         .collect()
 }
 
-/// Reference: the log-probs of `completion` after `prompt` from one forward over the whole
-/// sequence, no cache, no padding.
+/// Reference: the log-probs `[C]` of `completion` after `prompt` from one forward over the
+/// whole sequence, no cache, no padding.
 fn whole_sequence(
     assets: &Assets,
     model: &Qwen2_5VlModel,
     prompt: &Prompt,
     completion: &[u32],
     device: &Device,
-) -> Vec<f32> {
+) -> Tensor<1> {
     let ids: Vec<i64> = prompt.ids.iter().chain(completion).map(|&i| i64::from(i)).collect();
-    let (p, n) = (prompt.ids.len(), ids.len());
+    let (p, n, c) = (prompt.ids.len(), ids.len(), completion.len());
     let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), device);
     let images = assets.processor.to_input(&prompt.images, device);
     let logits = model.forward(input, Tensor::ones([1, n], device), Some(&images), None).unwrap();
-    let logp = log_softmax(logits.slice([0..1, p - 1..n - 1]), 2).into_data().try_into_vec_as::<f32>().unwrap();
-    let vocab = model.vocab_size();
-    completion.iter().enumerate().map(|(j, &id)| logp[j * vocab + id as usize]).collect()
+    let targets: Vec<i64> = completion.iter().map(|&id| i64::from(id)).collect();
+    let index = Tensor::<3, Int>::from_data(TensorData::new(targets, [1, c, 1]), device);
+    log_softmax(logits.slice([0..1, p - 1..n - 1]), 2).gather(2, index).reshape([c])
+}
+
+fn values(t: Tensor<1>) -> Vec<f32> {
+    t.into_data().try_into_vec_as::<f32>().unwrap()
 }
 
 fn rows(values: Tensor<2>) -> Vec<Vec<f32>> {
@@ -86,7 +94,7 @@ fn shared_prefix_scoring_matches_whole_sequences() {
     let refs: Vec<&[u32]> = completions.iter().map(Vec::as_slice).collect();
     let pad = assets.tokenizer.special().endoftext;
     let want: Vec<Vec<f32>> =
-        (0..refs.len()).map(|i| whole_sequence(&assets, &model, row_prompts[i], refs[i], &device)).collect();
+        (0..refs.len()).map(|i| values(whole_sequence(&assets, &model, row_prompts[i], refs[i], &device))).collect();
 
     let scored = rows(completion_logprobs(&model, &assets.processor, &row_prompts, &refs, 1.0, pad).unwrap());
     let ad = device.clone().autodiff();
@@ -96,6 +104,44 @@ fn shared_prefix_scoring_matches_whole_sequences() {
     for (i, w) in want.iter().enumerate() {
         assert_close(&scored[i][..w.len()], w, &format!("row {i}, inference"));
         assert_close(&tracked[i][..w.len()], w, &format!("row {i}, autodiff"));
+    }
+}
+
+fn gradients(model: &Qwen2_5VlModel, loss: Tensor<1>) -> BTreeMap<String, Vec<f32>> {
+    let grads = GradientsParams::from_grads(loss.backward(), model);
+    gradients_by_path(model, &grads)
+        .into_iter()
+        .map(|(path, (_, g))| (path, g.try_into_vec_as::<f32>().unwrap()))
+        .collect()
+}
+
+/// Training differentiates through the shared prompt: the summed log-probs of completions
+/// scored against one prefill have the gradient, in every parameter, of the same completions
+/// each run after its own copy of the prompt. (Equal values alone would not show it: a prompt
+/// cache cut from the graph still scores the same, but only the prompt's last position would
+/// learn from the completions.)
+#[test]
+fn shared_prefix_gradients_match_whole_sequences() {
+    let tmp = tempfile::tempdir().unwrap();
+    let device = Device::flex().autodiff();
+    let (assets, model, prompts) = setup(&tmp.path().join("tiny"), &device);
+    let completions = completions(&assets);
+    let row_prompts: Vec<&Prompt> = (0..completions.len()).map(|i| &prompts[i / 3]).collect();
+    let refs: Vec<&[u32]> = completions.iter().map(Vec::as_slice).collect();
+    let pad = assets.tokenizer.special().endoftext;
+
+    let whole = refs.iter().zip(&row_prompts).map(|(c, p)| whole_sequence(&assets, &model, p, c, &device).sum());
+    let want = gradients(&model, Tensor::cat(whole.collect(), 0).sum());
+    let logp = completion_logprobs(&model, &assets.processor, &row_prompts, &refs, 1.0, pad).unwrap();
+    let [b, t] = logp.dims();
+    let mask: Vec<f32> = refs.iter().flat_map(|c| (0..t).map(move |j| if j < c.len() { 1.0 } else { 0.0 })).collect();
+    let got = gradients(&model, (logp * Tensor::from_data(TensorData::new(mask, [b, t]), &device)).sum());
+
+    assert_eq!(got.len(), want.len());
+    for (path, w) in &want {
+        let scale = w.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-3);
+        let diff = got[path].iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(diff <= 1e-4 * scale, "{path}: max |diff| {diff} against a largest gradient of {scale}");
     }
 }
 
