@@ -11,16 +11,21 @@
       states, its L1 error and correlation per axis with the gripper's true position, the L1
       of always stating the train split's mean position, and on current-state questions how
       often the option nearest the stated position is the right one.
-  perception.py compare DATASET OUT sparse|dense|axes|pairs|pairs-aligned|order|threshold [N]
+  perception.py compare DATASET OUT sparse|dense|axes|axes-copy|tenths|tenths-copy|pairs|pairs-aligned|order|threshold [N]
       Writes to OUT a text-only dataset that asks for the option nearest a stated position:
       the gripper's position stated to the centimetre (as `sft --mode perceive` teaches it,
       with an error of about the tiny model's), after four options drawn from DATASET's real
       gripper positions (its train split for OUT's train split, its test split for OUT's test
       split; the three others at least 0.15 m from the truth). Its CoT target states the
-      position, then judges every option near or far (dense) or every option's x, y and z
-      within 5 cm or not (axes), then gives the label: a probe of
-      whether the model can learn the comparison the current-state question needs. N training
-      questions (default 20000), 500 test questions.
+      position, then judges the options and gives the label: nothing (sparse); every option
+      near or far (dense); every option's x, y and z within 5 cm or not (axes; axes-copy: each
+      judgement after the two numbers it compares: `x 0.31 0.365 far`); every option's
+      x, y and z the same as the stated one as written up to the tenths digit or not (tenths:
+      a match of digits, no arithmetic; the label is the first option with the most matches,
+      not always the nearest, and `state.current` keeps the truth); as tenths, each judgement
+      after the two numbers it compares, cut to the tenths digit: `x 0.3 0.3 same`
+      (tenths-copy). A probe of whether the model can learn the comparison the current-state
+      question needs. N training questions (default 20000), 500 test questions.
       The pair styles ask one one-dimensional step alone, as a two-option question (yes or no)
       about one coordinate of a real gripper position, stated (two decimals for pairs, three
       for the others) with the error above, and a second number (three decimals) half the time
@@ -28,6 +33,11 @@
       to easiest:
       pairs and pairs-aligned: is the second within 0.05 of the stated one? order: is it
       greater? threshold: is the stated one greater than 0.500 (no second number)?
+  perception.py judge PROBE RECORDS
+      Reads an evaluation's records.jsonl of a four-option probe above and prints how often
+      the label is the taught one and the true option; of replies that judge every option's
+      x, y and z (axes, axes-copy, tenths, tenths-copy), how often the label follows those judgements,
+      and per axis how often they are as taught, next to always writing the commoner word.
 Standard library only.
 """
 import json
@@ -35,6 +45,7 @@ import os
 import random
 import re
 import sys
+from collections import Counter
 
 # Must stay equal to r1_grpo::sft::PERCEIVE_QUESTION.
 PERCEIVE_QUESTION = "Where is the gripper? Give its position [x, y, z] in metres."
@@ -131,6 +142,11 @@ def fmt(p, places):
     return "[" + ", ".join(f"{v:.{places}f}" for v in p) + "]"
 
 
+def tenths(v, places):
+    """`v` written to `places` decimals, cut after its tenths digit: `-0.051` -> `-0.0`."""
+    return f"{v:.{places}f}"[:-(places - 1)]
+
+
 def compare_question(rng, pool, style, i, split):
     """One synthetic comparison question: four options from `pool`, the stated position near one."""
     truth = rng.choice(pool)
@@ -142,6 +158,9 @@ def compare_question(rng, pool, style, i, split):
     positions = distractors + [truth]
     rng.shuffle(positions)
     nearest = min(range(4), key=lambda k: l1(positions[k], stated))
+    if style.startswith("tenths"):
+        same = [[tenths(positions[k][axis], 3) == tenths(stated[axis], 2) for axis in range(3)] for k in range(4)]
+        nearest = max(range(4), key=lambda k: sum(same[k]))
     answer = labels[nearest]
     options = {labels[k]: fmt(p, 3) for k, p in enumerate(positions)}
     text = ("Which option is the current position of the gripper? Choose the most accurate option.\n"
@@ -151,9 +170,20 @@ def compare_question(rng, pool, style, i, split):
     reasoning = f"The gripper is at {fmt(stated, 2)}."
     if style == "dense":
         reasoning += "".join(f" [[{k}]] {'near' if k == answer else 'far'}." for k in labels)
-    elif style == "axes":
-        near = lambda k, axis: "near" if abs(positions[k][axis] - stated[axis]) < 0.05 else "far"
-        reasoning += "".join(f" [[{labels[k]}]] x {near(k, 0)}, y {near(k, 1)}, z {near(k, 2)}." for k in range(4))
+    elif style != "sparse":
+        # Per option and axis: the two numbers as the -copy styles write them, and the judgement.
+        if style.startswith("axes"):
+            written = lambda v, places: f"{v:.{places}f}"
+            word = lambda k, axis: "near" if abs(positions[k][axis] - stated[axis]) < 0.05 else "far"
+        else:
+            written = tenths
+            word = lambda k, axis: "same" if same[k][axis] else "differ"
+
+        def judged(k, axis):
+            operands = f"{written(stated[axis], 2)} {written(positions[k][axis], 3)} " if style.endswith("-copy") else ""
+            return f"{'xyz'[axis]} {operands}{word(k, axis)}"
+
+        reasoning += "".join(f" [[{labels[k]}]] {judged(k, 0)}, {judged(k, 1)}, {judged(k, 2)}." for k in range(4))
     return {"id": f"compare/{split}/{i}/current_state", "task": "compare", "variation": 0, "episode": i,
             "frame": 0, "keypoint_frame": 0, "qa_type": "current_state",
             "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}],
@@ -194,8 +224,8 @@ def pair_question(rng, pool, style, i, split):
 
 
 def compare(dataset, out, style, n):
-    if style not in ("sparse", "dense", "axes") + PAIR_STYLES:
-        sys.exit(f"style must be one of sparse, dense, axes, {', '.join(PAIR_STYLES)}, not {style}")
+    if style not in ("sparse", "dense", "axes", "axes-copy", "tenths", "tenths-copy") + PAIR_STYLES:
+        sys.exit(f"style must be one of sparse, dense, axes, axes-copy, tenths, tenths-copy, {', '.join(PAIR_STYLES)}, not {style}")
     make = pair_question if style in PAIR_STYLES else compare_question
     rng = random.Random(0)
     # No card.json: DATASET's blind baselines say nothing of these questions.
@@ -214,11 +244,55 @@ def compare(dataset, out, style, n):
         print(f"{split}: {count} questions")
 
 
+JUDGEMENTS = re.compile(r"x (?:\S+ \S+ )?(\w+), y (?:\S+ \S+ )?(\w+), z (?:\S+ \S+ )?(\w+)\.")
+LABEL = re.compile(r"<answer>\[\[(\w)\]\]")
+
+
+def judge(probe, records):
+    taught = {r["id"]: r for r in rows(probe, "test")}
+    right, base = [0, 0, 0], [Counter(), Counter(), Counter()]
+    n = as_taught = true_option = judged = follows = 0
+    labels = Counter()
+    with open(records) as f:
+        for line in f:
+            rec = json.loads(line)
+            q, text = taught[rec["id"]], rec["scores"][0]["completion"]["text"]
+            m = LABEL.search(text)
+            label = m.group(1) if m else None
+            n, labels[label] = n + 1, labels[label] + 1
+            as_taught += label == q["answer"]["label"]
+            true_option += label is not None and q["options"].get(label) == fmt(q["state"]["current"], 3)
+            gold, got = JUDGEMENTS.findall(q["sft"]["cot"]), JUDGEMENTS.findall(text)
+            if len(got) != 4 or len(gold) != 4:
+                continue
+            judged += 1
+            for k in range(4):
+                for axis in range(3):
+                    right[axis] += got[k][axis] == gold[k][axis]
+                    base[axis][gold[k][axis]] += 1
+            matches = [sum(w in ("near", "same") for w in g) for g in got]
+            follows += label == "ABCD"[max(range(4), key=lambda k: matches[k])]
+    if not n:
+        sys.exit(f"{records}: no replies")
+    print(f"{n} replies: the taught label {as_taught / n:.1%}, the true option {true_option / n:.1%}; "
+          f"labels given {dict(sorted(labels.items(), key=str))}")
+    if judged:
+        print(f"{judged} replies judge every axis of every option; the label is the first option "
+              f"with the most near/same judgements in {follows / judged:.1%}")
+    for axis in range(3):
+        total = sum(base[axis].values())
+        if total:
+            print(f"  {'xyz'[axis]}: judged as taught {right[axis] / total:.1%}, "
+                  f"always the commoner word {max(base[axis].values()) / total:.1%}")
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "questions":
         questions(sys.argv[2], sys.argv[3])
     elif len(sys.argv) == 4 and sys.argv[1] == "score":
         score(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 4 and sys.argv[1] == "judge":
+        judge(sys.argv[2], sys.argv[3])
     elif len(sys.argv) in (5, 6) and sys.argv[1] == "compare":
         compare(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]) if len(sys.argv) == 6 else 20000)
     else:

@@ -552,9 +552,11 @@ mod tests {
     /// The other shipped files (layered over a preset, like a user's) load and validate.
     #[test]
     fn shipped_overlay_files_load() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/perceive.toml");
-        let c = TrainConfig::load(&path, Preset::Paper).unwrap();
-        assert_eq!((c.preset, c.sft.batch_size), (Preset::Tiny, 32));
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        for file in ["perceive.toml", "compare.toml"] {
+            let c = TrainConfig::load(&root.join(file), Preset::Paper).unwrap();
+            assert_eq!((c.preset, c.sft.batch_size), (Preset::Tiny, 32), "{file}");
+        }
     }
 
     #[test]
